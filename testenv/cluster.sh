@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# Runs a local Kubernetes control plane on loopback, in the foreground, until it is told to
+# stop (SIGINT or SIGTERM) or until the process given with --owner exits:
+#   etcd, kube-apiserver (TLS, RBAC, token auth), kube-controller-manager, kube-scheduler,
+#   kwok (simulated nodes and pods) and a volume provisioner for claims.
+# Ports are free ones picked at start. When everything is ready it writes DIR/kubeconfig
+# (admin credentials) and then DIR/ready; logs go to DIR/logs/. On exit every process it
+# started is stopped and the etcd data is removed.
+#
+# Usage: testenv/cluster.sh [--dir DIR] [--owner PID] [--nodes N]
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+dir="" owner="" nodes=3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dir) dir=$2; shift 2 ;;
+    --owner) owner=$2; shift 2 ;;
+    --nodes) nodes=$2; shift 2 ;;
+    *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+bin=$("$here/build.sh")
+[ -n "$dir" ] || dir=$(mktemp -d -t hs-testenv.XXXXXX)
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+rm -f "$dir/ready" "$dir/kubeconfig"
+pki="$dir/pki" logs="$dir/logs" data="$dir/etcd"
+mkdir -p "$pki" "$logs" "$data"
+
+log() { echo "testenv: $*" >&2; }
+
+pids=()
+names=()
+stop_all() {
+  trap - EXIT INT TERM
+  rm -f "$dir/ready"
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
+  for _ in $(seq 1 100); do
+    local alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive -eq 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$data"
+  log "stopped"
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME CMD...: runs a component in the background with its log in DIR/logs/NAME.log.
+start() {
+  local name=$1; shift
+  "$@" >"$logs/$name.log" 2>&1 &
+  pids+=($!)
+  names+=("$name")
+}
+
+# free_port VAR: sets VAR to a port nothing listens on, from a range clear of the ephemeral
+# ports, and different from the ports already handed out.
+used_ports=" "
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 12000))
+    case "$used_ports" in *" $p "*) continue ;; esac
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      used_ports+="$p "
+      printf -v "$1" '%s' "$p"
+      return
+    fi
+  done
+}
+
+# wait_for WHAT SECONDS CMD...: retries CMD until it succeeds or the time is up.
+wait_for() {
+  local what=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    check_alive
+    if [ $SECONDS -ge $deadline ]; then
+      log "timed out after ${secs}s waiting for $what; logs in $logs"
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+
+check_alive() {
+  local i
+  for i in "${!pids[@]}"; do
+    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+      log "${names[$i]} exited; last lines of $logs/${names[$i]}.log:"
+      tail -n 20 "$logs/${names[$i]}.log" >&2 || true
+      exit 1
+    fi
+  done
+}
+
+log "certificates and credentials in $pki"
+openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj "/CN=hs-testenv-ca" \
+  -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+  -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" 2>/dev/null
+printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default.svc" \
+  "basicConstraints=CA:FALSE" "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
+  >"$pki/apiserver.ext"
+openssl x509 -req -days 7 -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+  -CAcreateserial -extfile "$pki/apiserver.ext" -out "$pki/apiserver.crt" 2>/dev/null
+openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+token=$(openssl rand -hex 24)
+echo "$token,admin,admin,system:masters" >"$pki/tokens.csv"
+chmod 600 "$pki"/*.key "$pki/tokens.csv"
+
+for v in etcd_port peer_port api_port kcm_port sched_port; do free_port "$v"; done
+
+kubeconfig="$dir/admin.kubeconfig"
+cat >"$kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: hs-testenv
+  cluster:
+    server: https://127.0.0.1:$api_port
+    certificate-authority-data: $(base64 -w0 <"$pki/ca.crt")
+users:
+- name: admin
+  user:
+    token: $token
+contexts:
+- name: hs-testenv
+  context:
+    cluster: hs-testenv
+    user: admin
+current-context: hs-testenv
+EOF
+chmod 600 "$kubeconfig"
+kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
+
+log "etcd on 127.0.0.1:$etcd_port"
+start etcd "$bin/etcd" --name testenv --data-dir "$data" \
+  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+  --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+  --initial-cluster "testenv=http://127.0.0.1:$peer_port" --unsafe-no-fsync --log-level warn
+wait_for etcd 30 curl -sf "http://127.0.0.1:$etcd_port/health"
+
+log "kube-apiserver on https://127.0.0.1:$api_port"
+start kube-apiserver "$bin/kube-apiserver" \
+  --etcd-servers "http://127.0.0.1:$etcd_port" \
+  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+  --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+  --client-ca-file "$pki/ca.crt" --cert-dir "$pki" \
+  --service-account-issuer https://kubernetes.default.svc \
+  --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+  --authorization-mode RBAC --token-auth-file "$pki/tokens.csv" \
+  --service-cluster-ip-range 10.96.0.0/16 --allow-privileged=false
+wait_for kube-apiserver 90 kubectl get --raw /readyz
+
+common=(--kubeconfig "$kubeconfig" --authentication-kubeconfig "$kubeconfig"
+  --authorization-kubeconfig "$kubeconfig" --bind-address 127.0.0.1 --leader-elect=false)
+log "kube-controller-manager, kube-scheduler, kwok and the volume provisioner"
+start kube-controller-manager "$bin/kube-controller-manager" "${common[@]}" --secure-port "$kcm_port" \
+  --cert-dir "$pki/kcm" --service-account-private-key-file "$pki/sa.key" \
+  --root-ca-file "$pki/ca.crt" --use-service-account-credentials --controllers '*'
+start kube-scheduler "$bin/kube-scheduler" "${common[@]}" --secure-port "$sched_port" --cert-dir "$pki/sched"
+{
+  echo "apiVersion: config.kwok.x-k8s.io/v1alpha1"
+  echo "kind: KwokConfiguration"
+  echo "options:"
+  echo "  nodeLeaseDurationSeconds: 40"
+  echo "  nodeLeaseParallelism: 4"
+  echo "  nodePlayStageParallelism: 4"
+  echo "  podPlayStageParallelism: 8"
+  echo "  podsOnNodeSyncParallelism: 2"
+  "$bin/kwok-stages"
+} >"$dir/kwok.yaml"
+start kwok "$bin/kwok" --config "$dir/kwok.yaml" --kubeconfig "$kubeconfig" \
+  --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+  --cidr 10.128.0.1/16 --node-ip 10.127.0.1
+start provisioner "$bin/provisioner" --kubeconfig "$kubeconfig"
+
+# Simulated nodes, and storage classes served by the provisioner. "standard" is the default;
+# "sdc-encrypted" mirrors the data centre's encrypted class.
+{
+  for i in $(seq 0 $((nodes - 1))); do
+    cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+  labels:
+    kubernetes.io/hostname: kwok-node-$i
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    type: kwok
+EOF
+  done
+  for class in standard sdc-encrypted; do
+    cat <<EOF
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: $class
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "$([ "$class" = standard ] && echo true || echo false)"
+provisioner: testenv.sdc.gov.rs/local
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+allowVolumeExpansion: true
+EOF
+  done
+} >"$dir/bootstrap.yaml"
+wait_for "bootstrap objects" 60 kubectl apply -f "$dir/bootstrap.yaml"
+wait_for "nodes Ready" 60 kubectl wait --for=condition=Ready node --all --timeout=1s
+wait_for "default service account" 60 kubectl get serviceaccount default -n default
+
+cp "$kubeconfig" "$dir/kubeconfig"
+echo "$dir/kubeconfig" >"$dir/ready"
+log "ready in ${SECONDS}s: export KUBECONFIG=$dir/kubeconfig"
+
+while :; do
+  if [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null; then
+    log "owner $owner exited"
+    exit 0
+  fi
+  check_alive
+  sleep 1 &
+  wait $! || true
+done

@@ -1,0 +1,105 @@
+//! The cluster every integration test talks to: the local control plane (one per test
+//! binary, started on first use by `testenv/cluster.sh`) or an existing cluster named by
+//! `HS_TEST_KUBECONFIG`. It never skips: when no cluster can be had, the tests fail loudly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// Names a kubeconfig of an existing cluster to test against instead of the local one.
+pub const KUBECONFIG_ENV: &str = "HS_TEST_KUBECONFIG";
+
+/// The first start may have to build the control plane (several minutes on a fresh machine).
+const START_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The outcome of the one start attempt, shared by every test of the binary: a failed start
+/// fails every test with the same message instead of starting a cluster per test.
+static KUBECONFIG: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// Path of the admin kubeconfig of the cluster under test, starting it if needed.
+pub fn kubeconfig() -> &'static Path {
+    let started = KUBECONFIG.get_or_init(|| match std::env::var_os(KUBECONFIG_ENV) {
+        Some(path) => Ok(PathBuf::from(path)),
+        None => start_local(),
+    });
+    match started {
+        Ok(path) => path,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+/// A client for the cluster under test. Each test gets its own: a client is bound to the
+/// runtime of the test that made it.
+pub async fn client() -> kube::Client {
+    let path = kubeconfig();
+    let kubeconfig = Kubeconfig::read_from(path)
+        .unwrap_or_else(|e| panic!("cannot read kubeconfig {}: {e}", path.display()));
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig is usable");
+    kube::Client::try_from(config).expect("client from kubeconfig")
+}
+
+/// A name no other test of this run uses, so tests can run in parallel: `prefix-N-PID`.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{n}-{}", std::process::id() % 100_000)
+}
+
+/// Starts `testenv/cluster.sh` owned by this process: when the test binary exits (passing,
+/// panicking or killed) the script notices within a second and stops every component.
+fn start_local() -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("cluster directory");
+    let log_path = dir.join("cluster.log");
+    let log = std::fs::File::create(&log_path).expect("cluster log");
+    let mut child = Command::new("bash")
+        .arg(root.join("testenv/cluster.sh"))
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--owner")
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("testenv/cluster.sh can be started (bash is installed)");
+    eprintln!("integration tests: starting the local control plane in {}", dir.display());
+
+    let ready = dir.join("ready");
+    let started = Instant::now();
+    loop {
+        if ready.exists() {
+            eprintln!(
+                "integration tests: local control plane ready in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(dir.join("kubeconfig"));
+        }
+        let failure = match child.try_wait() {
+            Ok(Some(status)) => Some(format!("cluster.sh exited with {status}")),
+            Ok(None) if started.elapsed() > START_TIMEOUT => Some("timed out".to_string()),
+            Ok(None) => None,
+            Err(e) => Some(format!("cannot watch cluster.sh: {e}")),
+        };
+        if let Some(why) = failure {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(format!(
+                "the local control plane did not start ({why}); set {KUBECONFIG_ENV} to use an \
+                 existing cluster. Last lines of {}:\n{}",
+                log_path.display(),
+                tail.join("\n")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
