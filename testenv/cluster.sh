@@ -36,15 +36,18 @@ names=()
 stop_all() {
   trap - EXIT INT TERM
   rm -f "$dir/ready"
+  # Newest first, each given 5 s to exit cleanly: clients stop before the API server, and
+  # the API server before etcd, so nothing hangs waiting for what is already gone.
   local i
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
-  for _ in $(seq 1 100); do
-    local alive=0
-    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ $alive -eq 0 ] && break
-    sleep 0.1
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    local p=${pids[$i]}
+    kill -TERM "$p" 2>/dev/null || continue
+    for _ in $(seq 1 50); do
+      kill -0 "$p" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$p" 2>/dev/null || true
   done
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$data"
   log "stopped"

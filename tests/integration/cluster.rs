@@ -53,9 +53,12 @@ pub fn unique(prefix: &str) -> String {
 
 /// Starts `testenv/cluster.sh` owned by this process: when the test binary exits (passing,
 /// panicking or killed) the script notices within a second and stops every component.
+// The script is deliberately left running when this returns: it outlives every test.
+#[allow(clippy::zombie_processes)]
 fn start_local() -> Result<PathBuf, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cluster-{}", std::process::id()));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("cluster directory");
     let log_path = dir.join("cluster.log");
     let log = std::fs::File::create(&log_path).expect("cluster log");
@@ -70,7 +73,10 @@ fn start_local() -> Result<PathBuf, String> {
         .stderr(log)
         .spawn()
         .expect("testenv/cluster.sh can be started (bash is installed)");
-    eprintln!("integration tests: starting the local control plane in {}", dir.display());
+    eprintln!(
+        "integration tests: starting the local control plane in {}",
+        dir.display()
+    );
 
     let ready = dir.join("ready");
     let started = Instant::now();
@@ -90,6 +96,7 @@ fn start_local() -> Result<PathBuf, String> {
         };
         if let Some(why) = failure {
             let _ = child.kill();
+            let _ = child.wait();
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();

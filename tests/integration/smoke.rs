@@ -62,7 +62,12 @@ async fn namespace_is_created_and_active() {
 async fn statefulset_pod_with_volume_claim_becomes_ready() {
     let client = client().await;
     let ns = unique("smoke-sts");
-    create_namespace(&client, &ns, json!({ "pod-security.kubernetes.io/enforce": "restricted" })).await;
+    create_namespace(
+        &client,
+        &ns,
+        json!({ "pod-security.kubernetes.io/enforce": "restricted" }),
+    )
+    .await;
     let sts: StatefulSet = serde_json::from_value(json!({
         "metadata": { "name": "db" },
         "spec": {
@@ -97,7 +102,11 @@ async fn statefulset_pod_with_volume_claim_becomes_ready() {
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        if ready { Ok(()) } else { Err(format!("{:?}", pod.status)) }
+        if ready {
+            Ok(())
+        } else {
+            Err(format!("{:?}", pod.status))
+        }
     })
     .await;
 
@@ -134,17 +143,26 @@ async fn cronjob_runs_a_job_whose_pod_succeeds() {
     // to completion and the Job controller marks the Job complete.
     let jobs = Api::<Job>::namespaced(client.clone(), &ns);
     let job = until("a Job of the CronJob to succeed", 3 * MINUTE, || async {
-        let list = jobs.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        let list = jobs
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
         list.items
             .into_iter()
             .find(|j| j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) >= 1)
-            .ok_or("no succeeded Job yet")
+            .ok_or_else(|| "no succeeded Job yet".to_string())
     })
     .await;
     let owner = &job.metadata.owner_references.unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("CronJob", "tick"));
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("CronJob", "tick")
+    );
 
-    let pods = Api::<Pod>::namespaced(client, &ns).list(&ListParams::default()).await.unwrap();
+    let pods = Api::<Pod>::namespaced(client, &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
     assert!(
         pods.items
             .iter()
@@ -182,11 +200,15 @@ async fn crd_cel_rule_rejects_a_bad_object_with_its_message() {
     let name = crd.metadata.name.clone().unwrap();
     until("CRD Established", MINUTE, || async {
         let crd = crds.get(&name).await.map_err(|e| e.to_string())?;
-        let established = crd
-            .status
-            .and_then(|s| s.conditions)
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-        if established { Ok(()) } else { Err("not established") }
+        let established = crd.status.and_then(|s| s.conditions).is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        });
+        if established {
+            Ok(())
+        } else {
+            Err("not established".to_string())
+        }
     })
     .await;
 
@@ -202,16 +224,25 @@ async fn crd_cel_rule_rejects_a_bad_object_with_its_message() {
     };
     // The discovery cache of a fresh CRD can lag a moment behind Established.
     until("a valid Widget is accepted", MINUTE, || async {
-        widgets.create(&PostParams::default(), &widget("good", 1, 2)).await.map_err(|e| e.to_string())
+        widgets
+            .create(&PostParams::default(), &widget("good", 1, 2))
+            .await
+            .map_err(|e| e.to_string())
     })
     .await;
     let err = widgets
         .create(&PostParams::default(), &widget("bad", 3, 2))
         .await
         .expect_err("the CEL rule rejects min > max");
-    let kube::Error::Api(status) = err else { panic!("expected an API error, got {err:?}") };
+    let kube::Error::Api(status) = err else {
+        panic!("expected an API error, got {err:?}")
+    };
     assert_eq!(status.code, 422, "{status:?}");
-    assert!(status.message.contains("min must not exceed max"), "{}", status.message);
+    assert!(
+        status.message.contains("min must not exceed max"),
+        "{}",
+        status.message
+    );
 
     crds.delete(&name, &DeleteParams::default()).await.unwrap();
 }
@@ -221,13 +252,18 @@ async fn namespace_deletion_completes() {
     let client = client().await;
     let ns = unique("smoke-del");
     create_namespace(&client, &ns, json!({})).await;
-    let cm: ConfigMap = serde_json::from_value(json!({ "metadata": { "name": "content" }, "data": { "a": "b" } })).unwrap();
+    let cm: ConfigMap =
+        serde_json::from_value(json!({ "metadata": { "name": "content" }, "data": { "a": "b" } }))
+            .unwrap();
     Api::<ConfigMap>::namespaced(client.clone(), &ns)
         .create(&PostParams::default(), &cm)
         .await
         .unwrap();
     let namespaces = Api::<Namespace>::all(client);
-    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
     until("namespace gone", 2 * MINUTE, || async {
         match namespaces.get_opt(&ns).await {
             Ok(None) => Ok(()),
@@ -244,8 +280,12 @@ async fn dependent_is_garbage_collected_after_its_owner() {
     let ns = unique("smoke-gc");
     create_namespace(&client, &ns, json!({})).await;
     let configmaps = Api::<ConfigMap>::namespaced(client, &ns);
-    let owner: ConfigMap = serde_json::from_value(json!({ "metadata": { "name": "owner" } })).unwrap();
-    let owner = configmaps.create(&PostParams::default(), &owner).await.unwrap();
+    let owner: ConfigMap =
+        serde_json::from_value(json!({ "metadata": { "name": "owner" } })).unwrap();
+    let owner = configmaps
+        .create(&PostParams::default(), &owner)
+        .await
+        .unwrap();
     let dependent: ConfigMap = serde_json::from_value(json!({
         "metadata": {
             "name": "dependent",
@@ -256,8 +296,14 @@ async fn dependent_is_garbage_collected_after_its_owner() {
         }
     }))
     .unwrap();
-    configmaps.create(&PostParams::default(), &dependent).await.unwrap();
-    configmaps.delete("owner", &DeleteParams::background()).await.unwrap();
+    configmaps
+        .create(&PostParams::default(), &dependent)
+        .await
+        .unwrap();
+    configmaps
+        .delete("owner", &DeleteParams::background())
+        .await
+        .unwrap();
     until("dependent garbage-collected", 2 * MINUTE, || async {
         match configmaps.get_opt("dependent").await {
             Ok(None) => Ok(()),
@@ -272,22 +318,44 @@ async fn dependent_is_garbage_collected_after_its_owner() {
 async fn pod_security_restricted_is_enforced() {
     let client = client().await;
     let ns = unique("smoke-psa");
-    create_namespace(&client, &ns, json!({ "pod-security.kubernetes.io/enforce": "restricted" })).await;
+    create_namespace(
+        &client,
+        &ns,
+        json!({ "pod-security.kubernetes.io/enforce": "restricted" }),
+    )
+    .await;
     let pods = Api::<Pod>::namespaced(client, &ns);
-    let privileged: Pod = serde_json::from_value(json!({
+    // No security context at all: allowed by "baseline", refused by "restricted".
+    let unhardened: Pod = serde_json::from_value(json!({
         "metadata": { "name": "root" },
-        "spec": { "containers": [{ "name": "main", "image": "registry.invalid/x:1", "securityContext": { "privileged": true } }] }
+        "spec": { "containers": [{ "name": "main", "image": "registry.invalid/x:1" }] }
     }))
     .unwrap();
     let err = pods
-        .create(&PostParams::default(), &privileged)
+        .create(&PostParams::default(), &unhardened)
         .await
-        .expect_err("a privileged pod is refused in a restricted namespace");
-    let kube::Error::Api(status) = err else { panic!("expected an API error, got {err:?}") };
-    assert!(status.message.contains("violates PodSecurity \"restricted"), "{}", status.message);
+        .expect_err("an unhardened pod is refused in a restricted namespace");
+    let kube::Error::Api(status) = err else {
+        panic!("expected an API error, got {err:?}")
+    };
+    assert!(
+        status.message.contains("violates PodSecurity \"restricted"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("runAsNonRoot"),
+        "{}",
+        status.message
+    );
 
-    let compliant: Pod = serde_json::from_value(json!({ "metadata": { "name": "ok" }, "spec": restricted_pod_spec() })).unwrap();
-    pods.create(&PostParams::default(), &compliant).await.unwrap();
+    let compliant: Pod = serde_json::from_value(
+        json!({ "metadata": { "name": "ok" }, "spec": restricted_pod_spec() }),
+    )
+    .unwrap();
+    pods.create(&PostParams::default(), &compliant)
+        .await
+        .unwrap();
     // Server-side apply is how the operator writes; prove the field manager sees the object.
     let applied = pods
         .patch("ok", &PatchParams::apply("smoke-test"), &Patch::Apply(json!({

@@ -1,0 +1,76 @@
+//! What the operator reports about a `HealthSystem`: its phase, one condition per subsystem
+//! plus `Ready`, and where to find its database and backups. Written only by the operator.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a HealthSystem, written by the operator.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthSystemStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Lifecycle phase: Pending, Provisioning, Ready, Degraded or Deleting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// Ready, and one condition per subsystem: NamespaceReady, DatabaseReady, BackupReady,
+    /// NetworkIsolated, MonitoringReady.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// Namespace that holds the system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+
+    /// Where applications find the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseStatus>,
+
+    /// Outcome of the scheduled backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
+}
+
+/// Lifecycle phase of a HealthSystem.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepted, nothing created yet.
+    Pending,
+    /// Children are being created or are not ready yet.
+    Provisioning,
+    /// Every subsystem is ready.
+    Ready,
+    /// Was ready, and a subsystem no longer is, or the spec cannot be satisfied.
+    Degraded,
+    /// Being deleted according to its deletion policy.
+    Deleting,
+}
+
+/// Connection details of the database (never the credentials themselves).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseStatus {
+    /// Name of the Service, in the system's namespace, that reaches the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Name of the Secret, in the system's namespace, holding the database credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+}
+
+/// Outcome of the scheduled backups, from the backup Jobs.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatus {
+    /// When the last successful backup finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_time: Option<Time>,
+    /// When the last failed backup finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failed_time: Option<Time>,
+}

@@ -1,0 +1,120 @@
+//! Isolation of a system: its namespace (Pod Security `restricted` enforced, institution
+//! labels), the ResourceQuota from its tier and overrides, and the LimitRange that gives
+//! containers default requests and limits.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::ObjectMeta;
+
+use super::labels;
+use crate::api::{HealthSystem, Ownership};
+use crate::config::Config;
+
+/// Pod Security level enforced, audited and warned about in every system namespace.
+pub const POD_SECURITY_LEVEL: &str = "restricted";
+
+/// The system's namespace.
+pub fn namespace(system: &HealthSystem) -> Namespace {
+    let mut labels = labels::common(system);
+    for mode in ["enforce", "audit", "warn"] {
+        labels.insert(
+            format!("pod-security.kubernetes.io/{mode}"),
+            POD_SECURITY_LEVEL.to_string(),
+        );
+    }
+    let institution = &system.spec.institution;
+    labels.insert(
+        "sdc.gov.rs/registry-id".into(),
+        institution.registry_id.clone(),
+    );
+    let ownership = match institution.ownership {
+        Ownership::Public => "public",
+        Ownership::Private => "private",
+    };
+    labels.insert("sdc.gov.rs/ownership".into(), ownership.into());
+    labels.insert(
+        "sdc.gov.rs/tier".into(),
+        format!("{:?}", system.spec.tier).to_lowercase(),
+    );
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(labels::namespace(system)),
+            labels: Some(labels),
+            annotations: Some(BTreeMap::from([(
+                "sdc.gov.rs/display-name".to_string(),
+                institution.display_name.clone(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    }
+}
+
+/// The namespace's quota: the tier's preset, with the manifest's overrides on top.
+pub fn resource_quota(system: &HealthSystem, config: &Config) -> ResourceQuota {
+    let preset = config.tiers.get(system.spec.tier);
+    let sizing = system.spec.sizing.clone().unwrap_or_default();
+    let cpu = sizing.cpu.unwrap_or_else(|| preset.cpu.clone());
+    let memory = sizing.memory.unwrap_or_else(|| preset.memory.clone());
+    let pods = sizing.pods.unwrap_or(preset.pods);
+    let hard = BTreeMap::from([
+        ("requests.cpu".to_string(), Quantity(cpu)),
+        ("requests.memory".to_string(), Quantity(memory)),
+        (
+            "requests.storage".to_string(),
+            Quantity(preset.storage.clone()),
+        ),
+        ("pods".to_string(), Quantity(pods.to_string())),
+    ]);
+    ResourceQuota {
+        metadata: meta(system, "quota"),
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(hard),
+            ..ResourceQuotaSpec::default()
+        }),
+        ..ResourceQuota::default()
+    }
+}
+
+/// Default requests and limits for containers that set none, so the quota never blocks a pod
+/// for lack of requests.
+pub fn limit_range(system: &HealthSystem, config: &Config) -> LimitRange {
+    let preset = config.tiers.get(system.spec.tier);
+    LimitRange {
+        metadata: meta(system, "limits"),
+        spec: Some(LimitRangeSpec {
+            limits: vec![LimitRangeItem {
+                type_: "Container".into(),
+                default_request: Some(BTreeMap::from([
+                    (
+                        "cpu".to_string(),
+                        Quantity(preset.default_cpu_request.clone()),
+                    ),
+                    (
+                        "memory".to_string(),
+                        Quantity(preset.default_memory_request.clone()),
+                    ),
+                ])),
+                default: Some(BTreeMap::from([(
+                    "memory".to_string(),
+                    Quantity(preset.default_memory_limit.clone()),
+                )])),
+                ..LimitRangeItem::default()
+            }],
+        }),
+    }
+}
+
+/// Metadata of a namespaced child: its name, the system's namespace and our labels.
+pub fn meta(system: &HealthSystem, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(labels::namespace(system)),
+        labels: Some(labels::common(system)),
+        ..ObjectMeta::default()
+    }
+}
