@@ -2,13 +2,13 @@
 //! examples render, and every manifest of the invalid corpus is refused by `render` with
 //! its field named and nothing printed.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "support/corpus.rs"]
+mod corpus;
+use corpus::{expectation, root, yaml_files};
 
+/// Runs the operator binary with `args`, feeding `stdin`.
 fn operator(args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_healthsystem-operator"))
@@ -19,41 +19,9 @@ fn operator(args: &[&str], stdin: Option<&str>) -> Output {
         .spawn()
         .unwrap();
     let mut input = child.stdin.take().unwrap();
-    input
-        .write_all(stdin.unwrap_or_default().as_bytes())
-        .unwrap();
+    input.write_all(stdin.unwrap_or_default().as_bytes()).unwrap();
     drop(input);
     child.wait_with_output().unwrap()
-}
-
-fn yaml_files(dir: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
-}
-
-/// An invalid manifest and what both `render` and the API server must say about it.
-pub struct Expectation {
-    pub field: String,
-    pub message: String,
-}
-
-pub fn expectation(path: &Path) -> Expectation {
-    let text = std::fs::read_to_string(path).unwrap();
-    let header = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("# {key}: ")))
-            .unwrap_or_else(|| panic!("{} has no '# {key}:' line", path.display()))
-            .to_string()
-    };
-    Expectation {
-        field: header("field"),
-        message: header("message"),
-    }
 }
 
 #[test]

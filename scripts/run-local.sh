@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The operator's main job, locally: starts the local control plane (or uses the cluster of
+# --kubeconfig), installs the HealthSystem CRD, applies examples/ and shows the status of
+# every HealthSystem. Ctrl-C stops everything it started.
+#
+# Usage: scripts/run-local.sh [--kubeconfig PATH] [--exit]
+#   --kubeconfig PATH  use an existing cluster instead of starting the local one
+#   --exit             stop after showing the status instead of waiting for Ctrl-C
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+kubeconfig="" stay=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --kubeconfig) kubeconfig=$2; shift 2 ;;
+    --exit) stay=0; shift ;;
+    *) echo "run-local: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+bin=$(bash testenv/build.sh)
+kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
+
+children=()
+cleanup() {
+  trap - EXIT INT TERM
+  for p in "${children[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "run-local: stopped" >&2
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [ -z "$kubeconfig" ]; then
+  dir="$root/target/local-cluster"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  bash testenv/cluster.sh --dir "$dir" --owner $$ &
+  children+=($!)
+  until [ -f "$dir/ready" ]; do
+    if ! kill -0 "${children[0]}" 2>/dev/null; then
+      echo "run-local: the local control plane did not start (logs in $dir/logs)" >&2
+      exit 1
+    fi
+    sleep 0.5
+  done
+  kubeconfig="$dir/kubeconfig"
+fi
+
+echo "run-local: installing the HealthSystem CRD"
+kubectl apply --server-side -f crds/healthsystem.yaml
+kubectl wait --for=condition=Established --timeout=60s crd/healthsystems.sdc.gov.rs
+echo "run-local: applying examples/"
+kubectl apply --server-side -f examples/
+# The reconciler (the "run" subcommand) is not built yet: until it is, the HealthSystems are
+# stored and validated but nothing reconciles them.
+echo
+kubectl get healthsystems -o wide
+echo
+if [ $stay -eq 1 ]; then
+  echo "run-local: running. In another shell: export KUBECONFIG=$kubeconfig"
+  echo "run-local: Ctrl-C stops everything."
+  sleep infinity &
+  children+=($!)
+  wait "${children[-1]}"
+fi

@@ -1,0 +1,318 @@
+//! The HealthSystem API on a real API server: the committed CRD installs, every example is
+//! accepted, every invalid manifest is refused naming its field, transition rules protect
+//! what cannot change without losing data, `kubectl explain` has a description for every
+//! field, and what `render` prints is accepted by the API server.
+
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, ValidationDirective};
+use kube::core::GroupVersionKind;
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use healthsystem_operator::api::HealthSystem;
+
+use crate::cluster::{client, unique};
+use crate::corpus::{expectation, read_manifest, root, yaml_files};
+use crate::wait::until;
+
+const MANAGER: &str = "api-tests";
+
+/// Server-side apply as `kubectl apply --server-side` does it: strict field validation.
+fn strict_apply() -> PatchParams {
+    let mut params = PatchParams::apply(MANAGER);
+    params.field_validation = Some(ValidationDirective::Strict);
+    params
+}
+
+/// Installs the committed CRD (idempotent) and waits until it is served.
+pub async fn install_crd(client: &Client) {
+    let text = std::fs::read_to_string(root().join("crds/healthsystem.yaml")).unwrap();
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    let name = crd.metadata.name.clone().unwrap();
+    crds.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
+        .await
+        .expect("the committed CRD is accepted");
+    until("the HealthSystem CRD to be served", Duration::from_secs(60), || async {
+        let crd = crds.get(&name).await.map_err(|e| e.to_string())?;
+        let established = crd
+            .status
+            .and_then(|s| s.conditions)
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+        if !established {
+            return Err("not established".to_string());
+        }
+        // Discovery of a new CRD can lag behind Established.
+        Api::<HealthSystem>::all(client.clone())
+            .list(&Default::default())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+}
+
+/// A copy of `manifest` under a name of its own, so tests never collide.
+fn renamed(mut manifest: Value, name: &str) -> Value {
+    manifest["metadata"]["name"] = json!(name);
+    manifest
+}
+
+#[tokio::test]
+async fn every_example_is_accepted() {
+    let client = client().await;
+    install_crd(&client).await;
+    let systems = Api::<HealthSystem>::all(client);
+    for path in yaml_files("examples") {
+        let name = unique("example");
+        let manifest = renamed(read_manifest(&path), &name);
+        let created = systems
+            .patch(&name, &strict_apply(), &Patch::Apply(&manifest))
+            .await
+            .unwrap_or_else(|e| panic!("{} is refused: {e}", path.display()));
+        assert_eq!(created.spec, read_manifest_spec(&path), "{} round-trips", path.display());
+        systems.delete(&name, &DeleteParams::default()).await.unwrap();
+    }
+}
+
+fn read_manifest_spec(path: &std::path::Path) -> healthsystem_operator::api::HealthSystemSpec {
+    serde_json::from_value(read_manifest(path)["spec"].clone()).unwrap()
+}
+
+/// Creates like `kubectl create` and client-side `kubectl apply`: a POST with strict field
+/// validation, which answers schema errors with the API server's field-level messages.
+async fn strict_create(client: &Client, manifest: &Value) -> Result<(), kube::Error> {
+    let request = http::Request::post("/apis/sdc.gov.rs/v1alpha1/healthsystems?fieldValidation=Strict")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(manifest).unwrap())
+        .unwrap();
+    client.request::<Value>(request).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn every_invalid_manifest_is_refused_naming_the_field() {
+    let client = client().await;
+    install_crd(&client).await;
+    let systems = Api::<HealthSystem>::all(client.clone());
+    let corpus = yaml_files("tests/invalid");
+    assert!(corpus.len() >= 30);
+    let mut failures = Vec::new();
+    for path in corpus {
+        let expected = expectation(&path);
+        let manifest = read_manifest(&path);
+        let name = manifest["metadata"]["name"].as_str().unwrap().to_string();
+        match strict_create(&client, &manifest).await {
+            Ok(()) => {
+                failures.push(format!("{}: accepted", path.display()));
+                let _ = systems.delete(&name, &DeleteParams::default()).await;
+            }
+            Err(kube::Error::Api(status)) => {
+                let message = &status.message;
+                if !(400..500).contains(&status.code)
+                    || !message.contains(&expected.field)
+                    || !message.contains(&expected.message)
+                {
+                    failures.push(format!(
+                        "{}: expected {} and {:?}, got {}: {message}",
+                        path.display(),
+                        expected.field,
+                        expected.message,
+                        status.code
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!("{}: {e}", path.display())),
+        }
+        // GitOps tools apply server-side: refused there too (type errors surface as the
+        // apply machinery's own message, still naming the field).
+        if systems.patch(&name, &strict_apply(), &Patch::Apply(&manifest)).await.is_ok() {
+            failures.push(format!("{}: accepted by server-side apply", path.display()));
+            let _ = systems.delete(&name, &DeleteParams::default()).await;
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Applies a valid system, then each change in turn; returns what the API server said.
+async fn try_change(systems: &Api<HealthSystem>, change: impl FnOnce(&mut Value)) -> Result<(), String> {
+    let name = unique("transition");
+    let mut manifest = renamed(read_manifest(&root().join("examples/lab-biomedica.yaml")), &name);
+    systems
+        .patch(&name, &strict_apply(), &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+    change(&mut manifest);
+    let result = systems
+        .patch(&name, &strict_apply(), &Patch::Apply(&manifest))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    systems.delete(&name, &DeleteParams::default()).await.unwrap();
+    result
+}
+
+#[tokio::test]
+async fn transition_rules_protect_the_data() {
+    let client = client().await;
+    install_crd(&client).await;
+    let systems = Api::<HealthSystem>::all(client);
+
+    let cases: [(&str, fn(&mut Value), &str); 5] = [
+        ("namespace set later", |m| m["spec"]["namespace"] = json!("elsewhere"), "namespace is immutable"),
+        ("storage shrunk", |m| m["spec"]["database"]["storage"] = json!("40Gi"), "storage cannot shrink"),
+        ("major version changed", |m| m["spec"]["database"]["version"] = json!("16"), "version is immutable"),
+        (
+            "storage class changed",
+            |m| m["spec"]["database"]["storageClassName"] = json!("standard"),
+            "storageClassName is immutable",
+        ),
+        (
+            "storage class removed",
+            |m| {
+                m["spec"]["database"].as_object_mut().unwrap().remove("storageClassName");
+            },
+            "storageClassName is immutable",
+        ),
+    ];
+    for (what, change, message) in cases {
+        let err = try_change(&systems, change).await.expect_err(what);
+        assert!(err.contains(message), "{what}: {err}");
+    }
+
+    // What may change does.
+    try_change(&systems, |m| m["spec"]["database"]["storage"] = json!("100Gi"))
+        .await
+        .expect("storage may grow");
+    try_change(&systems, |m| m["spec"]["tier"] = json!("Large"))
+        .await
+        .expect("the tier may change");
+}
+
+#[tokio::test]
+async fn explain_has_a_description_for_every_field() {
+    let client = client().await;
+    install_crd(&client).await;
+    let request = http::Request::get("/openapi/v3/apis/sdc.gov.rs/v1alpha1")
+        .body(Vec::new())
+        .unwrap();
+    let document: Value = until("the published OpenAPI document", Duration::from_secs(60), || async {
+        let doc: Value = client.request(request.clone()).await.map_err(|e| e.to_string())?;
+        if doc.pointer("/components/schemas/rs.gov.sdc.v1alpha1.HealthSystem").is_some() {
+            Ok(doc)
+        } else {
+            Err("HealthSystem not published yet".to_string())
+        }
+    })
+    .await;
+    let schema = &document["components"]["schemas"]["rs.gov.sdc.v1alpha1.HealthSystem"];
+    let mut missing = Vec::new();
+    for top in ["spec", "status"] {
+        let sub = &schema["properties"][top];
+        assert!(sub.is_object(), "{top} is published");
+        undocumented(sub, top, &mut missing);
+    }
+    assert!(missing.is_empty(), "fields without a description: {missing:?}");
+
+    // And kubectl explain, as a platform engineer would run it.
+    let kubectl = kubectl();
+    let out = Command::new(&kubectl)
+        .args(["explain", "healthsystem.spec.database", "--kubeconfig"])
+        .arg(crate::cluster::kubeconfig())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("storage cannot shrink") || text.contains("never shrink"), "{text}");
+}
+
+/// Collects the paths of properties (recursively) that have no description.
+fn undocumented(schema: &Value, path: &str, missing: &mut Vec<String>) {
+    if schema.get("description").and_then(Value::as_str).is_none_or(str::is_empty) {
+        missing.push(path.to_string());
+    }
+    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+        for (key, sub) in properties {
+            undocumented(sub, &format!("{path}.{key}"), missing);
+        }
+    }
+    if let Some(items) = schema.get("items").and_then(|i| i.get("properties")).and_then(Value::as_object) {
+        for (key, sub) in items {
+            undocumented(sub, &format!("{path}[].{key}"), missing);
+        }
+    }
+}
+
+/// The kubectl built with the local control plane.
+fn kubectl() -> std::path::PathBuf {
+    let out = Command::new("bash").arg(root().join("testenv/build.sh")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("kubectl")
+}
+
+#[tokio::test]
+async fn rendered_objects_are_accepted_by_the_api_server() {
+    let client = client().await;
+    for path in yaml_files("examples") {
+        // Render under a name of its own so the namespace is this test's.
+        let name = unique("render");
+        let manifest = renamed(read_manifest(&path), &name);
+        let out = Command::new(env!("CARGO_BIN_EXE_healthsystem-operator"))
+            .arg("render")
+            .arg("-")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(serde_json::to_string(&manifest).unwrap().as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success(), "render {}", path.display());
+        let objects: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
+        assert!(objects.len() >= 5, "{}", objects.len());
+
+        // The namespace is dry-run like everything else, then created for real so the
+        // namespaced objects have somewhere to be dry-run into.
+        let namespace = objects[0]["metadata"]["name"].as_str().unwrap().to_string();
+        for (i, object) in objects.iter().enumerate() {
+            dry_run_apply(&client, object).await;
+            if i == 0 {
+                let ns: Namespace = serde_json::from_value(object.clone()).unwrap();
+                Api::<Namespace>::all(client.clone())
+                    .patch(&namespace, &strict_apply(), &Patch::Apply(&ns))
+                    .await
+                    .unwrap();
+            }
+        }
+        Api::<Namespace>::all(client.clone())
+            .delete(&namespace, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+}
+
+async fn dry_run_apply(client: &Client, object: &Value) {
+    let (group, version) = match object["apiVersion"].as_str().unwrap().split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), object["apiVersion"].as_str().unwrap().to_string()),
+    };
+    let gvk = GroupVersionKind::gvk(&group, &version, object["kind"].as_str().unwrap());
+    let (resource, caps) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .unwrap_or_else(|e| panic!("{gvk:?} is served: {e}"));
+    let name = object["metadata"]["name"].as_str().unwrap();
+    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+        Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => Api::namespaced_with(client.clone(), ns, &resource),
+        _ => Api::all_with(client.clone(), &resource),
+    };
+    let mut params = strict_apply();
+    params.dry_run = true;
+    api.patch(name, &params, &Patch::Apply(object))
+        .await
+        .unwrap_or_else(|e| panic!("{} {name} is refused: {e}", gvk.kind));
+}
