@@ -34,25 +34,33 @@ pub async fn install_crd(client: &Client) {
     let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     let name = crd.metadata.name.clone().unwrap();
-    crds.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
-        .await
-        .expect("the committed CRD is accepted");
-    until("the HealthSystem CRD to be served", Duration::from_secs(60), || async {
-        let crd = crds.get(&name).await.map_err(|e| e.to_string())?;
-        let established = crd
-            .status
-            .and_then(|s| s.conditions)
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-        if !established {
-            return Err("not established".to_string());
-        }
-        // Discovery of a new CRD can lag behind Established.
-        Api::<HealthSystem>::all(client.clone())
-            .list(&Default::default())
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })
+    crds.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("the committed CRD is accepted");
+    until(
+        "the HealthSystem CRD to be served",
+        Duration::from_secs(60),
+        || async {
+            let crd = crds.get(&name).await.map_err(|e| e.to_string())?;
+            let established = crd.status.and_then(|s| s.conditions).is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+            if !established {
+                return Err("not established".to_string());
+            }
+            // Discovery of a new CRD can lag behind Established.
+            Api::<HealthSystem>::all(client.clone())
+                .list(&Default::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
     .await;
 }
 
@@ -74,8 +82,16 @@ async fn every_example_is_accepted() {
             .patch(&name, &strict_apply(), &Patch::Apply(&manifest))
             .await
             .unwrap_or_else(|e| panic!("{} is refused: {e}", path.display()));
-        assert_eq!(created.spec, read_manifest_spec(&path), "{} round-trips", path.display());
-        systems.delete(&name, &DeleteParams::default()).await.unwrap();
+        assert_eq!(
+            created.spec,
+            read_manifest_spec(&path),
+            "{} round-trips",
+            path.display()
+        );
+        systems
+            .delete(&name, &DeleteParams::default())
+            .await
+            .unwrap();
     }
 }
 
@@ -86,10 +102,11 @@ fn read_manifest_spec(path: &std::path::Path) -> healthsystem_operator::api::Hea
 /// Creates like `kubectl create` and client-side `kubectl apply`: a POST with strict field
 /// validation, which answers schema errors with the API server's field-level messages.
 async fn strict_create(client: &Client, manifest: &Value) -> Result<(), kube::Error> {
-    let request = http::Request::post("/apis/sdc.gov.rs/v1alpha1/healthsystems?fieldValidation=Strict")
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(manifest).unwrap())
-        .unwrap();
+    let request =
+        http::Request::post("/apis/sdc.gov.rs/v1alpha1/healthsystems?fieldValidation=Strict")
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(manifest).unwrap())
+            .unwrap();
     client.request::<Value>(request).await.map(|_| ())
 }
 
@@ -129,7 +146,11 @@ async fn every_invalid_manifest_is_refused_naming_the_field() {
         }
         // GitOps tools apply server-side: refused there too (type errors surface as the
         // apply machinery's own message, still naming the field).
-        if systems.patch(&name, &strict_apply(), &Patch::Apply(&manifest)).await.is_ok() {
+        if systems
+            .patch(&name, &strict_apply(), &Patch::Apply(&manifest))
+            .await
+            .is_ok()
+        {
             failures.push(format!("{}: accepted by server-side apply", path.display()));
             let _ = systems.delete(&name, &DeleteParams::default()).await;
         }
@@ -138,9 +159,15 @@ async fn every_invalid_manifest_is_refused_naming_the_field() {
 }
 
 /// Applies a valid system, then each change in turn; returns what the API server said.
-async fn try_change(systems: &Api<HealthSystem>, change: impl FnOnce(&mut Value)) -> Result<(), String> {
+async fn try_change(
+    systems: &Api<HealthSystem>,
+    change: impl FnOnce(&mut Value),
+) -> Result<(), String> {
     let name = unique("transition");
-    let mut manifest = renamed(read_manifest(&root().join("examples/lab-biomedica.yaml")), &name);
+    let mut manifest = renamed(
+        read_manifest(&root().join("examples/lab-biomedica.yaml")),
+        &name,
+    );
     systems
         .patch(&name, &strict_apply(), &Patch::Apply(&manifest))
         .await
@@ -151,7 +178,10 @@ async fn try_change(systems: &Api<HealthSystem>, change: impl FnOnce(&mut Value)
         .await
         .map(|_| ())
         .map_err(|e| e.to_string());
-    systems.delete(&name, &DeleteParams::default()).await.unwrap();
+    systems
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
     result
 }
 
@@ -162,9 +192,21 @@ async fn transition_rules_protect_the_data() {
     let systems = Api::<HealthSystem>::all(client);
 
     let cases: [(&str, fn(&mut Value), &str); 5] = [
-        ("namespace set later", |m| m["spec"]["namespace"] = json!("elsewhere"), "namespace is immutable"),
-        ("storage shrunk", |m| m["spec"]["database"]["storage"] = json!("40Gi"), "storage cannot shrink"),
-        ("major version changed", |m| m["spec"]["database"]["version"] = json!("16"), "version is immutable"),
+        (
+            "namespace set later",
+            |m| m["spec"]["namespace"] = json!("elsewhere"),
+            "namespace is immutable",
+        ),
+        (
+            "storage shrunk",
+            |m| m["spec"]["database"]["storage"] = json!("40Gi"),
+            "storage cannot shrink",
+        ),
+        (
+            "major version changed",
+            |m| m["spec"]["database"]["version"] = json!("16"),
+            "version is immutable",
+        ),
         (
             "storage class changed",
             |m| m["spec"]["database"]["storageClassName"] = json!("standard"),
@@ -173,7 +215,10 @@ async fn transition_rules_protect_the_data() {
         (
             "storage class removed",
             |m| {
-                m["spec"]["database"].as_object_mut().unwrap().remove("storageClassName");
+                m["spec"]["database"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("storageClassName");
             },
             "storageClassName is immutable",
         ),
@@ -184,9 +229,11 @@ async fn transition_rules_protect_the_data() {
     }
 
     // What may change does.
-    try_change(&systems, |m| m["spec"]["database"]["storage"] = json!("100Gi"))
-        .await
-        .expect("storage may grow");
+    try_change(&systems, |m| {
+        m["spec"]["database"]["storage"] = json!("100Gi")
+    })
+    .await
+    .expect("storage may grow");
     try_change(&systems, |m| m["spec"]["tier"] = json!("Large"))
         .await
         .expect("the tier may change");
@@ -199,14 +246,24 @@ async fn explain_has_a_description_for_every_field() {
     let request = http::Request::get("/openapi/v3/apis/sdc.gov.rs/v1alpha1")
         .body(Vec::new())
         .unwrap();
-    let document: Value = until("the published OpenAPI document", Duration::from_secs(60), || async {
-        let doc: Value = client.request(request.clone()).await.map_err(|e| e.to_string())?;
-        if doc.pointer("/components/schemas/rs.gov.sdc.v1alpha1.HealthSystem").is_some() {
-            Ok(doc)
-        } else {
-            Err("HealthSystem not published yet".to_string())
-        }
-    })
+    let document: Value = until(
+        "the published OpenAPI document",
+        Duration::from_secs(60),
+        || async {
+            let doc: Value = client
+                .request(request.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            if doc
+                .pointer("/components/schemas/rs.gov.sdc.v1alpha1.HealthSystem")
+                .is_some()
+            {
+                Ok(doc)
+            } else {
+                Err("HealthSystem not published yet".to_string())
+            }
+        },
+    )
     .await;
     let schema = &document["components"]["schemas"]["rs.gov.sdc.v1alpha1.HealthSystem"];
     let mut missing = Vec::new();
@@ -215,7 +272,10 @@ async fn explain_has_a_description_for_every_field() {
         assert!(sub.is_object(), "{top} is published");
         undocumented(sub, top, &mut missing);
     }
-    assert!(missing.is_empty(), "fields without a description: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:?}"
+    );
 
     // And kubectl explain, as a platform engineer would run it.
     let kubectl = kubectl();
@@ -225,13 +285,24 @@ async fn explain_has_a_description_for_every_field() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("storage cannot shrink") || text.contains("never shrink"), "{text}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("storage cannot shrink") || text.contains("never shrink"),
+        "{text}"
+    );
 }
 
 /// Collects the paths of properties (recursively) that have no description.
 fn undocumented(schema: &Value, path: &str, missing: &mut Vec<String>) {
-    if schema.get("description").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if schema
+        .get("description")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         missing.push(path.to_string());
     }
     if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
@@ -239,7 +310,11 @@ fn undocumented(schema: &Value, path: &str, missing: &mut Vec<String>) {
             undocumented(sub, &format!("{path}.{key}"), missing);
         }
     }
-    if let Some(items) = schema.get("items").and_then(|i| i.get("properties")).and_then(Value::as_object) {
+    if let Some(items) = schema
+        .get("items")
+        .and_then(|i| i.get("properties"))
+        .and_then(Value::as_object)
+    {
         for (key, sub) in items {
             undocumented(sub, &format!("{path}[].{key}"), missing);
         }
@@ -248,8 +323,15 @@ fn undocumented(schema: &Value, path: &str, missing: &mut Vec<String>) {
 
 /// The kubectl built with the local control plane.
 fn kubectl() -> std::path::PathBuf {
-    let out = Command::new("bash").arg(root().join("testenv/build.sh")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bash")
+        .arg(root().join("testenv/build.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("kubectl")
 }
 
@@ -268,12 +350,17 @@ async fn rendered_objects_are_accepted_by_the_api_server() {
             .spawn()
             .and_then(|mut child| {
                 use std::io::Write;
-                child.stdin.take().unwrap().write_all(serde_json::to_string(&manifest).unwrap().as_bytes())?;
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(serde_json::to_string(&manifest).unwrap().as_bytes())?;
                 child.wait_with_output()
             })
             .unwrap();
         assert!(out.status.success(), "render {}", path.display());
-        let objects: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
+        let objects: Vec<Value> =
+            serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
         assert!(objects.len() >= 5, "{}", objects.len());
 
         // The namespace is dry-run like everything else, then created for real so the
@@ -299,7 +386,10 @@ async fn rendered_objects_are_accepted_by_the_api_server() {
 async fn dry_run_apply(client: &Client, object: &Value) {
     let (group, version) = match object["apiVersion"].as_str().unwrap().split_once('/') {
         Some((g, v)) => (g.to_string(), v.to_string()),
-        None => (String::new(), object["apiVersion"].as_str().unwrap().to_string()),
+        None => (
+            String::new(),
+            object["apiVersion"].as_str().unwrap().to_string(),
+        ),
     };
     let gvk = GroupVersionKind::gvk(&group, &version, object["kind"].as_str().unwrap());
     let (resource, caps) = kube::discovery::pinned_kind(client, &gvk)
@@ -307,7 +397,9 @@ async fn dry_run_apply(client: &Client, object: &Value) {
         .unwrap_or_else(|e| panic!("{gvk:?} is served: {e}"));
     let name = object["metadata"]["name"].as_str().unwrap();
     let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
-        Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => Api::namespaced_with(client.clone(), ns, &resource),
+        Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
+            Api::namespaced_with(client.clone(), ns, &resource)
+        }
         _ => Api::all_with(client.clone(), &resource),
     };
     let mut params = strict_apply();
