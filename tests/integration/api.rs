@@ -158,6 +158,9 @@ async fn every_invalid_manifest_is_refused_naming_the_field() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// An edit of a manifest.
+type Change = fn(&mut Value);
+
 /// Applies a valid system, then each change in turn; returns what the API server said.
 async fn try_change(
     systems: &Api<HealthSystem>,
@@ -191,7 +194,7 @@ async fn transition_rules_protect_the_data() {
     install_crd(&client).await;
     let systems = Api::<HealthSystem>::all(client);
 
-    let cases: [(&str, fn(&mut Value), &str); 5] = [
+    let cases: [(&str, Change, &str); 5] = [
         (
             "namespace set later",
             |m| m["spec"]["namespace"] = json!("elsewhere"),
