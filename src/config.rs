@@ -1,17 +1,184 @@
-//! The operator's configuration: what the platform team owns rather than each manifest.
-//! Today: the sizing of each tier. Every value has a default, so no file is needed to start.
+//! The operator's configuration file: what the platform team owns rather than each manifest
+//! (tier sizing, the national platform services' addresses, the monitoring namespace, every
+//! container image). Every key has a default, so the operator starts without a file; a file
+//! with an unknown key or a bad value stops it at start with a message naming the key.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::{Deserialize, Serialize};
 
-use crate::api::Tier;
+use crate::api::{PostgresVersion, Tier};
+
+/// Why a configuration file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML does not match the configuration's shape (the message names the key).
+    #[error("configuration {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, with the key and position.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("configuration {path}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// Dotted path of the key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
 
 /// The operator's configuration file.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Config {
     /// Sizing presets, one per tier.
     #[serde(default)]
     pub tiers: Tiers,
+    /// National platform services a system may name in spec.network.platformServices.
+    #[serde(default = "default_platform_services")]
+    pub platform_services: BTreeMap<String, PlatformService>,
+    /// Where Prometheus runs: allowed to scrape the metrics ports.
+    #[serde(default)]
+    pub monitoring: MonitoringConfig,
+    /// Every container image the operator runs, from the data centre's registry mirror.
+    #[serde(default)]
+    pub images: Images,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            tiers: Tiers::default(),
+            platform_services: default_platform_services(),
+            monitoring: MonitoringConfig::default(),
+            images: Images::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown)
+    }
+
+    /// Parses and checks configuration text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let config: Self = if text.trim().is_empty() {
+            Self::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+                path: path.to_string(),
+                message: e.to_string(),
+            })?
+        };
+        config
+            .check()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: path.to_string(),
+                key,
+                message,
+            })?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), (String, String)> {
+        for (name, preset) in [
+            ("small", &self.tiers.small),
+            ("standard", &self.tiers.standard),
+            ("large", &self.tiers.large),
+        ] {
+            if preset.pods < 1 {
+                return Err((format!("tiers.{name}.pods"), "must be at least 1".into()));
+            }
+            for (key, value) in [
+                ("cpu", &preset.cpu),
+                ("memory", &preset.memory),
+                ("storage", &preset.storage),
+                ("defaultCpuRequest", &preset.default_cpu_request),
+                ("defaultMemoryRequest", &preset.default_memory_request),
+                ("defaultMemoryLimit", &preset.default_memory_limit),
+            ] {
+                if !looks_like_quantity(value) {
+                    return Err((
+                        format!("tiers.{name}.{key}"),
+                        format!("{value:?} is not a Kubernetes quantity"),
+                    ));
+                }
+            }
+        }
+        for (name, service) in &self.platform_services {
+            let key = format!("platformServices.{name}");
+            if !is_dns_label(name) {
+                return Err((key, "the name must be a DNS label".into()));
+            }
+            if service.cidrs.is_empty()
+                && service.namespace_selector.is_none()
+                && service.pod_selector.is_none()
+            {
+                return Err((
+                    key,
+                    "needs cidrs, a namespaceSelector or a podSelector".into(),
+                ));
+            }
+            if let Some(cidr) = service.cidrs.iter().find(|c| !is_cidr(c)) {
+                return Err((format!("{key}.cidrs"), format!("{cidr:?} is not a CIDR")));
+            }
+            if service.ports.is_empty() {
+                return Err((
+                    format!("{key}.ports"),
+                    "at least one port is required".into(),
+                ));
+            }
+            if let Some(port) = service
+                .ports
+                .iter()
+                .find(|p| !(1..=65535).contains(&p.port))
+            {
+                return Err((
+                    format!("{key}.ports"),
+                    format!("{} is not a port", port.port),
+                ));
+            }
+        }
+        if !is_dns_label(&self.monitoring.namespace) {
+            return Err((
+                "monitoring.namespace".into(),
+                "must be a namespace name".into(),
+            ));
+        }
+        for (key, image) in [
+            ("images.postgres15", &self.images.postgres15),
+            ("images.postgres16", &self.images.postgres16),
+            ("images.postgres17", &self.images.postgres17),
+            ("images.exporter", &self.images.exporter),
+        ] {
+            if image.is_empty() || image.chars().any(char::is_whitespace) {
+                return Err((key.into(), "must be an image reference".into()));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The sizing preset of every tier.
@@ -59,25 +226,202 @@ pub struct TierPreset {
 
 impl Default for Tiers {
     fn default() -> Self {
-        let preset = |cpu: &str,
-                      memory: &str,
-                      storage: &str,
-                      pods,
-                      req_cpu: &str,
-                      req_mem: &str,
-                      lim_mem: &str| TierPreset {
-            cpu: cpu.into(),
-            memory: memory.into(),
-            storage: storage.into(),
-            pods,
-            default_cpu_request: req_cpu.into(),
-            default_memory_request: req_mem.into(),
-            default_memory_limit: lim_mem.into(),
-        };
+        let preset =
+            |cpu: &str, memory: &str, storage: &str, pods, request: [&str; 3]| TierPreset {
+                cpu: cpu.into(),
+                memory: memory.into(),
+                storage: storage.into(),
+                pods,
+                default_cpu_request: request[0].into(),
+                default_memory_request: request[1].into(),
+                default_memory_limit: request[2].into(),
+            };
         Self {
-            small: preset("2", "4Gi", "100Gi", 20, "100m", "128Mi", "512Mi"),
-            standard: preset("8", "16Gi", "1Ti", 50, "250m", "256Mi", "1Gi"),
-            large: preset("32", "64Gi", "20Ti", 150, "500m", "512Mi", "2Gi"),
+            small: preset("2", "4Gi", "200Gi", 20, ["100m", "128Mi", "512Mi"]),
+            standard: preset("8", "16Gi", "2Ti", 50, ["250m", "256Mi", "1Gi"]),
+            large: preset("32", "64Gi", "40Ti", 150, ["500m", "512Mi", "2Gi"]),
         }
+    }
+}
+
+/// Where a national platform service is, for egress rules: address ranges, or selectors of
+/// its pods when it runs in this cluster, and its ports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlatformService {
+    /// Address ranges of the service, e.g. 10.20.0.0/24.
+    #[serde(default)]
+    pub cidrs: Vec<String>,
+    /// Namespaces of the service, when it runs in this cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Pods of the service, when it runs in this cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+    /// Ports the service listens on.
+    pub ports: Vec<ServicePort>,
+}
+
+/// A port of a platform service.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServicePort {
+    /// The port number.
+    pub port: i32,
+    /// TCP (default) or UDP.
+    #[serde(default = "tcp")]
+    pub protocol: String,
+}
+
+fn tcp() -> String {
+    "TCP".into()
+}
+
+fn default_platform_services() -> BTreeMap<String, PlatformService> {
+    let service = |cidr: &str| PlatformService {
+        cidrs: vec![cidr.into()],
+        namespace_selector: None,
+        pod_selector: None,
+        ports: vec![ServicePort {
+            port: 443,
+            protocol: tcp(),
+        }],
+    };
+    BTreeMap::from([
+        ("e-health-record".into(), service("10.210.1.0/24")),
+        ("e-referral".into(), service("10.210.2.0/24")),
+        ("e-sick-leave".into(), service("10.210.3.0/24")),
+    ])
+}
+
+/// The monitoring stack.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MonitoringConfig {
+    /// Namespace where Prometheus runs; its pods may scrape the systems' metrics ports.
+    pub namespace: String,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        Self {
+            namespace: "monitoring".into(),
+        }
+    }
+}
+
+/// Container images, one per PostgreSQL major version plus the metrics exporter. The backup
+/// Job uses the database's own image, so pg_dump always matches the server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Images {
+    /// PostgreSQL 15.
+    pub postgres15: String,
+    /// PostgreSQL 16.
+    pub postgres16: String,
+    /// PostgreSQL 17.
+    pub postgres17: String,
+    /// The Prometheus PostgreSQL exporter.
+    pub exporter: String,
+}
+
+impl Images {
+    /// The PostgreSQL image of a major version.
+    pub fn postgres(&self, version: PostgresVersion) -> &str {
+        match version {
+            PostgresVersion::V15 => &self.postgres15,
+            PostgresVersion::V16 => &self.postgres16,
+            PostgresVersion::V17 => &self.postgres17,
+        }
+    }
+}
+
+impl Default for Images {
+    fn default() -> Self {
+        let mirror = "registry.sdc.gov.rs/mirror";
+        Self {
+            postgres15: format!("{mirror}/postgres:15.13"),
+            postgres16: format!("{mirror}/postgres:16.9"),
+            postgres17: format!("{mirror}/postgres:17.5"),
+            exporter: format!("{mirror}/postgres-exporter:v0.17.1"),
+        }
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_cidr(s: &str) -> bool {
+    let Some((addr, bits)) = s.split_once('/') else {
+        return false;
+    };
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => bits.parse::<u8>().is_ok_and(|b| b <= 32),
+        Ok(std::net::IpAddr::V6(_)) => bits.parse::<u8>().is_ok_and(|b| b <= 128),
+        Err(_) => false,
+    }
+}
+
+/// A loose check of the Kubernetes quantity syntax: digits, an optional fraction, an optional
+/// suffix. The API server has the final word.
+fn looks_like_quantity(s: &str) -> bool {
+    let number_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(number_end);
+    !number.is_empty()
+        && number.parse::<f64>().is_ok()
+        && [
+            "", "m", "k", "M", "G", "T", "P", "Ki", "Mi", "Gi", "Ti", "Pi",
+        ]
+        .contains(&suffix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        assert_eq!(Config::parse("", "c.yaml").unwrap(), Config::default());
+        assert!(Config::default().check().is_ok());
+    }
+
+    #[test]
+    fn a_file_overrides_what_it_names() {
+        let config = Config::parse(
+            "monitoring:\n  namespace: prometheus\nplatformServices:\n  e-lab:\n    cidrs: [10.0.0.0/8]\n    ports: [{port: 8443}]\n",
+            "c.yaml",
+        )
+        .unwrap();
+        assert_eq!(config.monitoring.namespace, "prometheus");
+        assert_eq!(config.platform_services["e-lab"].ports[0].protocol, "TCP");
+        assert_eq!(config.tiers, Tiers::default());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let unknown = Config::parse("tiers:\n  huge: {}\n", "c.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("huge"), "{unknown}");
+        let cidr = Config::parse(
+            "platformServices:\n  e-x:\n    cidrs: [10.0.0.0/33]\n    ports: [{port: 443}]\n",
+            "c.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(cidr.contains("platformServices.e-x.cidrs"), "{cidr}");
+        let mut bad = Config::default();
+        bad.tiers.small.memory = "lots".into();
+        let yaml = serde_saphyr::to_string(&bad).unwrap();
+        let err = Config::parse(&yaml, "c.yaml").unwrap_err().to_string();
+        assert!(err.contains("tiers.small.memory"), "{err}");
     }
 }

@@ -1,15 +1,26 @@
 //! Pure builders: a HealthSystem and the operator's configuration in, every desired child
 //! out. No client, no I/O: `render` prints this set and the controller applies it.
 
+pub mod application;
+pub mod backup;
+pub mod database;
 pub mod labels;
+pub mod monitoring;
 pub mod namespace;
 pub mod network;
 pub mod rbac;
+pub mod security;
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{
+    LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Resource;
+use kube::api::DynamicObject;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -18,7 +29,7 @@ use crate::config::Config;
 
 /// Every child object one HealthSystem should have. Consumers destructure it without `..`,
 /// so a new kind of child that nobody applies or prints fails to compile.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Desired {
     /// The system's namespace.
     pub namespace: Namespace,
@@ -28,41 +39,104 @@ pub struct Desired {
     pub limits: LimitRange,
     /// Access groups bound to roles.
     pub role_bindings: Vec<RoleBinding>,
+    /// One per workload, no token mounted.
+    pub service_accounts: Vec<ServiceAccount>,
     /// Default deny, then what the system needs.
     pub network_policies: Vec<NetworkPolicy>,
+    /// The database credentials without the password: created once, never updated.
+    pub database_secret: Secret,
+    /// The PostgreSQL server and its exporter.
+    pub database: StatefulSet,
+    /// The database Service and the headless one.
+    pub database_services: Vec<Service>,
+    /// Keeps drains from stopping the database unannounced.
+    pub database_budget: PodDisruptionBudget,
+    /// Where the backups are kept.
+    pub backup_claim: PersistentVolumeClaim,
+    /// The scheduled backup.
+    pub backup: CronJob,
+    /// PodMonitor and PrometheusRule, when monitoring is enabled (applied only where the
+    /// monitoring.coreos.com API is served).
+    pub monitoring: Vec<DynamicObject>,
+    /// The application Deployment, when spec.application is set.
+    pub application: Option<Deployment>,
+    /// The application Service, when spec.application is set.
+    pub application_service: Option<Service>,
 }
 
 impl Desired {
     /// Builds every child of `system`.
     pub fn build(system: &HealthSystem, config: &Config) -> Self {
+        let app = system.spec.application.as_ref();
         Self {
             namespace: namespace::namespace(system),
             quota: namespace::resource_quota(system, config),
             limits: namespace::limit_range(system, config),
             role_bindings: rbac::role_bindings(system),
-            network_policies: vec![network::default_deny(system), network::allow_dns(system)],
+            service_accounts: rbac::service_accounts(system),
+            network_policies: network::policies(system, config),
+            database_secret: database::secret(system),
+            database: database::stateful_set(system, config),
+            database_services: database::services(system),
+            database_budget: database::disruption_budget(system),
+            backup_claim: backup::claim(system),
+            backup: backup::cron_job(system, config),
+            monitoring: if system.spec.monitoring.enabled {
+                vec![
+                    monitoring::pod_monitor(system),
+                    monitoring::prometheus_rule(system),
+                ]
+            } else {
+                Vec::new()
+            },
+            application: app.map(|app| application::deployment(system, app)),
+            application_service: app.map(|app| application::service(system, app)),
         }
     }
 
-    /// The children as complete manifests (apiVersion and kind set), namespace first, in the
-    /// order they should be created.
+    /// The children as complete manifests (apiVersion and kind set) in creation order: the
+    /// namespace first, the credentials before what uses them.
     pub fn manifests(&self) -> Vec<Value> {
         let Self {
             namespace,
             quota,
             limits,
             role_bindings,
+            service_accounts,
             network_policies,
+            database_secret,
+            database,
+            database_services,
+            database_budget,
+            backup_claim,
+            backup,
+            monitoring,
+            application,
+            application_service,
         } = self;
         let mut out = vec![manifest(namespace), manifest(quota), manifest(limits)];
         out.extend(role_bindings.iter().map(manifest));
+        out.extend(service_accounts.iter().map(manifest));
         out.extend(network_policies.iter().map(manifest));
+        out.push(manifest(database_secret));
+        out.extend(database_services.iter().map(manifest));
+        out.push(manifest(database));
+        out.push(manifest(database_budget));
+        out.push(manifest(backup_claim));
+        out.push(manifest(backup));
+        out.extend(
+            monitoring
+                .iter()
+                .map(|m| serde_json::to_value(m).unwrap_or(Value::Null)),
+        );
+        out.extend(application.iter().map(manifest));
+        out.extend(application_service.iter().map(manifest));
         out
     }
 }
 
 /// An object as JSON with its apiVersion and kind, which k8s-openapi types leave implicit.
-fn manifest<K>(object: &K) -> Value
+pub fn manifest<K>(object: &K) -> Value
 where
     K: Resource<DynamicType = ()> + Serialize,
 {
@@ -76,3 +150,6 @@ where
     }
     value
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,56 +1,248 @@
-//! Network isolation: deny all ingress and egress in the namespace, then allow what the system
-//! needs. Today: DNS. (Database, monitoring and platform-service rules come with the
-//! reconciler and the operator's configuration.)
+//! Network isolation: deny all ingress and egress in the namespace, then allow only what the
+//! system needs: DNS; the application and the backup Jobs to the database; the monitoring
+//! namespace to the metrics port; the declared sources to the application; the application to
+//! the national platform services it names (addresses from the operator's configuration).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::labels::{COMPONENT, HEALTHSYSTEM};
 use super::namespace::meta;
+use super::{application, backup, database};
 use crate::api::HealthSystem;
+use crate::config::Config;
 
-/// Every pod of the namespace: no ingress, no egress, unless another policy allows it.
-pub fn default_deny(system: &HealthSystem) -> NetworkPolicy {
+fn policy(
+    system: &HealthSystem,
+    name: &str,
+    pods: LabelSelector,
+    ingress: Option<Vec<NetworkPolicyIngressRule>>,
+    egress: Option<Vec<NetworkPolicyEgressRule>>,
+) -> NetworkPolicy {
+    let mut types = Vec::new();
+    if ingress.is_some() {
+        types.push("Ingress".to_string());
+    }
+    if egress.is_some() {
+        types.push("Egress".to_string());
+    }
     NetworkPolicy {
-        metadata: meta(system, "default-deny"),
+        metadata: meta(system, name),
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector::default()),
-            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
-            ..NetworkPolicySpec::default()
+            pod_selector: Some(pods),
+            policy_types: Some(types),
+            ingress,
+            egress,
         }),
     }
 }
 
+fn match_labels(labels: BTreeMap<String, String>) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(labels),
+        ..LabelSelector::default()
+    }
+}
+
+fn tcp(port: i32) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".into()),
+        ..NetworkPolicyPort::default()
+    }
+}
+
+fn pods_of(selector: LabelSelector) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        pod_selector: Some(selector),
+        ..NetworkPolicyPeer::default()
+    }
+}
+
+/// The application and backup pods: the database's only clients.
+fn database_clients(system: &HealthSystem) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([(
+            HEALTHSYSTEM.to_string(),
+            super::labels::name(system).to_string(),
+        )])),
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: COMPONENT.into(),
+            operator: "In".into(),
+            values: Some(vec![
+                application::COMPONENT_NAME.into(),
+                backup::COMPONENT_NAME.into(),
+            ]),
+        }]),
+    }
+}
+
+/// Every NetworkPolicy of `system`, the default deny first.
+pub fn policies(system: &HealthSystem, config: &Config) -> Vec<NetworkPolicy> {
+    let mut out = vec![default_deny(system), allow_dns(system)];
+
+    let monitoring = NetworkPolicyPeer {
+        namespace_selector: Some(match_labels(BTreeMap::from([(
+            "kubernetes.io/metadata.name".to_string(),
+            config.monitoring.namespace.clone(),
+        )]))),
+        ..NetworkPolicyPeer::default()
+    };
+    out.push(policy(
+        system,
+        "database-ingress",
+        match_labels(database::selector(system)),
+        Some(vec![
+            NetworkPolicyIngressRule {
+                from: Some(vec![pods_of(database_clients(system))]),
+                ports: Some(vec![tcp(database::PORT)]),
+            },
+            NetworkPolicyIngressRule {
+                from: Some(vec![monitoring]),
+                ports: Some(vec![tcp(database::METRICS_PORT)]),
+            },
+        ]),
+        None,
+    ));
+    out.push(policy(
+        system,
+        "database-clients-egress",
+        database_clients(system),
+        None,
+        Some(vec![NetworkPolicyEgressRule {
+            to: Some(vec![pods_of(match_labels(database::selector(system)))]),
+            ports: Some(vec![tcp(database::PORT)]),
+        }]),
+    ));
+
+    if let Some(app) = &system.spec.application {
+        let sources: Vec<NetworkPolicyPeer> = system
+            .spec
+            .network
+            .allow_from
+            .iter()
+            .map(|source| NetworkPolicyPeer {
+                namespace_selector: source.namespace_selector.clone(),
+                pod_selector: source.pod_selector.clone(),
+                ..NetworkPolicyPeer::default()
+            })
+            .collect();
+        if !sources.is_empty() {
+            out.push(policy(
+                system,
+                "application-ingress",
+                match_labels(application::selector(system)),
+                Some(vec![NetworkPolicyIngressRule {
+                    from: Some(sources),
+                    ports: Some(vec![tcp(app.port)]),
+                }]),
+                None,
+            ));
+        }
+        let services: Vec<NetworkPolicyEgressRule> = system
+            .spec
+            .network
+            .platform_services
+            .iter()
+            .filter_map(|name| config.platform_services.get(name))
+            .map(|service| {
+                let mut to: Vec<NetworkPolicyPeer> = service
+                    .cidrs
+                    .iter()
+                    .map(|cidr| NetworkPolicyPeer {
+                        ip_block: Some(IPBlock {
+                            cidr: cidr.clone(),
+                            except: None,
+                        }),
+                        ..NetworkPolicyPeer::default()
+                    })
+                    .collect();
+                if service.namespace_selector.is_some() || service.pod_selector.is_some() {
+                    to.push(NetworkPolicyPeer {
+                        namespace_selector: service.namespace_selector.clone(),
+                        pod_selector: service.pod_selector.clone(),
+                        ..NetworkPolicyPeer::default()
+                    });
+                }
+                NetworkPolicyEgressRule {
+                    to: Some(to),
+                    ports: Some(
+                        service
+                            .ports
+                            .iter()
+                            .map(|p| NetworkPolicyPort {
+                                port: Some(IntOrString::Int(p.port)),
+                                protocol: Some(p.protocol.clone()),
+                                ..NetworkPolicyPort::default()
+                            })
+                            .collect(),
+                    ),
+                }
+            })
+            .collect();
+        if !services.is_empty() {
+            out.push(policy(
+                system,
+                "platform-services-egress",
+                match_labels(application::selector(system)),
+                None,
+                Some(services),
+            ));
+        }
+    }
+    out
+}
+
+/// Names in spec.network.platformServices that the configuration does not know.
+pub fn unknown_platform_services(system: &HealthSystem, config: &Config) -> Vec<String> {
+    system
+        .spec
+        .network
+        .platform_services
+        .iter()
+        .filter(|name| !config.platform_services.contains_key(*name))
+        .cloned()
+        .collect()
+}
+
+/// Every pod of the namespace: no ingress, no egress, unless another policy allows it.
+fn default_deny(system: &HealthSystem) -> NetworkPolicy {
+    policy(
+        system,
+        "default-deny",
+        LabelSelector::default(),
+        Some(vec![]),
+        Some(vec![]),
+    )
+}
+
 /// Egress to the cluster DNS in kube-system, UDP and TCP 53.
-pub fn allow_dns(system: &HealthSystem) -> NetworkPolicy {
+fn allow_dns(system: &HealthSystem) -> NetworkPolicy {
     let port = |protocol: &str| NetworkPolicyPort {
         port: Some(IntOrString::Int(53)),
         protocol: Some(protocol.into()),
         ..NetworkPolicyPort::default()
     };
-    NetworkPolicy {
-        metadata: meta(system, "allow-dns"),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector::default()),
-            policy_types: Some(vec!["Egress".into()]),
-            egress: Some(vec![NetworkPolicyEgressRule {
-                to: Some(vec![NetworkPolicyPeer {
-                    namespace_selector: Some(LabelSelector {
-                        match_labels: Some(BTreeMap::from([(
-                            "kubernetes.io/metadata.name".to_string(),
-                            "kube-system".to_string(),
-                        )])),
-                        ..LabelSelector::default()
-                    }),
-                    ..NetworkPolicyPeer::default()
-                }]),
-                ports: Some(vec![port("UDP"), port("TCP")]),
+    policy(
+        system,
+        "allow-dns",
+        LabelSelector::default(),
+        None,
+        Some(vec![NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(match_labels(BTreeMap::from([(
+                    "kubernetes.io/metadata.name".to_string(),
+                    "kube-system".to_string(),
+                )]))),
+                ..NetworkPolicyPeer::default()
             }]),
-            ..NetworkPolicySpec::default()
-        }),
-    }
+            ports: Some(vec![port("UDP"), port("TCP")]),
+        }]),
+    )
 }

@@ -1,6 +1,8 @@
 //! Access for the system's own team only: RoleBindings of the access groups to the built-in
-//! `admin` and `view` ClusterRoles, inside the system's namespace.
+//! `admin` and `view` ClusterRoles inside the system's namespace, and a ServiceAccount per
+//! workload.
 
+use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 
 use super::namespace::meta;
@@ -35,4 +37,21 @@ pub fn role_bindings(system: &HealthSystem) -> Vec<RoleBinding> {
         ),
     })
     .collect()
+}
+
+/// A ServiceAccount per workload (database, backup, application), with no API token mounted:
+/// none of them talks to the Kubernetes API.
+pub fn service_accounts(system: &HealthSystem) -> Vec<ServiceAccount> {
+    let mut names = vec![super::database::NAME, super::backup::NAME];
+    if system.spec.application.is_some() {
+        names.push(super::application::NAME);
+    }
+    names
+        .into_iter()
+        .map(|name| ServiceAccount {
+            metadata: meta(system, name),
+            automount_service_account_token: Some(false),
+            ..ServiceAccount::default()
+        })
+        .collect()
 }

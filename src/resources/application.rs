@@ -1,0 +1,126 @@
+//! The migrated system's own workload, when `spec.application` is set: a Deployment wired to
+//! the database credentials, and its Service.
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec,
+    SecretKeySelector, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::database::{PASSWORD_KEY, SECRET};
+use super::labels::{self, COMPONENT, HEALTHSYSTEM};
+use super::namespace::meta;
+use super::security::{container_security, pod_security};
+use crate::api::{Application, HealthSystem};
+use std::collections::BTreeMap;
+
+/// Component label of the application pods.
+pub const COMPONENT_NAME: &str = "application";
+/// Name of the Deployment, its Service and its ServiceAccount.
+pub const NAME: &str = "application";
+/// The UID the application runs as (non-root).
+const APP_UID: i64 = 10001;
+
+/// Labels selecting the application pods of `system`.
+pub fn selector(system: &HealthSystem) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (HEALTHSYSTEM.to_string(), labels::name(system).to_string()),
+        (COMPONENT.to_string(), COMPONENT_NAME.to_string()),
+    ])
+}
+
+/// The application Deployment. The database connection comes from the credentials Secret as
+/// DATABASE_HOST, DATABASE_PORT, DATABASE_NAME, DATABASE_USER and DATABASE_PASSWORD.
+pub fn deployment(system: &HealthSystem, app: &Application) -> Deployment {
+    let from_secret = |name: &str, key: &str| EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: SECRET.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    };
+    let container = Container {
+        name: "application".into(),
+        image: Some(app.image.clone()),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: app.port,
+            ..ContainerPort::default()
+        }]),
+        env: Some(vec![
+            from_secret("DATABASE_HOST", "host"),
+            from_secret("DATABASE_PORT", "port"),
+            from_secret("DATABASE_NAME", "database"),
+            from_secret("DATABASE_USER", "username"),
+            from_secret("DATABASE_PASSWORD", PASSWORD_KEY),
+        ]),
+        resources: app.resources.clone(),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..VolumeMount::default()
+        }]),
+        security_context: Some(container_security()),
+        ..Container::default()
+    };
+    let mut metadata = meta(system, NAME);
+    metadata.labels = Some(labels::component(system, COMPONENT_NAME));
+    Deployment {
+        metadata,
+        spec: Some(DeploymentSpec {
+            replicas: Some(app.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector(system)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels::component(system, COMPONENT_NAME)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(NAME.into()),
+                    automount_service_account_token: Some(false),
+                    security_context: Some(pod_security(APP_UID)),
+                    containers: vec![container],
+                    volumes: Some(vec![Volume {
+                        name: "tmp".into(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+/// The application's Service, on its own port.
+pub fn service(system: &HealthSystem, app: &Application) -> Service {
+    let mut metadata = meta(system, NAME);
+    metadata.labels = Some(labels::component(system, COMPONENT_NAME));
+    Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            selector: Some(selector(system)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: app.port,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}

@@ -1,0 +1,165 @@
+//! Scheduled backups: a CronJob that runs `pg_dump` (from the database's own image, so the
+//! client matches the server) into a volume claim of its own, keeps daily, weekly and monthly
+//! copies with checksums, and prunes beyond the retention.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::database::{self, PASSWORD_KEY, SECRET};
+use super::labels;
+use super::namespace::meta;
+use super::security::{container_security, pod_security};
+use crate::api::HealthSystem;
+use crate::config::Config;
+
+/// Component label of the backup Jobs' pods.
+pub const COMPONENT_NAME: &str = "backup";
+/// Name of the CronJob, its ServiceAccount and its volume claim.
+pub const NAME: &str = "backup";
+
+/// The dump, its checksum, the weekly and monthly copies and the pruning, in POSIX sh. A dump
+/// is written under a temporary name and renamed when complete, so a half-written file never
+/// looks like a backup.
+const SCRIPT: &str = r#"set -eu
+now=$(date -u +%Y%m%dT%H%M%SZ)
+cd /backups
+mkdir -p daily weekly monthly
+pg_dump --format=custom --file="daily/$now.dump.partial"
+mv "daily/$now.dump.partial" "daily/$now.dump"
+sha256sum "daily/$now.dump" > "daily/$now.dump.sha256"
+if [ "$(date -u +%u)" = 7 ]; then cp "daily/$now.dump" "daily/$now.dump.sha256" weekly/; fi
+if [ "$(date -u +%d)" = 01 ]; then cp "daily/$now.dump" "daily/$now.dump.sha256" monthly/; fi
+prune() { ls -1 "$1" | grep '\.dump$' | sort -r | tail -n "+$(($2 + 1))" | while read -r f; do rm -f "$1/$f" "$1/$f.sha256"; done; }
+prune daily "$RETAIN_DAILY"
+prune weekly "$RETAIN_WEEKLY"
+prune monthly "$RETAIN_MONTHLY"
+echo "backup $now complete: $(wc -c < "daily/$now.dump") bytes"
+"#;
+
+/// The claim the dumps are kept on: as large as the database volume (dumps are compressed)
+/// and of the same class.
+pub fn claim(system: &HealthSystem) -> PersistentVolumeClaim {
+    let database = &system.spec.database;
+    let mut metadata = meta(system, NAME);
+    metadata.labels = Some(labels::component(system, COMPONENT_NAME));
+    PersistentVolumeClaim {
+        metadata,
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: database.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(database.storage.clone()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+/// The backup CronJob. One run at a time; three succeeded and three failed Jobs are kept,
+/// which is what status reads the last backup times from.
+pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {
+    let backup = &system.spec.backup;
+    let env = |name: &str, value: String| EnvVar {
+        name: name.into(),
+        value: Some(value),
+        ..EnvVar::default()
+    };
+    let from_secret = |name: &str, key: &str| EnvVar {
+        name: name.into(),
+        value_from: Some(k8s_openapi::api::core::v1::EnvVarSource {
+            secret_key_ref: Some(k8s_openapi::api::core::v1::SecretKeySelector {
+                name: SECRET.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..EnvVar::default()
+    };
+    let container = Container {
+        name: "pg-dump".into(),
+        image: Some(
+            config
+                .images
+                .postgres(system.spec.database.version)
+                .to_string(),
+        ),
+        command: Some(vec!["/bin/sh".into(), "-c".into(), SCRIPT.into()]),
+        env: Some(vec![
+            env("PGHOST", database::SERVICE.into()),
+            env("PGPORT", database::PORT.to_string()),
+            from_secret("PGUSER", "username"),
+            from_secret("PGPASSWORD", PASSWORD_KEY),
+            from_secret("PGDATABASE", "database"),
+            env("RETAIN_DAILY", backup.retention.daily.to_string()),
+            env("RETAIN_WEEKLY", backup.retention.weekly.to_string()),
+            env("RETAIN_MONTHLY", backup.retention.monthly.to_string()),
+        ]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "backups".into(),
+            mount_path: "/backups".into(),
+            ..VolumeMount::default()
+        }]),
+        security_context: Some(container_security()),
+        ..Container::default()
+    };
+    let pod_labels = labels::component(system, COMPONENT_NAME);
+    let mut metadata = meta(system, NAME);
+    metadata.labels = Some(pod_labels.clone());
+    CronJob {
+        metadata,
+        spec: CronJobSpec {
+            schedule: backup.schedule.trim().to_string(),
+            concurrency_policy: Some("Forbid".into()),
+            successful_jobs_history_limit: Some(3),
+            failed_jobs_history_limit: Some(3),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels.clone()),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(JobSpec {
+                    backoff_limit: Some(2),
+                    template: PodTemplateSpec {
+                        metadata: Some(ObjectMeta {
+                            labels: Some(pod_labels),
+                            ..ObjectMeta::default()
+                        }),
+                        spec: Some(PodSpec {
+                            restart_policy: Some("Never".into()),
+                            service_account_name: Some(NAME.into()),
+                            automount_service_account_token: Some(false),
+                            security_context: Some(pod_security(999)),
+                            containers: vec![container],
+                            volumes: Some(vec![Volume {
+                                name: "backups".into(),
+                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                    claim_name: NAME.into(),
+                                    read_only: Some(false),
+                                }),
+                                ..Volume::default()
+                            }]),
+                            ..PodSpec::default()
+                        }),
+                    },
+                    ..JobSpec::default()
+                }),
+            },
+            ..CronJobSpec::default()
+        },
+        ..CronJob::default()
+    }
+}

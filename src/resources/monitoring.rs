@@ -1,0 +1,86 @@
+//! Monitoring of a system, for the Prometheus Operator: a PodMonitor for the database
+//! exporter and a PrometheusRule with the system's own alerts. Both are only applied when the
+//! cluster serves the monitoring.coreos.com API; the controller finds out at run time.
+
+use kube::api::DynamicObject;
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::json;
+
+use super::labels;
+use super::{database, namespace::meta};
+use crate::api::HealthSystem;
+
+/// The Prometheus Operator's API group and version.
+pub const GROUP_VERSION: (&str, &str) = ("monitoring.coreos.com", "v1");
+
+/// The PodMonitor resource.
+pub fn pod_monitor_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(GROUP_VERSION.0, GROUP_VERSION.1, "PodMonitor"),
+        "podmonitors",
+    )
+}
+
+/// The PrometheusRule resource.
+pub fn prometheus_rule_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(GROUP_VERSION.0, GROUP_VERSION.1, "PrometheusRule"),
+        "prometheusrules",
+    )
+}
+
+fn object(system: &HealthSystem, resource: &ApiResource, spec: serde_json::Value) -> DynamicObject {
+    let mut object = DynamicObject::new("database", resource).data(json!({ "spec": spec }));
+    object.metadata = meta(system, "database");
+    object.metadata.labels = Some(labels::component(system, database::COMPONENT_NAME));
+    object
+}
+
+/// Scrapes the exporter's metrics port of the database pod.
+pub fn pod_monitor(system: &HealthSystem) -> DynamicObject {
+    object(
+        system,
+        &pod_monitor_resource(),
+        json!({
+            "selector": { "matchLabels": database::selector(system) },
+            "podMetricsEndpoints": [{ "port": "metrics", "interval": "30s" }]
+        }),
+    )
+}
+
+/// The system's own alerts: database down, volume filling up, connections near the limit.
+pub fn prometheus_rule(system: &HealthSystem) -> DynamicObject {
+    let ns = labels::namespace(system);
+    let name = labels::name(system);
+    let claim = database::data_claim_name();
+    object(
+        system,
+        &prometheus_rule_resource(),
+        json!({ "groups": [{
+            "name": format!("healthsystem-{name}"),
+            "rules": [
+                {
+                    "alert": "HealthSystemDatabaseDown",
+                    "expr": format!("pg_up{{namespace=\"{ns}\"}} == 0"),
+                    "for": "5m",
+                    "labels": { "severity": "critical", "healthsystem": name },
+                    "annotations": { "summary": format!("The database of {name} is down") }
+                },
+                {
+                    "alert": "HealthSystemVolumeFillingUp",
+                    "expr": format!("kubelet_volume_stats_available_bytes{{namespace=\"{ns}\",persistentvolumeclaim=\"{claim}\"}} / kubelet_volume_stats_capacity_bytes{{namespace=\"{ns}\",persistentvolumeclaim=\"{claim}\"}} < 0.15"),
+                    "for": "15m",
+                    "labels": { "severity": "warning", "healthsystem": name },
+                    "annotations": { "summary": format!("The database volume of {name} is more than 85% full") }
+                },
+                {
+                    "alert": "HealthSystemConnectionsNearLimit",
+                    "expr": format!("sum(pg_stat_database_numbackends{{namespace=\"{ns}\"}}) / max(pg_settings_max_connections{{namespace=\"{ns}\"}}) > 0.8"),
+                    "for": "10m",
+                    "labels": { "severity": "warning", "healthsystem": name },
+                    "annotations": { "summary": format!("The database of {name} uses more than 80% of its connections") }
+                }
+            ]
+        }]}),
+    )
+}

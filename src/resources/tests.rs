@@ -1,0 +1,180 @@
+//! Builder tests on small inline manifests: what matters for isolation and data safety.
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::api::validation::validate;
+
+fn system(spec_extra: Value) -> HealthSystem {
+    let mut manifest = json!({
+        "apiVersion": "sdc.gov.rs/v1alpha1",
+        "kind": "HealthSystem",
+        "metadata": { "name": "dz-test" },
+        "spec": {
+            "institution": { "displayName": "Dom zdravlja Test", "registryId": "07151950", "ownership": "Public" },
+            "database": { "version": "16", "storage": "50Gi" },
+            "application": { "image": "registry.sdc.gov.rs/his/app:1", "port": 8080 },
+            "network": { "platformServices": ["e-referral", "e-unknown"], "allowFrom": [{ "namespaceSelector": { "matchLabels": { "a": "b" } } }] }
+        }
+    });
+    if let (Some(spec), Some(extra)) = (manifest["spec"].as_object_mut(), spec_extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    validate(&manifest).unwrap()
+}
+
+fn all(system: &HealthSystem) -> Vec<Value> {
+    Desired::build(system, &Config::default()).manifests()
+}
+
+#[test]
+fn every_child_is_labelled_and_in_the_system_namespace() {
+    for object in all(&system(json!({}))) {
+        let labels = &object["metadata"]["labels"];
+        assert_eq!(labels[labels::MANAGED_BY], labels::MANAGER, "{object}");
+        assert_eq!(labels[labels::HEALTHSYSTEM], "dz-test", "{object}");
+        if object["kind"] != "Namespace" {
+            assert_eq!(object["metadata"]["namespace"], "hs-dz-test", "{object}");
+        }
+    }
+}
+
+#[test]
+fn no_child_has_an_owner_reference() {
+    // Garbage collection must never reach the namespace, the claims or the credentials.
+    for object in all(&system(json!({}))) {
+        assert!(
+            object["metadata"].get("ownerReferences").is_none(),
+            "{object}"
+        );
+    }
+}
+
+#[test]
+fn every_pod_template_is_restricted() {
+    let objects = all(&system(json!({})));
+    let templates: Vec<&Value> = objects
+        .iter()
+        .filter_map(|o| match o["kind"].as_str() {
+            Some("StatefulSet" | "Deployment") => Some(&o["spec"]["template"]["spec"]),
+            Some("CronJob") => Some(&o["spec"]["jobTemplate"]["spec"]["template"]["spec"]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(templates.len(), 3);
+    for pod in templates {
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        for c in pod["containers"].as_array().unwrap() {
+            assert_eq!(
+                c["securityContext"]["allowPrivilegeEscalation"], false,
+                "{c}"
+            );
+            assert_eq!(
+                c["securityContext"]["capabilities"]["drop"],
+                json!(["ALL"]),
+                "{c}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_secret_is_rendered_without_a_password() {
+    let desired = Desired::build(&system(json!({})), &Config::default());
+    let data = desired.database_secret.string_data.unwrap();
+    assert!(!data.contains_key(database::PASSWORD_KEY));
+    assert_eq!(data["host"], "database.hs-dz-test.svc");
+}
+
+#[test]
+fn claims_are_retained_and_sized_from_the_spec() {
+    let desired = Desired::build(
+        &system(
+            json!({ "database": { "version": "16", "storage": "80Gi", "storageClassName": "sdc-encrypted" } }),
+        ),
+        &Config::default(),
+    );
+    let sts = desired.database.spec.unwrap();
+    let policy = sts.persistent_volume_claim_retention_policy.unwrap();
+    assert_eq!(policy.when_deleted.as_deref(), Some("Retain"));
+    let claim = &sts.volume_claim_templates.unwrap()[0];
+    let spec = claim.spec.as_ref().unwrap();
+    assert_eq!(spec.storage_class_name.as_deref(), Some("sdc-encrypted"));
+    assert_eq!(
+        spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0,
+        "80Gi"
+    );
+}
+
+#[test]
+fn quota_comes_from_the_tier_with_overrides() {
+    let desired = Desired::build(
+        &system(json!({ "tier": "Small", "sizing": { "memory": "6Gi" } })),
+        &Config::default(),
+    );
+    let hard = desired.quota.spec.unwrap().hard.unwrap();
+    assert_eq!(hard["requests.memory"].0, "6Gi");
+    assert_eq!(hard["requests.cpu"].0, Config::default().tiers.small.cpu);
+}
+
+#[test]
+fn platform_services_become_egress_rules_and_unknown_ones_are_reported() {
+    let system = system(json!({}));
+    let config = Config::default();
+    let policies = network::policies(&system, &config);
+    let names: Vec<&str> = policies
+        .iter()
+        .filter_map(|p| p.metadata.name.as_deref())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "default-deny",
+            "allow-dns",
+            "database-ingress",
+            "database-clients-egress",
+            "application-ingress",
+            "platform-services-egress"
+        ]
+    );
+    let egress = serde_json::to_value(&policies[5]).unwrap();
+    assert_eq!(
+        egress["spec"]["egress"][0]["to"][0]["ipBlock"]["cidr"],
+        json!(config.platform_services["e-referral"].cidrs[0])
+    );
+    assert_eq!(
+        egress["spec"]["egress"].as_array().unwrap().len(),
+        1,
+        "the unknown service gets no rule"
+    );
+    assert_eq!(
+        network::unknown_platform_services(&system, &config),
+        ["e-unknown"]
+    );
+}
+
+#[test]
+fn without_an_application_there_is_no_deployment_nor_its_rules() {
+    let mut system = system(json!({}));
+    system.spec.application = None;
+    let desired = Desired::build(&system, &Config::default());
+    assert!(desired.application.is_none() && desired.application_service.is_none());
+    assert_eq!(desired.service_accounts.len(), 2);
+    assert_eq!(desired.network_policies.len(), 4);
+}
+
+#[test]
+fn monitoring_can_be_switched_off() {
+    let desired = Desired::build(
+        &system(json!({ "monitoring": { "enabled": false } })),
+        &Config::default(),
+    );
+    assert!(desired.monitoring.is_empty());
+}
