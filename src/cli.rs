@@ -1,5 +1,6 @@
-//! The command line: `crd` prints the CustomResourceDefinition, `render` prints what the
-//! operator would create for given manifests.
+//! The command line: `run` reconciles HealthSystems, `crd` prints the
+//! CustomResourceDefinition, `render` prints what the operator would create for given
+//! manifests.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -22,6 +23,20 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the operator against the cluster of $KUBECONFIG (or the in-cluster service
+    /// account).
+    Run {
+        /// The operator's configuration file (tiers, platform services, monitoring, images);
+        /// built-in defaults when absent.
+        #[arg(long, env = "HS_CONFIG")]
+        config: Option<PathBuf>,
+        /// HealthSystems reconciled at once.
+        #[arg(long, env = "HS_CONCURRENCY", default_value_t = 16)]
+        concurrency: u16,
+        /// Log format.
+        #[arg(long, env = "HS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
     /// Print the HealthSystem CustomResourceDefinition as YAML.
     Crd,
     /// Print, as multi-document YAML, every object the operator would create for the given
@@ -30,7 +45,38 @@ enum Command {
     Render {
         /// Manifest files, each with one or more YAML documents.
         files: Vec<PathBuf>,
+        /// The operator's configuration file, as for `run`.
+        #[arg(long, env = "HS_CONFIG")]
+        config: Option<PathBuf>,
     },
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 impl Cli {
@@ -41,9 +87,30 @@ impl Cli {
                 print!("{}", crd_yaml()?);
                 Ok(())
             }
-            Command::Render { files } => {
+            Command::Run {
+                config,
+                concurrency,
+                log_format,
+            } => {
+                init_logging(log_format);
+                let config = load_config(config.as_ref())?;
+                let runtime = tokio::runtime::Runtime::new()?;
+                runtime.block_on(async {
+                    let client = kube::Client::try_default().await?;
+                    crate::controller::run(
+                        client,
+                        config,
+                        crate::controller::Settings {
+                            concurrency: concurrency.max(1),
+                        },
+                    )
+                    .await
+                })
+            }
+            Command::Render { files, config } => {
+                let config = load_config(config.as_ref())?;
                 let sources = read_sources(&files)?;
-                let out = render(&sources, &Config::default())?;
+                let out = render(&sources, &config)?;
                 print!("{out}");
                 Ok(())
             }

@@ -1,0 +1,330 @@
+//! Server-side apply of the desired set, with one field manager, skipping every object whose
+//! live copy (from the watch stores) already has each desired field: a quiet cluster costs
+//! no requests at all. Plus the three things apply cannot do: create the credentials once,
+//! grow the database claim, and prune what a switched-off feature no longer wants.
+
+use std::collections::{BTreeMap, HashSet};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use tracing::{debug, info};
+
+use super::children::Stores;
+use super::credentials;
+use crate::error::{Error, Result};
+use crate::resources::labels::{HEALTHSYSTEM, MANAGER};
+use crate::resources::{Desired, database};
+
+/// What one apply pass did, for logs and metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Objects written (created or changed).
+    pub written: usize,
+    /// Objects already right, not sent.
+    pub unchanged: usize,
+    /// Objects deleted because no longer wanted.
+    pub pruned: usize,
+}
+
+/// True when every field of `desired` has the same value in `live`. Fields that the API
+/// server or other controllers added are ignored; an empty desired list or map matches an
+/// absent field (the API server drops them).
+pub fn contains(live: &Value, desired: &Value) -> bool {
+    match (live, desired) {
+        (_, Value::Null) => true,
+        (Value::Object(live), Value::Object(desired)) => {
+            desired.iter().all(|(key, d)| match live.get(key) {
+                Some(l) => contains(l, d),
+                None => is_empty(d),
+            })
+        }
+        (Value::Array(live), Value::Array(desired)) => {
+            live.len() == desired.len() && live.iter().zip(desired).all(|(l, d)| contains(l, d))
+        }
+        (Value::Null, desired) => is_empty(desired),
+        (live, desired) => live == desired,
+    }
+}
+
+/// Compares a live object with a desired manifest. Objects from a watch's initial list carry
+/// no apiVersion and kind, so those are left out of the comparison.
+fn same_object(live: &Value, desired: &Value) -> bool {
+    match desired.as_object() {
+        Some(fields) => fields
+            .iter()
+            .filter(|(key, _)| !matches!(key.as_str(), "apiVersion" | "kind"))
+            .all(|(key, d)| live.get(key).map_or(is_empty(d), |l| contains(l, d))),
+        None => false,
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(is_empty),
+        _ => false,
+    }
+}
+
+/// Applies `desired` for the HealthSystem `system_name`; `monitoring` says whether the
+/// monitoring.coreos.com API is served.
+pub async fn apply(
+    client: &Client,
+    stores: &Stores,
+    system_name: &str,
+    desired: &Desired,
+    monitoring: bool,
+) -> Result<Applied> {
+    let mut applied = Applied::default();
+    let namespace = desired.namespace.metadata.name.clone().unwrap_or_default();
+    let mut wanted: HashSet<(String, String)> = HashSet::new();
+
+    for mut object in desired.manifests() {
+        let api_version = object["apiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let kind = object["kind"].as_str().unwrap_or_default().to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        wanted.insert((format!("{api_version}/{kind}"), name.clone()));
+        if kind == "Secret" && name == database::SECRET {
+            applied.written += ensure_credentials(client, stores, &desired.database_secret).await?;
+            continue;
+        }
+        if api_version.starts_with("monitoring.coreos.com/") && !monitoring {
+            continue;
+        }
+        let live = stores.get(&api_version, &kind, Some(&namespace), &name);
+        let live = live.map(|l| serde_json::to_value(&*l).unwrap_or(Value::Null));
+        if kind == "StatefulSet" {
+            // Claim templates are immutable: keep the live ones; the claim itself grows below.
+            if let Some(templates) = live
+                .as_ref()
+                .and_then(|l| l.pointer("/spec/volumeClaimTemplates"))
+            {
+                object["spec"]["volumeClaimTemplates"] = templates.clone();
+            }
+        }
+        if live.as_ref().is_some_and(|l| same_object(l, &object)) {
+            applied.unchanged += 1;
+            continue;
+        }
+        write(
+            client,
+            stores,
+            &api_version,
+            &kind,
+            &namespace,
+            &name,
+            &object,
+        )
+        .await?;
+        applied.written += 1;
+    }
+    applied.written += grow_data_claim(client, stores, &namespace, &desired.database).await?;
+    applied.pruned += prune(client, stores, system_name, &namespace, &wanted).await?;
+    Ok(applied)
+}
+
+async fn write(
+    client: &Client,
+    stores: &Stores,
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    object: &Value,
+) -> Result<()> {
+    let resource = match stores.kind(api_version, kind) {
+        Some((k, _)) => k.resource.clone(),
+        None => {
+            return Err(Error::InvalidSpec(format!(
+                "{api_version} {kind} is not a managed kind"
+            )));
+        }
+    };
+    let api: Api<DynamicObject> = if kind == "Namespace" {
+        Api::all_with(client.clone(), &resource)
+    } else {
+        Api::namespaced_with(client.clone(), namespace, &resource)
+    };
+    // Force: these objects are ours alone, and a hand edit (drift) must be taken back.
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await?;
+    debug!(kind, name, namespace, "applied");
+    Ok(())
+}
+
+/// Creates the credentials Secret with a freshly generated password when, and only when, it
+/// does not exist. An existing Secret is never written: not after a restart, a crash
+/// mid-reconcile, nor when the HealthSystem is re-created.
+async fn ensure_credentials(client: &Client, stores: &Stores, template: &Secret) -> Result<usize> {
+    let namespace = template.namespace().unwrap_or_default();
+    if stores
+        .get("v1", "Secret", Some(&namespace), database::SECRET)
+        .is_some()
+    {
+        return Ok(0);
+    }
+    let mut secret = template.clone();
+    let mut data: BTreeMap<String, ByteString> = secret
+        .string_data
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, ByteString(v.into_bytes())))
+        .collect();
+    data.insert(
+        database::PASSWORD_KEY.to_string(),
+        ByteString(credentials::password()?.into_bytes()),
+    );
+    secret.data = Some(data);
+    let api = Api::<Secret>::namespaced(client.clone(), &namespace);
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..PostParams::default()
+    };
+    match api.create(&params, &secret).await {
+        Ok(_) => {
+            info!(namespace, "database credentials generated");
+            Ok(1)
+        }
+        // Created by an earlier pass whose watch event has not arrived yet: keep it.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Grows the database claim to the requested size (claim templates cannot change, the
+/// claim can); the API server refuses any shrink, and so does admission before it.
+async fn grow_data_claim(
+    client: &Client,
+    stores: &Stores,
+    namespace: &str,
+    desired: &k8s_openapi::api::apps::v1::StatefulSet,
+) -> Result<usize> {
+    let wanted = desired
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .and_then(|t| t.first())
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .map(|q| q.0.clone());
+    let claim_name = database::data_claim_name();
+    let Some(live) = stores.get("v1", "PersistentVolumeClaim", Some(namespace), &claim_name) else {
+        return Ok(0);
+    };
+    let current = live
+        .data
+        .pointer("/spec/resources/requests/storage")
+        .and_then(Value::as_str);
+    match wanted {
+        Some(wanted) if current != Some(wanted.as_str()) => {
+            let api = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+                client.clone(),
+                namespace,
+            );
+            let patch = json!({ "spec": { "resources": { "requests": { "storage": wanted } } } });
+            api.patch(&claim_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            info!(
+                namespace,
+                claim = claim_name,
+                size = wanted,
+                "database claim resized"
+            );
+            Ok(1)
+        }
+        _ => Ok(0),
+    }
+}
+
+/// Deletes our objects in the system's namespace that the desired set no longer has (a
+/// feature switched off). Only prunable kinds: never the namespace, a claim, a Secret or a Job.
+async fn prune(
+    client: &Client,
+    stores: &Stores,
+    system_name: &str,
+    namespace: &str,
+    wanted: &HashSet<(String, String)>,
+) -> Result<usize> {
+    let mut pruned = 0;
+    for (kind, store) in stores.all() {
+        if !kind.prunable {
+            continue;
+        }
+        let key = format!("{}/{}", kind.resource.api_version, kind.resource.kind);
+        for object in store.state() {
+            let ours = object.labels().get(HEALTHSYSTEM).map(String::as_str) == Some(system_name);
+            let here = object.namespace().as_deref() == Some(namespace);
+            if !ours || !here || wanted.contains(&(key.clone(), object.name_any())) {
+                continue;
+            }
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), namespace, &kind.resource);
+            match api
+                .delete(&object.name_any(), &DeleteParams::background())
+                .await
+            {
+                Ok(_) => {
+                    info!(
+                        namespace,
+                        kind = kind.resource.kind,
+                        name = object.name_any(),
+                        "pruned"
+                    );
+                    pruned += 1;
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(pruned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contains_ignores_what_others_added() {
+        let live = json!({ "metadata": { "name": "a", "uid": "1", "labels": { "x": "1", "y": "2" } }, "spec": { "ports": [{ "port": 1, "protocol": "TCP" }] } });
+        assert!(contains(
+            &live,
+            &json!({ "metadata": { "labels": { "x": "1" } }, "spec": { "ports": [{ "port": 1 }] } })
+        ));
+        assert!(!contains(
+            &live,
+            &json!({ "metadata": { "labels": { "x": "2" } } })
+        ));
+        assert!(!contains(
+            &live,
+            &json!({ "spec": { "ports": [{ "port": 1 }, { "port": 2 }] } })
+        ));
+        assert!(!contains(&live, &json!({ "spec": { "missing": 1 } })));
+    }
+
+    #[test]
+    fn empty_desired_values_match_absent_fields() {
+        let live = json!({ "spec": { "podSelector": {} } });
+        assert!(contains(
+            &live,
+            &json!({ "spec": { "podSelector": {}, "ingress": [], "egress": [] } })
+        ));
+    }
+}

@@ -1,0 +1,158 @@
+//! The kinds of child the operator manages, each watched cluster-wide through our
+//! managed-by label (never every Secret of the cluster), with managedFields trimmed, into an
+//! in-memory store the reconciler compares against before it writes anything.
+
+use std::collections::HashMap;
+
+use futures::Stream;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{
+    LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, DynamicObject};
+use kube::core::ApiResource;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+
+use crate::resources::labels::{MANAGED_BY, MANAGER};
+use crate::resources::monitoring;
+
+/// A kind of child: its API resource and whether it is namespaced.
+#[derive(Clone, Debug)]
+pub struct Kind {
+    /// Group, version, kind and plural.
+    pub resource: ApiResource,
+    /// Namespaced (everything but the Namespace itself).
+    pub namespaced: bool,
+    /// Objects of this kind the operator may delete when no longer wanted. Never a
+    /// Namespace, a claim or a Secret (patient data and credentials), nor the Jobs the
+    /// CronJob creates.
+    pub prunable: bool,
+}
+
+fn kind<K: Resource<DynamicType = ()>>(namespaced: bool, prunable: bool) -> Kind {
+    Kind {
+        resource: ApiResource::erase::<K>(&()),
+        namespaced,
+        prunable,
+    }
+}
+
+/// Every kind the operator creates or reads back, the monitoring ones last.
+pub fn kinds(with_monitoring: bool) -> Vec<Kind> {
+    let mut kinds = vec![
+        kind::<Namespace>(false, false),
+        kind::<ResourceQuota>(true, true),
+        kind::<LimitRange>(true, true),
+        kind::<RoleBinding>(true, true),
+        kind::<ServiceAccount>(true, true),
+        kind::<NetworkPolicy>(true, true),
+        kind::<Secret>(true, false),
+        kind::<Service>(true, true),
+        kind::<StatefulSet>(true, true),
+        kind::<PodDisruptionBudget>(true, true),
+        kind::<PersistentVolumeClaim>(true, false),
+        kind::<CronJob>(true, true),
+        kind::<Job>(true, false),
+        kind::<Deployment>(true, true),
+    ];
+    if with_monitoring {
+        for resource in [
+            monitoring::pod_monitor_resource(),
+            monitoring::prometheus_rule_resource(),
+        ] {
+            kinds.push(Kind {
+                resource,
+                namespaced: true,
+                prunable: true,
+            });
+        }
+    }
+    kinds
+}
+
+/// The label selector every watch uses.
+pub fn selector() -> String {
+    format!("{MANAGED_BY}={MANAGER}")
+}
+
+/// The stores of every watched kind, keyed by "apiVersion/Kind".
+#[derive(Clone, Default)]
+pub struct Stores {
+    stores: HashMap<String, (Kind, Store<DynamicObject>)>,
+}
+
+fn key(api_version: &str, kind: &str) -> String {
+    format!("{api_version}/{kind}")
+}
+
+impl Stores {
+    /// The store of a kind, if it is watched.
+    pub fn kind(&self, api_version: &str, kind: &str) -> Option<&(Kind, Store<DynamicObject>)> {
+        self.stores.get(&key(api_version, kind))
+    }
+
+    /// The live object of `kind` named `name` (in `namespace` when namespaced).
+    pub fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<std::sync::Arc<DynamicObject>> {
+        let (k, store) = self.kind(api_version, kind)?;
+        let mut reference = ObjectRef::new_with(name, k.resource.clone());
+        if k.namespaced {
+            reference = reference.within(namespace.unwrap_or_default());
+        }
+        store.get(&reference)
+    }
+
+    /// Every watched kind with its store.
+    pub fn all(&self) -> impl Iterator<Item = &(Kind, Store<DynamicObject>)> {
+        self.stores.values()
+    }
+
+    /// Waits until every store has its first full list, so a restarted operator compares
+    /// against the real cluster rather than an empty cache.
+    pub async fn ready(&self) {
+        for (_, store) in self.stores.values() {
+            let _ = store.wait_until_ready().await;
+        }
+    }
+}
+
+/// A watch stream that keeps one store up to date; the controller polls it.
+pub type ChildStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<DynamicObject, watcher::Error>> + Send>>;
+
+/// Starts (lazily: the streams run when polled) a label-filtered watch of every kind.
+pub fn watch(client: &Client, kinds: Vec<Kind>) -> (Stores, Vec<(ChildStream, ApiResource)>) {
+    let mut stores = Stores::default();
+    let mut streams = Vec::new();
+    for kind in kinds {
+        let writer = reflector::store::Writer::new(kind.resource.clone());
+        let reader = writer.as_reader();
+        let api = Api::<DynamicObject>::all_with(client.clone(), &kind.resource);
+        let config = watcher::Config::default().labels(&selector());
+        let stream = reflector::reflector(
+            writer,
+            watcher(api, config)
+                .default_backoff()
+                .modify(|object: &mut DynamicObject| object.managed_fields_mut().clear()),
+        )
+        .applied_objects();
+        streams.push((Box::pin(stream) as ChildStream, kind.resource.clone()));
+        stores.stores.insert(
+            key(&kind.resource.api_version, &kind.resource.kind),
+            (kind, reader),
+        );
+    }
+    (stores, streams)
+}

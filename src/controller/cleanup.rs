@@ -1,0 +1,55 @@
+//! The finalizer's work when a HealthSystem is deleted. `Retain` (the default) deletes
+//! nothing: namespace, volumes, data and credentials stay, and a HealthSystem re-created
+//! under the same name takes them over as they are. `Delete` removes the namespace, and the
+//! finalizer is released only once the namespace is gone.
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams};
+use kube::runtime::controller::Action;
+use tracing::info;
+
+use super::context::Context;
+use crate::api::{DeletionPolicy, HealthSystem};
+use crate::error::{Error, Result};
+use crate::resources::labels::{self, HEALTHSYSTEM};
+
+/// Runs the deletion policy of `system`. Tolerates an apply that never ran.
+pub async fn cleanup(system: &HealthSystem, ctx: &Context) -> Result<Action> {
+    let namespace = labels::namespace(system);
+    match system.spec.deletion_policy {
+        DeletionPolicy::Retain => {
+            info!(
+                namespace,
+                "deleted with Retain: namespace, data and credentials kept"
+            );
+            Ok(Action::await_change())
+        }
+        DeletionPolicy::Delete => {
+            let api = Api::<Namespace>::all(ctx.client.clone());
+            let Some(existing) = api.get_opt(&namespace).await? else {
+                info!(namespace, "deleted with Delete: namespace gone");
+                return Ok(Action::await_change());
+            };
+            // Only a namespace this system owns: never one that merely has the same name.
+            let ours = existing
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(HEALTHSYSTEM))
+                .map(String::as_str)
+                == Some(labels::name(system));
+            if !ours {
+                info!(
+                    namespace,
+                    "deleted with Delete: namespace is not ours, left alone"
+                );
+                return Ok(Action::await_change());
+            }
+            if existing.metadata.deletion_timestamp.is_none() {
+                info!(namespace, "deleted with Delete: deleting the namespace");
+                api.delete(&namespace, &DeleteParams::foreground()).await?;
+            }
+            Err(Error::NamespaceTerminating(namespace))
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! What every reconcile shares: the client, the operator's configuration, the child stores
+//! and the event recorder.
+
+use kube::Client;
+use kube::runtime::events::Recorder;
+
+use super::children::Stores;
+use crate::config::Config;
+
+/// Shared by every reconcile.
+pub struct Context {
+    /// The API client (one connection pool for the whole operator).
+    pub client: Client,
+    /// The operator's configuration.
+    pub config: Config,
+    /// The watched children.
+    pub stores: Stores,
+    /// Publishes events on HealthSystems.
+    pub recorder: Recorder,
+    /// The monitoring.coreos.com API was served when the operator started.
+    pub monitoring_api: bool,
+}

@@ -1,0 +1,105 @@
+//! The controller: the only code that talks to the API server. It watches HealthSystems and,
+//! through our labels, every child, reconciles with bounded concurrency and stops cleanly on
+//! SIGINT or SIGTERM.
+
+pub mod apply;
+pub mod children;
+pub mod cleanup;
+pub mod context;
+pub mod credentials;
+pub mod reconcile;
+pub mod status;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use tracing::{info, warn};
+
+use crate::api::HealthSystem;
+use crate::config::Config;
+use crate::resources::labels::{HEALTHSYSTEM, MANAGER};
+use crate::resources::monitoring;
+use context::Context;
+
+/// Settings of a controller run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// HealthSystems reconciled at once.
+    pub concurrency: u16,
+}
+
+/// Whether the cluster serves the Prometheus Operator's API.
+pub async fn monitoring_api_served(client: &Client) -> bool {
+    let gv = kube::core::GroupVersion::gv(monitoring::GROUP_VERSION.0, monitoring::GROUP_VERSION.1);
+    match kube::discovery::pinned_group(client, &gv).await {
+        Ok(group) => ["PodMonitor", "PrometheusRule"]
+            .iter()
+            .all(|kind| group.recommended_kind(kind).is_some()),
+        Err(_) => false,
+    }
+}
+
+/// Runs the controller until a shutdown signal.
+pub async fn run(client: Client, config: Config, settings: Settings) -> anyhow::Result<()> {
+    let systems = Api::<HealthSystem>::all(client.clone());
+    systems.list(&ListParams::default().limit(1)).await.map_err(|e| {
+        anyhow::anyhow!("cannot list HealthSystems ({e}); is the CRD installed? (healthsystem-operator crd | kubectl apply -f -)")
+    })?;
+    let monitoring_api = monitoring_api_served(&client).await;
+    if !monitoring_api {
+        warn!(
+            "monitoring.coreos.com is not served: PodMonitors and PrometheusRules are skipped until the operator restarts with it"
+        );
+    }
+    let (stores, streams) = children::watch(&client, children::kinds(monitoring_api));
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client,
+        config,
+        stores,
+        recorder,
+        monitoring_api,
+    });
+
+    let mut controller = Controller::new(systems, watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(settings.concurrency));
+    for (stream, resource) in streams {
+        controller = controller.watches_stream_with(
+            stream,
+            |child| {
+                child
+                    .labels()
+                    .get(HEALTHSYSTEM)
+                    .map(|name| ObjectRef::<HealthSystem>::new(name))
+            },
+            resource,
+        );
+    }
+    info!(
+        concurrency = settings.concurrency,
+        monitoring_api, "controller starting"
+    );
+    controller
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile failed");
+            }
+        })
+        .await;
+    info!("controller stopped");
+    Ok(())
+}

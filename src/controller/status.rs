@@ -1,0 +1,457 @@
+//! Conditions and phase from what the cluster reports. `observe` reads the watch stores (and,
+//! only while the database claim is pending, its StorageClass); `evaluate` is pure; the
+//! status is written only when it changed, keeping each condition's lastTransitionTime
+//! unless its status flipped, and an event is published when readiness flips.
+
+use std::time::Duration;
+
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use super::children::Stores;
+use crate::api::{BackupStatus, DatabaseStatus, HealthSystem, HealthSystemStatus, Phase};
+use crate::config::Config;
+use crate::error::Result;
+use crate::resources::labels::{self, COMPONENT, HEALTHSYSTEM, MANAGER};
+use crate::resources::{application, backup, database, network};
+
+/// Condition types.
+pub mod types {
+    /// Every subsystem below (monitoring aside) is ready.
+    pub const READY: &str = "Ready";
+    /// The namespace exists and is active.
+    pub const NAMESPACE: &str = "NamespaceReady";
+    /// The database runs, its volume is bound and its credentials exist.
+    pub const DATABASE: &str = "DatabaseReady";
+    /// The last successful backup is within the RPO.
+    pub const BACKUP: &str = "BackupReady";
+    /// The network policies are applied and every platform service named is known.
+    pub const NETWORK: &str = "NetworkIsolated";
+    /// Metrics and alert rules are installed (or monitoring is off).
+    pub const MONITORING: &str = "MonitoringReady";
+    /// The application's pods are available (only when spec.application is set).
+    pub const APPLICATION: &str = "ApplicationReady";
+}
+
+/// What the cluster reports about one system's children.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// Phase of the namespace; None when it does not exist.
+    pub namespace_phase: Option<String>,
+    /// Ready replicas of the database StatefulSet.
+    pub database_ready_replicas: i32,
+    /// Phase of the database claim; None before it exists.
+    pub claim_phase: Option<String>,
+    /// The claim's StorageClass when it does not exist in the cluster.
+    pub missing_storage_class: Option<String>,
+    /// The credentials Secret exists.
+    pub credentials_exist: bool,
+    /// ...and holds a password.
+    pub credentials_complete: bool,
+    /// Completion time of the newest successful backup Job.
+    pub last_success: Option<Timestamp>,
+    /// Time of the newest failed backup Job.
+    pub last_failure: Option<Timestamp>,
+    /// Available and wanted replicas of the application, when there is one.
+    pub application: Option<(i32, i32)>,
+    /// The monitoring.coreos.com API is served.
+    pub monitoring_api: bool,
+    /// Platform services named in the spec that the configuration does not know.
+    pub unknown_services: Vec<String>,
+}
+
+/// Reads the state of `system`'s children.
+pub async fn observe(
+    client: &Client,
+    stores: &Stores,
+    config: &Config,
+    system: &HealthSystem,
+    monitoring_api: bool,
+) -> Result<Observed> {
+    let namespace = labels::namespace(system);
+    let ns = Some(namespace.as_str());
+    let field = |object: &Option<std::sync::Arc<kube::api::DynamicObject>>, pointer: &str| {
+        object
+            .as_ref()
+            .and_then(|o| o.data.pointer(pointer).cloned())
+    };
+    let namespace_object = stores.get("v1", "Namespace", None, &namespace);
+    let statefulset = stores.get("apps/v1", "StatefulSet", ns, database::NAME);
+    let claim = stores.get(
+        "v1",
+        "PersistentVolumeClaim",
+        ns,
+        &database::data_claim_name(),
+    );
+    let secret = stores.get("v1", "Secret", ns, database::SECRET);
+    let claim_phase = field(&claim, "/status/phase").and_then(|v| v.as_str().map(String::from));
+
+    let mut missing_storage_class = None;
+    if claim_phase.as_deref() == Some("Pending") {
+        let class =
+            field(&claim, "/spec/storageClassName").and_then(|v| v.as_str().map(String::from));
+        if let Some(class) = class
+            && Api::<StorageClass>::all(client.clone())
+                .get_opt(&class)
+                .await?
+                .is_none()
+        {
+            missing_storage_class = Some(class);
+        }
+    }
+
+    let (mut last_success, mut last_failure) = (None, None);
+    if let Some((_, jobs)) = stores.kind("batch/v1", "Job") {
+        for job in jobs.state() {
+            let labels = job.labels();
+            if job.namespace().as_deref() != ns
+                || labels.get(HEALTHSYSTEM).map(String::as_str) != Some(labels::name(system))
+                || labels.get(COMPONENT).map(String::as_str) != Some(backup::COMPONENT_NAME)
+            {
+                continue;
+            }
+            for condition in job
+                .data
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let time = condition["lastTransitionTime"]
+                    .as_str()
+                    .and_then(|t| t.parse::<Timestamp>().ok());
+                let target = match (condition["type"].as_str(), condition["status"].as_str()) {
+                    (Some("Complete"), Some("True")) => &mut last_success,
+                    (Some("Failed"), Some("True")) => &mut last_failure,
+                    _ => continue,
+                };
+                if time > *target {
+                    *target = time;
+                }
+            }
+        }
+    }
+
+    let application = system.spec.application.as_ref().map(|app| {
+        let deployment = stores.get("apps/v1", "Deployment", ns, application::NAME);
+        let available = field(&deployment, "/status/availableReplicas")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0);
+        (available as i32, app.replicas)
+    });
+
+    Ok(Observed {
+        namespace_phase: field(&namespace_object, "/status/phase")
+            .and_then(|v| v.as_str().map(String::from)),
+        database_ready_replicas: field(&statefulset, "/status/readyReplicas")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0) as i32,
+        claim_phase,
+        missing_storage_class,
+        credentials_exist: secret.is_some(),
+        credentials_complete: secret.as_ref().is_some_and(|s| {
+            s.data
+                .pointer(&format!("/data/{}", database::PASSWORD_KEY))
+                .is_some()
+        }),
+        last_success,
+        last_failure,
+        application,
+        monitoring_api,
+        unknown_services: network::unknown_platform_services(system, config),
+    })
+}
+
+/// Parses an RPO such as "24h" or "90m" (the forms admission allows).
+pub fn parse_rpo(rpo: &str) -> Option<Duration> {
+    let (number, unit) = rpo.split_at(rpo.len().checked_sub(1)?);
+    let number: u64 = number.parse().ok()?;
+    match unit {
+        "h" => Some(Duration::from_secs(number * 3600)),
+        "m" => Some(Duration::from_secs(number * 60)),
+        _ => None,
+    }
+}
+
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    now: Timestamp,
+    generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: Time(now),
+        observed_generation: generation,
+    }
+}
+
+/// The status `system` should have, given what was observed at `now`. Conditions carry `now`
+/// as their transition time; `merge` keeps the old time of those that did not flip.
+pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> HealthSystemStatus {
+    let generation = system.metadata.generation;
+    let cond = |type_: &str, ok: bool, reason: &str, message: String| {
+        condition(type_, ok, reason, message, now, generation)
+    };
+    let namespace = labels::namespace(system);
+    let mut conditions = Vec::new();
+
+    conditions.push(match observed.namespace_phase.as_deref() {
+        Some("Active") => cond(
+            types::NAMESPACE,
+            true,
+            "NamespaceActive",
+            format!("namespace {namespace} is active"),
+        ),
+        Some(phase) => cond(
+            types::NAMESPACE,
+            false,
+            "NamespaceNotActive",
+            format!("namespace {namespace} is {phase}"),
+        ),
+        None => cond(
+            types::NAMESPACE,
+            false,
+            "NamespaceMissing",
+            format!("namespace {namespace} does not exist yet"),
+        ),
+    });
+
+    conditions.push(if observed.credentials_exist && !observed.credentials_complete {
+        cond(types::DATABASE, false, "CredentialsIncomplete", format!("Secret {} has no {} key; add it, the operator never overwrites credentials", database::SECRET, database::PASSWORD_KEY))
+    } else if let Some(class) = &observed.missing_storage_class {
+        cond(types::DATABASE, false, "StorageClassNotFound", format!("storage class {class:?} does not exist, so the database volume cannot be provisioned"))
+    } else if observed.claim_phase.as_deref() != Some("Bound") {
+        cond(types::DATABASE, false, "VolumePending", "waiting for the database volume to be bound".into())
+    } else if observed.database_ready_replicas < 1 {
+        cond(types::DATABASE, false, "DatabaseStarting", "waiting for the database pod to be ready".into())
+    } else {
+        cond(types::DATABASE, true, "DatabaseRunning", format!("PostgreSQL {} is running", system.spec.database.version.as_str()))
+    });
+
+    let rpo = parse_rpo(&system.spec.backup.rpo).unwrap_or(Duration::from_secs(24 * 3600));
+    let rpo_text = &system.spec.backup.rpo;
+    let age = |t: Timestamp| Duration::try_from(now.duration_since(t)).unwrap_or_default();
+    let created = system
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now);
+    conditions.push(match observed.last_success {
+        Some(t) if age(t) <= rpo => cond(
+            types::BACKUP,
+            true,
+            "BackupFresh",
+            format!("last successful backup at {t}"),
+        ),
+        Some(t) => cond(
+            types::BACKUP,
+            false,
+            "BackupStale",
+            format!("last successful backup at {t} is older than the RPO of {rpo_text}"),
+        ),
+        None if age(created) <= rpo => cond(
+            types::BACKUP,
+            true,
+            "AwaitingFirstBackup",
+            format!("no backup yet; the first is due within the RPO of {rpo_text}"),
+        ),
+        None => cond(
+            types::BACKUP,
+            false,
+            "NoSuccessfulBackup",
+            format!("no successful backup within the RPO of {rpo_text}"),
+        ),
+    });
+
+    conditions.push(if observed.unknown_services.is_empty() {
+        cond(
+            types::NETWORK,
+            true,
+            "PoliciesApplied",
+            "default deny with the system's allowances".into(),
+        )
+    } else {
+        cond(
+            types::NETWORK,
+            false,
+            "UnknownPlatformService",
+            format!(
+                "platform services not in the operator's configuration: {}",
+                observed.unknown_services.join(", ")
+            ),
+        )
+    });
+
+    conditions.push(if !system.spec.monitoring.enabled {
+        cond(types::MONITORING, true, "MonitoringDisabled", "monitoring is switched off in the spec".into())
+    } else if !observed.monitoring_api {
+        cond(types::MONITORING, false, "MonitoringAPIUnavailable", "the monitoring.coreos.com API is not served; PodMonitor and PrometheusRule are skipped".into())
+    } else {
+        cond(types::MONITORING, true, "MonitoringConfigured", "PodMonitor and PrometheusRule installed".into())
+    });
+
+    if let Some((available, wanted)) = observed.application {
+        conditions.push(if available >= wanted {
+            cond(
+                types::APPLICATION,
+                true,
+                "ApplicationAvailable",
+                format!("{available} of {wanted} pods available"),
+            )
+        } else {
+            cond(
+                types::APPLICATION,
+                false,
+                "ApplicationStarting",
+                format!("{available} of {wanted} pods available"),
+            )
+        });
+    }
+
+    // Monitoring is reported but does not gate readiness: a cluster without the Prometheus
+    // Operator still hosts systems.
+    let blocking = conditions
+        .iter()
+        .find(|c| c.type_ != types::MONITORING && c.status != "True")
+        .cloned();
+    let previous = system.status.as_ref().and_then(|s| s.phase);
+    let phase = match &blocking {
+        None => Phase::Ready,
+        Some(_) if matches!(previous, Some(Phase::Ready | Phase::Degraded)) => Phase::Degraded,
+        Some(c)
+            if matches!(
+                c.reason.as_str(),
+                "StorageClassNotFound"
+                    | "UnknownPlatformService"
+                    | "CredentialsIncomplete"
+                    | "BackupStale"
+                    | "NoSuccessfulBackup"
+            ) =>
+        {
+            Phase::Degraded
+        }
+        Some(_) => Phase::Provisioning,
+    };
+    let ready = match blocking {
+        None => cond(
+            types::READY,
+            true,
+            "AllSubsystemsReady",
+            "every subsystem is ready".into(),
+        ),
+        Some(c) => cond(
+            types::READY,
+            false,
+            &c.reason,
+            format!("{}: {}", c.type_, c.message),
+        ),
+    };
+    conditions.insert(0, ready);
+
+    HealthSystemStatus {
+        observed_generation: generation,
+        phase: Some(phase),
+        conditions,
+        namespace: Some(namespace),
+        database: Some(DatabaseStatus {
+            service: Some(database::SERVICE.into()),
+            secret_name: Some(database::SECRET.into()),
+        }),
+        backup: Some(BackupStatus {
+            last_successful_time: observed.last_success.map(Time),
+            last_failed_time: observed.last_failure.map(Time),
+        }),
+    }
+}
+
+/// Keeps the old lastTransitionTime of every condition whose status did not flip.
+pub fn merge(old: Option<&HealthSystemStatus>, mut new: HealthSystemStatus) -> HealthSystemStatus {
+    if let Some(old) = old {
+        for condition in &mut new.conditions {
+            if let Some(previous) = old.conditions.iter().find(|c| c.type_ == condition.type_)
+                && previous.status == condition.status
+            {
+                condition.last_transition_time = previous.last_transition_time.clone();
+            }
+        }
+    }
+    new
+}
+
+/// When the BackupReady verdict can next change by the passage of time alone.
+pub fn next_backup_deadline(
+    system: &HealthSystem,
+    observed: &Observed,
+    now: Timestamp,
+) -> Option<Duration> {
+    let rpo = parse_rpo(&system.spec.backup.rpo)?;
+    let since = observed
+        .last_success
+        .or_else(|| system.metadata.creation_timestamp.as_ref().map(|t| t.0))?;
+    let elapsed = Duration::try_from(now.duration_since(since)).unwrap_or_default();
+    rpo.checked_sub(elapsed).map(|d| d + Duration::from_secs(1))
+}
+
+/// Writes `status` when it differs from the object's, and publishes an event when Ready flips.
+pub async fn write_if_changed(
+    client: &Client,
+    recorder: &Recorder,
+    system: &HealthSystem,
+    status: HealthSystemStatus,
+) -> Result<bool> {
+    let old = system.status.as_ref();
+    let status = merge(old, status);
+    if old == Some(&status) {
+        return Ok(false);
+    }
+    let api = Api::<HealthSystem>::all(client.clone());
+    let patch =
+        json!({ "apiVersion": "sdc.gov.rs/v1alpha1", "kind": "HealthSystem", "status": status });
+    api.patch_status(
+        &system.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+
+    let ready = |s: Option<&HealthSystemStatus>| {
+        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == types::READY))
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    let (before, after) = (ready(old), ready(Some(&status)));
+    if before.as_ref().map(|b| &b.0) != after.as_ref().map(|a| &a.0)
+        && let Some((state, reason, message)) = after
+    {
+        let event = Event {
+            type_: if state == "True" {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason,
+            note: Some(message),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        // An event that cannot be published must not fail the reconcile.
+        if let Err(e) = recorder.publish(&event, &system.object_ref(&())).await {
+            tracing::warn!(error = %e, "event not published");
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,115 @@
+//! Status rules on inline manifests.
+
+use super::*;
+use crate::api::validation::validate;
+
+fn system(rpo: &str, created: Timestamp) -> HealthSystem {
+    let mut system = validate(&json!({
+        "apiVersion": "sdc.gov.rs/v1alpha1",
+        "kind": "HealthSystem",
+        "metadata": { "name": "dz-test" },
+        "spec": {
+            "institution": { "displayName": "DZ", "registryId": "07151950", "ownership": "Public" },
+            "database": { "version": "16", "storage": "10Gi" },
+            "backup": { "rpo": rpo }
+        }
+    }))
+    .unwrap();
+    system.metadata.creation_timestamp = Some(Time(created));
+    system.metadata.generation = Some(3);
+    system
+}
+
+fn healthy() -> Observed {
+    Observed {
+        namespace_phase: Some("Active".into()),
+        database_ready_replicas: 1,
+        claim_phase: Some("Bound".into()),
+        credentials_exist: true,
+        credentials_complete: true,
+        monitoring_api: true,
+        ..Observed::default()
+    }
+}
+
+fn get<'a>(status: &'a HealthSystemStatus, type_: &str) -> &'a Condition {
+    status.conditions.iter().find(|c| c.type_ == type_).unwrap()
+}
+
+const HOUR: i64 = 3600;
+
+#[test]
+fn a_healthy_new_system_is_ready_awaiting_its_first_backup() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let status = evaluate(&system("24h", now), &healthy(), now);
+    assert_eq!(status.phase, Some(Phase::Ready));
+    assert_eq!(get(&status, types::READY).status, "True");
+    assert_eq!(get(&status, types::BACKUP).reason, "AwaitingFirstBackup");
+    assert_eq!(status.observed_generation, Some(3));
+}
+
+#[test]
+fn a_backup_older_than_the_rpo_makes_the_system_degraded() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let created = Timestamp::from_second(10 * HOUR).unwrap();
+    let mut observed = healthy();
+    observed.last_success = Some(Timestamp::from_second(100 * HOUR - 9 * HOUR).unwrap());
+    let status = evaluate(&system("8h", created), &observed, now);
+    assert_eq!(get(&status, types::BACKUP).reason, "BackupStale");
+    assert_eq!(get(&status, types::READY).status, "False");
+    assert_eq!(status.phase, Some(Phase::Degraded));
+
+    observed.last_success = Some(Timestamp::from_second(100 * HOUR - 7 * HOUR).unwrap());
+    let status = evaluate(&system("8h", created), &observed, now);
+    assert_eq!(get(&status, types::BACKUP).reason, "BackupFresh");
+    assert_eq!(
+        next_backup_deadline(&system("8h", created), &observed, now),
+        Some(Duration::from_secs(HOUR as u64 + 1))
+    );
+}
+
+#[test]
+fn an_unknown_storage_class_is_explained() {
+    let now = Timestamp::from_second(HOUR).unwrap();
+    let mut observed = healthy();
+    observed.claim_phase = Some("Pending".into());
+    observed.missing_storage_class = Some("gold".into());
+    let status = evaluate(&system("24h", now), &observed, now);
+    let db = get(&status, types::DATABASE);
+    assert_eq!(db.reason, "StorageClassNotFound");
+    assert!(db.message.contains("\"gold\""));
+    assert_eq!(get(&status, types::READY).reason, "StorageClassNotFound");
+    assert_eq!(status.phase, Some(Phase::Degraded));
+}
+
+#[test]
+fn missing_monitoring_api_is_reported_but_does_not_block_readiness() {
+    let now = Timestamp::from_second(HOUR).unwrap();
+    let mut observed = healthy();
+    observed.monitoring_api = false;
+    let status = evaluate(&system("24h", now), &observed, now);
+    assert_eq!(
+        get(&status, types::MONITORING).reason,
+        "MonitoringAPIUnavailable"
+    );
+    assert_eq!(status.phase, Some(Phase::Ready));
+}
+
+#[test]
+fn merge_keeps_transition_times_unless_the_status_flips() {
+    let t1 = Timestamp::from_second(HOUR).unwrap();
+    let t2 = Timestamp::from_second(2 * HOUR).unwrap();
+    let system = system("24h", t1);
+    let first = evaluate(&system, &healthy(), t1);
+    let again = merge(Some(&first), evaluate(&system, &healthy(), t2));
+    assert_eq!(
+        again, first,
+        "nothing changed: identical status, so no write"
+    );
+
+    let mut down = healthy();
+    down.database_ready_replicas = 0;
+    let flipped = merge(Some(&first), evaluate(&system, &down, t2));
+    assert_eq!(get(&flipped, types::DATABASE).last_transition_time.0, t2);
+    assert_eq!(get(&flipped, types::NAMESPACE).last_transition_time.0, t1);
+}
