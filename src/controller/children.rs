@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
@@ -132,7 +132,10 @@ impl Stores {
 pub type ChildStream =
     std::pin::Pin<Box<dyn Stream<Item = Result<DynamicObject, watcher::Error>> + Send>>;
 
-/// Starts (lazily: the streams run when polled) a label-filtered watch of every kind.
+/// Starts a label-filtered watch of every kind. Each watch runs in a task of its own, so the
+/// stores stay current whatever the controller is doing (a controller at full concurrency
+/// stops polling its trigger streams, and a reconcile waiting for a store would then wait
+/// forever); the returned streams carry the same changes to the controller as triggers.
 pub fn watch(client: &Client, kinds: Vec<Kind>) -> (Stores, Vec<(ChildStream, ApiResource)>) {
     let mut stores = Stores::default();
     let mut streams = Vec::new();
@@ -148,7 +151,16 @@ pub fn watch(client: &Client, kinds: Vec<Kind>) -> (Stores, Vec<(ChildStream, Ap
                 .modify(|object: &mut DynamicObject| object.managed_fields_mut().clear()),
         )
         .applied_objects();
-        streams.push((Box::pin(stream) as ChildStream, kind.resource.clone()));
+        let (sender, receiver) = futures::channel::mpsc::unbounded();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                if sender.unbounded_send(item).is_err() {
+                    break; // the controller has stopped
+                }
+            }
+        });
+        streams.push((Box::pin(receiver) as ChildStream, kind.resource.clone()));
         stores.stores.insert(
             key(&kind.resource.api_version, &kind.resource.kind),
             (kind, reader),

@@ -58,6 +58,8 @@ pub async fn run(client: Client, config: Config, settings: Settings) -> anyhow::
         );
     }
     let (stores, streams) = children::watch(&client, children::kinds(monitoring_api));
+    // Compare with the cluster, never with an empty cache: a restart then writes nothing.
+    stores.ready().await;
     let recorder = Recorder::new(
         client.clone(),
         Reporter {

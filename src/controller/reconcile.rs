@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{self, Event};
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use super::context::Context;
 use super::{apply, cleanup, status};
@@ -72,7 +72,14 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     let now =
         Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
     let new_status = status::evaluate(system, &observed, now);
-    status::write_if_changed(&ctx.client, &ctx.recorder, system, new_status).await?;
+    let status_written =
+        status::write_if_changed(&ctx.client, &ctx.recorder, system, new_status).await?;
+    debug!(
+        written = applied.written,
+        pruned = applied.pruned,
+        status_written,
+        "reconciled"
+    );
     let wait = status::next_backup_deadline(system, &observed, now)
         .map_or(RESYNC, |deadline| deadline.min(RESYNC));
     Ok(Action::requeue(wait))

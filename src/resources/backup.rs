@@ -148,7 +148,9 @@ pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {
                                 name: "backups".into(),
                                 persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
                                     claim_name: NAME.into(),
-                                    read_only: Some(false),
+                                    // Unset, not false: the API server drops a false here,
+                                    // and the live object would never match.
+                                    read_only: None,
                                 }),
                                 ..Volume::default()
                             }]),

@@ -7,7 +7,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, ValidationDirective};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client};
@@ -15,7 +14,7 @@ use serde_json::{Value, json};
 
 use healthsystem_operator::api::HealthSystem;
 
-use crate::cluster::{client, unique};
+use crate::cluster::{client, install_crd, unique};
 use crate::corpus::{expectation, read_manifest, root, yaml_files};
 use crate::wait::until;
 
@@ -26,42 +25,6 @@ fn strict_apply() -> PatchParams {
     let mut params = PatchParams::apply(MANAGER);
     params.field_validation = Some(ValidationDirective::Strict);
     params
-}
-
-/// Installs the committed CRD (idempotent) and waits until it is served.
-pub async fn install_crd(client: &Client) {
-    let text = std::fs::read_to_string(root().join("crds/healthsystem.yaml")).unwrap();
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    let name = crd.metadata.name.clone().unwrap();
-    crds.patch(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("the committed CRD is accepted");
-    until(
-        "the HealthSystem CRD to be served",
-        Duration::from_secs(60),
-        || async {
-            let crd = crds.get(&name).await.map_err(|e| e.to_string())?;
-            let established = crd.status.and_then(|s| s.conditions).is_some_and(|c| {
-                c.iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-            });
-            if !established {
-                return Err("not established".to_string());
-            }
-            // Discovery of a new CRD can lag behind Established.
-            Api::<HealthSystem>::all(client.clone())
-                .list(&Default::default())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        },
-    )
-    .await;
 }
 
 /// A copy of `manifest` under a name of its own, so tests never collide.

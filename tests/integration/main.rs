@@ -1,9 +1,11 @@
-//! Integration tests against a real Kubernetes control plane (see `cluster.rs`). One test
-//! binary, so one local cluster serves every test; each test works in names of its own.
+//! Integration tests against a real Kubernetes control plane (see `support/cluster.rs`). One
+//! test binary, so one local cluster serves every test; each test works in names of its own.
 
 mod api;
+#[path = "../support/cluster.rs"]
 mod cluster;
 #[path = "../support/corpus.rs"]
 mod corpus;
 mod smoke;
+#[path = "../support/wait.rs"]
 mod wait;

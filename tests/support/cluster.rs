@@ -8,7 +8,11 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use healthsystem_operator::api::HealthSystem;
 
 /// Names a kubeconfig of an existing cluster to test against instead of the local one.
 pub const KUBECONFIG_ENV: &str = "HS_TEST_KUBECONFIG";
@@ -109,4 +113,43 @@ fn start_local() -> Result<PathBuf, String> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Installs the committed CRD (idempotent) and waits until it is served.
+pub async fn install_crd(client: &kube::Client) {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/healthsystem.yaml"),
+    )
+    .unwrap();
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    let name = crd.metadata.name.clone().unwrap();
+    crds.patch(
+        &name,
+        &PatchParams::apply("tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("the committed CRD is accepted");
+    crate::wait::until(
+        "the HealthSystem CRD to be served",
+        Duration::from_secs(60),
+        || async {
+            let crd = crds.get(&name).await.map_err(|e| e.to_string())?;
+            let established = crd.status.and_then(|s| s.conditions).is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+            if !established {
+                return Err("not established".to_string());
+            }
+            // Discovery of a new CRD can lag behind Established.
+            Api::<HealthSystem>::all(client.clone())
+                .list(&Default::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
 }

@@ -1,0 +1,582 @@
+//! One test per user-visible behaviour of the reconciler.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use healthsystem_operator::api::HealthSystem;
+
+use crate::cluster::{client, unique};
+use crate::corpus::{read_manifest, root};
+use crate::operator;
+use crate::wait::until;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Creates a HealthSystem from an example under a name of its own, after `edit`.
+async fn create(client: &Client, example: &str, edit: impl FnOnce(&mut Value)) -> String {
+    operator::ensure_running(client).await;
+    let name = unique("hs");
+    let mut manifest = read_manifest(&root().join("examples").join(example));
+    manifest["metadata"]["name"] = json!(name);
+    edit(&mut manifest);
+    Api::<HealthSystem>::all(client.clone())
+        .patch(
+            &name,
+            &PatchParams::apply("tests"),
+            &Patch::Apply(&manifest),
+        )
+        .await
+        .unwrap();
+    name
+}
+
+fn condition<'a>(
+    system: &'a HealthSystem,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    system
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// Waits until `type_` has `status` and returns the system.
+async fn wait_condition(client: &Client, name: &str, type_: &str, status: &str) -> HealthSystem {
+    let systems = Api::<HealthSystem>::all(client.clone());
+    until(&format!("{name} {type_}={status}"), 3 * MINUTE, || async {
+        let system = systems.get(name).await.map_err(|e| e.to_string())?;
+        match condition(&system, type_) {
+            Some(c) if c.status == status => Ok(system),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
+async fn wait_ready(client: &Client, name: &str) -> HealthSystem {
+    wait_condition(client, name, "Ready", "True").await
+}
+
+fn ns(name: &str) -> String {
+    format!("hs-{name}")
+}
+
+async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    until(&format!("{name} gone"), 3 * MINUTE, || async {
+        match api.get_opt(name).await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err("still there".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_system_becomes_ready_with_every_child() {
+    let client = client().await;
+    let name = create(&client, "kc-kragujevac.yaml", |_| {}).await;
+    let system = wait_ready(&client, &name).await;
+    let namespace = ns(&name);
+    let status = system.status.as_ref().unwrap();
+    assert_eq!(status.namespace.as_deref(), Some(namespace.as_str()));
+    assert_eq!(status.observed_generation, system.metadata.generation);
+    assert_eq!(format!("{:?}", status.phase), "Some(Ready)");
+    // No Prometheus Operator in the local control plane: said so, without blocking readiness.
+    assert_eq!(
+        condition(&system, "MonitoringReady").unwrap().reason,
+        "MonitoringAPIUnavailable"
+    );
+
+    let ns_object = Api::<Namespace>::all(client.clone())
+        .get(&namespace)
+        .await
+        .unwrap();
+    assert_eq!(
+        ns_object.labels()["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+
+    // The pods were admitted under Pod Security "restricted" and are Ready; the volume is bound.
+    let pod = Api::<Pod>::namespaced(client.clone(), &namespace)
+        .get("database-0")
+        .await
+        .unwrap();
+    assert!(
+        pod.status
+            .unwrap()
+            .conditions
+            .unwrap()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+    let claim = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &namespace)
+        .get("data-database-0")
+        .await
+        .unwrap();
+    assert_eq!(claim.status.unwrap().phase.as_deref(), Some("Bound"));
+    let app = Api::<Deployment>::namespaced(client.clone(), &namespace)
+        .get("application")
+        .await
+        .unwrap();
+    assert_eq!(app.status.unwrap().available_replicas, Some(2));
+
+    let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
+        .get("database-credentials")
+        .await
+        .unwrap();
+    let data = secret.data.unwrap();
+    assert_eq!(data["password"].0.len(), 32);
+    assert!(
+        secret.metadata.owner_references.is_none(),
+        "no garbage collection path to the credentials"
+    );
+
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let mut names: Vec<String> = policies.items.iter().map(|p| p.name_any()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "allow-dns",
+            "application-ingress",
+            "database-clients-egress",
+            "database-ingress",
+            "default-deny",
+            "platform-services-egress"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn spec_changes_reach_the_children() {
+    let client = client().await;
+    let name = create(&client, "lab-biomedica.yaml", |_| {}).await;
+    wait_ready(&client, &name).await;
+    let namespace = ns(&name);
+    let patch = json!({ "spec": {
+        "tier": "Small",
+        "sizing": null,
+        "database": { "storage": "100Gi" },
+        "backup": { "schedule": "15 3 * * *" },
+        "access": { "admins": ["new-admins"] }
+    }});
+    Api::<HealthSystem>::all(client.clone())
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+
+    let quotas = Api::<ResourceQuota>::namespaced(client.clone(), &namespace);
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &namespace);
+    let crons = Api::<CronJob>::namespaced(client.clone(), &namespace);
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), &namespace);
+    until("every change applied", 2 * MINUTE, || async {
+        let quota = quotas.get("quota").await.map_err(|e| e.to_string())?;
+        let hard = quota.spec.and_then(|s| s.hard).unwrap_or_default();
+        let claim = claims
+            .get("data-database-0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let size = claim
+            .spec
+            .and_then(|s| s.resources)
+            .and_then(|r| r.requests)
+            .unwrap_or_default();
+        let schedule = crons
+            .get("backup")
+            .await
+            .map_err(|e| e.to_string())?
+            .spec
+            .schedule;
+        let admins = bindings
+            .get("hs-admins")
+            .await
+            .map_err(|e| e.to_string())?
+            .subjects
+            .unwrap_or_default();
+        let seen = (
+            hard.get("requests.cpu").map(|q| q.0.clone()),
+            size.get("storage").map(|q| q.0.clone()),
+            schedule,
+            admins.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+        );
+        if seen
+            == (
+                Some("2".into()),
+                Some("100Gi".into()),
+                "15 3 * * *".to_string(),
+                vec!["new-admins".to_string()],
+            )
+        {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn drift_is_restored() {
+    let client = client().await;
+    let name = create(&client, "lab-biomedica.yaml", |_| {}).await;
+    wait_ready(&client, &name).await;
+    let namespace = ns(&name);
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &namespace);
+    let quotas = Api::<ResourceQuota>::namespaced(client.clone(), &namespace);
+    let before = policies.get("default-deny").await.unwrap().uid();
+    policies
+        .delete("default-deny", &DeleteParams::default())
+        .await
+        .unwrap();
+    let edit = json!({ "spec": { "hard": { "pods": "999" } } });
+    quotas
+        .patch("quota", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+
+    until(
+        "default-deny re-created and the quota restored",
+        MINUTE,
+        || async {
+            let policy = policies
+                .get_opt("default-deny")
+                .await
+                .map_err(|e| e.to_string())?;
+            let pods = quotas
+                .get("quota")
+                .await
+                .map_err(|e| e.to_string())?
+                .spec
+                .and_then(|s| s.hard)
+                .and_then(|h| h.get("pods").map(|q| q.0.clone()));
+            match (policy, pods.as_deref()) {
+                (Some(p), Some("50")) if p.uid() != before => Ok(()),
+                (p, pods) => Err(format!("policy {:?}, pods {pods:?}", p.map(|p| p.uid()))),
+            }
+        },
+    )
+    .await;
+}
+
+/// Every object of the system, by kind and name, with its UID and resourceVersion.
+async fn snapshot(client: &Client, name: &str) -> BTreeMap<String, (String, String)> {
+    let namespace = ns(name);
+    let selector = format!("sdc.gov.rs/healthsystem={name}");
+    let mut out = BTreeMap::new();
+    let kinds = [
+        ("", "v1", "Namespace"),
+        ("", "v1", "ResourceQuota"),
+        ("", "v1", "LimitRange"),
+        ("", "v1", "Secret"),
+        ("", "v1", "Service"),
+        ("", "v1", "ServiceAccount"),
+        ("", "v1", "PersistentVolumeClaim"),
+        ("rbac.authorization.k8s.io", "v1", "RoleBinding"),
+        ("networking.k8s.io", "v1", "NetworkPolicy"),
+        ("apps", "v1", "StatefulSet"),
+        ("apps", "v1", "Deployment"),
+        ("batch", "v1", "CronJob"),
+        ("policy", "v1", "PodDisruptionBudget"),
+    ];
+    for (group, version, kind) in kinds {
+        let (resource, _) =
+            kube::discovery::pinned_kind(client, &GroupVersionKind::gvk(group, version, kind))
+                .await
+                .unwrap();
+        let api: Api<DynamicObject> = if kind == "Namespace" {
+            Api::all_with(client.clone(), &resource)
+        } else {
+            Api::namespaced_with(client.clone(), &namespace, &resource)
+        };
+        for object in api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .unwrap()
+        {
+            out.insert(
+                format!("{kind}/{}", object.name_any()),
+                (
+                    object.uid().unwrap_or_default(),
+                    object.resource_version().unwrap_or_default(),
+                ),
+            );
+        }
+    }
+    let system = Api::<HealthSystem>::all(client.clone())
+        .get(name)
+        .await
+        .unwrap();
+    out.insert(
+        "HealthSystem".into(),
+        (
+            system.uid().unwrap_or_default(),
+            system.resource_version().unwrap_or_default(),
+        ),
+    );
+    out
+}
+
+#[tokio::test]
+async fn a_restarted_operator_keeps_credentials_and_children_and_writes_nothing() {
+    let client = client().await;
+    let name = create(&client, "poliklinika-medicus.yaml", |_| {}).await;
+    wait_ready(&client, &name).await;
+    let namespace = ns(&name);
+    let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
+    let credentials = secrets.get("database-credentials").await.unwrap().data;
+    // Let the last watch events of the first convergence settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = snapshot(&client, &name).await;
+    assert!(before.len() >= 15, "{before:?}");
+
+    let offset = operator::restart();
+    let marker = format!("reconcile{{healthsystem={name}}}");
+    until(
+        "the restarted operator to reconcile the system",
+        MINUTE,
+        || async {
+            let log = operator::log_since(offset);
+            if log
+                .lines()
+                .any(|l| l.contains(&marker) && l.contains("reconciled"))
+            {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        },
+    )
+    .await;
+    let line = operator::log_since(offset)
+        .lines()
+        .find(|l| l.contains(&marker) && l.contains("reconciled"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("written=0")
+            && line.contains("pruned=0")
+            && line.contains("status_written=false"),
+        "{line}"
+    );
+
+    let after = snapshot(&client, &name).await;
+    assert_eq!(
+        after, before,
+        "no child was recreated or written, nor the HealthSystem"
+    );
+    assert_eq!(
+        secrets.get("database-credentials").await.unwrap().data,
+        credentials,
+        "credentials byte-identical"
+    );
+}
+
+#[tokio::test]
+async fn deletion_with_retain_keeps_namespace_claim_and_credentials() {
+    let client = client().await;
+    let name = create(&client, "lab-biomedica.yaml", |_| {}).await;
+    wait_ready(&client, &name).await;
+    let namespace = ns(&name);
+    let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
+    let credentials = secrets.get("database-credentials").await.unwrap().data;
+    let systems = Api::<HealthSystem>::all(client.clone());
+    systems
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&systems, &name).await;
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ns_object = Api::<Namespace>::all(client.clone())
+        .get(&namespace)
+        .await
+        .unwrap();
+    assert!(ns_object.metadata.deletion_timestamp.is_none());
+    let claim = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &namespace)
+        .get("data-database-0")
+        .await
+        .unwrap();
+    assert!(claim.metadata.deletion_timestamp.is_none());
+    assert_eq!(
+        secrets.get("database-credentials").await.unwrap().data,
+        credentials
+    );
+    assert!(
+        Api::<StatefulSet>::namespaced(client.clone(), &namespace)
+            .get_opt("database")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn deletion_with_delete_removes_the_namespace_then_the_finalizer() {
+    let client = client().await;
+    let name = create(&client, "lab-biomedica.yaml", |m| {
+        m["spec"]["deletionPolicy"] = json!("Delete")
+    })
+    .await;
+    let system = wait_ready(&client, &name).await;
+    assert!(
+        system
+            .finalizers()
+            .iter()
+            .any(|f| f == "sdc.gov.rs/deletion-policy")
+    );
+    let systems = Api::<HealthSystem>::all(client.clone());
+    systems
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&systems, &name).await;
+    // The finalizer is only released once the namespace is gone.
+    assert!(
+        Api::<Namespace>::all(client.clone())
+            .get_opt(&ns(&name))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_successful_backup_job_shows_in_status() {
+    let client = client().await;
+    let name = create(&client, "lab-biomedica.yaml", |_| {}).await;
+    wait_ready(&client, &name).await;
+    let namespace = ns(&name);
+    // What `kubectl create job --from=cronjob/backup` does: a Job from the CronJob's template.
+    let cron = Api::<CronJob>::namespaced(client.clone(), &namespace)
+        .get("backup")
+        .await
+        .unwrap();
+    let template = cron.spec.job_template;
+    let job = Job {
+        metadata: kube::api::ObjectMeta {
+            name: Some("backup-manual".into()),
+            labels: template.metadata.and_then(|m| m.labels),
+            ..Default::default()
+        },
+        spec: template.spec,
+        ..Default::default()
+    };
+    Api::<Job>::namespaced(client.clone(), &namespace)
+        .create(&PostParams::default(), &job)
+        .await
+        .unwrap();
+
+    let systems = Api::<HealthSystem>::all(client.clone());
+    let system = until("the backup time in status", 2 * MINUTE, || async {
+        let system = systems.get(&name).await.map_err(|e| e.to_string())?;
+        match system
+            .status
+            .as_ref()
+            .and_then(|s| s.backup.as_ref())
+            .and_then(|b| b.last_successful_time.as_ref())
+        {
+            Some(_) => Ok(system),
+            None => Err("no lastSuccessfulTime yet".to_string()),
+        }
+    })
+    .await;
+    assert_eq!(
+        condition(&system, "BackupReady").unwrap().reason,
+        "BackupFresh"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_storage_class_is_explained_in_status() {
+    let client = client().await;
+    let name = create(&client, "lab-biomedica.yaml", |m| {
+        m["spec"]["database"]["storageClassName"] = json!("gold-nonexistent")
+    })
+    .await;
+    let system = until(
+        "DatabaseReady to explain the storage class",
+        2 * MINUTE,
+        || async {
+            let system = Api::<HealthSystem>::all(client.clone())
+                .get(&name)
+                .await
+                .map_err(|e| e.to_string())?;
+            match condition(&system, "DatabaseReady") {
+                Some(c) if c.reason == "StorageClassNotFound" => Ok(system),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert!(
+        condition(&system, "DatabaseReady")
+            .unwrap()
+            .message
+            .contains("gold-nonexistent")
+    );
+    assert_eq!(condition(&system, "Ready").unwrap().status, "False");
+    assert_eq!(
+        format!("{:?}", system.status.unwrap().phase),
+        "Some(Degraded)"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_platform_service_is_reported() {
+    let client = client().await;
+    let name = create(&client, "poliklinika-medicus.yaml", |m| {
+        m["spec"]["network"]["platformServices"] = json!(["e-referral", "e-unknown-registry"])
+    })
+    .await;
+    let system = wait_condition(&client, &name, "NetworkIsolated", "False").await;
+    let network = condition(&system, "NetworkIsolated").unwrap();
+    assert_eq!(network.reason, "UnknownPlatformService");
+    assert!(network.message.contains("e-unknown-registry"));
+}
+
+#[tokio::test]
+async fn switching_off_the_application_prunes_it() {
+    let client = client().await;
+    let name = create(&client, "poliklinika-medicus.yaml", |_| {}).await;
+    wait_ready(&client, &name).await;
+    let namespace = ns(&name);
+    let patch = json!({ "spec": { "application": null } });
+    Api::<HealthSystem>::all(client.clone())
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &namespace);
+    wait_gone(&deployments, "application").await;
+    let service = ApiResource::erase::<k8s_openapi::api::core::v1::Service>(&());
+    let services: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &service);
+    wait_gone(&services, "application").await;
+    let system = wait_ready(&client, &name).await;
+    assert!(condition(&system, "ApplicationReady").is_none());
+    // The data stays.
+    assert!(
+        Api::<Secret>::namespaced(client.clone(), &namespace)
+            .get_opt("database-credentials")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

@@ -1,0 +1,12 @@
+//! The reconciler against a real control plane (API server, controller-manager, scheduler and
+//! kwok): one cluster and one operator process for this test binary; each test works on a
+//! HealthSystem of its own.
+
+#[path = "../support/cluster.rs"]
+mod cluster;
+#[path = "../support/corpus.rs"]
+mod corpus;
+mod lifecycle;
+mod operator;
+#[path = "../support/wait.rs"]
+mod wait;

@@ -1,0 +1,84 @@
+//! The operator under test: the real `healthsystem-operator run` binary, one per test binary,
+//! against the cluster of `cluster.rs`, run under `testenv/owned.sh` so it stops when the
+//! test binary exits. Its log is kept to a file so tests can see what it did.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::cluster;
+
+struct Operator {
+    child: Child,
+    log: PathBuf,
+}
+
+static OPERATOR: OnceLock<Mutex<Operator>> = OnceLock::new();
+
+fn spawn(log: &Path) -> Child {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("operator log");
+    Command::new("bash")
+        .arg(root.join("testenv/owned.sh"))
+        .arg(std::process::id().to_string())
+        .arg(env!("CARGO_BIN_EXE_healthsystem-operator"))
+        .args(["run", "--concurrency", "8"])
+        .env("KUBECONFIG", cluster::kubeconfig())
+        .env("RUST_LOG", "info,healthsystem_operator=debug")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("log handle"))
+        .stderr(file)
+        .spawn()
+        .expect("the operator starts")
+}
+
+/// Starts the operator once (after the CRD is installed) and returns its log file.
+pub async fn ensure_running(client: &kube::Client) -> PathBuf {
+    cluster::install_crd(client).await;
+    let operator = OPERATOR.get_or_init(|| {
+        let log = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("operator-{}.log", std::process::id()));
+        Mutex::new(Operator {
+            child: spawn(&log),
+            log,
+        })
+    });
+    operator.lock().unwrap().log.clone()
+}
+
+/// Stops the operator (SIGTERM, as Kubernetes would) and starts a new one. Returns the log
+/// length before the restart, so callers can read only what the new process logged.
+pub fn restart() -> u64 {
+    let operator = OPERATOR.get().expect("operator started");
+    let mut operator = operator.lock().unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &operator.child.id().to_string()])
+        .status();
+    for _ in 0..100 {
+        if operator.child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = operator.child.kill();
+    let _ = operator.child.wait();
+    let offset = std::fs::metadata(&operator.log)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    operator.child = spawn(&operator.log);
+    offset
+}
+
+/// What the operator logged from byte `offset` on.
+pub fn log_since(offset: u64) -> String {
+    let operator = OPERATOR.get().expect("operator started");
+    let path = operator.lock().unwrap().log.clone();
+    let text = std::fs::read(&path).unwrap_or_default();
+    String::from_utf8_lossy(&text[(offset as usize).min(text.len())..]).into_owned()
+}
