@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The operator's main job, locally: starts the local control plane (or uses the cluster of
-# --kubeconfig), installs the HealthSystem CRD, applies examples/ and shows the status of
-# every HealthSystem. Ctrl-C stops everything it started.
+# --kubeconfig), installs the HealthSystem CRD, runs the operator, applies examples/, waits
+# until every HealthSystem is Ready and shows their status. Ctrl-C stops everything it
+# started.
 #
 # Usage: scripts/run-local.sh [--kubeconfig PATH] [--exit]
 #   --kubeconfig PATH  use an existing cluster instead of starting the local one
-#   --exit             stop after showing the status instead of waiting for Ctrl-C
+#   --exit             stop after showing the status instead of waiting for Ctrl-C (exits
+#                      non-zero when an example did not become Ready)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -19,6 +21,9 @@ while [ $# -gt 0 ]; do
 done
 
 bin=$(bash testenv/build.sh)
+echo "run-local: building the operator"
+cargo build --quiet --bin healthsystem-operator
+operator="$root/target/debug/healthsystem-operator"
 kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
 
 children=()
@@ -51,10 +56,14 @@ fi
 echo "run-local: installing the HealthSystem CRD"
 kubectl apply --server-side -f crds/healthsystem.yaml
 kubectl wait --for=condition=Established --timeout=60s crd/healthsystems.sdc.gov.rs
+echo "run-local: starting the operator (log: target/operator.log)"
+KUBECONFIG="$kubeconfig" bash testenv/owned.sh $$ "$operator" run >"$root/target/operator.log" 2>&1 &
+children+=($!)
 echo "run-local: applying examples/"
 kubectl apply --server-side -f examples/
-# The reconciler (the "run" subcommand) is not built yet: until it is, the HealthSystems are
-# stored and validated but nothing reconciles them.
+echo "run-local: waiting until every HealthSystem is Ready"
+ready=0
+if kubectl wait --for=condition=Ready --timeout=180s healthsystems --all; then ready=1; fi
 echo
 kubectl get healthsystems -o wide
 echo
@@ -65,3 +74,4 @@ if [ $stay -eq 1 ]; then
   children+=($!)
   wait "${children[-1]}"
 fi
+[ $ready -eq 1 ]

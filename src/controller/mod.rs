@@ -45,6 +45,16 @@ pub async fn monitoring_api_served(client: &Client) -> bool {
     }
 }
 
+/// Resolves on SIGTERM (what Kubernetes sends to stop a pod).
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
 /// Runs the controller until a shutdown signal.
 pub async fn run(client: Client, config: Config, settings: Settings) -> anyhow::Result<()> {
     let systems = Api::<HealthSystem>::all(client.clone());
@@ -59,7 +69,12 @@ pub async fn run(client: Client, config: Config, settings: Settings) -> anyhow::
     }
     let (stores, streams) = children::watch(&client, children::kinds(monitoring_api));
     // Compare with the cluster, never with an empty cache: a restart then writes nothing.
-    stores.ready().await;
+    // A signal while the first lists are still loading stops the operator at once.
+    tokio::select! {
+        () = stores.ready() => {}
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+        () = terminated() => return Ok(()),
+    }
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
