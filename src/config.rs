@@ -388,6 +388,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_documented_file_is_exactly_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/operator.yaml");
+        assert_eq!(Config::load(&path).unwrap(), Config::default());
+    }
+
+    #[test]
     fn an_empty_file_gives_the_defaults() {
         assert_eq!(Config::parse("", "c.yaml").unwrap(), Config::default());
         assert!(Config::default().check().is_ok());

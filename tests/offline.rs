@@ -134,3 +134,24 @@ fn render_reports_yaml_syntax_errors_with_the_file() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("<stdin>: not valid YAML"));
 }
+
+#[test]
+fn a_bad_configuration_stops_the_operator_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("operator.yaml");
+    std::fs::write(&path, "tiers:\n  small:\n    cpu: lots\n").unwrap();
+    let out = operator(&["run", "--config", path.to_str().unwrap()], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A partial tier is refused by its missing keys; a typo'd value by its key.
+    assert!(
+        stderr.contains("configuration") && stderr.contains("tiers"),
+        "{stderr}"
+    );
+
+    std::fs::write(&path, "monitoring:\n  namespace: Not_A_Namespace\n").unwrap();
+    let out = operator(&["run", "--config", path.to_str().unwrap()], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("monitoring.namespace"), "{stderr}");
+}
