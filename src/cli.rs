@@ -36,6 +36,9 @@ enum Command {
         /// Log format.
         #[arg(long, env = "HS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Address of /metrics, /healthz and /readyz (port 0 picks a free port).
+        #[arg(long, env = "HS_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+        http_addr: std::net::SocketAddr,
     },
     /// Print the HealthSystem CustomResourceDefinition as YAML.
     Crd,
@@ -91,6 +94,7 @@ impl Cli {
                 config,
                 concurrency,
                 log_format,
+                http_addr,
             } => {
                 init_logging(log_format);
                 let config = load_config(config.as_ref())?;
@@ -102,6 +106,7 @@ impl Cli {
                         config,
                         crate::controller::Settings {
                             concurrency: concurrency.max(1),
+                            http_addr,
                         },
                     )
                     .await

@@ -9,5 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod http;
+pub mod metrics;
 pub mod render;
 pub mod resources;

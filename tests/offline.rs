@@ -155,3 +155,58 @@ fn a_bad_configuration_stops_the_operator_naming_the_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("monitoring.namespace"), "{stderr}");
 }
+
+/// Runs promtool (Debian package `prometheus`; `.ci/run` installs it) and fails on any
+/// complaint.
+fn promtool(args: &[&str], dir: &std::path::Path) {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("promtool is installed (Debian package prometheus; bash .ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "promtool {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn fleet_alert_rules_pass_their_promtool_tests() {
+    let dir = root().join("monitoring");
+    promtool(&["check", "rules", "fleet-rules.yaml"], &dir);
+    promtool(&["test", "rules", "tests/fleet-rules.test.yaml"], &dir);
+}
+
+#[test]
+fn rendered_system_alert_rules_pass_their_promtool_tests() {
+    // Exactly what the operator ships: the spec of the PrometheusRule it renders.
+    let out = operator(
+        &[
+            "render",
+            root().join("examples/lab-biomedica.yaml").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let objects: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let rule = objects
+        .iter()
+        .find(|o| o["kind"] == "PrometheusRule")
+        .expect("a PrometheusRule is rendered");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("system-rules.yaml"),
+        serde_saphyr::to_string(&rule["spec"]).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(
+        root().join("monitoring/tests/system-rules.test.yaml"),
+        dir.path().join("system-rules.test.yaml"),
+    )
+    .unwrap();
+    promtool(&["check", "rules", "system-rules.yaml"], dir.path());
+    promtool(&["test", "rules", "system-rules.test.yaml"], dir.path());
+}

@@ -19,10 +19,12 @@ use crate::resources::labels::{HEALTHSYSTEM, MANAGER};
 use crate::resources::{Desired, database};
 
 /// What one apply pass did, for logs and metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
     /// Objects written (created or changed).
     pub written: usize,
+    /// The kind of each object written.
+    pub written_kinds: Vec<String>,
     /// Objects already right, not sent.
     pub unchanged: usize,
     /// Objects deleted because no longer wanted.
@@ -95,7 +97,10 @@ pub async fn apply(
             .to_string();
         wanted.insert((format!("{api_version}/{kind}"), name.clone()));
         if kind == "Secret" && name == database::SECRET {
-            applied.written += ensure_credentials(client, stores, &desired.database_secret).await?;
+            if ensure_credentials(client, stores, &desired.database_secret).await? {
+                applied.written += 1;
+                applied.written_kinds.push(kind);
+            }
             continue;
         }
         if api_version.starts_with("monitoring.coreos.com/") && !monitoring {
@@ -127,8 +132,12 @@ pub async fn apply(
         )
         .await?;
         applied.written += 1;
+        applied.written_kinds.push(kind);
     }
-    applied.written += grow_data_claim(client, stores, &namespace, &desired.database).await?;
+    if grow_data_claim(client, stores, &namespace, &desired.database).await? {
+        applied.written += 1;
+        applied.written_kinds.push("PersistentVolumeClaim".into());
+    }
     applied.pruned += prune(client, stores, system_name, &namespace, &wanted).await?;
     Ok(applied)
 }
@@ -169,13 +178,13 @@ async fn write(
 /// Creates the credentials Secret with a freshly generated password when, and only when, it
 /// does not exist. An existing Secret is never written: not after a restart, a crash
 /// mid-reconcile, nor when the HealthSystem is re-created.
-async fn ensure_credentials(client: &Client, stores: &Stores, template: &Secret) -> Result<usize> {
+async fn ensure_credentials(client: &Client, stores: &Stores, template: &Secret) -> Result<bool> {
     let namespace = template.namespace().unwrap_or_default();
     if stores
         .get("v1", "Secret", Some(&namespace), database::SECRET)
         .is_some()
     {
-        return Ok(0);
+        return Ok(false);
     }
     let mut secret = template.clone();
     let mut data: BTreeMap<String, ByteString> = secret
@@ -198,10 +207,10 @@ async fn ensure_credentials(client: &Client, stores: &Stores, template: &Secret)
     match api.create(&params, &secret).await {
         Ok(_) => {
             info!(namespace, "database credentials generated");
-            Ok(1)
+            Ok(true)
         }
         // Created by an earlier pass whose watch event has not arrived yet: keep it.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(0),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -213,7 +222,7 @@ async fn grow_data_claim(
     stores: &Stores,
     namespace: &str,
     desired: &k8s_openapi::api::apps::v1::StatefulSet,
-) -> Result<usize> {
+) -> Result<bool> {
     let wanted = desired
         .spec
         .as_ref()
@@ -226,7 +235,7 @@ async fn grow_data_claim(
         .map(|q| q.0.clone());
     let claim_name = database::data_claim_name();
     let Some(live) = stores.get("v1", "PersistentVolumeClaim", Some(namespace), &claim_name) else {
-        return Ok(0);
+        return Ok(false);
     };
     let current = live
         .data
@@ -247,9 +256,9 @@ async fn grow_data_claim(
                 size = wanted,
                 "database claim resized"
             );
-            Ok(1)
+            Ok(true)
         }
-        _ => Ok(0),
+        _ => Ok(false),
     }
 }
 

@@ -6,6 +6,7 @@ use kube::runtime::events::Recorder;
 
 use super::children::Stores;
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// Shared by every reconcile.
 pub struct Context {
@@ -19,4 +20,6 @@ pub struct Context {
     pub recorder: Recorder,
     /// The monitoring.coreos.com API was served when the operator started.
     pub monitoring_api: bool,
+    /// The operator's and the fleet's metrics.
+    pub metrics: Metrics,
 }

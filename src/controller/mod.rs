@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::api::HealthSystem;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::resources::labels::{HEALTHSYSTEM, MANAGER};
 use crate::resources::monitoring;
 use context::Context;
@@ -32,6 +33,8 @@ use context::Context;
 pub struct Settings {
     /// HealthSystems reconciled at once.
     pub concurrency: u16,
+    /// Where /metrics, /healthz and /readyz are served.
+    pub http_addr: std::net::SocketAddr,
 }
 
 /// Whether the cluster serves the Prometheus Operator's API.
@@ -57,6 +60,8 @@ async fn terminated() {
 
 /// Runs the controller until a shutdown signal.
 pub async fn run(client: Client, config: Config, settings: Settings) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    crate::http::serve(settings.http_addr, metrics.clone()).await?;
     let systems = Api::<HealthSystem>::all(client.clone());
     systems.list(&ListParams::default().limit(1)).await.map_err(|e| {
         anyhow::anyhow!("cannot list HealthSystems ({e}); is the CRD installed? (healthsystem-operator crd | kubectl apply -f -)")
@@ -75,6 +80,7 @@ pub async fn run(client: Client, config: Config, settings: Settings) -> anyhow::
         _ = tokio::signal::ctrl_c() => return Ok(()),
         () = terminated() => return Ok(()),
     }
+    metrics.up.set(1.0);
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -88,6 +94,7 @@ pub async fn run(client: Client, config: Config, settings: Settings) -> anyhow::
         stores,
         recorder,
         monitoring_api,
+        metrics,
     });
 
     let mut controller = Controller::new(systems, watcher::Config::default())

@@ -27,12 +27,17 @@ const RESYNC: Duration = Duration::from_secs(10 * 60);
 /// Reconciles one HealthSystem.
 #[instrument(skip_all, fields(healthsystem = %system.name_any()))]
 pub async fn reconcile(system: Arc<HealthSystem>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started();
     ctx.stores.ready().await;
     let api = Api::<HealthSystem>::all(ctx.client.clone());
     finalizer::finalizer(&api, FINALIZER, system, |event| async {
         match event {
             Event::Apply(system) => apply_system(&system, &ctx).await,
-            Event::Cleanup(system) => cleanup::cleanup(&system, &ctx).await,
+            Event::Cleanup(system) => {
+                let action = cleanup::cleanup(&system, &ctx).await?;
+                ctx.metrics.remove_system(&system.name_any());
+                Ok(action)
+            }
         }
     })
     .await
@@ -53,6 +58,9 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
         ctx.monitoring_api,
     )
     .await?;
+    for kind in &applied.written_kinds {
+        ctx.metrics.writes.with_label_values(&[kind]).inc();
+    }
     if applied.written + applied.pruned > 0 {
         info!(
             written = applied.written,
@@ -72,6 +80,9 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     let now =
         Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
     let new_status = status::evaluate(system, &observed, now);
+    let rpo = status::parse_rpo(&system.spec.backup.rpo).unwrap_or_default();
+    ctx.metrics
+        .set_system(system, &new_status, rpo.as_secs_f64());
     let status_written =
         status::write_if_changed(&ctx.client, &ctx.recorder, system, new_status).await?;
     debug!(
@@ -87,7 +98,11 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
 
 /// What to do after a failed reconcile: a spec that cannot work waits for a change, a
 /// namespace being deleted is checked again soon, anything else retries with a delay.
-pub fn error_policy(system: Arc<HealthSystem>, error: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(system: Arc<HealthSystem>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .errors
+        .with_label_values(&[error.category()])
+        .inc();
     match error {
         Error::InvalidSpec(_) => {
             warn!(healthsystem = %system.name_any(), category = error.category(), %error, "waiting for a change");

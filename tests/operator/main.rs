@@ -7,6 +7,7 @@ mod cluster;
 #[path = "../support/corpus.rs"]
 mod corpus;
 mod lifecycle;
+mod observability;
 mod operator;
 #[path = "../support/wait.rs"]
 mod wait;

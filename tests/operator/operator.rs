@@ -12,11 +12,12 @@ use crate::cluster;
 struct Operator {
     child: Child,
     log: PathBuf,
+    port: u16,
 }
 
 static OPERATOR: OnceLock<Mutex<Operator>> = OnceLock::new();
 
-fn spawn(log: &Path) -> Child {
+fn spawn(log: &Path, port: u16) -> Child {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -27,7 +28,8 @@ fn spawn(log: &Path) -> Child {
         .arg(root.join("testenv/owned.sh"))
         .arg(std::process::id().to_string())
         .arg(env!("CARGO_BIN_EXE_healthsystem-operator"))
-        .args(["run", "--concurrency", "8"])
+        .args(["run", "--concurrency", "8", "--http-addr"])
+        .arg(format!("127.0.0.1:{port}"))
         .env("KUBECONFIG", cluster::kubeconfig())
         .env("RUST_LOG", "info,healthsystem_operator=debug")
         .env("NO_COLOR", "1")
@@ -44,9 +46,14 @@ pub async fn ensure_running(client: &kube::Client) -> PathBuf {
     let operator = OPERATOR.get_or_init(|| {
         let log = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("operator-{}.log", std::process::id()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
         Mutex::new(Operator {
-            child: spawn(&log),
+            child: spawn(&log, port),
             log,
+            port,
         })
     });
     operator.lock().unwrap().log.clone()
@@ -71,7 +78,7 @@ pub fn restart() -> u64 {
     let offset = std::fs::metadata(&operator.log)
         .map(|m| m.len())
         .unwrap_or(0);
-    operator.child = spawn(&operator.log);
+    operator.child = spawn(&operator.log, operator.port);
     offset
 }
 
@@ -81,4 +88,33 @@ pub fn log_since(offset: u64) -> String {
     let path = operator.lock().unwrap().log.clone();
     let text = std::fs::read(&path).unwrap_or_default();
     String::from_utf8_lossy(&text[(offset as usize).min(text.len())..]).into_owned()
+}
+
+/// GETs `path` from the operator's HTTP endpoint: (status code, body).
+pub fn http_get(path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let port = OPERATOR
+        .get()
+        .expect("operator started")
+        .lock()
+        .unwrap()
+        .port;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let code = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
 }

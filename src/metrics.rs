@@ -1,0 +1,317 @@
+//! The operator's Prometheus metrics, in one registry: what the operator does (reconciles,
+//! errors by category, durations, work in flight, objects written) and the state of the fleet
+//! (one series per HealthSystem: readiness, phase, conditions, backups against the RPO).
+//! Label values are bounded: a system's name, a phase, a condition type, an error category;
+//! never an error's text.
+
+use std::time::Instant;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::api::{HealthSystem, HealthSystemStatus, Phase};
+
+/// Every metric name starts with this.
+pub const PREFIX: &str = "healthsystem";
+
+const PHASES: [Phase; 5] = [
+    Phase::Pending,
+    Phase::Provisioning,
+    Phase::Ready,
+    Phase::Degraded,
+    Phase::Deleting,
+];
+
+/// The operator's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Reconciles started.
+    pub reconciliations: IntCounter,
+    /// Failed reconciles by error category.
+    pub errors: IntCounterVec,
+    /// Duration of reconciles.
+    pub duration: Histogram,
+    /// Reconciles running now.
+    pub in_flight: IntGauge,
+    /// Objects created or changed on the API server, by kind.
+    pub writes: IntCounterVec,
+    /// Whether the operator has loaded its caches and reconciles.
+    pub up: Gauge,
+    ready: IntGaugeVec,
+    phase: IntGaugeVec,
+    condition: IntGaugeVec,
+    backup_last_success: GaugeVec,
+    backup_rpo: GaugeVec,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(format!("{PREFIX}_{name}"), help)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reconciliations = must(IntCounter::with_opts(opts(
+            "operator_reconciliations_total",
+            "Reconciles started.",
+        )));
+        let errors = must(IntCounterVec::new(
+            opts(
+                "operator_reconcile_errors_total",
+                "Failed reconciles by error category.",
+            ),
+            &["category"],
+        ));
+        let duration = must(Histogram::with_opts(
+            HistogramOpts::new(
+                format!("{PREFIX}_operator_reconcile_duration_seconds"),
+                "Duration of reconciles.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        ));
+        let in_flight = must(IntGauge::with_opts(opts(
+            "operator_reconciles_in_flight",
+            "Reconciles running now.",
+        )));
+        let writes = must(IntCounterVec::new(
+            opts(
+                "operator_object_writes_total",
+                "Objects created or changed on the API server, by kind.",
+            ),
+            &["kind"],
+        ));
+        let up = must(Gauge::with_opts(opts(
+            "operator_ready",
+            "1 once the operator has loaded its caches and reconciles.",
+        )));
+        let ready = must(IntGaugeVec::new(
+            opts("ready", "1 when the HealthSystem is Ready, 0 otherwise."),
+            &["healthsystem"],
+        ));
+        let phase = must(IntGaugeVec::new(
+            opts(
+                "phase",
+                "1 for the HealthSystem's current phase, 0 for the others.",
+            ),
+            &["healthsystem", "phase"],
+        ));
+        let condition = must(IntGaugeVec::new(
+            opts("condition", "1 when the condition is True, 0 otherwise."),
+            &["healthsystem", "condition"],
+        ));
+        let backup_last_success = must(GaugeVec::new(
+            opts(
+                "backup_last_success_timestamp_seconds",
+                "Completion time of the last successful backup (Unix seconds).",
+            ),
+            &["healthsystem"],
+        ));
+        let backup_rpo = must(GaugeVec::new(
+            opts(
+                "backup_rpo_seconds",
+                "The recovery point objective: the oldest a last successful backup may be.",
+            ),
+            &["healthsystem"],
+        ));
+        let metrics = Self {
+            registry,
+            reconciliations,
+            errors,
+            duration,
+            in_flight,
+            writes,
+            up,
+            ready,
+            phase,
+            condition,
+            backup_last_success,
+            backup_rpo,
+        };
+        metrics.register();
+        metrics
+    }
+
+    fn register(&self) {
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(self.reconciliations.clone()),
+            Box::new(self.errors.clone()),
+            Box::new(self.duration.clone()),
+            Box::new(self.in_flight.clone()),
+            Box::new(self.writes.clone()),
+            Box::new(self.up.clone()),
+            Box::new(self.ready.clone()),
+            Box::new(self.phase.clone()),
+            Box::new(self.condition.clone()),
+            Box::new(self.backup_last_success.clone()),
+            Box::new(self.backup_rpo.clone()),
+        ];
+        for collector in collectors {
+            // Names are unique constants: registration cannot collide.
+            let _ = self.registry.register(collector);
+        }
+        let _ = self.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+    }
+
+    /// Starts timing a reconcile; the guard records its duration when dropped.
+    pub fn reconcile_started(&self) -> ReconcileTimer {
+        self.reconciliations.inc();
+        self.in_flight.inc();
+        ReconcileTimer {
+            metrics: self.clone(),
+            start: Instant::now(),
+        }
+    }
+
+    /// Publishes the state of one system.
+    pub fn set_system(&self, system: &HealthSystem, status: &HealthSystemStatus, rpo_seconds: f64) {
+        let name = system.metadata.name.as_deref().unwrap_or_default();
+        let is_ready = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        self.ready
+            .with_label_values(&[name])
+            .set(i64::from(is_ready));
+        for phase in PHASES {
+            let current = status.phase == Some(phase);
+            self.phase
+                .with_label_values(&[name, &format!("{phase:?}")])
+                .set(i64::from(current));
+        }
+        for condition in &status.conditions {
+            self.condition
+                .with_label_values(&[name, &condition.type_])
+                .set(i64::from(condition.status == "True"));
+        }
+        if let Some(time) = status
+            .backup
+            .as_ref()
+            .and_then(|b| b.last_successful_time.as_ref())
+        {
+            self.backup_last_success
+                .with_label_values(&[name])
+                .set(time.0.as_second() as f64);
+        }
+        self.backup_rpo.with_label_values(&[name]).set(rpo_seconds);
+    }
+
+    /// Removes every series of a deleted system.
+    pub fn remove_system(&self, name: &str) {
+        let _ = self.ready.remove_label_values(&[name]);
+        let _ = self.backup_last_success.remove_label_values(&[name]);
+        let _ = self.backup_rpo.remove_label_values(&[name]);
+        for phase in PHASES {
+            let _ = self
+                .phase
+                .remove_label_values(&[name, &format!("{phase:?}")]);
+        }
+        for family in self.condition_types(name) {
+            let _ = self.condition.remove_label_values(&[name, &family]);
+        }
+    }
+
+    fn condition_types(&self, name: &str) -> Vec<String> {
+        use prometheus::core::Collector;
+        self.condition
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "healthsystem" && l.value() == name)
+            })
+            .filter_map(|m| {
+                m.get_label()
+                    .iter()
+                    .find(|l| l.name() == "condition")
+                    .map(|l| l.value().to_string())
+            })
+            .collect()
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let encoder = TextEncoder::new();
+        if encoder
+            .encode(&self.registry.gather(), &mut buffer)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+/// Metric construction only fails on invalid names and labels, which are constants here (and
+/// a unit test builds them all).
+fn must<T>(metric: Result<T, prometheus::Error>) -> T {
+    match metric {
+        Ok(metric) => metric,
+        Err(e) => panic!("invalid metric definition: {e}"),
+    }
+}
+
+/// Records a reconcile's duration and ends its in-flight count when dropped.
+pub struct ReconcileTimer {
+    metrics: Metrics,
+    start: Instant,
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        self.metrics.in_flight.dec();
+        self.metrics
+            .duration
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposed_names_are_the_documented_ones() {
+        let metrics = Metrics::new();
+        metrics.errors.with_label_values(&["api_error"]).inc();
+        metrics.writes.with_label_values(&["Namespace"]).inc();
+        let text = metrics.render();
+        for name in [
+            "healthsystem_operator_reconciliations_total",
+            "healthsystem_operator_reconcile_errors_total",
+            "healthsystem_operator_reconcile_duration_seconds_bucket",
+            "healthsystem_operator_reconciles_in_flight",
+            "healthsystem_operator_object_writes_total",
+            "healthsystem_operator_ready",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_timer_counts_in_flight_and_duration() {
+        let metrics = Metrics::new();
+        {
+            let _timer = metrics.reconcile_started();
+            assert_eq!(metrics.in_flight.get(), 1);
+        }
+        assert_eq!(metrics.in_flight.get(), 0);
+        assert_eq!(metrics.duration.get_sample_count(), 1);
+    }
+}
