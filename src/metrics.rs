@@ -45,6 +45,7 @@ pub struct Metrics {
     condition: IntGaugeVec,
     backup_last_success: GaugeVec,
     backup_rpo: GaugeVec,
+    info: IntGaugeVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -118,6 +119,13 @@ impl Metrics {
             ),
             &["healthsystem"],
         ));
+        let info = must(IntGaugeVec::new(
+            opts(
+                "info",
+                "Always 1: where a HealthSystem lives and what it is (namespace, tier, ownership).",
+            ),
+            &["healthsystem", "namespace", "tier", "ownership"],
+        ));
         let backup_rpo = must(GaugeVec::new(
             opts(
                 "backup_rpo_seconds",
@@ -138,6 +146,7 @@ impl Metrics {
             condition,
             backup_last_success,
             backup_rpo,
+            info,
         };
         metrics.register();
         metrics
@@ -156,6 +165,7 @@ impl Metrics {
             Box::new(self.condition.clone()),
             Box::new(self.backup_last_success.clone()),
             Box::new(self.backup_rpo.clone()),
+            Box::new(self.info.clone()),
         ];
         for collector in collectors {
             // Names are unique constants: registration cannot collide.
@@ -207,6 +217,36 @@ impl Metrics {
                 .set(time.0.as_second() as f64);
         }
         self.backup_rpo.with_label_values(&[name]).set(rpo_seconds);
+        // One info series per system: drop the old one when the tier changes.
+        self.remove_info(name);
+        let namespace = status.namespace.as_deref().unwrap_or_default();
+        let tier = format!("{:?}", system.spec.tier);
+        let ownership = format!("{:?}", system.spec.institution.ownership);
+        self.info
+            .with_label_values(&[name, namespace, &tier, &ownership])
+            .set(1);
+    }
+
+    fn remove_info(&self, name: &str) {
+        use prometheus::core::Collector;
+        for family in self.info.collect() {
+            for metric in family.get_metric() {
+                let labels: Vec<&str> = ["healthsystem", "namespace", "tier", "ownership"]
+                    .iter()
+                    .map(|key| {
+                        metric
+                            .get_label()
+                            .iter()
+                            .find(|l| l.name() == *key)
+                            .map(|l| l.value())
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                if labels[0] == name {
+                    let _ = self.info.remove_label_values(&labels);
+                }
+            }
+        }
     }
 
     /// Removes every series of a deleted system.
@@ -214,6 +254,7 @@ impl Metrics {
         let _ = self.ready.remove_label_values(&[name]);
         let _ = self.backup_last_success.remove_label_values(&[name]);
         let _ = self.backup_rpo.remove_label_values(&[name]);
+        self.remove_info(name);
         for phase in PHASES {
             let _ = self
                 .phase

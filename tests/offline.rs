@@ -210,3 +210,131 @@ fn rendered_system_alert_rules_pass_their_promtool_tests() {
     promtool(&["check", "rules", "system-rules.yaml"], dir.path());
     promtool(&["test", "rules", "system-rules.test.yaml"], dir.path());
 }
+
+/// Metrics documented by the PostgreSQL exporter (prometheus-community/postgres_exporter) and
+/// the kubelet that the per-system dashboard uses, plus Prometheus's own `up`.
+const EXTERNAL_METRICS: &[&str] = &[
+    "pg_up",
+    "pg_stat_database_numbackends",
+    "pg_settings_max_connections",
+    "pg_database_size_bytes",
+    "kubelet_volume_stats_available_bytes",
+    "kubelet_volume_stats_capacity_bytes",
+    "up",
+];
+
+/// Every metric name the operator exposes, from a registry with a system in it.
+fn operator_metric_names() -> std::collections::BTreeSet<String> {
+    use healthsystem_operator::api::validation::validate;
+    use healthsystem_operator::controller::status::{Observed, evaluate};
+    use healthsystem_operator::metrics::Metrics;
+    let metrics = Metrics::new();
+    let system = validate(&corpus::read_manifest(
+        &root().join("examples/lab-biomedica.yaml"),
+    ))
+    .unwrap();
+    let observed = Observed {
+        last_success: Some(k8s_openapi::jiff::Timestamp::now()),
+        ..Observed::default()
+    };
+    let status = evaluate(&system, &observed, k8s_openapi::jiff::Timestamp::now());
+    metrics.set_system(&system, &status, 3600.0);
+    metrics.errors.with_label_values(&["api_error"]).inc();
+    metrics.writes.with_label_values(&["Namespace"]).inc();
+    metrics
+        .render()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn selector_names(expr: &promql_parser::parser::Expr, out: &mut Vec<String>) {
+    use promql_parser::parser::Expr;
+    match expr {
+        Expr::Aggregate(e) => {
+            selector_names(&e.expr, out);
+            if let Some(p) = &e.param {
+                selector_names(p, out);
+            }
+        }
+        Expr::Unary(e) => selector_names(&e.expr, out),
+        Expr::Binary(e) => {
+            selector_names(&e.lhs, out);
+            selector_names(&e.rhs, out);
+        }
+        Expr::Paren(e) => selector_names(&e.expr, out),
+        Expr::Subquery(e) => selector_names(&e.expr, out),
+        Expr::VectorSelector(vs) => out.extend(vs.name.clone()),
+        Expr::MatrixSelector(ms) => out.extend(ms.vs.name.clone()),
+        Expr::Call(call) => call.args.args.iter().for_each(|a| selector_names(a, out)),
+        _ => {}
+    }
+}
+
+/// Every PromQL expression in a dashboard: panel targets and query variables.
+fn dashboard_queries(dashboard: &serde_json::Value) -> Vec<String> {
+    let mut queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(String::from))
+        .collect();
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        // label_values(SELECTOR, label): the selector is PromQL.
+        if let Some(inner) = variable["query"]
+            .as_str()
+            .and_then(|q| q.strip_prefix("label_values("))
+            .and_then(|q| q.rsplit_once(','))
+        {
+            queries.push(inner.0.to_string());
+        }
+    }
+    queries
+}
+
+#[test]
+fn every_dashboard_query_parses_and_uses_real_metrics() {
+    let known = operator_metric_names();
+    for name in [
+        "healthsystem_ready",
+        "healthsystem_info",
+        "healthsystem_operator_reconcile_duration_seconds_bucket",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(known.contains(name), "{name} not exposed: {known:?}");
+    }
+    let dashboards = std::fs::read_dir(root().join("monitoring/dashboards")).unwrap();
+    let mut checked = 0;
+    for entry in dashboards {
+        let path = entry.unwrap().path();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for query in dashboard_queries(&dashboard) {
+            // Grafana's variables, as Grafana substitutes them.
+            let promql = query
+                .replace("$__rate_interval", "5m")
+                .replace("$healthsystem", "dz-x")
+                .replace("$namespace", "hs-dz-x");
+            let expr = promql_parser::parser::parse(&promql)
+                .unwrap_or_else(|e| panic!("{}: {query}: {e}", path.display()));
+            let mut names = Vec::new();
+            selector_names(&expr, &mut names);
+            assert!(
+                !names.is_empty(),
+                "{}: {query} selects no metric",
+                path.display()
+            );
+            for name in names {
+                assert!(
+                    known.contains(&name) || EXTERNAL_METRICS.contains(&name.as_str()),
+                    "{}: {query} uses {name}, which neither the operator nor the exporter exposes",
+                    path.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} queries checked");
+}
