@@ -100,7 +100,8 @@ impl Cli {
                 let config = load_config(config.as_ref())?;
                 let runtime = tokio::runtime::Runtime::new()?;
                 runtime.block_on(async {
-                    let client = kube::Client::try_default().await?;
+                    let metrics = crate::metrics::Metrics::new();
+                    let client = crate::controller::counting_client(&metrics).await?;
                     crate::controller::run(
                         client,
                         config,
@@ -108,6 +109,7 @@ impl Cli {
                             concurrency: concurrency.max(1),
                             http_addr,
                         },
+                        metrics,
                     )
                     .await
                 })

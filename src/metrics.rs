@@ -40,6 +40,8 @@ pub struct Metrics {
     pub writes: IntCounterVec,
     /// Whether the operator has loaded its caches and reconciles.
     pub up: Gauge,
+    /// Requests the operator sent to the API server, by verb.
+    pub api_requests: IntCounterVec,
     ready: IntGaugeVec,
     phase: IntGaugeVec,
     condition: IntGaugeVec,
@@ -93,6 +95,13 @@ impl Metrics {
             ),
             &["kind"],
         ));
+        let api_requests = must(IntCounterVec::new(
+            opts(
+                "operator_api_requests_total",
+                "Requests sent to the Kubernetes API server, by verb (get, list, watch, create, patch, update, delete).",
+            ),
+            &["verb"],
+        ));
         let up = must(Gauge::with_opts(opts(
             "operator_ready",
             "1 once the operator has loaded its caches and reconciles.",
@@ -141,6 +150,7 @@ impl Metrics {
             in_flight,
             writes,
             up,
+            api_requests,
             ready,
             phase,
             condition,
@@ -160,6 +170,7 @@ impl Metrics {
             Box::new(self.in_flight.clone()),
             Box::new(self.writes.clone()),
             Box::new(self.up.clone()),
+            Box::new(self.api_requests.clone()),
             Box::new(self.ready.clone()),
             Box::new(self.phase.clone()),
             Box::new(self.condition.clone()),
@@ -174,6 +185,34 @@ impl Metrics {
         let _ = self.registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
+    }
+
+    /// Counts one request to the API server.
+    pub fn count_request(&self, method: &str, query: Option<&str>) {
+        let query = query.unwrap_or_default();
+        let verb = match method {
+            "GET"
+                if query
+                    .split('&')
+                    .any(|p| p == "watch=true" || p == "watch=1") =>
+            {
+                "watch"
+            }
+            "GET"
+                if query.contains("labelSelector=")
+                    || query.contains("limit=")
+                    || query.contains("fieldSelector=") =>
+            {
+                "list"
+            }
+            "GET" => "get",
+            "POST" => "create",
+            "PATCH" => "patch",
+            "PUT" => "update",
+            "DELETE" => "delete",
+            _ => "other",
+        };
+        self.api_requests.with_label_values(&[verb]).inc();
     }
 
     /// Starts timing a reconcile; the guard records its duration when dropped.

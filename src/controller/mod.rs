@@ -58,9 +58,27 @@ async fn terminated() {
     }
 }
 
+/// A client that counts every request it sends in `metrics`.
+pub async fn counting_client(metrics: &Metrics) -> anyhow::Result<Client> {
+    let config = kube::Config::infer().await?;
+    let metrics = metrics.clone();
+    let layer =
+        tower::util::MapRequestLayer::new(move |request: hyper::Request<kube::client::Body>| {
+            metrics.count_request(request.method().as_str(), request.uri().query());
+            request
+        });
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&layer)
+        .build())
+}
+
 /// Runs the controller until a shutdown signal.
-pub async fn run(client: Client, config: Config, settings: Settings) -> anyhow::Result<()> {
-    let metrics = Metrics::new();
+pub async fn run(
+    client: Client,
+    config: Config,
+    settings: Settings,
+    metrics: Metrics,
+) -> anyhow::Result<()> {
     crate::http::serve(settings.http_addr, metrics.clone()).await?;
     let systems = Api::<HealthSystem>::all(client.clone());
     systems.list(&ListParams::default().limit(1)).await.map_err(|e| {

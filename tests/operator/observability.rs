@@ -80,6 +80,8 @@ async fn metrics_describe_the_fleet_and_pass_promtool() {
         "healthsystem_operator_reconciles_in_flight",
         "healthsystem_operator_object_writes_total{kind=\"StatefulSet\"}",
         "healthsystem_operator_ready 1",
+        "healthsystem_operator_api_requests_total{verb=\"patch\"}",
+        "healthsystem_operator_api_requests_total{verb=\"watch\"}",
     ] {
         assert!(text.contains(name), "{name} missing");
     }

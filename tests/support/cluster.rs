@@ -1,6 +1,8 @@
 //! The cluster every integration test talks to: the local control plane (one per test
 //! binary, started on first use by `testenv/cluster.sh`) or an existing cluster named by
 //! `HS_TEST_KUBECONFIG`. It never skips: when no cluster can be had, the tests fail loudly.
+// Each binary (tests, benchmark) uses only some of these helpers.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -55,42 +57,57 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{n}-{}", std::process::id() % 100_000)
 }
 
-/// Starts `testenv/cluster.sh` owned by this process: when the test binary exits (passing,
-/// panicking or killed) the script notices within a second and stops every component.
-// The script is deliberately left running when this returns: it outlives every test.
-#[allow(clippy::zombie_processes)]
-fn start_local() -> Result<PathBuf, String> {
+/// A local control plane started by this process.
+pub struct LocalCluster {
+    child: std::process::Child,
+    /// Its admin kubeconfig.
+    pub kubeconfig: PathBuf,
+}
+
+impl LocalCluster {
+    /// Stops every component (SIGTERM to the script, which stops them in order) and waits.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `testenv/cluster.sh` in `dir`, owned by this process: when this process exits
+/// (passing, panicking or killed) the script notices within a second and stops every
+/// component.
+pub fn start_in(dir: &Path) -> Result<LocalCluster, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cluster-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("cluster directory");
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let log_path = dir.join("cluster.log");
-    let log = std::fs::File::create(&log_path).expect("cluster log");
+    let log =
+        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let mut child = Command::new("bash")
         .arg(root.join("testenv/cluster.sh"))
         .arg("--dir")
-        .arg(&dir)
+        .arg(dir)
         .arg("--owner")
         .arg(std::process::id().to_string())
         .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log handle"))
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
         .spawn()
-        .expect("testenv/cluster.sh can be started (bash is installed)");
-    eprintln!(
-        "integration tests: starting the local control plane in {}",
-        dir.display()
-    );
+        .map_err(|e| format!("cannot start testenv/cluster.sh: {e}"))?;
+    eprintln!("starting the local control plane in {}", dir.display());
 
     let ready = dir.join("ready");
     let started = Instant::now();
     loop {
         if ready.exists() {
             eprintln!(
-                "integration tests: local control plane ready in {:.1}s",
+                "local control plane ready in {:.1}s",
                 started.elapsed().as_secs_f64()
             );
-            return Ok(dir.join("kubeconfig"));
+            return Ok(LocalCluster {
+                child,
+                kubeconfig: dir.join("kubeconfig"),
+            });
         }
         let failure = match child.try_wait() {
             Ok(Some(status)) => Some(format!("cluster.sh exited with {status}")),
@@ -113,6 +130,18 @@ fn start_local() -> Result<PathBuf, String> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The cluster of this test binary: started once and left running; it stops by itself when
+/// the binary exits.
+fn start_local() -> Result<PathBuf, String> {
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cluster-{}", std::process::id()));
+    let cluster = start_in(&dir)?;
+    let kubeconfig = cluster.kubeconfig.clone();
+    // Deliberately never stopped here: it outlives every test of the binary.
+    std::mem::forget(cluster);
+    Ok(kubeconfig)
 }
 
 /// Installs the committed CRD (idempotent) and waits until it is served.

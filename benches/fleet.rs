@@ -1,0 +1,516 @@
+//! Fleet-scale benchmark on the local control plane (not a timed test: it reports, it does not
+//! assert). For each size N it measures, on fresh clusters:
+//!
+//! 1. the floor: server-side applying the very objects `render` builds for N systems with a
+//!    tight client (32 requests in flight), on a cluster of its own;
+//! 2. the operator: N HealthSystems created (varied tiers, with and without application) until
+//!    all are Ready, and its API requests by verb (its own request counter);
+//! 3. idle: mutating requests from the operator over the idle period (target zero);
+//! 4. change latency: p50 and p99 over repeated one-field changes until the child shows them;
+//! 5. restart: time until the restarted operator is idle again, and its writes;
+//! 6. the operator's peak and settled resident memory.
+//!
+//! Run: `cargo bench --bench fleet -- [--sizes 100,500,1000] [--idle-seconds 300]
+//! [--changes 50] [--json target/fleet.json]`
+
+#[path = "../tests/support/cluster.rs"]
+mod cluster;
+#[path = "../tests/support/wait.rs"]
+mod wait;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::GroupVersionKind;
+use kube::{Client, Resource};
+use serde_json::{Value, json};
+
+use healthsystem_operator::api::HealthSystem;
+use healthsystem_operator::api::validation::validate;
+use healthsystem_operator::config::Config;
+use healthsystem_operator::resources::Desired;
+use healthsystem_operator::resources::labels::MANAGED_BY;
+
+const IN_FLIGHT: usize = 32;
+
+struct Args {
+    sizes: Vec<usize>,
+    idle: Duration,
+    changes: usize,
+    json: Option<PathBuf>,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        sizes: vec![100, 500, 1000],
+        idle: Duration::from_secs(300),
+        changes: 50,
+        json: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--sizes" => {
+                args.sizes = it
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|s| s.trim().parse().ok())
+                    .collect()
+            }
+            "--idle-seconds" => {
+                args.idle =
+                    Duration::from_secs(it.next().and_then(|s| s.parse().ok()).unwrap_or(300))
+            }
+            "--changes" => args.changes = it.next().and_then(|s| s.parse().ok()).unwrap_or(50),
+            "--json" => args.json = it.next().map(PathBuf::from),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    args
+}
+
+async fn client_for(kubeconfig: &Path) -> Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(kubeconfig).expect("kubeconfig"),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .expect("kubeconfig usable");
+    Client::try_from(config).expect("client")
+}
+
+/// The manifests of system `i`: the three examples in turn (Large with application, Small with
+/// application, Standard without), under the name bench-i.
+fn manifest(i: usize) -> Value {
+    let examples = [
+        "kc-kragujevac.yaml",
+        "poliklinika-medicus.yaml",
+        "lab-biomedica.yaml",
+    ];
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(examples[i % 3]);
+    let mut manifest: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    manifest["metadata"]["name"] = json!(format!("bench-{i:04}"));
+    manifest
+}
+
+async fn apply_value(client: &Client, object: &Value, manager: &str) {
+    let api_version = object["apiVersion"].as_str().unwrap();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap());
+    let resource = kube::core::ApiResource::from_gvk(&gvk);
+    let name = object["metadata"]["name"].as_str().unwrap();
+    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    api.patch(
+        name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{} {name}: {e}", gvk.kind));
+}
+
+/// The floor: the same children, applied by a tight client, on a cluster of their own.
+async fn floor(n: usize, dir: &Path) -> Duration {
+    let cluster = cluster::start_in(dir).expect("cluster");
+    let client = client_for(&cluster.kubeconfig).await;
+    let config = Config::default();
+    let systems: Vec<Vec<Value>> = (0..n)
+        .map(|i| {
+            let system = validate(&manifest(i)).unwrap();
+            Desired::build(&system, &config)
+                .manifests()
+                .into_iter()
+                .filter(|m| {
+                    !m["apiVersion"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .starts_with("monitoring.coreos.com")
+                })
+                .map(|mut m| {
+                    // Not ours, so no operator would ever pick them up.
+                    m["metadata"]["labels"][MANAGED_BY] = json!("benchmark-floor");
+                    if m["kind"] == "Secret" {
+                        m["stringData"]["password"] = json!("benchmark-floor-password");
+                    }
+                    m
+                })
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    // Each system in order (namespace first); 32 requests in flight across systems.
+    let namespaces = futures::stream::iter(systems.iter().map(|objects| {
+        let client = client.clone();
+        async move { apply_value(&client, &objects[0], "benchmark-floor").await }
+    }))
+    .buffer_unordered(IN_FLIGHT)
+    .collect::<Vec<()>>();
+    namespaces.await;
+    let rest = futures::stream::iter(systems.iter().flat_map(|objects| objects[1..].iter()).map(
+        |object| {
+            let client = client.clone();
+            async move { apply_value(&client, object, "benchmark-floor").await }
+        },
+    ))
+    .buffer_unordered(IN_FLIGHT)
+    .collect::<Vec<()>>();
+    rest.await;
+    let took = started.elapsed();
+    cluster.stop();
+    took
+}
+
+/// The operator process, killed when dropped.
+struct Operator {
+    child: Child,
+    port: u16,
+}
+
+impl Operator {
+    fn start(kubeconfig: &Path, log: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let file = std::fs::File::create(log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_healthsystem-operator"))
+            .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
+            .env("KUBECONFIG", kubeconfig)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("operator");
+        Self { child, port }
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// (peak, current) resident memory in bytes.
+    fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+
+    fn metrics(&self) -> BTreeMap<String, f64> {
+        use std::io::{Read, Write};
+        let mut out = BTreeMap::new();
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return out;
+        };
+        let _ = write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("healthsystem_operator_"))
+        {
+            if let Some((key, value)) = line.rsplit_once(' ') {
+                out.insert(key.to_string(), value.parse().unwrap_or(0.0));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn requests(metrics: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    metrics
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("healthsystem_operator_api_requests_total{verb=\"")
+                .and_then(|rest| rest.strip_suffix("\"}"))
+                .map(|verb| (verb.to_string(), *v))
+        })
+        .collect()
+}
+
+fn mutating(requests: &BTreeMap<String, f64>) -> f64 {
+    ["create", "patch", "update", "delete"]
+        .iter()
+        .map(|v| requests.get(*v).copied().unwrap_or(0.0))
+        .sum()
+}
+
+async fn count_ready(client: &Client) -> usize {
+    let systems = Api::<HealthSystem>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    systems
+        .iter()
+        .filter(|s| {
+            s.status
+                .iter()
+                .flat_map(|st| &st.conditions)
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+        .count()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+#[derive(Default, Debug)]
+struct Row {
+    n: usize,
+    floor_s: f64,
+    ready_s: f64,
+    ratio: f64,
+    requests_per_system: BTreeMap<String, f64>,
+    idle_mutating: f64,
+    idle_s: f64,
+    change_p50_ms: f64,
+    change_p99_ms: f64,
+    restart_idle_s: f64,
+    restart_writes: f64,
+    peak_rss_mib: f64,
+    settled_rss_mib: f64,
+}
+
+async fn measure(n: usize, args: &Args, base: &Path) -> Row {
+    let mut row = Row {
+        n,
+        ..Row::default()
+    };
+    eprintln!("== N = {n}: floor");
+    row.floor_s = floor(n, &base.join(format!("floor-{n}")))
+        .await
+        .as_secs_f64();
+
+    eprintln!("== N = {n}: operator convergence");
+    let cluster = cluster::start_in(&base.join(format!("operator-{n}"))).expect("cluster");
+    let client = client_for(&cluster.kubeconfig).await;
+    cluster::install_crd(&client).await;
+    let mut operator =
+        Operator::start(&cluster.kubeconfig, &base.join(format!("operator-{n}.log")));
+    wait::until("operator ready", Duration::from_secs(60), || async {
+        match operator.metrics().get("healthsystem_operator_ready") {
+            Some(v) if *v >= 1.0 => Ok(()),
+            _ => Err("not ready"),
+        }
+    })
+    .await;
+    let systems = Api::<HealthSystem>::all(client.clone());
+    let started = Instant::now();
+    futures::stream::iter((0..n).map(|i| {
+        let systems = systems.clone();
+        async move {
+            let m = manifest(i);
+            let name = m["metadata"]["name"].as_str().unwrap().to_string();
+            systems
+                .patch(&name, &PatchParams::apply("benchmark"), &Patch::Apply(&m))
+                .await
+                .unwrap();
+        }
+    }))
+    .buffer_unordered(IN_FLIGHT)
+    .collect::<Vec<()>>()
+    .await;
+    loop {
+        let ready = count_ready(&client).await;
+        if ready >= n {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "only {ready} of {n} Ready after 30 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    row.ready_s = started.elapsed().as_secs_f64();
+    row.ratio = row.ready_s / row.floor_s;
+    let after_converge = requests(&operator.metrics());
+    row.requests_per_system = after_converge
+        .iter()
+        .map(|(k, v)| (k.clone(), v / n as f64))
+        .collect();
+    row.peak_rss_mib = operator.memory().0 as f64 / 1048576.0;
+
+    eprintln!("== N = {n}: idle for {:?}", args.idle);
+    // Let the last status writes of the convergence land before counting.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before_idle = requests(&operator.metrics());
+    tokio::time::sleep(args.idle).await;
+    let after_idle = requests(&operator.metrics());
+    row.idle_s = args.idle.as_secs_f64();
+    row.idle_mutating = mutating(&after_idle) - mutating(&before_idle);
+    row.settled_rss_mib = operator.memory().1 as f64 / 1048576.0;
+
+    eprintln!("== N = {n}: {} changes", args.changes);
+    let crons = |i: usize| {
+        Api::<k8s_openapi::api::batch::v1::CronJob>::namespaced(
+            client.clone(),
+            &format!("hs-bench-{i:04}"),
+        )
+    };
+    let mut latencies = Vec::new();
+    for c in 0..args.changes {
+        let i = (c * 7919) % n;
+        let schedule = format!("{} {} * * *", c % 60, 1 + c % 5);
+        let patch = json!({ "spec": { "backup": { "schedule": schedule } } });
+        let started = Instant::now();
+        systems
+            .patch(
+                &format!("bench-{i:04}"),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+        let api = crons(i);
+        loop {
+            let cron = api.get("backup").await.unwrap();
+            if cron.spec.schedule == schedule {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "change {c} not applied"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    row.change_p50_ms = percentile(&latencies, 0.5).as_secs_f64() * 1000.0;
+    row.change_p99_ms = percentile(&latencies, 0.99).as_secs_f64() * 1000.0;
+
+    eprintln!("== N = {n}: restart");
+    operator.stop();
+    let restarted = Instant::now();
+    let operator = Operator::start(
+        &cluster.kubeconfig,
+        &base.join(format!("operator-{n}-restart.log")),
+    );
+    let mut stable_since: Option<(f64, Instant)> = None;
+    loop {
+        let metrics = operator.metrics();
+        let reconciles = metrics
+            .get("healthsystem_operator_reconciliations_total")
+            .copied()
+            .unwrap_or(0.0);
+        let in_flight = metrics
+            .get("healthsystem_operator_reconciles_in_flight")
+            .copied()
+            .unwrap_or(1.0);
+        let idle = reconciles >= n as f64 && in_flight == 0.0;
+        match stable_since {
+            Some((count, since)) if idle && count == reconciles => {
+                if since.elapsed() >= Duration::from_secs(2) {
+                    row.restart_idle_s = (since - restarted).as_secs_f64();
+                    break;
+                }
+            }
+            _ if idle => stable_since = Some((reconciles, Instant::now())),
+            _ => stable_since = None,
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(600),
+            "restart did not settle"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    row.restart_writes = mutating(&requests(&operator.metrics()));
+    drop(operator);
+    cluster.stop();
+    row
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "|     N | floor s | ready s | ratio | req/system (verb) | idle mutating | change p50 ms | change p99 ms | restart->idle s | restart writes | peak MiB | settled MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let per: Vec<String> = r
+            .requests_per_system
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.1}"))
+            .collect();
+        out.push_str(&format!(
+            "| {:5} | {:7.1} | {:7.1} | {:5.2} | {} | {} in {:.0}s | {:.0} | {:.0} | {:.1} | {} | {:.0} | {:.0} |\n",
+            r.n, r.floor_s, r.ready_s, r.ratio, per.join(", "), r.idle_mutating, r.idle_s, r.change_p50_ms,
+            r.change_p99_ms, r.restart_idle_s, r.restart_writes, r.peak_rss_mib, r.settled_rss_mib
+        ));
+    }
+    out
+}
+
+fn main() {
+    let args = args();
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-{}", std::process::id()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut rows = Vec::new();
+    for &n in &args.sizes {
+        let row = runtime.block_on(measure(n, &args, &base));
+        eprintln!("{}", table(std::slice::from_ref(&row)));
+        rows.push(row);
+    }
+    println!("{}", table(&rows));
+    if let Some(path) = &args.json {
+        let json: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "n": r.n, "floor_seconds": r.floor_s, "ready_seconds": r.ready_s, "ratio": r.ratio,
+                    "requests_per_system": r.requests_per_system, "idle_mutating_requests": r.idle_mutating,
+                    "idle_seconds": r.idle_s, "change_p50_ms": r.change_p50_ms, "change_p99_ms": r.change_p99_ms,
+                    "restart_to_idle_seconds": r.restart_idle_s, "restart_writes": r.restart_writes,
+                    "peak_rss_mib": r.peak_rss_mib, "settled_rss_mib": r.settled_rss_mib,
+                })
+            })
+            .collect();
+        std::fs::write(path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    }
+    let _ = HealthSystem::kind(&());
+}
