@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
 # Builds the pinned local control plane (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd, kwok and the small helpers under cmd/) from the Go module
-# proxy, once. The binaries land in a cache directory keyed by this script, go.mod, go.sum and
-# the helpers' sources, so a second run is instant.
-# Prints the bin directory on stdout; progress goes to stderr.
+# kube-scheduler, kubectl, etcd, kwok, the small helpers under cmd/) and helm (for the chart
+# tests) from the Go module proxy, once, and fetches the Prometheus Operator's CRDs pinned in
+# crds/go.mod. Everything lands in a cache directory keyed by this script, the go.mod and
+# go.sum files and the helpers' sources, so a second run is instant. Prints the bin
+# directory on stdout (the CRDs are in ../crds beside it); progress goes to stderr.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache_root=${HS_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/healthsystem-testenv}
-key=$(cd "$here" && cat build.sh go.mod go.sum $(find cmd -name "*.go" | sort) | sha256sum | cut -c1-16)
+key=$(cd "$here" && cat build.sh go.mod go.sum helm/go.mod helm/go.sum crds/go.mod crds/go.sum $(find cmd -name "*.go" | sort) | sha256sum | cut -c1-16)
 bin="$cache_root/$key/bin"
-tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl kwok etcd kwok-stages provisioner)
+tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl kwok etcd kwok-stages provisioner helm)
+
+# The Prometheus Operator's CRDs (PodMonitor, PrometheusRule, ServiceMonitor), from the
+# module pinned in crds/go.mod, for the tests that need the monitoring API served.
+crds="$cache_root/$key/crds"
+if [ ! -f "$crds/monitoring.coreos.com_prometheusrules.yaml" ]; then
+  mkdir -p "$crds"
+  module_dir=$(cd "$here/crds" && go mod download -json github.com/prometheus-operator/prometheus-operator | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  for kind in podmonitors prometheusrules servicemonitors; do
+    cp "$module_dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$crds/"
+  done
+fi
 
 missing=()
 for t in "${tools[@]}"; do [ -x "$bin/$t" ] || missing+=("$t"); done
@@ -24,6 +36,7 @@ cd "$here"
 echo "testenv: building ${missing[*]} into $bin (the first build takes about 10 minutes)" >&2
 echo "testenv: downloading modules" >&2
 go mod download >&2
+(cd helm && go mod download) >&2
 declare -A pkg=(
   [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
   [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
@@ -33,6 +46,7 @@ declare -A pkg=(
   [etcd]=./cmd/etcd
   [kwok-stages]=./cmd/kwok-stages
   [provisioner]=./cmd/provisioner
+  [helm]=helm.sh/helm/v3/cmd/helm
 )
 # Stamp the Kubernetes binaries with their real version (they report v0.0.0 otherwise).
 k8s_version=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
@@ -43,7 +57,12 @@ for t in "${missing[@]}"; do
   start=$SECONDS
   echo "testenv: building $t" >&2
   # Build to a temporary name so an interrupted build never leaves a broken binary cached.
-  go build -trimpath -ldflags="-s -w $k8s_ldflags" -o "$bin/.$t.tmp" "${pkg[$t]}" >&2
+  if [ "$t" = helm ]; then
+    # helm lives in a module of its own (testenv/helm), with its own Kubernetes libraries.
+    (cd helm && go build -trimpath -ldflags="-s -w" -o "$bin/.$t.tmp" "${pkg[$t]}") >&2
+  else
+    go build -trimpath -ldflags="-s -w $k8s_ldflags" -o "$bin/.$t.tmp" "${pkg[$t]}" >&2
+  fi
   mv "$bin/.$t.tmp" "$bin/$t"
   echo "testenv: built $t in $((SECONDS - start))s" >&2
 done

@@ -174,9 +174,18 @@ fn promtool(args: &[&str], dir: &std::path::Path) {
 
 #[test]
 fn fleet_alert_rules_pass_their_promtool_tests() {
-    let dir = root().join("monitoring");
-    promtool(&["check", "rules", "fleet-rules.yaml"], &dir);
-    promtool(&["test", "rules", "tests/fleet-rules.test.yaml"], &dir);
+    promtool(
+        &[
+            "check",
+            "rules",
+            "charts/healthsystem-operator/files/fleet-rules.yaml",
+        ],
+        root(),
+    );
+    promtool(
+        &["test", "rules", "fleet-rules.test.yaml"],
+        &root().join("monitoring/tests"),
+    );
 }
 
 #[test]
@@ -305,7 +314,8 @@ fn every_dashboard_query_parses_and_uses_real_metrics() {
     ] {
         assert!(known.contains(name), "{name} not exposed: {known:?}");
     }
-    let dashboards = std::fs::read_dir(root().join("monitoring/dashboards")).unwrap();
+    let dashboards =
+        std::fs::read_dir(root().join("charts/healthsystem-operator/files/dashboards")).unwrap();
     let mut checked = 0;
     for entry in dashboards {
         let path = entry.unwrap().path();

@@ -580,3 +580,77 @@ async fn switching_off_the_application_prunes_it() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn a_backup_older_than_the_rpo_makes_backup_ready_false() {
+    let client = client().await;
+    // lab-biomedica's RPO is 8h.
+    let name = create(&client, "lab-biomedica.yaml", |_| {}).await;
+    wait_ready(&client, &name).await;
+    let namespace = ns(&name);
+    // A backup Job that succeeded ten hours ago. No controller of this cluster may touch it
+    // (spec.managedBy), so its status can say when it finished.
+    let cron = Api::<CronJob>::namespaced(client.clone(), &namespace)
+        .get("backup")
+        .await
+        .unwrap();
+    let template = cron.spec.job_template;
+    let mut spec = template.spec.unwrap();
+    spec.managed_by = Some("tests.sdc.gov.rs/recorded-backup".into());
+    let job = Job {
+        metadata: kube::api::ObjectMeta {
+            name: Some("backup-ten-hours-ago".into()),
+            labels: template.metadata.and_then(|m| m.labels),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        ..Default::default()
+    };
+    let jobs = Api::<Job>::namespaced(client.clone(), &namespace);
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let started = now - k8s_openapi::jiff::SignedDuration::from_hours(10);
+    let finished = started + k8s_openapi::jiff::SignedDuration::from_mins(2);
+    let (started, finished) = (
+        started.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        finished.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    );
+    let status = json!({ "status": {
+        "startTime": started,
+        "completionTime": finished,
+        "succeeded": 1,
+        "conditions": [
+            { "type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": finished, "reason": "CompletionsReached", "message": "recorded" },
+            { "type": "Complete", "status": "True", "lastTransitionTime": finished, "reason": "CompletionsReached", "message": "recorded" }
+        ]
+    }});
+    jobs.patch_status(
+        "backup-ten-hours-ago",
+        &PatchParams::default(),
+        &Patch::Merge(&status),
+    )
+    .await
+    .unwrap();
+
+    let system = wait_condition(&client, &name, "BackupReady", "False").await;
+    assert_eq!(
+        condition(&system, "BackupReady").unwrap().reason,
+        "BackupStale"
+    );
+    assert_eq!(condition(&system, "Ready").unwrap().status, "False");
+    assert_eq!(
+        format!("{:?}", system.status.as_ref().unwrap().phase),
+        "Some(Degraded)"
+    );
+    let recorded = system
+        .status
+        .unwrap()
+        .backup
+        .unwrap()
+        .last_successful_time
+        .unwrap();
+    assert_eq!(
+        recorded.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        finished
+    );
+}

@@ -8,6 +8,7 @@ mod cluster;
 mod corpus;
 mod lifecycle;
 mod observability;
+#[path = "../support/operator.rs"]
 mod operator;
 #[path = "../support/wait.rs"]
 mod wait;

@@ -182,3 +182,48 @@ pub async fn install_crd(client: &kube::Client) {
     )
     .await;
 }
+
+/// Installs the Prometheus Operator's PodMonitor, PrometheusRule and ServiceMonitor CRDs.
+pub async fn install_monitoring_crds(client: &kube::Client) {
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("testenv/build.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("../crds");
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for kind in ["podmonitors", "prometheusrules", "servicemonitors"] {
+        let text = std::fs::read_to_string(dir.join(format!("monitoring.coreos.com_{kind}.yaml")))
+            .unwrap();
+        let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(
+            &name,
+            &PatchParams::apply("tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+        crate::wait::until(
+            &format!("{name} established"),
+            Duration::from_secs(60),
+            || async {
+                let crd = crds.get(&name).await.map_err(|e| e.to_string())?;
+                let ok = crd.status.and_then(|s| s.conditions).is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
+                if ok {
+                    Ok(())
+                } else {
+                    Err("not established".to_string())
+                }
+            },
+        )
+        .await;
+    }
+}

@@ -1,6 +1,8 @@
 //! The operator under test: the real `healthsystem-operator run` binary, one per test binary,
 //! against the cluster of `cluster.rs`, run under `testenv/owned.sh` so it stops when the
 //! test binary exits. Its log is kept to a file so tests can see what it did.
+// Each binary uses only some of these helpers.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

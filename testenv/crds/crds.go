@@ -1,0 +1,2 @@
+// Package crds only anchors the pinned Prometheus Operator module (see go.mod).
+package crds

@@ -1,0 +1,432 @@
+//! The Helm chart: it lints and renders with default and non-default values, asks for no
+//! wildcard permission, is accepted by the API server, and its RBAC is enough: the operator,
+//! authenticated as the chart's ServiceAccount and nothing more, runs a HealthSystem's whole
+//! lifecycle. One cluster for this binary, with no other operator on it.
+
+#[path = "../support/cluster.rs"]
+mod cluster;
+#[path = "../support/corpus.rs"]
+mod corpus;
+#[path = "../support/wait.rs"]
+mod wait;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use serde_json::{Value, json};
+
+use healthsystem_operator::api::HealthSystem;
+
+use cluster::{client, install_crd};
+use corpus::{read_manifest, root};
+use wait::until;
+
+const RELEASE_NAMESPACE: &str = "sdc-operators";
+/// The Kubernetes version of the local control plane (testenv/go.mod).
+const KUBE_VERSION: &str = "v1.36.3";
+
+fn tool(name: &str) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(root().join("testenv/build.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join(name)
+}
+
+fn chart() -> PathBuf {
+    root().join("charts/healthsystem-operator")
+}
+
+/// Values a platform team would change, to render every optional part.
+const NON_DEFAULT: &[&str] = &[
+    "--set",
+    "serviceMonitor.enabled=true",
+    "--set",
+    "prometheusRule.enabled=true",
+    "--set",
+    "dashboards.enabled=true",
+    "--set",
+    "operator.concurrency=32",
+    "--set",
+    "operator.logFormat=text",
+    "--set",
+    "operator.monitoringNamespace=prometheus",
+    "--set",
+    "image.tag=1.2.3",
+];
+
+fn helm(args: &[&str]) -> String {
+    let out = Command::new(tool("helm")).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "helm {args:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn template(extra: &[&str]) -> Vec<Value> {
+    let chart = chart();
+    let mut args = vec![
+        "template",
+        "hs",
+        chart.to_str().unwrap(),
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
+    ];
+    args.extend_from_slice(extra);
+    let text = helm(&args);
+    serde_saphyr::from_multiple::<Value>(&text)
+        .unwrap()
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn the_chart_lints_and_renders_with_default_and_other_values() {
+    let chart = chart();
+    helm(&[
+        "lint",
+        "--strict",
+        "--kube-version",
+        KUBE_VERSION,
+        chart.to_str().unwrap(),
+    ]);
+    let mut lint = vec![
+        "lint",
+        "--strict",
+        "--kube-version",
+        KUBE_VERSION,
+        chart.to_str().unwrap(),
+    ];
+    lint.extend_from_slice(NON_DEFAULT);
+    helm(&lint);
+
+    let defaults = template(&[]);
+    let kinds: Vec<&str> = defaults.iter().filter_map(|o| o["kind"].as_str()).collect();
+    for kind in [
+        "Deployment",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Service",
+        "NetworkPolicy",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    assert!(!kinds.contains(&"PrometheusRule"));
+    let all = template(NON_DEFAULT);
+    let kinds: Vec<&str> = all.iter().filter_map(|o| o["kind"].as_str()).collect();
+    for kind in ["ServiceMonitor", "PrometheusRule"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    assert_eq!(
+        all.iter().filter(|o| o["kind"] == "ConfigMap").count(),
+        3,
+        "config and two dashboards"
+    );
+
+    // The operator's configuration flows from the values, and the operator accepts it.
+    let config = all
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["data"]["operator.yaml"].is_string())
+        .unwrap();
+    let text = config["data"]["operator.yaml"].as_str().unwrap();
+    let parsed = healthsystem_operator::config::Config::parse(text, "chart").unwrap();
+    assert_eq!(parsed.monitoring.namespace, "prometheus");
+    assert!(parsed.platform_services.contains_key("e-referral"));
+
+    // A value outside the schema is refused.
+    let out = Command::new(tool("helm"))
+        .args([
+            "template",
+            "hs",
+            chart.to_str().unwrap(),
+            "--kube-version",
+            KUBE_VERSION,
+            "--set",
+            "operator.logFormat=xml",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn no_rule_uses_a_wildcard() {
+    for object in template(NON_DEFAULT) {
+        if !matches!(object["kind"].as_str(), Some("ClusterRole" | "Role")) {
+            continue;
+        }
+        for rule in object["rules"].as_array().unwrap() {
+            for key in [
+                "apiGroups",
+                "resources",
+                "verbs",
+                "resourceNames",
+                "nonResourceURLs",
+            ] {
+                for value in rule[key].as_array().into_iter().flatten() {
+                    assert!(
+                        !value.as_str().unwrap_or_default().contains('*'),
+                        "{key} of {rule} uses *"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_chart_crd_is_the_generated_one() {
+    let chart_crd = std::fs::read_to_string(chart().join("crds/healthsystem.yaml")).unwrap();
+    let crd = std::fs::read_to_string(root().join("crds/healthsystem.yaml")).unwrap();
+    assert!(
+        chart_crd == crd,
+        "copy crds/healthsystem.yaml to charts/healthsystem-operator/crds/"
+    );
+}
+
+async fn ensure_namespace(client: &Client, name: &str) {
+    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .patch(name, &PatchParams::apply("chart-tests"), &Patch::Apply(&ns))
+        .await
+        .unwrap();
+}
+
+/// Server-side applies `object` (dry-run or for real); false when its API is not served.
+async fn apply(client: &Client, object: &Value, dry_run: bool) -> bool {
+    let api_version = object["apiVersion"].as_str().unwrap();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap());
+    let (resource, caps) = match kube::discovery::pinned_kind(client, &gvk).await {
+        Ok(found) => found,
+        Err(_) if group == "monitoring.coreos.com" => return false,
+        Err(e) => panic!("{gvk:?}: {e}"),
+    };
+    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+        Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
+            Api::namespaced_with(client.clone(), ns, &resource)
+        }
+        _ => Api::all_with(client.clone(), &resource),
+    };
+    let mut params = PatchParams::apply("chart-tests").force();
+    params.dry_run = dry_run;
+    api.patch(
+        object["metadata"]["name"].as_str().unwrap(),
+        &params,
+        &Patch::Apply(object),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{} {} refused: {e}", gvk.kind, object["metadata"]["name"]));
+    true
+}
+
+#[tokio::test]
+async fn the_rendered_chart_is_accepted_by_the_api_server() {
+    let client = client().await;
+    install_crd(&client).await;
+    cluster::install_monitoring_crds(&client).await;
+    ensure_namespace(&client, RELEASE_NAMESPACE).await;
+    let objects = template(NON_DEFAULT);
+    let mut accepted = 0;
+    for object in &objects {
+        accepted += usize::from(apply(&client, object, true).await);
+    }
+    assert_eq!(
+        accepted,
+        objects.len(),
+        "every object, the ServiceMonitor and PrometheusRule too"
+    );
+}
+
+/// A kubeconfig for the cluster under test that authenticates with `token` only.
+fn kubeconfig_with_token(token: &str, path: &Path) {
+    let admin: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(cluster::kubeconfig()).unwrap()).unwrap();
+    let cluster = &admin["clusters"][0]["cluster"];
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{ "name": "c", "cluster": cluster }],
+        "users": [{ "name": "operator", "user": { "token": token } }],
+        "contexts": [{ "name": "c", "context": { "cluster": "c", "user": "operator" } }],
+        "current-context": "c"
+    });
+    std::fs::write(path, serde_json::to_string(&config).unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn the_operator_runs_a_whole_lifecycle_with_exactly_the_chart_rbac() {
+    let client = client().await;
+    install_crd(&client).await;
+    // With the monitoring API served, so the PodMonitor and PrometheusRule rules are proven too.
+    cluster::install_monitoring_crds(&client).await;
+    ensure_namespace(&client, RELEASE_NAMESPACE).await;
+    // The chart's ServiceAccount, ClusterRole and binding, for real.
+    let objects = template(&[]);
+    for object in &objects {
+        if matches!(
+            object["kind"].as_str(),
+            Some("ServiceAccount" | "ClusterRole" | "ClusterRoleBinding")
+        ) {
+            apply(&client, object, false).await;
+        }
+    }
+    let role: ClusterRole = serde_json::from_value(
+        objects
+            .iter()
+            .find(|o| o["kind"] == "ClusterRole")
+            .unwrap()
+            .clone(),
+    )
+    .unwrap();
+    let sa_name = objects
+        .iter()
+        .find(|o| o["kind"] == "ServiceAccount")
+        .unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A token for that ServiceAccount, as the kubelet would mount it.
+    let request = json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": { "expirationSeconds": 3600 } });
+    let token: Value = Api::<ServiceAccount>::namespaced(client.clone(), RELEASE_NAMESPACE)
+        .create_subresource("token", &sa_name, &PostParams::default(), &request)
+        .await
+        .unwrap();
+    let token = token["status"]["token"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("operator.kubeconfig");
+    kubeconfig_with_token(token, &kubeconfig);
+
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("chart-operator-{}.log", std::process::id()));
+    let file = std::fs::File::create(&log).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut operator = Command::new("bash")
+        .arg(root().join("testenv/owned.sh"))
+        .arg(std::process::id().to_string())
+        .arg(env!("CARGO_BIN_EXE_healthsystem-operator"))
+        .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+
+    // The whole lifecycle: create until Ready, change, delete with Delete.
+    let name = cluster::unique("rbac");
+    let mut manifest = read_manifest(&root().join("examples/poliklinika-medicus.yaml"));
+    manifest["metadata"]["name"] = json!(name);
+    manifest["spec"]["deletionPolicy"] = json!("Delete");
+    let systems = Api::<HealthSystem>::all(client.clone());
+    systems
+        .patch(
+            &name,
+            &PatchParams::apply("chart-tests"),
+            &Patch::Apply(&manifest),
+        )
+        .await
+        .unwrap();
+    let ready = |generation: i64| {
+        let systems = systems.clone();
+        let name = name.clone();
+        async move {
+            until(
+                "Ready under the chart's RBAC",
+                Duration::from_secs(180),
+                || async {
+                    let system = systems.get(&name).await.map_err(|e| e.to_string())?;
+                    let status = system.status.clone().unwrap_or_default();
+                    let ready = status
+                        .conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True");
+                    if ready && status.observed_generation >= Some(generation) {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{:?}",
+                            status.conditions.iter().find(|c| c.type_ == "Ready")
+                        ))
+                    }
+                },
+            )
+            .await
+        }
+    };
+    ready(1).await;
+    let patch = json!({ "spec": { "tier": "Standard", "application": null } });
+    let changed = systems
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    ready(changed.metadata.generation.unwrap()).await;
+    systems
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    until(
+        "deleted with its namespace",
+        Duration::from_secs(180),
+        || async {
+            let gone = systems
+                .get_opt(&name)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_none();
+            let ns_gone = Api::<Namespace>::all(client.clone())
+                .get_opt(&format!("hs-{name}"))
+                .await
+                .map_err(|e| e.to_string())?
+                .is_none();
+            if gone && ns_gone {
+                Ok(())
+            } else {
+                Err(format!("system gone {gone}, namespace gone {ns_gone}"))
+            }
+        },
+    )
+    .await;
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &operator.id().to_string()])
+        .status();
+    let _ = operator.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.to_lowercase().contains("forbidden"),
+        "a request was forbidden:\n{text}"
+    );
+    assert!(
+        text.contains("monitoring_api=true"),
+        "the monitoring API was served to the operator"
+    );
+    assert!(
+        role.rules.unwrap_or_default().len() >= 10,
+        "the chart's ClusterRole was applied"
+    );
+}
