@@ -39,6 +39,16 @@ enum Command {
         /// Address of /metrics, /healthz and /readyz (port 0 picks a free port).
         #[arg(long, env = "HS_HTTP_ADDR", default_value = "0.0.0.0:8080")]
         http_addr: std::net::SocketAddr,
+        /// Elect a leader among replicas through a coordination.k8s.io Lease; only the
+        /// leader reconciles.
+        #[arg(long, env = "HS_LEADER_ELECT")]
+        leader_elect: bool,
+        /// Namespace of the Lease (the operator's own namespace).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        lease_namespace: String,
+        /// Name of the Lease.
+        #[arg(long, env = "HS_LEASE_NAME", default_value = "healthsystem-operator")]
+        lease_name: String,
     },
     /// Print the HealthSystem CustomResourceDefinition as YAML.
     Crd,
@@ -70,6 +80,14 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     })
 }
 
+/// This replica's identity for leader election: its pod name, or host and process id.
+fn identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    })
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -95,6 +113,9 @@ impl Cli {
                 concurrency,
                 log_format,
                 http_addr,
+                leader_elect,
+                lease_namespace,
+                lease_name,
             } => {
                 init_logging(log_format);
                 let config = load_config(config.as_ref())?;
@@ -108,6 +129,11 @@ impl Cli {
                         crate::controller::Settings {
                             concurrency: concurrency.max(1),
                             http_addr,
+                            leader: leader_elect.then(|| crate::controller::LeaderElection {
+                                namespace: lease_namespace,
+                                name: lease_name,
+                                identity: identity(),
+                            }),
                         },
                         metrics,
                     )

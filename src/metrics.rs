@@ -42,6 +42,8 @@ pub struct Metrics {
     pub up: Gauge,
     /// Requests the operator sent to the API server, by verb.
     pub api_requests: IntCounterVec,
+    /// 1 while this replica holds the leader Lease (always 1 without leader election).
+    pub leader: IntGauge,
     ready: IntGaugeVec,
     phase: IntGaugeVec,
     condition: IntGaugeVec,
@@ -102,9 +104,13 @@ impl Metrics {
             ),
             &["verb"],
         ));
+        let leader = must(IntGauge::with_opts(opts(
+            "operator_leader",
+            "1 while this replica reconciles (holds the leader Lease, or runs without leader election).",
+        )));
         let up = must(Gauge::with_opts(opts(
             "operator_ready",
-            "1 once the operator has loaded its caches and reconciles.",
+            "1 when the operator serves its role: the leader once its caches are loaded, or a standby waiting for leadership.",
         )));
         let ready = must(IntGaugeVec::new(
             opts("ready", "1 when the HealthSystem is Ready, 0 otherwise."),
@@ -151,6 +157,7 @@ impl Metrics {
             writes,
             up,
             api_requests,
+            leader,
             ready,
             phase,
             condition,
@@ -171,6 +178,7 @@ impl Metrics {
             Box::new(self.writes.clone()),
             Box::new(self.up.clone()),
             Box::new(self.api_requests.clone()),
+            Box::new(self.leader.clone()),
             Box::new(self.ready.clone()),
             Box::new(self.phase.clone()),
             Box::new(self.condition.clone()),

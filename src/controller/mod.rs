@@ -7,6 +7,7 @@ pub mod children;
 pub mod cleanup;
 pub mod context;
 pub mod credentials;
+pub mod leader;
 pub mod reconcile;
 pub mod status;
 
@@ -35,6 +36,19 @@ pub struct Settings {
     pub concurrency: u16,
     /// Where /metrics, /healthz and /readyz are served.
     pub http_addr: std::net::SocketAddr,
+    /// Leader election, when several replicas run.
+    pub leader: Option<LeaderElection>,
+}
+
+/// Where the leader Lease lives and who this replica is.
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    /// Namespace of the Lease (the operator's own).
+    pub namespace: String,
+    /// Name of the Lease.
+    pub name: String,
+    /// This replica's identity (its pod name).
+    pub identity: String,
 }
 
 /// Whether the cluster serves the Prometheus Operator's API.
@@ -80,6 +94,21 @@ pub async fn run(
     metrics: Metrics,
 ) -> anyhow::Result<()> {
     crate::http::serve(settings.http_addr, metrics.clone()).await?;
+    let elector = settings
+        .leader
+        .as_ref()
+        .map(|l| leader::Elector::new(client.clone(), &l.namespace, &l.name, &l.identity));
+    if let Some(elector) = &elector {
+        // A standby serves its role: it is ready, and waits.
+        metrics.up.set(1.0);
+        tokio::select! {
+            () = elector.acquire() => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            () = terminated() => return Ok(()),
+        }
+        metrics.up.set(0.0);
+        metrics.leader.set(1);
+    }
     let systems = Api::<HealthSystem>::all(client.clone());
     systems.list(&ListParams::default().limit(1)).await.map_err(|e| {
         anyhow::anyhow!("cannot list HealthSystems ({e}); is the CRD installed? (healthsystem-operator crd | kubectl apply -f -)")
@@ -99,6 +128,9 @@ pub async fn run(
         () = terminated() => return Ok(()),
     }
     metrics.up.set(1.0);
+    if elector.is_none() {
+        metrics.leader.set(1);
+    }
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -112,7 +144,7 @@ pub async fn run(
         stores,
         recorder,
         monitoring_api,
-        metrics,
+        metrics: metrics.clone(),
     });
 
     let mut controller = Controller::new(systems, watcher::Config::default())
@@ -133,15 +165,27 @@ pub async fn run(
         concurrency = settings.concurrency,
         monitoring_api, "controller starting"
     );
-    controller
+    // SIGTERM drains the reconciles in flight, then the Lease is given up.
+    let controller = controller
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "reconcile failed");
             }
-        })
-        .await;
+        });
+    match &elector {
+        None => controller.await,
+        Some(elector) => {
+            tokio::select! {
+                () = controller => elector.release().await,
+                () = elector.hold() => {
+                    metrics.leader.set(0);
+                    anyhow::bail!("leadership lost: stopping so that only one replica writes");
+                }
+            }
+        }
+    }
     info!("controller stopped");
     Ok(())
 }

@@ -124,6 +124,8 @@ fn the_chart_lints_and_renders_with_default_and_other_values() {
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "ConfigMap",
         "Service",
         "NetworkPolicy",
@@ -284,7 +286,7 @@ async fn the_operator_runs_a_whole_lifecycle_with_exactly_the_chart_rbac() {
     for object in &objects {
         if matches!(
             object["kind"].as_str(),
-            Some("ServiceAccount" | "ClusterRole" | "ClusterRoleBinding")
+            Some("ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding")
         ) {
             apply(&client, object, false).await;
         }
@@ -328,8 +330,15 @@ async fn the_operator_runs_a_whole_lifecycle_with_exactly_the_chart_rbac() {
         .arg(root().join("testenv/owned.sh"))
         .arg(std::process::id().to_string())
         .arg(env!("CARGO_BIN_EXE_healthsystem-operator"))
-        .args(["run", "--http-addr", &format!("127.0.0.1:{port}")])
+        .args([
+            "run",
+            "--leader-elect",
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
         .env("KUBECONFIG", &kubeconfig)
+        .env("POD_NAMESPACE", RELEASE_NAMESPACE)
+        .env("POD_NAME", "chart-rbac-test")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(file.try_clone().unwrap())
@@ -424,6 +433,10 @@ async fn the_operator_runs_a_whole_lifecycle_with_exactly_the_chart_rbac() {
     assert!(
         text.contains("monitoring_api=true"),
         "the monitoring API was served to the operator"
+    );
+    assert!(
+        text.contains("became leader") && text.contains("leadership released"),
+        "the Lease was taken and given up under the chart's Role"
     );
     assert!(
         role.rules.unwrap_or_default().len() >= 10,

@@ -1,0 +1,191 @@
+//! Leader election with a `coordination.k8s.io` Lease, so that of several replicas only one
+//! reconciles. A replica takes the Lease when it is free or expired, renews it every few
+//! seconds with optimistic concurrency (the Lease's resourceVersion), and gives it up on
+//! shutdown so a standby takes over at once. A leader that cannot renew within the lease
+//! duration stops: it may no longer be the only writer.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
+use tracing::{info, warn};
+
+/// How long a Lease holds without renewal.
+pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// How often the leader renews, and a standby retries.
+pub const RETRY: Duration = Duration::from_secs(2);
+
+/// One replica's view of the Lease.
+pub struct Elector {
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+}
+
+/// What a renewal found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Held {
+    /// This replica holds the Lease.
+    Yes,
+    /// Another replica holds it and it has not expired.
+    No,
+}
+
+impl Elector {
+    /// An elector for the Lease `name` in `namespace`, as `identity`.
+    pub fn new(client: Client, namespace: &str, name: &str, identity: &str) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            name: name.to_string(),
+            identity: identity.to_string(),
+        }
+    }
+
+    fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
+        let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
+        match &spec.renew_time {
+            Some(renewed) => renewed.0 + SignedDuration::from_secs(duration) < now,
+            None => true,
+        }
+    }
+
+    /// Takes or renews the Lease if this replica may hold it.
+    pub async fn try_acquire(&self) -> Result<Held, kube::Error> {
+        let now = Timestamp::now();
+        let duration = LEASE_DURATION.as_secs() as i32;
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(self.identity.clone()),
+                    lease_duration_seconds: Some(duration),
+                    acquire_time: Some(MicroTime(now)),
+                    renew_time: Some(MicroTime(now)),
+                    lease_transitions: Some(0),
+                    ..LeaseSpec::default()
+                }),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(Held::Yes),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Held::No),
+                Err(e) => Err(e),
+            };
+        };
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        let mine = spec.holder_identity.as_deref() == Some(self.identity.as_str());
+        let free = spec
+            .holder_identity
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty();
+        if !mine && !free && !Self::expired(spec, now) {
+            return Ok(Held::No);
+        }
+        if !mine {
+            spec.holder_identity = Some(self.identity.clone());
+            spec.acquire_time = Some(MicroTime(now));
+            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+        }
+        spec.lease_duration_seconds = Some(duration);
+        spec.renew_time = Some(MicroTime(now));
+        // replace carries the resourceVersion: a concurrent taker makes this a 409.
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(Held::Yes),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Held::No),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until this replica holds the Lease.
+    pub async fn acquire(&self) {
+        info!(
+            lease = self.name,
+            identity = self.identity,
+            "waiting for leadership"
+        );
+        loop {
+            match self.try_acquire().await {
+                Ok(Held::Yes) => {
+                    info!(lease = self.name, identity = self.identity, "became leader");
+                    return;
+                }
+                Ok(Held::No) => {}
+                Err(e) => warn!(error = %e, "cannot read the lease"),
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// Renews the Lease until it is lost; returns when it is (or cannot be renewed in time).
+    pub async fn hold(&self) {
+        let mut last_renewal = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(RETRY).await;
+            match self.try_acquire().await {
+                Ok(Held::Yes) => last_renewal = tokio::time::Instant::now(),
+                Ok(Held::No) => {
+                    warn!(lease = self.name, "leadership lost to another replica");
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "lease renewal failed");
+                    // Stop before the Lease expires, so two leaders never overlap.
+                    if last_renewal.elapsed() + RETRY >= LEASE_DURATION {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives the Lease up so that a standby takes over without waiting for it to expire.
+    pub async fn release(&self) {
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return;
+        }
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => info!(lease = self.name, "leadership released"),
+            Err(e) => warn!(error = %e, "leadership not released; it expires by itself"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_expires_after_its_duration_without_renewal() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        let spec = |renewed: i64| LeaseSpec {
+            renew_time: Some(MicroTime(Timestamp::from_second(renewed).unwrap())),
+            lease_duration_seconds: Some(15),
+            ..LeaseSpec::default()
+        };
+        assert!(!Elector::expired(&spec(990), now));
+        assert!(Elector::expired(&spec(980), now));
+        assert!(Elector::expired(&LeaseSpec::default(), now));
+    }
+}
