@@ -56,8 +56,9 @@ fi
 echo "run-local: installing the HealthSystem CRD"
 kubectl apply --server-side -f crds/healthsystem.yaml
 kubectl wait --for=condition=Established --timeout=60s crd/healthsystems.sdc.gov.rs
-echo "run-local: starting the operator (log: target/operator.log)"
-KUBECONFIG="$kubeconfig" bash testenv/owned.sh $$ "$operator" run >"$root/target/operator.log" 2>&1 &
+echo "run-local: starting the operator (log: target/operator.log, metrics: http://127.0.0.1:8080/metrics)"
+KUBECONFIG="$kubeconfig" bash testenv/owned.sh $$ "$operator" run --http-addr 127.0.0.1:8080 \
+  >"$root/target/operator.log" 2>&1 &
 children+=($!)
 echo "run-local: applying examples/"
 kubectl apply --server-side -f examples/
