@@ -3,13 +3,13 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec,
-    SecretKeySelector, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, PodSpec, PodTemplateSpec, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::database::{PASSWORD_KEY, SECRET};
+use super::database::{PASSWORD_KEY, secret_env};
 use super::labels::{self, COMPONENT, HEALTHSYSTEM};
 use super::namespace::meta;
 use super::security::{container_security, pod_security};
@@ -34,18 +34,6 @@ pub fn selector(system: &HealthSystem) -> BTreeMap<String, String> {
 /// The application Deployment. The database connection comes from the credentials Secret as
 /// DATABASE_HOST, DATABASE_PORT, DATABASE_NAME, DATABASE_USER and DATABASE_PASSWORD.
 pub fn deployment(system: &HealthSystem, app: &Application) -> Deployment {
-    let from_secret = |name: &str, key: &str| EnvVar {
-        name: name.into(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: SECRET.into(),
-                key: key.into(),
-                optional: Some(false),
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    };
     let container = Container {
         name: "application".into(),
         image: Some(app.image.clone()),
@@ -55,11 +43,11 @@ pub fn deployment(system: &HealthSystem, app: &Application) -> Deployment {
             ..ContainerPort::default()
         }]),
         env: Some(vec![
-            from_secret("DATABASE_HOST", "host"),
-            from_secret("DATABASE_PORT", "port"),
-            from_secret("DATABASE_NAME", "database"),
-            from_secret("DATABASE_USER", "username"),
-            from_secret("DATABASE_PASSWORD", PASSWORD_KEY),
+            secret_env("DATABASE_HOST", "host"),
+            secret_env("DATABASE_PORT", "port"),
+            secret_env("DATABASE_NAME", "database"),
+            secret_env("DATABASE_USER", "username"),
+            secret_env("DATABASE_PASSWORD", PASSWORD_KEY),
         ]),
         resources: app.resources.clone(),
         volume_mounts: Some(vec![VolumeMount {

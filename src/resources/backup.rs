@@ -6,14 +6,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Container, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    PodSpec, PodTemplateSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::database::{self, PASSWORD_KEY, SECRET};
+use super::database::{self, PASSWORD_KEY, env, secret_env};
 use super::labels;
 use super::namespace::meta;
 use super::security::{container_security, pod_security};
@@ -72,23 +71,6 @@ pub fn claim(system: &HealthSystem) -> PersistentVolumeClaim {
 /// which is what status reads the last backup times from.
 pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {
     let backup = &system.spec.backup;
-    let env = |name: &str, value: String| EnvVar {
-        name: name.into(),
-        value: Some(value),
-        ..EnvVar::default()
-    };
-    let from_secret = |name: &str, key: &str| EnvVar {
-        name: name.into(),
-        value_from: Some(k8s_openapi::api::core::v1::EnvVarSource {
-            secret_key_ref: Some(k8s_openapi::api::core::v1::SecretKeySelector {
-                name: SECRET.into(),
-                key: key.into(),
-                optional: Some(false),
-            }),
-            ..Default::default()
-        }),
-        ..EnvVar::default()
-    };
     let container = Container {
         name: "pg-dump".into(),
         image: Some(
@@ -99,14 +81,14 @@ pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {
         ),
         command: Some(vec!["/bin/sh".into(), "-c".into(), SCRIPT.into()]),
         env: Some(vec![
-            env("PGHOST", database::SERVICE.into()),
-            env("PGPORT", database::PORT.to_string()),
-            from_secret("PGUSER", "username"),
-            from_secret("PGPASSWORD", PASSWORD_KEY),
-            from_secret("PGDATABASE", "database"),
-            env("RETAIN_DAILY", backup.retention.daily.to_string()),
-            env("RETAIN_WEEKLY", backup.retention.weekly.to_string()),
-            env("RETAIN_MONTHLY", backup.retention.monthly.to_string()),
+            env("PGHOST", database::SERVICE),
+            env("PGPORT", &database::PORT.to_string()),
+            secret_env("PGUSER", "username"),
+            secret_env("PGPASSWORD", PASSWORD_KEY),
+            secret_env("PGDATABASE", "database"),
+            env("RETAIN_DAILY", &backup.retention.daily.to_string()),
+            env("RETAIN_WEEKLY", &backup.retention.weekly.to_string()),
+            env("RETAIN_MONTHLY", &backup.retention.monthly.to_string()),
         ]),
         volume_mounts: Some(vec![VolumeMount {
             name: "backups".into(),

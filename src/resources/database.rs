@@ -79,7 +79,8 @@ pub fn secret(system: &HealthSystem) -> Secret {
     }
 }
 
-fn secret_env(name: &str, key: &str) -> EnvVar {
+/// An environment variable read from a key of the credentials Secret.
+pub fn secret_env(name: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
@@ -94,7 +95,8 @@ fn secret_env(name: &str, key: &str) -> EnvVar {
     }
 }
 
-fn env(name: &str, value: &str) -> EnvVar {
+/// A plain environment variable.
+pub fn env(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(value.into()),

@@ -32,16 +32,7 @@ const RELEASE_NAMESPACE: &str = "sdc-operators";
 const KUBE_VERSION: &str = "v1.36.3";
 
 fn tool(name: &str) -> PathBuf {
-    let out = Command::new("bash")
-        .arg(root().join("testenv/build.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join(name)
+    cluster::testenv_bin().join(name)
 }
 
 fn chart() -> PathBuf {

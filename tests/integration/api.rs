@@ -289,16 +289,7 @@ fn undocumented(schema: &Value, path: &str, missing: &mut Vec<String>) {
 
 /// The kubectl built with the local control plane.
 fn kubectl() -> std::path::PathBuf {
-    let out = Command::new("bash")
-        .arg(root().join("testenv/build.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("kubectl")
+    crate::cluster::testenv_bin().join("kubectl")
 }
 
 #[tokio::test]

@@ -183,18 +183,24 @@ pub async fn install_crd(client: &kube::Client) {
     .await;
 }
 
-/// Installs the Prometheus Operator's PodMonitor, PrometheusRule and ServiceMonitor CRDs.
-pub async fn install_monitoring_crds(client: &kube::Client) {
+/// The directory of the pinned control-plane binaries (kubectl, helm, ...), built if missing.
+pub fn testenv_bin() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testenv/build.sh");
     let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("testenv/build.sh"))
+        .arg(script)
         .output()
-        .unwrap();
+        .expect("bash runs");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("../crds");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Installs the Prometheus Operator's PodMonitor, PrometheusRule and ServiceMonitor CRDs.
+pub async fn install_monitoring_crds(client: &kube::Client) {
+    let dir = testenv_bin().join("../crds");
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     for kind in ["podmonitors", "prometheusrules", "servicemonitors"] {
         let text = std::fs::read_to_string(dir.join(format!("monitoring.coreos.com_{kind}.yaml")))
