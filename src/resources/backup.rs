@@ -2,14 +2,11 @@
 //! client matches the server) into a volume claim of its own, keeps daily, weekly and monthly
 //! copies with checksums, and prunes beyond the retention.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    PodSpec, PodTemplateSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    Container, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
+    Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::database::{self, PASSWORD_KEY, env, secret_env};
@@ -46,23 +43,11 @@ echo "backup $now complete: $(wc -c < "daily/$now.dump") bytes"
 /// The claim the dumps are kept on: as large as the database volume (dumps are compressed)
 /// and of the same class.
 pub fn claim(system: &HealthSystem) -> PersistentVolumeClaim {
-    let database = &system.spec.database;
     let mut metadata = meta(system, NAME);
     metadata.labels = Some(labels::component(system, COMPONENT_NAME));
     PersistentVolumeClaim {
         metadata,
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: database.storage_class_name.clone(),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_string(),
-                    Quantity(database.storage.clone()),
-                )])),
-                ..VolumeResourceRequirements::default()
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
+        spec: Some(database::claim_spec(system)),
         ..PersistentVolumeClaim::default()
     }
 }

@@ -215,18 +215,7 @@ pub fn stateful_set(system: &HealthSystem, config: &Config) -> StatefulSet {
                     labels: Some(labels::component(system, COMPONENT_NAME)),
                     ..ObjectMeta::default()
                 },
-                spec: Some(PersistentVolumeClaimSpec {
-                    access_modes: Some(vec!["ReadWriteOnce".into()]),
-                    storage_class_name: database.storage_class_name.clone(),
-                    resources: Some(VolumeResourceRequirements {
-                        requests: Some(BTreeMap::from([(
-                            "storage".to_string(),
-                            Quantity(database.storage.clone()),
-                        )])),
-                        ..VolumeResourceRequirements::default()
-                    }),
-                    ..PersistentVolumeClaimSpec::default()
-                }),
+                spec: Some(claim_spec(system)),
                 ..PersistentVolumeClaim::default()
             }]),
             // Patient data: the claims outlive the StatefulSet, whatever happens to it.
@@ -239,6 +228,24 @@ pub fn stateful_set(system: &HealthSystem, config: &Config) -> StatefulSet {
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
+    }
+}
+
+/// A single-node claim of the database's size and class: the data claim template, and the
+/// backup claim (dumps are compressed, so the database's size holds them).
+pub fn claim_spec(system: &HealthSystem) -> PersistentVolumeClaimSpec {
+    let database = &system.spec.database;
+    PersistentVolumeClaimSpec {
+        access_modes: Some(vec!["ReadWriteOnce".into()]),
+        storage_class_name: database.storage_class_name.clone(),
+        resources: Some(VolumeResourceRequirements {
+            requests: Some(BTreeMap::from([(
+                "storage".to_string(),
+                Quantity(database.storage.clone()),
+            )])),
+            ..VolumeResourceRequirements::default()
+        }),
+        ..PersistentVolumeClaimSpec::default()
     }
 }
 

@@ -7,6 +7,8 @@
 mod cluster;
 #[path = "../support/corpus.rs"]
 mod corpus;
+#[path = "../support/systems.rs"]
+mod systems;
 #[path = "../support/wait.rs"]
 mod wait;
 
@@ -24,7 +26,7 @@ use serde_json::{Value, json};
 use healthsystem_operator::api::HealthSystem;
 
 use cluster::{client, install_crd};
-use corpus::{read_manifest, root};
+use corpus::root;
 use wait::until;
 
 const RELEASE_NAMESPACE: &str = "sdc-operators";
@@ -338,19 +340,11 @@ async fn the_operator_runs_a_whole_lifecycle_with_exactly_the_chart_rbac() {
         .unwrap();
 
     // The whole lifecycle: create until Ready, change, delete with Delete.
-    let name = cluster::unique("rbac");
-    let mut manifest = read_manifest(&root().join("examples/poliklinika-medicus.yaml"));
-    manifest["metadata"]["name"] = json!(name);
-    manifest["spec"]["deletionPolicy"] = json!("Delete");
+    let name = systems::create(&client, "rbac", "poliklinika-medicus.yaml", |m| {
+        m["spec"]["deletionPolicy"] = json!("Delete")
+    })
+    .await;
     let systems = Api::<HealthSystem>::all(client.clone());
-    systems
-        .patch(
-            &name,
-            &PatchParams::apply("chart-tests"),
-            &Patch::Apply(&manifest),
-        )
-        .await
-        .unwrap();
     let ready = |generation: i64| {
         let systems = systems.clone();
         let name = name.clone();

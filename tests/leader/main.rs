@@ -6,6 +6,8 @@
 mod cluster;
 #[path = "../support/corpus.rs"]
 mod corpus;
+#[path = "../support/systems.rs"]
+mod systems;
 #[path = "../support/wait.rs"]
 mod wait;
 
@@ -14,13 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
 
-use healthsystem_operator::api::HealthSystem;
-
-use cluster::{client, install_crd, unique};
-use corpus::{read_manifest, root};
+use cluster::{client, install_crd};
+use corpus::root;
 use wait::until;
 
 /// One replica, run under testenv/owned.sh so it never outlives the test binary.
@@ -93,32 +91,8 @@ impl Drop for Replica {
 }
 
 async fn create_and_wait_ready(client: &Client) -> String {
-    let name = unique("leader");
-    let mut manifest = read_manifest(&root().join("examples/lab-biomedica.yaml"));
-    manifest["metadata"]["name"] = json!(name);
-    let systems = Api::<HealthSystem>::all(client.clone());
-    systems
-        .patch(
-            &name,
-            &PatchParams::apply("tests"),
-            &Patch::Apply(&manifest),
-        )
-        .await
-        .unwrap();
-    until("Ready", Duration::from_secs(120), || async {
-        let system = systems.get(&name).await.map_err(|e| e.to_string())?;
-        let ready = system
-            .status
-            .iter()
-            .flat_map(|s| &s.conditions)
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        if ready {
-            Ok(())
-        } else {
-            Err("not ready".to_string())
-        }
-    })
-    .await;
+    let name = systems::create(client, "leader", "lab-biomedica.yaml", |_| {}).await;
+    systems::wait_ready(client, &name).await;
     name
 }
 

@@ -9,6 +9,8 @@ mod cluster;
 mod corpus;
 #[path = "../support/operator.rs"]
 mod operator;
+#[path = "../support/systems.rs"]
+mod systems;
 #[path = "../support/wait.rs"]
 mod wait;
 
@@ -20,18 +22,11 @@ use serde_json::json;
 use healthsystem_operator::api::HealthSystem;
 use healthsystem_operator::resources::monitoring;
 
-use cluster::{client, install_monitoring_crds, unique};
-use corpus::{read_manifest, root};
+use cluster::{client, install_monitoring_crds};
 use wait::until;
 
 fn condition(system: &HealthSystem, type_: &str) -> Option<(String, String)> {
-    system
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone()))
+    systems::condition(system, type_).map(|c| (c.status.clone(), c.reason.clone()))
 }
 
 #[tokio::test]
@@ -40,19 +35,9 @@ async fn monitoring_objects_follow_the_spec_when_the_api_is_served() {
     install_monitoring_crds(&client).await;
     operator::ensure_running(&client).await;
 
-    let name = unique("mon");
+    let name = systems::create(&client, "mon", "lab-biomedica.yaml", |_| {}).await;
     let namespace = format!("hs-{name}");
-    let mut manifest = read_manifest(&root().join("examples/lab-biomedica.yaml"));
-    manifest["metadata"]["name"] = json!(name);
     let systems = Api::<HealthSystem>::all(client.clone());
-    systems
-        .patch(
-            &name,
-            &PatchParams::apply("tests"),
-            &Patch::Apply(&manifest),
-        )
-        .await
-        .unwrap();
     until(
         "MonitoringReady True and Ready",
         Duration::from_secs(180),

@@ -15,58 +15,43 @@ use serde_json::{Value, json};
 
 use healthsystem_operator::api::HealthSystem;
 
-use crate::cluster::{client, unique};
-use crate::corpus::{read_manifest, root};
+use crate::cluster::client;
 use crate::operator;
+use crate::systems::{self, condition, wait_condition, wait_ready};
 use crate::wait::until;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// Creates a HealthSystem from an example under a name of its own, after `edit`.
+/// Creates a HealthSystem from an example under a name of its own, after `edit`, with the
+/// operator running.
 async fn create(client: &Client, example: &str, edit: impl FnOnce(&mut Value)) -> String {
     operator::ensure_running(client).await;
-    let name = unique("hs");
-    let mut manifest = read_manifest(&root().join("examples").join(example));
-    manifest["metadata"]["name"] = json!(name);
-    edit(&mut manifest);
-    Api::<HealthSystem>::all(client.clone())
-        .patch(
-            &name,
-            &PatchParams::apply("tests"),
-            &Patch::Apply(&manifest),
-        )
+    systems::create(client, "hs", example, edit).await
+}
+
+/// What `kubectl create job --from=cronjob/backup` does: a Job from the backup CronJob's
+/// template (labels included), optionally managed by someone other than the Job controller.
+async fn create_backup_job(client: &Client, namespace: &str, name: &str, managed_by: Option<&str>) {
+    let cron = Api::<CronJob>::namespaced(client.clone(), namespace)
+        .get("backup")
         .await
         .unwrap();
-    name
-}
-
-fn condition<'a>(
-    system: &'a HealthSystem,
-    type_: &str,
-) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    system
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-}
-
-/// Waits until `type_` has `status` and returns the system.
-async fn wait_condition(client: &Client, name: &str, type_: &str, status: &str) -> HealthSystem {
-    let systems = Api::<HealthSystem>::all(client.clone());
-    until(&format!("{name} {type_}={status}"), 3 * MINUTE, || async {
-        let system = systems.get(name).await.map_err(|e| e.to_string())?;
-        match condition(&system, type_) {
-            Some(c) if c.status == status => Ok(system),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await
-}
-
-async fn wait_ready(client: &Client, name: &str) -> HealthSystem {
-    wait_condition(client, name, "Ready", "True").await
+    let template = cron.spec.job_template;
+    let mut spec = template.spec.unwrap();
+    spec.managed_by = managed_by.map(String::from);
+    let job = Job {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            labels: template.metadata.and_then(|m| m.labels),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        ..Default::default()
+    };
+    Api::<Job>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &job)
+        .await
+        .unwrap();
 }
 
 fn ns(name: &str) -> String {
@@ -465,25 +450,7 @@ async fn a_successful_backup_job_shows_in_status() {
     let name = create(&client, "lab-biomedica.yaml", |_| {}).await;
     wait_ready(&client, &name).await;
     let namespace = ns(&name);
-    // What `kubectl create job --from=cronjob/backup` does: a Job from the CronJob's template.
-    let cron = Api::<CronJob>::namespaced(client.clone(), &namespace)
-        .get("backup")
-        .await
-        .unwrap();
-    let template = cron.spec.job_template;
-    let job = Job {
-        metadata: kube::api::ObjectMeta {
-            name: Some("backup-manual".into()),
-            labels: template.metadata.and_then(|m| m.labels),
-            ..Default::default()
-        },
-        spec: template.spec,
-        ..Default::default()
-    };
-    Api::<Job>::namespaced(client.clone(), &namespace)
-        .create(&PostParams::default(), &job)
-        .await
-        .unwrap();
+    create_backup_job(&client, &namespace, "backup-manual", None).await;
 
     let systems = Api::<HealthSystem>::all(client.clone());
     let system = until("the backup time in status", 2 * MINUTE, || async {
@@ -590,24 +557,14 @@ async fn a_backup_older_than_the_rpo_makes_backup_ready_false() {
     let namespace = ns(&name);
     // A backup Job that succeeded ten hours ago. No controller of this cluster may touch it
     // (spec.managedBy), so its status can say when it finished.
-    let cron = Api::<CronJob>::namespaced(client.clone(), &namespace)
-        .get("backup")
-        .await
-        .unwrap();
-    let template = cron.spec.job_template;
-    let mut spec = template.spec.unwrap();
-    spec.managed_by = Some("tests.sdc.gov.rs/recorded-backup".into());
-    let job = Job {
-        metadata: kube::api::ObjectMeta {
-            name: Some("backup-ten-hours-ago".into()),
-            labels: template.metadata.and_then(|m| m.labels),
-            ..Default::default()
-        },
-        spec: Some(spec),
-        ..Default::default()
-    };
     let jobs = Api::<Job>::namespaced(client.clone(), &namespace);
-    jobs.create(&PostParams::default(), &job).await.unwrap();
+    create_backup_job(
+        &client,
+        &namespace,
+        "backup-ten-hours-ago",
+        Some("tests.sdc.gov.rs/recorded-backup"),
+    )
+    .await;
     let now = k8s_openapi::jiff::Timestamp::now();
     let started = now - k8s_openapi::jiff::SignedDuration::from_hours(10);
     let finished = started + k8s_openapi::jiff::SignedDuration::from_mins(2);

@@ -10,5 +10,7 @@ mod lifecycle;
 mod observability;
 #[path = "../support/operator.rs"]
 mod operator;
+#[path = "../support/systems.rs"]
+mod systems;
 #[path = "../support/wait.rs"]
 mod wait;

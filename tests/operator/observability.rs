@@ -8,44 +8,19 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use serde_json::json;
+use kube::api::{Api, DeleteParams, ListParams};
 
 use healthsystem_operator::api::HealthSystem;
 
-use crate::cluster::{client, unique};
-use crate::corpus::{read_manifest, root};
+use crate::cluster::client;
 use crate::operator;
+use crate::systems;
 use crate::wait::until;
 
 async fn ready_system(client: &Client) -> String {
     operator::ensure_running(client).await;
-    let name = unique("obs");
-    let mut manifest = read_manifest(&root().join("examples/lab-biomedica.yaml"));
-    manifest["metadata"]["name"] = json!(name);
-    let systems = Api::<HealthSystem>::all(client.clone());
-    systems
-        .patch(
-            &name,
-            &PatchParams::apply("tests"),
-            &Patch::Apply(&manifest),
-        )
-        .await
-        .unwrap();
-    until("Ready", Duration::from_secs(180), || async {
-        let system = systems.get(&name).await.map_err(|e| e.to_string())?;
-        let ready = system
-            .status
-            .iter()
-            .flat_map(|s| &s.conditions)
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        if ready {
-            Ok(())
-        } else {
-            Err("not ready".to_string())
-        }
-    })
-    .await;
+    let name = systems::create(client, "obs", "lab-biomedica.yaml", |_| {}).await;
+    systems::wait_ready(client, &name).await;
     name
 }
 

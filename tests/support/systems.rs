@@ -1,0 +1,77 @@
+//! HealthSystems in tests: created from an example under a name of their own, and waited on
+//! until a condition holds.
+// Each binary uses only some of these helpers.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use healthsystem_operator::api::HealthSystem;
+
+use crate::cluster::unique;
+use crate::corpus::{read_manifest, root};
+use crate::wait::until;
+
+/// Applies `examples/EXAMPLE` under a new name starting with `prefix`, after `edit`, and
+/// returns the name.
+pub async fn create(
+    client: &Client,
+    prefix: &str,
+    example: &str,
+    edit: impl FnOnce(&mut Value),
+) -> String {
+    let name = unique(prefix);
+    let mut manifest = read_manifest(&root().join("examples").join(example));
+    manifest["metadata"]["name"] = json!(name);
+    edit(&mut manifest);
+    Api::<HealthSystem>::all(client.clone())
+        .patch(
+            &name,
+            &PatchParams::apply("tests"),
+            &Patch::Apply(&manifest),
+        )
+        .await
+        .unwrap();
+    name
+}
+
+/// The condition `type_` of `system`, if reported.
+pub fn condition<'a>(system: &'a HealthSystem, type_: &str) -> Option<&'a Condition> {
+    system
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// Waits until the condition `type_` of `name` has `status`, and returns the system.
+pub async fn wait_condition(
+    client: &Client,
+    name: &str,
+    type_: &str,
+    status: &str,
+) -> HealthSystem {
+    let systems = Api::<HealthSystem>::all(client.clone());
+    until(
+        &format!("{name} {type_}={status}"),
+        Duration::from_secs(180),
+        || async {
+            let system = systems.get(name).await.map_err(|e| e.to_string())?;
+            match condition(&system, type_) {
+                Some(c) if c.status == status => Ok(system),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until `name` is Ready.
+pub async fn wait_ready(client: &Client, name: &str) -> HealthSystem {
+    wait_condition(client, name, "Ready", "True").await
+}
