@@ -4,22 +4,34 @@
 # until every HealthSystem is Ready and shows their status. Ctrl-C stops everything it
 # started.
 #
-# Usage: scripts/run-local.sh [--kubeconfig PATH] [--exit]
+# By default (as root) the local cluster has one real node (testenv/node.sh): the examples'
+# databases really run there, from images built from Debian packages. That node has
+# PostgreSQL 15 and a stand-in application only, so the examples are applied with version 15
+# and that application image (the copies are in target/local-cluster/examples/).
+#
+# Usage: scripts/run-local.sh [--kubeconfig PATH] [--simulated] [--exit]
 #   --kubeconfig PATH  use an existing cluster instead of starting the local one
+#   --simulated        simulated nodes only (kwok): nothing really runs, everything is faster
 #   --exit             stop after showing the status instead of waiting for Ctrl-C (exits
 #                      non-zero when an example did not become Ready)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-kubeconfig="" stay=1
+kubeconfig="" stay=1 real_node=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --kubeconfig) kubeconfig=$2; shift 2 ;;
     --exit) stay=0; shift ;;
+    --simulated) real_node=0; shift ;;
     *) echo "run-local: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 
+if [ "$real_node" -eq 1 ] && [ "$(id -u)" -ne 0 ]; then
+  echo "run-local: the real node needs root; using simulated nodes" >&2
+  real_node=0
+fi
+[ -z "$kubeconfig" ] || real_node=0
 bin=$(bash testenv/build.sh)
 echo "run-local: building the operator"
 cargo build --quiet --bin healthsystem-operator
@@ -41,7 +53,9 @@ if [ -z "$kubeconfig" ]; then
   dir="$root/target/local-cluster"
   rm -rf "$dir"
   mkdir -p "$dir"
-  bash testenv/cluster.sh --dir "$dir" --owner $$ &
+  node_args=()
+  [ "$real_node" -eq 1 ] && node_args=(--real-node)
+  bash testenv/cluster.sh --dir "$dir" --owner $$ "${node_args[@]}" &
   children+=($!)
   until [ -f "$dir/ready" ]; do
     if ! kill -0 "${children[0]}" 2>/dev/null; then
@@ -53,18 +67,37 @@ if [ -z "$kubeconfig" ]; then
   kubeconfig="$dir/kubeconfig"
 fi
 
+# On the real node: the operator's images are the node's, the databases' requests small
+# enough for one machine, and the examples use what the node has.
+config=config/operator.yaml examples=examples/
+if [ "$real_node" -eq 1 ]; then
+  # shellcheck disable=SC1091
+  . "$(bash testenv/images.sh)/images.env"
+  config="$dir/operator.yaml" examples="$dir/examples"
+  sed -e "s|^\(    databaseCpu:\).*|\1 50m|" -e "s|^\(    databaseMemory:\).*|\1 512Mi|" \
+    -e "s|^\(    defaultCpuRequest:\).*|\1 25m|" \
+    -e "s|^\(  postgres1[567]:\).*|\1 $HS_IMAGE_POSTGRES15|" \
+    -e "s|^\(  exporter:\).*|\1 $HS_IMAGE_EXPORTER|" \
+    -e "s|^\(  addresses:\).*|\1 [10.244.0.1/32]|" config/operator.yaml >"$config"
+  mkdir -p "$examples"
+  for f in examples/*.yaml; do
+    sed -e 's|^\(    version:\).*|\1 "15"|' -e "s|^\(    image:\).*|\1 $HS_IMAGE_APP|" \
+      -e 's|^\(    port:\).*|\1 8080|' "$f" >"$examples/$(basename "$f")"
+  done
+fi
+
 echo "run-local: installing the HealthSystem CRD"
 kubectl apply --server-side -f crds/healthsystem.yaml
 kubectl wait --for=condition=Established --timeout=60s crd/healthsystems.sdc.gov.rs
 echo "run-local: starting the operator (log: target/operator.log, metrics: http://127.0.0.1:8080/metrics)"
-KUBECONFIG="$kubeconfig" bash testenv/owned.sh $$ "$operator" run --http-addr 127.0.0.1:8080 \
+KUBECONFIG="$kubeconfig" bash testenv/owned.sh $$ "$operator" run --config "$config" --http-addr 127.0.0.1:8080 \
   >"$root/target/operator.log" 2>&1 &
 children+=($!)
-echo "run-local: applying examples/"
-kubectl apply --server-side -f examples/
+echo "run-local: applying $examples"
+kubectl apply --server-side -f "$examples"
 echo "run-local: waiting until every HealthSystem is Ready"
 ready=0
-if kubectl wait --for=condition=Ready --timeout=180s healthsystems --all; then ready=1; fi
+if kubectl wait --for=condition=Ready --timeout=300s healthsystems --all; then ready=1; fi
 echo
 kubectl get healthsystems -o wide
 echo

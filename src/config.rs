@@ -55,6 +55,9 @@ pub struct Config {
     /// Where Prometheus runs: allowed to scrape the metrics ports.
     #[serde(default)]
     pub monitoring: MonitoringConfig,
+    /// Where the systems' pods resolve names.
+    #[serde(default)]
+    pub dns: DnsConfig,
     /// Every container image the operator runs, from the data centre's registry mirror.
     #[serde(default)]
     pub images: Images,
@@ -66,6 +69,7 @@ impl Default for Config {
             tiers: Tiers::default(),
             platform_services: default_platform_services(),
             monitoring: MonitoringConfig::default(),
+            dns: DnsConfig::default(),
             images: Images::default(),
         }
     }
@@ -118,6 +122,8 @@ impl Config {
                 ("defaultCpuRequest", &preset.default_cpu_request),
                 ("defaultMemoryRequest", &preset.default_memory_request),
                 ("defaultMemoryLimit", &preset.default_memory_limit),
+                ("databaseCpu", &preset.database_cpu),
+                ("databaseMemory", &preset.database_memory),
             ] {
                 if !looks_like_quantity(value) {
                     return Err((
@@ -160,6 +166,12 @@ impl Config {
                     format!("{} is not a port", port.port),
                 ));
             }
+        }
+        if !is_dns_label(&self.dns.namespace) {
+            return Err(("dns.namespace".into(), "must be a namespace name".into()));
+        }
+        if let Some(cidr) = self.dns.addresses.iter().find(|c| !is_cidr(c)) {
+            return Err(("dns.addresses".into(), format!("{cidr:?} is not a CIDR")));
         }
         if !is_dns_label(&self.monitoring.namespace) {
             return Err((
@@ -222,24 +234,54 @@ pub struct TierPreset {
     pub default_memory_request: String,
     /// Default memory limit of a container that sets none.
     pub default_memory_limit: String,
+    /// CPU requested by the PostgreSQL server (no CPU limit: it may use what is idle).
+    pub database_cpu: String,
+    /// Memory requested by the PostgreSQL server, also its limit (a database is never
+    /// overcommitted: the kernel's OOM killer must not pick it under pressure).
+    pub database_memory: String,
 }
 
 impl Default for Tiers {
     fn default() -> Self {
         let preset =
-            |cpu: &str, memory: &str, storage: &str, pods, request: [&str; 3]| TierPreset {
-                cpu: cpu.into(),
-                memory: memory.into(),
-                storage: storage.into(),
-                pods,
-                default_cpu_request: request[0].into(),
-                default_memory_request: request[1].into(),
-                default_memory_limit: request[2].into(),
+            |cpu: &str, memory: &str, storage: &str, pods, request: [&str; 3], db: [&str; 2]| {
+                TierPreset {
+                    cpu: cpu.into(),
+                    memory: memory.into(),
+                    storage: storage.into(),
+                    pods,
+                    default_cpu_request: request[0].into(),
+                    default_memory_request: request[1].into(),
+                    default_memory_limit: request[2].into(),
+                    database_cpu: db[0].into(),
+                    database_memory: db[1].into(),
+                }
             };
         Self {
-            small: preset("2", "4Gi", "200Gi", 20, ["100m", "128Mi", "512Mi"]),
-            standard: preset("8", "16Gi", "2Ti", 50, ["250m", "256Mi", "1Gi"]),
-            large: preset("32", "64Gi", "40Ti", 150, ["500m", "512Mi", "2Gi"]),
+            small: preset(
+                "2",
+                "4Gi",
+                "200Gi",
+                20,
+                ["100m", "128Mi", "512Mi"],
+                ["500m", "1Gi"],
+            ),
+            standard: preset(
+                "8",
+                "16Gi",
+                "2Ti",
+                50,
+                ["250m", "256Mi", "1Gi"],
+                ["2", "4Gi"],
+            ),
+            large: preset(
+                "32",
+                "64Gi",
+                "40Ti",
+                150,
+                ["500m", "512Mi", "2Gi"],
+                ["8", "16Gi"],
+            ),
         }
     }
 }
@@ -306,6 +348,27 @@ impl Default for MonitoringConfig {
     fn default() -> Self {
         Self {
             namespace: "monitoring".into(),
+        }
+    }
+}
+
+/// The cluster DNS, for the egress rule that lets every pod resolve names (UDP and TCP 53).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Namespace of the DNS pods.
+    pub namespace: String,
+    /// Addresses of a resolver that is not a pod of that namespace, as CIDRs: a node-local
+    /// DNS cache (NodeLocal DNSCache's 169.254.20.10/32) or a resolver on the node itself.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            namespace: "kube-system".into(),
+            addresses: Vec::new(),
         }
     }
 }

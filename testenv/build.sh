@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Builds the pinned local control plane (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd, kwok, the small helpers under cmd/) and helm (for the chart
-# tests) from the Go module proxy, once, and fetches the Prometheus Operator's CRDs pinned in
+# kube-scheduler, kubectl, etcd, kwok, the small helpers under cmd/), the real node's
+# components (kubelet and kube-proxy from the same module; kube-router and CoreDNS from
+# modules of their own) and helm (for the chart tests) from the Go module proxy, once, and fetches the Prometheus Operator's CRDs pinned in
 # crds/go.mod. Everything lands in a cache directory keyed by this script, the go.mod and
 # go.sum files and the helpers' sources, so a second run is instant. Prints the bin
 # directory on stdout (the CRDs are in ../crds beside it); progress goes to stderr.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache_root=${HS_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/healthsystem-testenv}
-key=$(cd "$here" && cat build.sh go.mod go.sum helm/go.mod helm/go.sum crds/go.mod crds/go.sum $(find cmd -name "*.go" | sort) | sha256sum | cut -c1-16)
+key=$(cd "$here" && cat build.sh go.mod go.sum helm/go.mod helm/go.sum crds/go.mod crds/go.sum \
+  kube-router/go.mod kube-router/go.sum coredns/go.mod coredns/go.sum coredns/main.go \
+  $(find cmd -name "*.go" | sort) | sha256sum | cut -c1-16)
 bin="$cache_root/$key/bin"
-tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl kwok etcd kwok-stages provisioner helm)
+tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl kwok etcd kwok-stages provisioner
+  kubelet kube-proxy kube-router coredns helm)
 
 # The Prometheus Operator's CRDs (PodMonitor, PrometheusRule, ServiceMonitor), from the
 # module pinned in crds/go.mod, for the tests that need the monitoring API served.
@@ -36,7 +40,7 @@ cd "$here"
 echo "testenv: building ${missing[*]} into $bin (the first build takes about 10 minutes)" >&2
 echo "testenv: downloading modules" >&2
 go mod download >&2
-(cd helm && go mod download) >&2
+for m in helm kube-router coredns; do (cd "$m" && go mod download) >&2; done
 declare -A pkg=(
   [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
   [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
@@ -46,6 +50,10 @@ declare -A pkg=(
   [etcd]=./cmd/etcd
   [kwok-stages]=./cmd/kwok-stages
   [provisioner]=./cmd/provisioner
+  [kubelet]=k8s.io/kubernetes/cmd/kubelet
+  [kube-proxy]=k8s.io/kubernetes/cmd/kube-proxy
+  [kube-router]=github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+  [coredns]=.
   [helm]=helm.sh/helm/v3/cmd/helm
 )
 # Stamp the Kubernetes binaries with their real version (they report v0.0.0 otherwise).
@@ -57,9 +65,9 @@ for t in "${missing[@]}"; do
   start=$SECONDS
   echo "testenv: building $t" >&2
   # Build to a temporary name so an interrupted build never leaves a broken binary cached.
-  if [ "$t" = helm ]; then
-    # helm lives in a module of its own (testenv/helm), with its own Kubernetes libraries.
-    (cd helm && go build -trimpath -ldflags="-s -w" -o "$bin/.$t.tmp" "${pkg[$t]}") >&2
+  if [ "$t" = helm ] || [ "$t" = kube-router ] || [ "$t" = coredns ]; then
+    # These live in modules of their own (testenv/NAME), with their own Kubernetes libraries.
+    (cd "$t" && go build -trimpath -ldflags="-s -w" -o "$bin/.$t.tmp" "${pkg[$t]}") >&2
   else
     go build -trimpath -ldflags="-s -w $k8s_ldflags" -o "$bin/.$t.tmp" "${pkg[$t]}" >&2
   fi

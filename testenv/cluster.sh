@@ -3,25 +3,31 @@
 # stop (SIGINT or SIGTERM) or until the process given with --owner exits:
 #   etcd, kube-apiserver (TLS, RBAC, token auth), kube-controller-manager, kube-scheduler,
 #   kwok (simulated nodes and pods) and a volume provisioner for claims.
+# With --real-node the cluster has one real node instead of the simulated ones (node.sh:
+# containerd, kubelet, kube-proxy, kube-router, CoreDNS), so it is the only schedulable node
+# and every pod really runs there; volumes are directories on it. Needs root.
 # Ports are free ones picked at start. When everything is ready it writes DIR/kubeconfig
 # (admin credentials) and then DIR/ready; logs go to DIR/logs/. On exit every process it
 # started is stopped and the etcd data is removed.
 #
-# Usage: testenv/cluster.sh [--dir DIR] [--owner PID] [--nodes N]
+# Usage: testenv/cluster.sh [--dir DIR] [--owner PID] [--nodes N] [--real-node]
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-dir="" owner="" nodes=3
+dir="" owner="" nodes=3 real_node=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir=$2; shift 2 ;;
     --owner) owner=$2; shift 2 ;;
     --nodes) nodes=$2; shift 2 ;;
+    --real-node) real_node=true; nodes=0; shift ;;
     *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 
 bin=$("$here/build.sh")
+images=""
+if $real_node; then images=$("$here/images.sh"); fi
 [ -n "$dir" ] || dir=$(mktemp -d -t hs-testenv.XXXXXX)
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
@@ -40,9 +46,11 @@ stop_all() {
   # the API server before etcd, so nothing hangs waiting for what is already gone.
   local i
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    local p=${pids[$i]}
+    local p=${pids[$i]} grace=50
+    # The real node removes its pods, mounts and rules before it exits.
+    [ "${names[$i]}" = node ] && grace=600
     kill -TERM "$p" 2>/dev/null || continue
-    for _ in $(seq 1 50); do
+    for _ in $(seq 1 "$grace"); do
       kill -0 "$p" 2>/dev/null || break
       sleep 0.1
     done
@@ -119,6 +127,12 @@ openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
 openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 token=$(openssl rand -hex 24)
 echo "$token,admin,admin,system:masters" >"$pki/tokens.csv"
+# The API server's client certificate towards kubelets (logs, exec), in system:masters.
+openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+  -keyout "$pki/kubelet-client.key" -out "$pki/kubelet-client.csr" 2>/dev/null
+printf '%s\n' "extendedKeyUsage=clientAuth" >"$pki/kubelet-client.ext"
+openssl x509 -req -days 7 -in "$pki/kubelet-client.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+  -CAcreateserial -extfile "$pki/kubelet-client.ext" -out "$pki/kubelet-client.crt" 2>/dev/null
 chmod 600 "$pki"/*.key "$pki/tokens.csv"
 
 for v in etcd_port peer_port api_port kcm_port sched_port; do free_port "$v"; done
@@ -162,7 +176,9 @@ start kube-apiserver "$bin/kube-apiserver" \
   --service-account-issuer https://kubernetes.default.svc \
   --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
   --authorization-mode RBAC --token-auth-file "$pki/tokens.csv" \
-  --service-cluster-ip-range 10.96.0.0/16 --allow-privileged=false
+  --service-cluster-ip-range 10.96.0.0/16 --allow-privileged=false \
+  --kubelet-client-certificate "$pki/kubelet-client.crt" --kubelet-client-key "$pki/kubelet-client.key" \
+  --kubelet-preferred-address-types InternalIP
 wait_for kube-apiserver 90 kubectl get --raw /readyz
 
 common=(--kubeconfig "$kubeconfig" --authentication-kubeconfig "$kubeconfig"
@@ -183,10 +199,18 @@ start kube-scheduler "$bin/kube-scheduler" "${common[@]}" --secure-port "$sched_
   echo "  podsOnNodeSyncParallelism: 2"
   "$bin/kwok-stages"
 } >"$dir/kwok.yaml"
-start kwok "$bin/kwok" --config "$dir/kwok.yaml" --kubeconfig "$kubeconfig" \
-  --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
-  --cidr 10.128.0.1/16 --node-ip 10.127.0.1
-start provisioner "$bin/provisioner" --kubeconfig "$kubeconfig"
+if $real_node; then
+  log "the real node (logs in $dir/node/logs)"
+  start node "$here/node.sh" --dir "$dir/node" --bin "$bin" --kubeconfig "$kubeconfig" \
+    --ca "$pki/ca.crt" --images "$images"
+  start provisioner "$bin/provisioner" --kubeconfig "$kubeconfig" \
+    --local-dir "$dir/node/volumes" --node hs-node
+else
+  start kwok "$bin/kwok" --config "$dir/kwok.yaml" --kubeconfig "$kubeconfig" \
+    --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+    --cidr 10.128.0.1/16 --node-ip 10.127.0.1
+  start provisioner "$bin/provisioner" --kubeconfig "$kubeconfig"
+fi
 
 # Simulated nodes, and storage classes served by the provisioner. "standard" is the default;
 # "sdc-encrypted" mirrors the data centre's encrypted class.
@@ -224,7 +248,11 @@ EOF
   done
 } >"$dir/bootstrap.yaml"
 wait_for "bootstrap objects" 60 kubectl apply -f "$dir/bootstrap.yaml"
-wait_for "nodes Ready" 60 kubectl wait --for=condition=Ready node --all --timeout=1s
+if $real_node; then
+  wait_for "the real node" 300 test -f "$dir/node/ready"
+else
+  wait_for "nodes Ready" 60 kubectl wait --for=condition=Ready node --all --timeout=1s
+fi
 wait_for "default service account" 60 kubectl get serviceaccount default -n default
 
 cp "$kubeconfig" "$dir/kubeconfig"

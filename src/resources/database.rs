@@ -9,10 +9,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, Secret, SecretKeySelector, Service, ServicePort, ServiceSpec, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, Lifecycle,
+    LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretKeySelector, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -47,6 +47,8 @@ pub const METRICS_PORT: i32 = 9187;
 pub const DATABASE_USER: &str = "app";
 /// UID and GID of the postgres user in the official images.
 const POSTGRES_UID: i64 = 999;
+/// Size of the database's /dev/shm (memory, counted against the container's limit when used).
+const SHM_SIZE: &str = "1Gi";
 
 /// Labels selecting the database pods of `system`.
 pub fn selector(system: &HealthSystem) -> BTreeMap<String, String> {
@@ -120,36 +122,142 @@ fn empty_dir(name: &str) -> Volume {
     }
 }
 
+/// Where the data volume is mounted, and the cluster directory inside it (a subdirectory, so
+/// the volume's own root, `lost+found` included, never has to be empty for initdb).
+const DATA_MOUNT: &str = "/var/lib/postgresql/data";
+const PGDATA: &str = "/var/lib/postgresql/data/pgdata";
+/// The Unix socket directory (an emptyDir: the image's own may not be writable).
+const SOCKET_DIR: &str = "/var/run/postgresql";
+/// Seconds a clean shutdown may take: the preStop hook's fast shutdown writes a checkpoint.
+const SHUTDOWN_SECONDS: i64 = 120;
+
+/// The database container's own bootstrap, in POSIX sh, so any image that carries the
+/// PostgreSQL binaries on its PATH works (the official image, a hardened mirror, one built
+/// from distribution packages): the image's entrypoint is never used.
+///
+/// initdb runs only when the cluster directory holds no database, into a temporary directory
+/// renamed into place once complete, so an interrupted initialisation is redone rather than
+/// half-used. A directory that holds files but no database is refused, never overwritten.
+/// The password file lives on the pod's own /tmp and is removed at once.
+const BOOTSTRAP: &str = r#"set -eu
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  if [ -d "$PGDATA" ] && [ -n "$(ls -A "$PGDATA")" ]; then
+    echo "bootstrap: $PGDATA holds files but no database; refusing to initialise over them" >&2
+    exit 1
+  fi
+  rm -rf "$PGDATA.init"
+  umask 077
+  pwfile=$(mktemp)
+  printf '%s' "$POSTGRES_PASSWORD" >"$pwfile"
+  initdb --pgdata="$PGDATA.init" --username="$POSTGRES_USER" --pwfile="$pwfile" \
+    --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+  rm -f "$pwfile"
+  echo "host all all all scram-sha-256" >>"$PGDATA.init/pg_hba.conf"
+  echo "CREATE DATABASE \"$POSTGRES_DB\" OWNER \"$POSTGRES_USER\";" |
+    postgres --single -D "$PGDATA.init" postgres >/dev/null
+  rmdir "$PGDATA" 2>/dev/null || true
+  mv "$PGDATA.init" "$PGDATA"
+  echo "bootstrap: initialised a new database in $PGDATA"
+fi
+unset POSTGRES_PASSWORD
+exec postgres -D "$PGDATA" -c listen_addresses='*' -c port="$PGPORT" \
+  -c unix_socket_directories="$SOCKET_DIR" -c password_encryption=scram-sha-256
+"#;
+
+/// `pg_isready` on the local socket: the server accepts connections.
+fn pg_isready_probe(period: i32, failures: i32) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(
+                [
+                    "pg_isready",
+                    "-h",
+                    SOCKET_DIR,
+                    "-p",
+                    &PORT.to_string(),
+                    "-U",
+                    DATABASE_USER,
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
 /// The PostgreSQL StatefulSet: one server with its data on a claim of the requested size and
 /// class, kept when the StatefulSet is deleted or scaled, and the exporter beside it.
 pub fn stateful_set(system: &HealthSystem, config: &Config) -> StatefulSet {
     let database = &system.spec.database;
+    let tier = config.tiers.get(system.spec.tier);
     let selector = selector(system);
     let postgres = Container {
         name: "postgres".into(),
         image: Some(config.images.postgres(database.version).to_string()),
+        command: Some(vec!["/bin/sh".into(), "-c".into(), BOOTSTRAP.into()]),
         env: Some(vec![
             secret_env("POSTGRES_USER", "username"),
             secret_env("POSTGRES_PASSWORD", PASSWORD_KEY),
             secret_env("POSTGRES_DB", "database"),
-            env("PGDATA", "/var/lib/postgresql/data/pgdata"),
+            env("PGDATA", PGDATA),
+            env("PGPORT", &PORT.to_string()),
+            env("SOCKET_DIR", SOCKET_DIR),
         ]),
         ports: Some(vec![ContainerPort {
             name: Some("postgres".into()),
             container_port: PORT,
             ..ContainerPort::default()
         }]),
-        readiness_probe: Some(Probe {
-            exec: Some(ExecAction {
-                command: Some(vec!["pg_isready".into(), "-U".into(), DATABASE_USER.into()]),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity(tier.database_cpu.clone())),
+                ("memory".to_string(), Quantity(tier.database_memory.clone())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity(tier.database_memory.clone()),
+            )])),
+            ..ResourceRequirements::default()
+        }),
+        // Crash recovery of a large database may take long: up to an hour to start, then a
+        // minute without answers before the kubelet restarts the server.
+        startup_probe: Some(pg_isready_probe(5, 720)),
+        liveness_probe: Some(pg_isready_probe(10, 6)),
+        readiness_probe: Some(pg_isready_probe(5, 3)),
+        // SIGTERM would be a "smart" shutdown that waits for every client to leave; a fast
+        // shutdown ends sessions and writes the checkpoint, so the next start needs no recovery.
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(
+                        [
+                            "pg_ctl",
+                            "stop",
+                            "-D",
+                            PGDATA,
+                            "-m",
+                            "fast",
+                            "-w",
+                            "-t",
+                            &(SHUTDOWN_SECONDS - 10).to_string(),
+                        ]
+                        .map(String::from)
+                        .to_vec(),
+                    ),
+                }),
+                ..LifecycleHandler::default()
             }),
-            period_seconds: Some(10),
-            ..Probe::default()
+            ..Lifecycle::default()
         }),
         volume_mounts: Some(vec![
-            mount(DATA_VOLUME, "/var/lib/postgresql/data"),
-            mount("run", "/var/run/postgresql"),
+            mount(DATA_VOLUME, DATA_MOUNT),
+            mount("run", SOCKET_DIR),
             mount("tmp", "/tmp"),
+            mount("shm", "/dev/shm"),
         ]),
         security_context: Some(container_security()),
         ..Container::default()
@@ -203,9 +311,26 @@ pub fn stateful_set(system: &HealthSystem, config: &Config) -> StatefulSet {
                 spec: Some(PodSpec {
                     service_account_name: Some(NAME.into()),
                     automount_service_account_token: Some(false),
-                    security_context: Some(pod_security(POSTGRES_UID)),
+                    security_context: Some(PodSecurityContext {
+                        // Only a volume whose root is not yet the database's group is walked.
+                        fs_group_change_policy: Some("OnRootMismatch".into()),
+                        ..pod_security(POSTGRES_UID)
+                    }),
+                    termination_grace_period_seconds: Some(SHUTDOWN_SECONDS),
                     containers: vec![postgres, exporter],
-                    volumes: Some(vec![empty_dir("run"), empty_dir("tmp")]),
+                    volumes: Some(vec![
+                        empty_dir("run"),
+                        empty_dir("tmp"),
+                        // Parallel queries need more than the runtime's 64 MiB /dev/shm.
+                        Volume {
+                            name: "shm".into(),
+                            empty_dir: Some(EmptyDirVolumeSource {
+                                medium: Some("Memory".into()),
+                                size_limit: Some(Quantity(SHM_SIZE.into())),
+                            }),
+                            ..Volume::default()
+                        },
+                    ]),
                     ..PodSpec::default()
                 }),
             },

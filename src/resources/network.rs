@@ -85,7 +85,7 @@ fn database_clients(system: &HealthSystem) -> LabelSelector {
 
 /// Every NetworkPolicy of `system`, the default deny first.
 pub fn policies(system: &HealthSystem, config: &Config) -> Vec<NetworkPolicy> {
-    let mut out = vec![default_deny(system), allow_dns(system)];
+    let mut out = vec![default_deny(system), allow_dns(system, config)];
 
     let monitoring = NetworkPolicyPeer {
         namespace_selector: Some(match_labels(BTreeMap::from([(
@@ -222,26 +222,35 @@ fn default_deny(system: &HealthSystem) -> NetworkPolicy {
     )
 }
 
-/// Egress to the cluster DNS in kube-system, UDP and TCP 53.
-fn allow_dns(system: &HealthSystem) -> NetworkPolicy {
+/// Egress to the cluster DNS, UDP and TCP 53: its pods' namespace, and the resolver
+/// addresses the configuration names (a node-local cache).
+fn allow_dns(system: &HealthSystem, config: &Config) -> NetworkPolicy {
     let port = |protocol: &str| NetworkPolicyPort {
         port: Some(IntOrString::Int(53)),
         protocol: Some(protocol.into()),
         ..NetworkPolicyPort::default()
     };
+    let mut to = vec![NetworkPolicyPeer {
+        namespace_selector: Some(match_labels(BTreeMap::from([(
+            "kubernetes.io/metadata.name".to_string(),
+            config.dns.namespace.clone(),
+        )]))),
+        ..NetworkPolicyPeer::default()
+    }];
+    to.extend(config.dns.addresses.iter().map(|cidr| NetworkPolicyPeer {
+        ip_block: Some(IPBlock {
+            cidr: cidr.clone(),
+            except: None,
+        }),
+        ..NetworkPolicyPeer::default()
+    }));
     policy(
         system,
         "allow-dns",
         LabelSelector::default(),
         None,
         Some(vec![NetworkPolicyEgressRule {
-            to: Some(vec![NetworkPolicyPeer {
-                namespace_selector: Some(match_labels(BTreeMap::from([(
-                    "kubernetes.io/metadata.name".to_string(),
-                    "kube-system".to_string(),
-                )]))),
-                ..NetworkPolicyPeer::default()
-            }]),
+            to: Some(to),
             ports: Some(vec![port("UDP"), port("TCP")]),
         }]),
     )

@@ -178,3 +178,84 @@ fn monitoring_can_be_switched_off() {
     );
     assert!(desired.monitoring.is_empty());
 }
+
+#[test]
+fn the_database_pod_bootstraps_itself_and_stops_cleanly() {
+    let desired = Desired::build(&system(json!({ "tier": "Small" })), &Config::default());
+    let pod = desired.database.spec.unwrap().template.spec.unwrap();
+    let postgres = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "postgres")
+        .unwrap();
+    // The pod's own command initialises and starts the server: no image entrypoint needed.
+    let command = postgres.command.as_ref().unwrap().join(" ");
+    assert!(command.contains("initdb"), "{command}");
+    assert!(
+        command.contains("PG_VERSION"),
+        "initdb only on an empty directory"
+    );
+    assert!(command.contains("exec postgres"), "{command}");
+    assert!(postgres.startup_probe.is_some() && postgres.liveness_probe.is_some());
+    let pre_stop = postgres
+        .lifecycle
+        .as_ref()
+        .unwrap()
+        .pre_stop
+        .as_ref()
+        .unwrap();
+    assert!(
+        pre_stop
+            .exec
+            .as_ref()
+            .unwrap()
+            .command
+            .as_ref()
+            .unwrap()
+            .contains(&"fast".to_string())
+    );
+    assert!(pod.termination_grace_period_seconds.unwrap() >= 60);
+    assert_eq!(
+        pod.security_context
+            .unwrap()
+            .fs_group_change_policy
+            .as_deref(),
+        Some("OnRootMismatch")
+    );
+    let shm = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "shm")
+        .unwrap();
+    assert_eq!(shm.empty_dir.unwrap().medium.as_deref(), Some("Memory"));
+    let resources = postgres.resources.as_ref().unwrap();
+    let tier = &Config::default().tiers.small;
+    assert_eq!(
+        resources.requests.as_ref().unwrap()["cpu"].0,
+        tier.database_cpu
+    );
+    assert_eq!(
+        resources.limits.as_ref().unwrap()["memory"].0,
+        tier.database_memory
+    );
+}
+
+#[test]
+fn dns_egress_reaches_the_configured_resolver_addresses() {
+    let mut config = Config::default();
+    config.dns.addresses = vec!["169.254.20.10/32".into()];
+    let desired = Desired::build(&system(json!({})), &config);
+    let dns = desired
+        .network_policies
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some("allow-dns"))
+        .unwrap();
+    let to =
+        serde_json::to_value(&dns.spec.as_ref().unwrap().egress.as_ref().unwrap()[0].to).unwrap();
+    assert_eq!(
+        to[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "kube-system"
+    );
+    assert_eq!(to[1]["ipBlock"]["cidr"], "169.254.20.10/32");
+}

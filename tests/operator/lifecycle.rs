@@ -8,7 +8,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -27,31 +27,6 @@ const MINUTE: Duration = Duration::from_secs(60);
 async fn create(client: &Client, example: &str, edit: impl FnOnce(&mut Value)) -> String {
     operator::ensure_running(client).await;
     systems::create(client, "hs", example, edit).await
-}
-
-/// What `kubectl create job --from=cronjob/backup` does: a Job from the backup CronJob's
-/// template (labels included), optionally managed by someone other than the Job controller.
-async fn create_backup_job(client: &Client, namespace: &str, name: &str, managed_by: Option<&str>) {
-    let cron = Api::<CronJob>::namespaced(client.clone(), namespace)
-        .get("backup")
-        .await
-        .unwrap();
-    let template = cron.spec.job_template;
-    let mut spec = template.spec.unwrap();
-    spec.managed_by = managed_by.map(String::from);
-    let job = Job {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            labels: template.metadata.and_then(|m| m.labels),
-            ..Default::default()
-        },
-        spec: Some(spec),
-        ..Default::default()
-    };
-    Api::<Job>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &job)
-        .await
-        .unwrap();
 }
 
 fn ns(name: &str) -> String {
@@ -450,7 +425,7 @@ async fn a_successful_backup_job_shows_in_status() {
     let name = create(&client, "lab-biomedica.yaml", |_| {}).await;
     wait_ready(&client, &name).await;
     let namespace = ns(&name);
-    create_backup_job(&client, &namespace, "backup-manual", None).await;
+    systems::create_backup_job(&client, &namespace, "backup-manual", None).await;
 
     let systems = Api::<HealthSystem>::all(client.clone());
     let system = until("the backup time in status", 2 * MINUTE, || async {
@@ -558,7 +533,7 @@ async fn a_backup_older_than_the_rpo_makes_backup_ready_false() {
     // A backup Job that succeeded ten hours ago. No controller of this cluster may touch it
     // (spec.managedBy), so its status can say when it finished.
     let jobs = Api::<Job>::namespaced(client.clone(), &namespace);
-    create_backup_job(
+    systems::create_backup_job(
         &client,
         &namespace,
         "backup-ten-hours-ago",

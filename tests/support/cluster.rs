@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -25,6 +25,33 @@ const START_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// The outcome of the one start attempt, shared by every test of the binary: a failed start
 /// fails every test with the same message instead of starting a cluster per test.
 static KUBECONFIG: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// Whether the local cluster of this binary is started with the real node.
+static REAL_NODE: AtomicBool = AtomicBool::new(false);
+
+/// Makes the local cluster of this test binary one with a real node (`cluster.sh
+/// --real-node`): pods really run. Call it before anything else touches the cluster.
+pub fn use_real_node() {
+    REAL_NODE.store(true, Ordering::SeqCst);
+}
+
+/// The images the real node holds, by variable name of `testenv/images.sh`'s images.env
+/// (`HS_IMAGE_POSTGRES15`, `HS_IMAGE_EXPORTER`, `HS_IMAGE_APP`, `HS_IMAGE_PAUSE`).
+pub fn node_images() -> std::collections::BTreeMap<String, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testenv/images.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("testenv/images.sh runs");
+    assert!(output.status.success(), "testenv/images.sh failed");
+    let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let env = std::fs::read_to_string(dir.join("images.env")).expect("images.env");
+    env.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
 
 /// Path of the admin kubeconfig of the cluster under test, starting it if needed.
 pub fn kubeconfig() -> &'static Path {
@@ -89,6 +116,7 @@ pub fn start_in(dir: &Path) -> Result<LocalCluster, String> {
         .arg(dir)
         .arg("--owner")
         .arg(std::process::id().to_string())
+        .args(REAL_NODE.load(Ordering::SeqCst).then_some("--real-node"))
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)

@@ -19,6 +19,14 @@ struct Operator {
 
 static OPERATOR: OnceLock<Mutex<Operator>> = OnceLock::new();
 
+/// The operator configuration file of this binary's operator, when not the defaults.
+static CONFIG: OnceLock<PathBuf> = OnceLock::new();
+
+/// Runs this binary's operator with `--config PATH`. Call it before `ensure_running`.
+pub fn use_config(path: PathBuf) {
+    let _ = CONFIG.set(path);
+}
+
 fn spawn(log: &Path, port: u16) -> Child {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let file = std::fs::OpenOptions::new()
@@ -32,6 +40,11 @@ fn spawn(log: &Path, port: u16) -> Child {
         .arg(env!("CARGO_BIN_EXE_healthsystem-operator"))
         .args(["run", "--concurrency", "8", "--http-addr"])
         .arg(format!("127.0.0.1:{port}"))
+        .args(
+            CONFIG
+                .get()
+                .map(|path| format!("--config={}", path.display())),
+        )
         .env("KUBECONFIG", cluster::kubeconfig())
         .env("RUST_LOG", "info,healthsystem_operator=debug")
         .env("NO_COLOR", "1")

@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use healthsystem_operator::api::HealthSystem;
@@ -74,4 +75,34 @@ pub async fn wait_condition(
 /// Waits until `name` is Ready.
 pub async fn wait_ready(client: &Client, name: &str) -> HealthSystem {
     wait_condition(client, name, "Ready", "True").await
+}
+
+/// What `kubectl create job --from=cronjob/backup` does: a Job from the backup CronJob's
+/// template (labels included), optionally managed by someone other than the Job controller.
+pub async fn create_backup_job(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    managed_by: Option<&str>,
+) {
+    let cron = Api::<CronJob>::namespaced(client.clone(), namespace)
+        .get("backup")
+        .await
+        .unwrap();
+    let template = cron.spec.job_template;
+    let mut spec = template.spec.unwrap();
+    spec.managed_by = managed_by.map(String::from);
+    let job = Job {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            labels: template.metadata.and_then(|m| m.labels),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        ..Default::default()
+    };
+    Api::<Job>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &job)
+        .await
+        .unwrap();
 }

@@ -4,13 +4,20 @@
 // that name it: a claim for an unknown class stays Pending, as it would on a real cluster.
 // It creates a PersistentVolume pre-bound to each pending claim and deletes released volumes
 // whose reclaim policy is Delete.
+//
+// With --local-dir and --node (the cluster's real node), each volume is a directory of its
+// own under --local-dir, served as a `local` PersistentVolume pinned to that node: the
+// kubelet mounts it and applies the pod's fsGroup, so a non-root database can write it. The
+// directory is removed with its volume.
 package main
 
 import (
 	"context"
 	"flag"
 	"log"
+	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -34,7 +41,12 @@ const provisionedBy = "pv.kubernetes.io/provisioned-by"
 
 func main() {
 	kubeconfig := flag.String("kubeconfig", "", "path to the admin kubeconfig")
+	localDir := flag.String("local-dir", "", "serve volumes as directories under this path (real node)")
+	node := flag.String("node", "", "the node that holds --local-dir")
 	flag.Parse()
+	if (*localDir == "") != (*node == "") {
+		log.Fatal("--local-dir and --node go together")
+	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
 	if err != nil {
 		log.Fatalf("kubeconfig: %v", err)
@@ -68,7 +80,7 @@ func main() {
 	factory.WaitForCacheSync(ctx.Done())
 	log.Printf("provisioner %s ready", Name)
 
-	p := &provisioner{client: client, claims: claims.Lister(), volumes: volumes.Lister(), classes: classes.Lister()}
+	p := &provisioner{localDir: *localDir, node: *node, client: client, claims: claims.Lister(), volumes: volumes.Lister(), classes: classes.Lister()}
 	go func() {
 		<-ctx.Done()
 		queue.ShutDown()
@@ -89,10 +101,12 @@ func main() {
 }
 
 type provisioner struct {
-	client  kubernetes.Interface
-	claims  corelisters.PersistentVolumeClaimLister
-	volumes corelisters.PersistentVolumeLister
-	classes storagelisters.StorageClassLister
+	localDir string
+	node     string
+	client   kubernetes.Interface
+	claims   corelisters.PersistentVolumeClaimLister
+	volumes  corelisters.PersistentVolumeLister
+	classes  storagelisters.StorageClassLister
 }
 
 func (p *provisioner) sync(ctx context.Context, key string) error {
@@ -158,6 +172,18 @@ func (p *provisioner) sync(ctx context.Context, key string) error {
 			},
 		},
 	}
+	if p.localDir != "" {
+		path := filepath.Join(p.localDir, pv.Name)
+		if err := os.MkdirAll(path, 0o755); err != nil {
+			return err
+		}
+		pv.Spec.PersistentVolumeSource = corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: path}}
+		pv.Spec.NodeAffinity = &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
+				Key: "kubernetes.io/hostname", Operator: corev1.NodeSelectorOpIn, Values: []string{p.node},
+			}}}},
+		}}
+	}
 	_, err = p.client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		return nil
@@ -179,6 +205,11 @@ func (p *provisioner) reclaim(ctx context.Context, name string) error {
 	if pv.Annotations[provisionedBy] != Name || pv.Status.Phase != corev1.VolumeReleased ||
 		pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
 		return nil
+	}
+	if pv.Spec.Local != nil && p.localDir != "" && filepath.Dir(pv.Spec.Local.Path) == filepath.Clean(p.localDir) {
+		if err := os.RemoveAll(pv.Spec.Local.Path); err != nil {
+			return err
+		}
 	}
 	err = p.client.CoreV1().PersistentVolumes().Delete(ctx, name, metav1.DeleteOptions{})
 	if apierrors.IsNotFound(err) {

@@ -1,0 +1,90 @@
+//! The backup really runs: a Job made from the backup CronJob dumps the live database with
+//! pg_dump onto the backup claim, and that dump restores (checksum verified, pg_restore
+//! without error, the same rows) into a throwaway PostgreSQL in a scratch pod.
+
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::Api;
+
+use crate::pods::{self, Script, component_labels};
+use crate::wait::until;
+use crate::{image, ns, ready_system, setup, systems};
+
+const RESTORE: &str = r#"set -eu
+cd /backups
+dump=$(ls -1 daily/*.dump | sort | tail -n 1)
+sha256sum -c "$dump.sha256" >&2
+initdb -D /tmp/pg -U postgres -A trust >/dev/null
+pg_ctl -D /tmp/pg -o "-c listen_addresses= -c unix_socket_directories=/tmp" -w start >/dev/null
+createdb -h /tmp -U postgres restored
+pg_restore -h /tmp -U postgres -d restored --no-owner --exit-on-error "$dump"
+psql -h /tmp -U postgres -d restored -tA -c "SELECT count(*), sum(id) FROM visits"
+pg_ctl -D /tmp/pg -m fast -w stop >/dev/null
+"#;
+
+#[tokio::test]
+async fn backup_job_dumps_the_database_and_the_dump_restores() {
+    let client = setup().await;
+    let name = ready_system(&client, "bak", |_| {}).await;
+    let namespace = ns(&name);
+
+    let written = pods::run_ok(
+        &client,
+        Script {
+            namespace: &namespace,
+            name: "writer",
+            labels: component_labels(&name, "application"),
+            image: image("HS_IMAGE_POSTGRES15"),
+            script: "export PGHOST=$host PGPORT=$port PGUSER=$username PGDATABASE=$database \
+                     PGPASSWORD=$password\n\
+                     for i in $(seq 1 60); do psql -c 'select 1' >/dev/null 2>&1 && break; sleep 1; done\n\
+                     psql -v ON_ERROR_STOP=1 -tA -c \"CREATE TABLE visits (id int PRIMARY KEY, note text); \
+                     INSERT INTO visits SELECT g, md5(g::text) FROM generate_series(1, 5000) g; \
+                     SELECT count(*), sum(id) FROM visits\""
+                .into(),
+            env_from_secret: Some("database-credentials"),
+            claim: None,
+        },
+    )
+    .await;
+    assert_eq!(written.trim(), "5000|12502500");
+
+    systems::create_backup_job(&client, &namespace, "backup-now", None).await;
+    let jobs = Api::<Job>::namespaced(client.clone(), &namespace);
+    until(
+        "the backup Job succeeded",
+        Duration::from_secs(240),
+        || async {
+            let job = jobs.get("backup-now").await.map_err(|e| e.to_string())?;
+            let status = job.status.unwrap_or_default();
+            if status.succeeded.unwrap_or(0) >= 1 {
+                Ok(())
+            } else if status.failed.unwrap_or(0) >= 1 {
+                panic!("the backup Job failed: {:?}", status.conditions)
+            } else {
+                Err(format!("{:?}", status.conditions))
+            }
+        },
+    )
+    .await;
+
+    let restored = pods::run_ok(
+        &client,
+        Script {
+            namespace: &namespace,
+            name: "restore",
+            labels: component_labels(&name, "restore-test"),
+            image: image("HS_IMAGE_POSTGRES15"),
+            script: RESTORE.into(),
+            env_from_secret: None,
+            claim: Some("backup"),
+        },
+    )
+    .await;
+    assert_eq!(
+        restored.lines().last().unwrap_or_default().trim(),
+        "5000|12502500",
+        "the dump restores with the same rows:\n{restored}"
+    );
+}
