@@ -49,8 +49,10 @@ log() { echo "node: $*" >&2; }
 
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
-logs="$dir/logs" saved="$dir/saved"
-mkdir -p "$logs" "$saved"
+# What the node changes is recorded machine-wide (until reboot), so a node that could not
+# stop cleanly is undone by the next one before it records the machine anew.
+logs="$dir/logs" saved=/run/hs-testenv-node
+mkdir -p "$logs"
 sock="$dir/containerd/containerd.sock"
 
 exec 9>/run/hs-testenv-node.lock
@@ -59,7 +61,8 @@ flock -n 9 || { log "another real node runs on this machine (lock /run/hs-testen
 pids=() names=()
 start() {
   local name=$1; shift
-  "$@" >"$logs/$name.log" 2>&1 &
+  # The lock stays with this script: a component left running must not hold it.
+  "$@" >"$logs/$name.log" 2>&1 9>&- &
   pids+=($!)
   names+=("$name")
 }
@@ -110,8 +113,11 @@ cgroup_dirs() {
 }
 
 # Everything the node added, removed in reverse order; each step tolerates what never ran.
+# Signals are ignored meanwhile: an interrupted cleanup would leave the machine changed.
 cleanup() {
-  trap - EXIT INT TERM
+  trap '' INT TERM
+  trap - EXIT
+  set +eu +o pipefail
   rm -f "$dir/ready"
   log "stopping"
   local i p
@@ -155,6 +161,15 @@ cleanup() {
     rmdir /run/netns 2>/dev/null || true
   fi
   for d in $(cgroup_dirs); do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true; done
+  restore_machine
+  find /var/log/containers -maxdepth 1 -type l -lname "$dir/*" -delete 2>/dev/null || true
+  rm -rf /var/lib/cni/results/hs-testenv-* 2>/dev/null || true
+  rm -rf "$dir/containerd" "$dir/kubelet" "$dir/volumes" 2>/dev/null || true
+  log "stopped"
+}
+
+# The machine as it was recorded in $saved: firewall, tables, ipsets, bridge, kernel settings.
+restore_machine() {
   # Firewall: our rule, then whatever kube-proxy and kube-router added.
   iptables -t mangle -D FORWARD -i "$BRIDGE" ! -o "$BRIDGE" -j DROP 2>/dev/null || true
   if [ -x "$bin/kube-proxy" ]; then "$bin/kube-proxy" --cleanup >"$logs/kube-proxy-cleanup.log" 2>&1 || true; fi
@@ -168,24 +183,26 @@ cleanup() {
       grep -qx "$set" "$saved/ipsets" || ipset destroy "$set" 2>/dev/null || true
     done
   fi
-  ip link del "$BRIDGE" 2>/dev/null || true
   # Links the pods left behind (veth peers vanish with their namespace; this catches the rest).
   ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | while read -r l; do
     ip link del "$l" 2>/dev/null || true
   done
+  ip link del "$BRIDGE" 2>/dev/null || true
   if [ -f "$saved/sysctl" ]; then
     while read -r k v; do sysctl -qw "$k=$v" 2>/dev/null || true; done <"$saved/sysctl"
   fi
-  find /var/log/containers -maxdepth 1 -type l -lname "$dir/*" -delete 2>/dev/null || true
-  rm -rf /var/lib/cni/results/hs-testenv-* 2>/dev/null || true
-  rm -rf "$dir/containerd" "$dir/kubelet" "$dir/volumes" 2>/dev/null || true
-  log "stopped"
+  rm -rf "$saved"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+if [ -f "$saved/sysctl" ]; then
+  log "a previous node did not stop cleanly: restoring what it recorded in $saved"
+  restore_machine
+fi
 log "recording what the node will change in $saved"
+mkdir -p "$saved"
 : >"$saved/sysctl"
 for k in "${SYSCTLS[@]}"; do
   v=$(sysctl -n "$k" 2>/dev/null) && echo "$k $v" >>"$saved/sysctl"
@@ -351,12 +368,12 @@ iptables: { localhostNodePorts: false, masqueradeAll: false }
 conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s }
 EOF
 start kube-proxy "$bin/kube-proxy" --config "$dir/kube-proxy.yaml"
+kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
+wait_for "node $NODE_NAME Ready" 120 kubectl wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s
+# kube-router finds its node by name, so it starts once the kubelet has registered it.
 start kube-router "$bin/kube-router" --kubeconfig "$kubeconfig" --hostname-override "$NODE_NAME" \
   --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
   --service-cluster-ip-range "$SERVICE_CIDR" --health-port 0 --metrics-port 0
-
-kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
-wait_for "node $NODE_NAME Ready" 120 kubectl wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s
 wait_for "CoreDNS ready" 60 curl -sf "http://127.0.0.1:$dns_ready/ready"
 wait_for "kube-proxy healthy" 60 curl -sf "http://127.0.0.1:$proxy_healthz/healthz"
 # kube-router serves its health on every interface, so it is off; its chains tell it is up.

@@ -21,10 +21,13 @@ pub const COMPONENT_NAME: &str = "backup";
 /// Name of the CronJob, its ServiceAccount and its volume claim.
 pub const NAME: &str = "backup";
 
-/// The dump, its checksum, the weekly and monthly copies and the pruning, in POSIX sh. A dump
-/// is written under a temporary name and renamed when complete, so a half-written file never
-/// looks like a backup.
+/// The dump, its checksum, the weekly and monthly copies and the pruning, in POSIX sh. It waits
+/// up to a minute for the database to answer (a new pod's address reaches the NetworkPolicy
+/// agent a moment after the pod starts). A dump is written under a temporary name and
+/// renamed when complete, so a half-written file never looks like a backup.
 const SCRIPT: &str = r#"set -eu
+# A new pod may wait a moment for the network policy agent to let it through.
+for i in $(seq 1 30); do pg_isready -q -t 2 && break; sleep 2; done
 now=$(date -u +%Y%m%dT%H%M%SZ)
 cd /backups
 mkdir -p daily weekly monthly

@@ -1,5 +1,5 @@
 // Module coredns pins the cluster DNS of the local cluster's real node: CoreDNS with only the
-// plugins it needs (kubernetes for cluster.local, errors, cache, health, ready), nothing that
+// plugins it needs (kubernetes for cluster.local, bind, errors, cache, health, ready), nothing that
 // forwards: it answers for the cluster and refuses every other name, so no pod's query ever
 // reaches the machine's resolver. A module of its own; build.sh builds it once into the cache.
 module github.com/sdc-gov-rs/healthsystem-operator/testenv/coredns

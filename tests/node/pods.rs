@@ -23,7 +23,7 @@ pub struct Script<'a> {
     pub labels: BTreeMap<String, String>,
     /// The image (a variable of images.env).
     pub image: String,
-    /// The POSIX sh script.
+    /// The bash script.
     pub script: String,
     /// Secret whose keys become environment variables (the credentials), if any.
     pub env_from_secret: Option<&'a str>,
@@ -95,7 +95,7 @@ fn pod(s: &Script) -> Pod {
             containers: vec![Container {
                 name: "script".into(),
                 image: Some(s.image.clone()),
-                command: Some(vec!["/bin/sh".into(), "-c".into(), s.script.clone()]),
+                command: Some(vec!["/bin/bash".into(), "-c".into(), s.script.clone()]),
                 env_from: s.env_from_secret.map(|secret| {
                     vec![EnvFromSource {
                         secret_ref: Some(SecretEnvSource {
