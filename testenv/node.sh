@@ -42,6 +42,9 @@ readonly POD_CIDR=10.244.0.0/24
 readonly NODE_IP=10.244.0.1
 readonly SERVICE_CIDR=10.96.0.0/16
 readonly CGROUP_ROOT=hs-testenv
+# Directories containerd, runc, the CNI plugins and the kubelet create at fixed places: those
+# that did not exist before the node are removed with it.
+readonly FIXED_DIRS=(/run/containerd /var/lib/cni /var/lib/kubelet /var/log/containers /var/log/pods /run/netns)
 readonly SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory net.ipv4.ip_forward
   net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables)
 
@@ -56,7 +59,8 @@ mkdir -p "$logs"
 sock="$dir/containerd/containerd.sock"
 
 exec 9>/run/hs-testenv-node.lock
-flock -n 9 || { log "another real node runs on this machine (lock /run/hs-testenv-node.lock)"; exit 1; }
+# A node that is still stopping (the previous test binary's) gets two minutes to finish.
+flock -w 120 9 || { log "another real node runs on this machine (lock /run/hs-testenv-node.lock)"; exit 1; }
 
 pids=() names=()
 start() {
@@ -158,7 +162,6 @@ cleanup() {
       umount -l "$ns" 2>/dev/null || true
       rm -f "$ns"
     done
-    rmdir /run/netns 2>/dev/null || true
   fi
   for d in $(cgroup_dirs); do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true; done
   restore_machine
@@ -191,6 +194,14 @@ restore_machine() {
   if [ -f "$saved/sysctl" ]; then
     while read -r k v; do sysctl -qw "$k=$v" 2>/dev/null || true; done <"$saved/sysctl"
   fi
+  if [ -f "$saved/dirs" ]; then
+    while read -r d; do
+      awk -v d="$d/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+      done
+      rm -rf "$d"
+    done <"$saved/dirs"
+  fi
   rm -rf "$saved"
 }
 trap cleanup EXIT
@@ -210,6 +221,8 @@ done
 nft list tables >"$saved/nft-tables" 2>/dev/null || : >"$saved/nft-tables"
 ipset list -n >"$saved/ipsets" 2>/dev/null || : >"$saved/ipsets"
 ls /run/netns >"$saved/netns" 2>/dev/null || : >"$saved/netns"
+: >"$saved/dirs"
+for d in "${FIXED_DIRS[@]}"; do [ -e "$d" ] || echo "$d" >>"$saved/dirs"; done
 
 # Forwarding between pods and services on the bridge, seen by iptables so policies apply.
 sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
