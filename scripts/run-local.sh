@@ -6,8 +6,9 @@
 #
 # By default (as root) the local cluster has one real node (testenv/node.sh): the examples'
 # databases really run there, from images built from Debian packages. That node has
-# PostgreSQL 15 and a stand-in application only, so the examples are applied with version 15
-# and that application image (the copies are in target/local-cluster/examples/).
+# PostgreSQL 15, a stand-in application and two cores only, so the examples are applied with
+# version 15, that application image and small requests (the copies are in
+# target/local-cluster/examples/).
 #
 # Usage: scripts/run-local.sh [--kubeconfig PATH] [--simulated] [--exit]
 #   --kubeconfig PATH  use an existing cluster instead of starting the local one
@@ -82,7 +83,8 @@ if [ "$real_node" -eq 1 ]; then
   mkdir -p "$examples"
   for f in examples/*.yaml; do
     sed -e 's|^\(    version:\).*|\1 "15"|' -e "s|^\(    image:\).*|\1 $HS_IMAGE_APP|" \
-      -e 's|^\(    port:\).*|\1 8080|' "$f" >"$examples/$(basename "$f")"
+      -e 's|^\(    port:\).*|\1 8080|' \
+      -e 's|^\(      requests:\).*|\1 { cpu: 50m, memory: 64Mi }|' "$f" >"$examples/$(basename "$f")"
   done
 fi
 
