@@ -37,8 +37,8 @@ mkdir -p "$pki" "$logs" "$data"
 
 log() { echo "testenv: $*" >&2; }
 
-pids=()
-names=()
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 stop_all() {
   trap - EXIT INT TERM
   rm -f "$dir/ready"
@@ -64,54 +64,6 @@ trap stop_all EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# start NAME CMD...: runs a component in the background with its log in DIR/logs/NAME.log.
-start() {
-  local name=$1; shift
-  "$@" >"$logs/$name.log" 2>&1 &
-  pids+=($!)
-  names+=("$name")
-}
-
-# free_port VAR: sets VAR to a port nothing listens on, from a range clear of the ephemeral
-# ports, and different from the ports already handed out.
-used_ports=" "
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 12000))
-    case "$used_ports" in *" $p "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      used_ports+="$p "
-      printf -v "$1" '%s' "$p"
-      return
-    fi
-  done
-}
-
-# wait_for WHAT SECONDS CMD...: retries CMD until it succeeds or the time is up.
-wait_for() {
-  local what=$1 secs=$2; shift 2
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    check_alive
-    if [ $SECONDS -ge $deadline ]; then
-      log "timed out after ${secs}s waiting for $what; logs in $logs"
-      exit 1
-    fi
-    sleep 0.2
-  done
-}
-
-check_alive() {
-  local i
-  for i in "${!pids[@]}"; do
-    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
-      log "${names[$i]} exited; last lines of $logs/${names[$i]}.log:"
-      tail -n 20 "$logs/${names[$i]}.log" >&2 || true
-      exit 1
-    fi
-  done
-}
 
 log "certificates and credentials in $pki"
 openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj "/CN=hs-testenv-ca" \

@@ -62,52 +62,8 @@ exec 9>/run/hs-testenv-node.lock
 # A node that is still stopping (the previous test binary's) gets two minutes to finish.
 flock -w 120 9 || { log "another real node runs on this machine (lock /run/hs-testenv-node.lock)"; exit 1; }
 
-pids=() names=()
-start() {
-  local name=$1; shift
-  # The lock stays with this script: a component left running must not hold it.
-  "$@" >"$logs/$name.log" 2>&1 9>&- &
-  pids+=($!)
-  names+=("$name")
-}
-
-check_alive() {
-  local i
-  for i in "${!pids[@]}"; do
-    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
-      log "${names[$i]} exited; last lines of $logs/${names[$i]}.log:"
-      tail -n 20 "$logs/${names[$i]}.log" >&2 || true
-      exit 1
-    fi
-  done
-}
-
-wait_for() {
-  local what=$1 secs=$2; shift 2
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    check_alive
-    if [ $SECONDS -ge $deadline ]; then
-      log "timed out after ${secs}s waiting for $what; logs in $logs"
-      exit 1
-    fi
-    sleep 0.2
-  done
-}
-
-used_ports=" "
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 12000))
-    case "$used_ports" in *" $p "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      used_ports+="$p "
-      printf -v "$1" '%s' "$p"
-      return
-    fi
-  done
-}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 cgroup_dirs() {
   local h
