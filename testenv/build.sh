@@ -3,9 +3,10 @@
 # kube-scheduler, kubectl, etcd, kwok, the small helpers under cmd/), the real node's
 # components (kubelet and kube-proxy from the same module; kube-router and CoreDNS from
 # modules of their own) and helm (for the chart tests) from the Go module proxy, once, and fetches the Prometheus Operator's CRDs pinned in
-# crds/go.mod. Everything lands in a cache directory keyed by this script, the go.mod and
-# go.sum files and the helpers' sources, so a second run is instant. Prints the bin
-# directory on stdout (the CRDs are in ../crds beside it); progress goes to stderr.
+# crds/go.mod. Each tool is cached under a key of its own inputs and linked into a bin
+# directory keyed by all of them, so a second run is instant and a changed helper rebuilds
+# only itself. Prints the bin directory on stdout (the CRDs are in ../crds beside it);
+# progress goes to stderr.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache_root=${HS_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/healthsystem-testenv}
@@ -37,10 +38,19 @@ fi
 
 mkdir -p "$bin"
 cd "$here"
-echo "testenv: building ${missing[*]} into $bin (the first build takes about 10 minutes)" >&2
-echo "testenv: downloading modules" >&2
-go mod download >&2
-for m in helm kube-router coredns; do (cd "$m" && go mod download) >&2; done
+# Each tool is built once per key of its own inputs (its module's go.mod and go.sum, a local
+# command's sources, this script's recipe) into $cache_root/tools, and linked into $bin: a
+# change to one helper rebuilds that helper, not the whole control plane.
+recipe=2
+tool_key() {
+  local t=$1 module=. sources=()
+  case "$t" in
+    helm | kube-router | coredns) module=$t ;;
+  esac
+  [ "$t" = coredns ] && sources=(coredns/main.go)
+  [ -d "cmd/$t" ] && mapfile -t sources < <(find "cmd/$t" -name "*.go" | sort)
+  { echo "recipe $recipe $t"; cat "$module/go.mod" "$module/go.sum" "${sources[@]}"; } | sha256sum | cut -c1-16
+}
 declare -A pkg=(
   [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
   [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
@@ -56,22 +66,39 @@ declare -A pkg=(
   [coredns]=.
   [helm]=helm.sh/helm/v3/cmd/helm
 )
+to_build=()
+for t in "${missing[@]}"; do
+  built="$cache_root/tools/$t-$(tool_key "$t")/$t"
+  if [ -x "$built" ]; then ln -sfn "$built" "$bin/$t"; else to_build+=("$t"); fi
+done
+if [ ${#to_build[@]} -eq 0 ]; then
+  echo "testenv: linked cached tools into $bin" >&2
+  echo "$bin"
+  exit 0
+fi
+echo "testenv: building ${to_build[*]} (the first build of everything takes about 25 minutes)" >&2
+echo "testenv: downloading modules" >&2
+go mod download >&2
+for m in helm kube-router coredns; do (cd "$m" && go mod download) >&2; done
 # Stamp the Kubernetes binaries with their real version (they report v0.0.0 otherwise).
 k8s_version=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
 minor=$(echo "$k8s_version" | cut -d. -f2)
 vpkg=k8s.io/component-base/version
 k8s_ldflags="-X $vpkg.gitVersion=$k8s_version -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$minor -X $vpkg.gitTreeState=clean"
-for t in "${missing[@]}"; do
+for t in "${to_build[@]}"; do
   start=$SECONDS
+  out="$cache_root/tools/$t-$(tool_key "$t")"
+  mkdir -p "$out"
   echo "testenv: building $t" >&2
   # Build to a temporary name so an interrupted build never leaves a broken binary cached.
   if [ "$t" = helm ] || [ "$t" = kube-router ] || [ "$t" = coredns ]; then
     # These live in modules of their own (testenv/NAME), with their own Kubernetes libraries.
-    (cd "$t" && go build -trimpath -ldflags="-s -w" -o "$bin/.$t.tmp" "${pkg[$t]}") >&2
+    (cd "$t" && go build -trimpath -ldflags="-s -w" -o "$out/.$t.tmp" "${pkg[$t]}") >&2
   else
-    go build -trimpath -ldflags="-s -w $k8s_ldflags" -o "$bin/.$t.tmp" "${pkg[$t]}" >&2
+    go build -trimpath -ldflags="-s -w $k8s_ldflags" -o "$out/.$t.tmp" "${pkg[$t]}" >&2
   fi
-  mv "$bin/.$t.tmp" "$bin/$t"
+  mv "$out/.$t.tmp" "$out/$t"
+  ln -sfn "$out/$t" "$bin/$t"
   echo "testenv: built $t in $((SECONDS - start))s" >&2
 done
 echo "$bin"
