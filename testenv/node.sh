@@ -16,10 +16,11 @@
 # removed at stop. One real node at a time per machine (a lock says so).
 #
 # Usage: testenv/node.sh --dir NODE_DIR --bin BIN --kubeconfig FILE --ca CA_CERT --images DIR
+#        testenv/node.sh --restore-only --dir DIR --bin BIN   (undo a node that died uncleanly)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-dir="" bin="" kubeconfig="" ca="" images=""
+dir="" bin="" kubeconfig="" ca="" images="" restore_only=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir=$2; shift 2 ;;
@@ -27,10 +28,13 @@ while [ $# -gt 0 ]; do
     --kubeconfig) kubeconfig=$2; shift 2 ;;
     --ca) ca=$2; shift 2 ;;
     --images) images=$2; shift 2 ;;
+    --restore-only) restore_only=true; shift ;;
     *) echo "node.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-for v in dir bin kubeconfig ca images; do
+required=(dir bin kubeconfig ca images)
+$restore_only && required=(dir bin)
+for v in "${required[@]}"; do
   [ -n "${!v}" ] || { echo "node.sh: --$v is required" >&2; exit 2; }
 done
 
@@ -150,6 +154,12 @@ restore_machine() {
   if [ -f "$saved/sysctl" ]; then
     while read -r k v; do sysctl -qw "$k=$v" 2>/dev/null || true; done <"$saved/sysctl"
   fi
+  # What a node that died left under its own directory: mounts, then its cgroups.
+  if [ -f "$saved/node-dir" ]; then
+    awk -v d="$(cat "$saved/node-dir")/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+      while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  fi
+  for d in $(cgroup_dirs); do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true; done
   if [ -f "$saved/dirs" ]; then
     while read -r d; do
       awk -v d="$d/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do
@@ -160,6 +170,14 @@ restore_machine() {
   fi
   rm -rf "$saved"
 }
+if $restore_only; then
+  if [ -f "$saved/sysctl" ]; then
+    log "a node did not stop cleanly: restoring what it recorded in $saved"
+    restore_machine
+  fi
+  exit 0
+fi
+
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -177,6 +195,7 @@ done
 nft list tables >"$saved/nft-tables" 2>/dev/null || : >"$saved/nft-tables"
 ipset list -n >"$saved/ipsets" 2>/dev/null || : >"$saved/ipsets"
 ls /run/netns >"$saved/netns" 2>/dev/null || : >"$saved/netns"
+echo "$dir" >"$saved/node-dir"
 : >"$saved/dirs"
 for d in "${FIXED_DIRS[@]}"; do [ -e "$d" ] || echo "$d" >>"$saved/dirs"; done
 
