@@ -65,6 +65,28 @@ fn pods_of(selector: LabelSelector) -> NetworkPolicyPeer {
     }
 }
 
+/// Every pod of the namespace named `name`.
+fn namespace_peer(name: &str) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(match_labels(BTreeMap::from([(
+            "kubernetes.io/metadata.name".to_string(),
+            name.to_string(),
+        )]))),
+        ..NetworkPolicyPeer::default()
+    }
+}
+
+/// Every address in `cidr`.
+fn cidr_peer(cidr: &str) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        ip_block: Some(IPBlock {
+            cidr: cidr.to_string(),
+            except: None,
+        }),
+        ..NetworkPolicyPeer::default()
+    }
+}
+
 /// The application and backup pods: the database's only clients.
 fn database_clients(system: &HealthSystem) -> LabelSelector {
     LabelSelector {
@@ -87,13 +109,7 @@ fn database_clients(system: &HealthSystem) -> LabelSelector {
 pub fn policies(system: &HealthSystem, config: &Config) -> Vec<NetworkPolicy> {
     let mut out = vec![default_deny(system), allow_dns(system, config)];
 
-    let monitoring = NetworkPolicyPeer {
-        namespace_selector: Some(match_labels(BTreeMap::from([(
-            "kubernetes.io/metadata.name".to_string(),
-            config.monitoring.namespace.clone(),
-        )]))),
-        ..NetworkPolicyPeer::default()
-    };
+    let monitoring = namespace_peer(&config.monitoring.namespace);
     out.push(policy(
         system,
         "database-ingress",
@@ -152,17 +168,8 @@ pub fn policies(system: &HealthSystem, config: &Config) -> Vec<NetworkPolicy> {
             .iter()
             .filter_map(|name| config.platform_services.get(name))
             .map(|service| {
-                let mut to: Vec<NetworkPolicyPeer> = service
-                    .cidrs
-                    .iter()
-                    .map(|cidr| NetworkPolicyPeer {
-                        ip_block: Some(IPBlock {
-                            cidr: cidr.clone(),
-                            except: None,
-                        }),
-                        ..NetworkPolicyPeer::default()
-                    })
-                    .collect();
+                let mut to: Vec<NetworkPolicyPeer> =
+                    service.cidrs.iter().map(|cidr| cidr_peer(cidr)).collect();
                 if service.namespace_selector.is_some() || service.pod_selector.is_some() {
                     to.push(NetworkPolicyPeer {
                         namespace_selector: service.namespace_selector.clone(),
@@ -230,20 +237,8 @@ fn allow_dns(system: &HealthSystem, config: &Config) -> NetworkPolicy {
         protocol: Some(protocol.into()),
         ..NetworkPolicyPort::default()
     };
-    let mut to = vec![NetworkPolicyPeer {
-        namespace_selector: Some(match_labels(BTreeMap::from([(
-            "kubernetes.io/metadata.name".to_string(),
-            config.dns.namespace.clone(),
-        )]))),
-        ..NetworkPolicyPeer::default()
-    }];
-    to.extend(config.dns.addresses.iter().map(|cidr| NetworkPolicyPeer {
-        ip_block: Some(IPBlock {
-            cidr: cidr.clone(),
-            except: None,
-        }),
-        ..NetworkPolicyPeer::default()
-    }));
+    let mut to = vec![namespace_peer(&config.dns.namespace)];
+    to.extend(config.dns.addresses.iter().map(|cidr| cidr_peer(cidr)));
     policy(
         system,
         "allow-dns",

@@ -31,24 +31,17 @@ async fn backup_job_dumps_the_database_and_the_dump_restores() {
 
     let written = pods::run_ok(
         &client,
-        Script {
-            namespace: &namespace,
-            name: "writer",
-            labels: component_labels(&name, "application"),
-            image: image("HS_IMAGE_POSTGRES15"),
-            script: "export PGHOST=$host PGPORT=$port PGUSER=$username PGDATABASE=$database \
-                     PGPASSWORD=$password\n\
-                     for i in $(seq 1 60); do psql -c 'select 1' >/dev/null 2>&1 && break; sleep 1; done\n\
-                     psql -v ON_ERROR_STOP=1 -tA -c \"CREATE TABLE visits (id int PRIMARY KEY, note text); \
-                     INSERT INTO visits SELECT g, md5(g::text) FROM generate_series(1, 5000) g; \
-                     SELECT count(*), sum(id) FROM visits\""
-                .into(),
-            env_from_secret: Some("database-credentials"),
-            claim: None,
-        },
+        pods::psql_client(
+            &namespace,
+            "writer",
+            &name,
+            "CREATE TABLE visits (id int PRIMARY KEY, note text); \
+             INSERT INTO visits SELECT g, md5(g::text) FROM generate_series(1, 5000) g; \
+             SELECT count(*), sum(id) FROM visits",
+        ),
     )
     .await;
-    assert_eq!(written.trim().lines().last(), Some("5000|12502500"));
+    assert_eq!(pods::last_line(&written), "5000|12502500");
 
     systems::create_backup_job(&client, &namespace, "backup-now", None).await;
     let jobs = Api::<Job>::namespaced(client.clone(), &namespace);

@@ -7,22 +7,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 
-use crate::pods::{self, Script, component_labels};
+use crate::pods::{self, Script};
 use crate::wait::until;
 use crate::{image, ns, ready_system, setup};
-
-/// Waits for a login, then runs `sql` with psql and prints the result unaligned.
-fn psql(sql: &str) -> String {
-    format!(
-        "for i in $(seq 1 60); do psql -c 'select 1' >/dev/null 2>&1 && break; sleep 1; done\n\
-         psql -v ON_ERROR_STOP=1 -tA -c \"{sql}\""
-    )
-}
-
-/// What the last statement printed.
-fn last_line(output: &str) -> &str {
-    output.trim().lines().last().unwrap_or_default()
-}
 
 #[tokio::test]
 async fn database_runs_logs_in_and_keeps_its_rows_across_a_pod_restart() {
@@ -46,19 +33,7 @@ async fn database_runs_logs_in_and_keeps_its_rows_across_a_pod_restart() {
         "postgres and exporter running and ready: {statuses:?}"
     );
 
-    let client_pod = |pod: &'static str, sql: &str| Script {
-        namespace: &namespace,
-        name: pod,
-        labels: component_labels(&name, "application"),
-        image: image("HS_IMAGE_POSTGRES15"),
-        script: format!(
-            "export PGHOST=$host PGPORT=$port PGUSER=$username PGDATABASE=$database \
-             PGPASSWORD=$password\n{}",
-            psql(sql)
-        ),
-        env_from_secret: Some("database-credentials"),
-        claim: None,
-    };
+    let client_pod = |pod: &'static str, sql: &str| pods::psql_client(&namespace, pod, &name, sql);
     let written = pods::run_ok(
         &client,
         client_pod(
@@ -70,7 +45,7 @@ async fn database_runs_logs_in_and_keeps_its_rows_across_a_pod_restart() {
     )
     .await;
     assert_eq!(
-        last_line(&written),
+        pods::last_line(&written),
         "1000|500500",
         "rows written through the Service"
     );
@@ -106,7 +81,11 @@ async fn database_runs_logs_in_and_keeps_its_rows_across_a_pod_restart() {
         client_pod("reader", "SELECT count(*), sum(id) FROM patients"),
     )
     .await;
-    assert_eq!(last_line(&read), "1000|500500", "the rows survived the pod");
+    assert_eq!(
+        pods::last_line(&read),
+        "1000|500500",
+        "the rows survived the pod"
+    );
 }
 
 #[tokio::test]

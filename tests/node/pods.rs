@@ -123,6 +123,31 @@ fn pod(s: &Script) -> Pod {
     }
 }
 
+/// A client of the system `system` (labelled as its application, so its policies let it in)
+/// that logs in with the credentials Secret through the `database` Service, once a login
+/// works, and runs `sql` with psql, printing results unaligned.
+pub fn psql_client<'a>(namespace: &'a str, name: &'a str, system: &str, sql: &str) -> Script<'a> {
+    Script {
+        namespace,
+        name,
+        labels: component_labels(system, "application"),
+        image: crate::image("HS_IMAGE_POSTGRES15"),
+        script: format!(
+            "export PGHOST=$host PGPORT=$port PGUSER=$username PGDATABASE=$database \
+             PGPASSWORD=$password\n\
+             for i in $(seq 1 60); do psql -c 'select 1' >/dev/null 2>&1 && break; sleep 1; done\n\
+             psql -v ON_ERROR_STOP=1 -tA -c \"{sql}\""
+        ),
+        env_from_secret: Some("database-credentials"),
+        claim: None,
+    }
+}
+
+/// What the last statement of a psql script printed.
+pub fn last_line(output: &str) -> &str {
+    output.trim().lines().last().unwrap_or_default()
+}
+
 /// Runs the script to its end and returns whether it succeeded, and its output.
 pub async fn run(client: &Client, script: Script<'_>) -> (bool, String) {
     let pods = Api::<Pod>::namespaced(client.clone(), script.namespace);
