@@ -34,9 +34,10 @@ if [ "$real_node" -eq 1 ] && [ "$(id -u)" -ne 0 ]; then
 fi
 [ -z "$kubeconfig" ] || real_node=0
 bin=$(bash testenv/build.sh)
-echo "run-local: building the operator"
-cargo build --quiet --bin healthsystem-operator
-operator="$root/target/debug/healthsystem-operator"
+# The release binary: the one the operator's image holds (and .ci/run has built it already).
+echo "run-local: building the operator (release)"
+cargo build --release --quiet --locked --bin healthsystem-operator
+operator="$root/target/release/healthsystem-operator"
 kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
 
 children=()

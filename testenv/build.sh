@@ -15,7 +15,7 @@ key=$(cd "$here" && cat build.sh go.mod go.sum helm/go.mod helm/go.sum crds/go.m
   $(find cmd -name "*.go" | sort) | sha256sum | cut -c1-16)
 bin="$cache_root/$key/bin"
 tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl kwok etcd kwok-stages provisioner
-  kubelet kube-proxy kube-router coredns helm)
+  tcpforward kubelet kube-proxy kube-router coredns helm)
 
 # The Prometheus Operator's CRDs (PodMonitor, PrometheusRule, ServiceMonitor), from the
 # module pinned in crds/go.mod, for the tests that need the monitoring API served.
@@ -60,6 +60,7 @@ declare -A pkg=(
   [etcd]=./cmd/etcd
   [kwok-stages]=./cmd/kwok-stages
   [provisioner]=./cmd/provisioner
+  [tcpforward]=./cmd/tcpforward
   [kubelet]=k8s.io/kubernetes/cmd/kubelet
   [kube-proxy]=k8s.io/kubernetes/cmd/kube-proxy
   [kube-router]=github.com/cloudnativelabs/kube-router/v2/cmd/kube-router

@@ -70,7 +70,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj "/CN=hs-testenv-ca" \
   -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
 openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
   -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" 2>/dev/null
-printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default.svc" \
+printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,IP:10.244.0.1,DNS:kubernetes,DNS:kubernetes.default.svc" \
   "basicConstraints=CA:FALSE" "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
   >"$pki/apiserver.ext"
 openssl x509 -req -days 7 -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
@@ -88,6 +88,23 @@ openssl x509 -req -days 7 -in "$pki/kubelet-client.csr" -CA "$pki/ca.crt" -CAkey
 chmod 600 "$pki"/*.key "$pki/tokens.csv"
 
 for v in etcd_port peer_port api_port kcm_port sched_port; do free_port "$v"; done
+# With a real node, pods reach the API server through the `kubernetes` Service, whose
+# endpoint is the advertised address and port: the node's bridge address (node.sh relays it
+# to loopback) and 6443, the port network policies allow towards an API server.
+advertise=127.0.0.1
+# One real-node cluster at a time: the previous one (another test binary's) may still be
+# stopping, so its port is waited for as node.sh waits for the node's lock.
+if $real_node; then
+  advertise=10.244.0.1 api_port=6443
+  for i in $(seq 1 120); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$api_port") 2>/dev/null || break
+    if [ "$i" -eq 120 ]; then
+      log "port $api_port on 127.0.0.1 is still taken after 120s: the real node's API server needs it"
+      exit 1
+    fi
+    sleep 1
+  done
+fi
 
 kubeconfig="$dir/admin.kubeconfig"
 cat >"$kubeconfig" <<EOF
@@ -122,7 +139,7 @@ wait_for etcd 30 curl -sf "http://127.0.0.1:$etcd_port/health"
 log "kube-apiserver on https://127.0.0.1:$api_port"
 start kube-apiserver "$bin/kube-apiserver" \
   --etcd-servers "http://127.0.0.1:$etcd_port" \
-  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+  --bind-address 127.0.0.1 --advertise-address "$advertise" --secure-port "$api_port" \
   --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
   --client-ca-file "$pki/ca.crt" --cert-dir "$pki" \
   --service-account-issuer https://kubernetes.default.svc \

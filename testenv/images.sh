@@ -10,15 +10,16 @@
 #   app        busybox httpd serving /srv/www on port 8080 (the application in tests)
 #   pause      the pod sandbox
 # Cached under a key of this script and ociarchive's source; a second run is instant.
-# Prints the cache directory: images.tar (for `ctr images import`) and images.env (the image
+# Prints the cache directory: images.tar (for `ctr images import`), images.env (the image
 # names, as shell variables HS_IMAGE_POSTGRES15, HS_IMAGE_EXPORTER, HS_IMAGE_APP,
-# HS_IMAGE_PAUSE). Progress goes to stderr. Needs root (mmdebstrap in root mode).
+# HS_IMAGE_PAUSE) and rootfs.tar (the base layer, for operator-image.sh). Progress goes to
+# stderr. Needs root (mmdebstrap in root mode).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache_root=${HS_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/healthsystem-testenv}
 key=$(cd "$here" && cat images.sh cmd/ociarchive/*.go | sha256sum | cut -c1-12)
 out="$cache_root/images/$key"
-if [ -f "$out/images.tar" ] && [ -f "$out/images.env" ]; then
+if [ -f "$out/images.tar" ] && [ -f "$out/images.env" ] && [ -f "$out/rootfs.tar" ]; then
   echo "testenv: cached images in $out" >&2
   echo "$out"
   exit 0
@@ -60,6 +61,7 @@ HS_IMAGE_EXPORTER=$prefix/postgres-exporter:$key
 HS_IMAGE_APP=$prefix/app:$key
 HS_IMAGE_PAUSE=$prefix/pause:$key
 ENV
+mv "$work/rootfs.tar" "$out/rootfs.tar"
 mv "$out/images.tar.tmp" "$out/images.tar"
 mv "$out/images.env.tmp" "$out/images.env"
 echo "testenv: images built in $((SECONDS - start))s ($(du -h "$out/images.tar" | cut -f1))" >&2

@@ -4,7 +4,8 @@
 # from the CNI plugins (a bridge of its own), the kubelet and kube-proxy (built from the
 # pinned testenv/go.mod), kube-router as the NetworkPolicy agent (iptables and ipset), and
 # CoreDNS for cluster.local. cluster.sh --real-node starts it; it writes NODE_DIR/ready once
-# the node is Ready.
+# the node is Ready. Pods reach the API server (loopback only) through a relay on the bridge
+# address, which cluster.sh advertises as the `kubernetes` Service's endpoint.
 #
 # Nothing leaves the machine: pods get a route to their own subnet and to the service range
 # only (no default route), the bridge does no masquerading, a firewall rule drops any
@@ -294,6 +295,13 @@ cluster.local:53 in-addr.arpa:53 {
 }
 EOF
 start coredns "$bin/coredns" -conf "$dir/Corefile"
+
+# The API server listens on loopback; the `kubernetes` Service's endpoint is this address and
+# the API server's port (cluster.sh advertises it), relayed here to loopback.
+api_port=$(sed -n 's|^ *server: https://127.0.0.1:\([0-9]*\)$|\1|p' "$kubeconfig")
+[ -n "$api_port" ] || { log "no https://127.0.0.1:PORT server in $kubeconfig"; exit 1; }
+log "the API server relayed from $NODE_IP:$api_port (for pods)"
+start apiserver-relay "$bin/tcpforward" -listen "$NODE_IP:$api_port" -to "127.0.0.1:$api_port"
 echo "nameserver $NODE_IP" >"$dir/resolv.conf"
 
 for h in /sys/fs/cgroup/*/; do

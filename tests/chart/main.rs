@@ -57,6 +57,10 @@ const NON_DEFAULT: &[&str] = &[
     "operator.monitoringNamespace=prometheus",
     "--set",
     "image.tag=1.2.3",
+    "--set",
+    "operator.dns.namespace=dns",
+    "--set",
+    "operator.dns.addresses={169.254.20.10/32}",
 ];
 
 fn helm(args: &[&str]) -> String {
@@ -146,6 +150,16 @@ fn the_chart_lints_and_renders_with_default_and_other_values() {
     let parsed = healthsystem_operator::config::Config::parse(text, "chart").unwrap();
     assert_eq!(parsed.monitoring.namespace, "prometheus");
     assert!(parsed.platform_services.contains_key("e-referral"));
+    assert_eq!(parsed.dns.namespace, "dns");
+    assert_eq!(parsed.dns.addresses, ["169.254.20.10/32"]);
+    // The operator's own DNS egress follows the same values.
+    let policy = all.iter().find(|o| o["kind"] == "NetworkPolicy").unwrap();
+    let dns_peers = &policy["spec"]["egress"][1]["to"];
+    assert_eq!(
+        dns_peers[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "dns"
+    );
+    assert_eq!(dns_peers[1]["ipBlock"]["cidr"], "169.254.20.10/32");
 
     // A value outside the schema is refused.
     let out = Command::new(tool("helm"))

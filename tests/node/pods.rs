@@ -1,6 +1,8 @@
 //! One-shot pods on the real node: a script in one of the node's images, run under Pod
 //! Security `restricted` as uid 999, its output read back through the API server (the
 //! kubelet's log endpoint).
+// Each binary that includes it uses only some of these helpers.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -261,3 +261,24 @@ pub async fn install_monitoring_crds(client: &kube::Client) {
         .await;
     }
 }
+
+/// Imports an OCI archive into the real node's containerd (the `k8s.io` namespace the kubelet
+/// uses), as `ctr images import` does for the node's own images at its start.
+pub fn import_node_image(archive: &Path) {
+    let dir = kubeconfig().parent().expect("the cluster directory");
+    let socket = dir.join("node/containerd/containerd.sock");
+    let output = Command::new("ctr")
+        .arg("--address")
+        .arg(&socket)
+        .args(["-n", "k8s.io", "images", "import", "--all-platforms"])
+        .arg(archive)
+        .output()
+        .expect("ctr runs");
+    assert!(
+        output.status.success(),
+        "ctr images import {}: {}{}",
+        archive.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

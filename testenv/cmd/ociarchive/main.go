@@ -1,12 +1,14 @@
 // Command ociarchive turns one root filesystem tarball into an OCI image archive holding one
-// or more images that share that single layer and differ only by their configuration
-// (entrypoint, command, environment, user), ready for `ctr images import`. The local cluster
-// has no registry to pull from, so its images are made here from Debian packages.
+// or more images that share that base layer and differ by their configuration (entrypoint,
+// command, environment, user) and by optional layers of their own on top, ready for
+// `ctr images import`. The local cluster has no registry to pull from, so its images are
+// made here from Debian packages.
 //
 // Usage: ociarchive -layer rootfs.tar -spec images.json -out archive.tar
 //
 // images.json is a list of {"name": "localhost/x:tag", "entrypoint": [...], "cmd": [...],
-// "env": [...], "user": "999", "workingDir": "/"}.
+// "env": [...], "user": "999", "workingDir": "/", "layers": ["extra.tar"]}; layers are
+// uncompressed tarballs applied over the base in order.
 package main
 
 import (
@@ -29,6 +31,7 @@ type imageSpec struct {
 	Env        []string `json:"env,omitempty"`
 	User       string   `json:"user,omitempty"`
 	WorkingDir string   `json:"workingDir,omitempty"`
+	Layers     []string `json:"layers,omitempty"`
 }
 
 type descriptor struct {
@@ -55,10 +58,6 @@ func main() {
 		log.Fatalf("%s: %v", *specPath, err)
 	}
 
-	layerDigest, layerSize, err := digestFile(*layerPath)
-	if err != nil {
-		log.Fatal(err)
-	}
 	tmp := *outPath + ".tmp"
 	out, err := os.Create(tmp)
 	if err != nil {
@@ -66,10 +65,30 @@ func main() {
 	}
 	w := tar.NewWriter(out)
 	must(addBytes(w, "oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)))
-	must(addFile(w, blobPath(layerDigest), *layerPath, layerSize))
+	// Each layer file is written once, however many images use it.
+	layers := map[string]descriptor{}
+	layer := func(path string) descriptor {
+		if d, ok := layers[path]; ok {
+			return d
+		}
+		digest, size := must2(digestFile(path))
+		must(addFile(w, blobPath(digest), path, size))
+		d := descriptor{MediaType: "application/vnd.oci.image.layer.v1.tar", Digest: digest, Size: size}
+		layers[path] = d
+		return d
+	}
 
 	var manifests []descriptor
 	for _, s := range specs {
+		imageLayers := []descriptor{layer(*layerPath)}
+		for _, path := range s.Layers {
+			imageLayers = append(imageLayers, layer(path))
+		}
+		// Layers are uncompressed, so each one's diff ID is its digest.
+		var diffIDs []string
+		for _, l := range imageLayers {
+			diffIDs = append(diffIDs, l.Digest)
+		}
 		config := map[string]any{
 			"architecture": "amd64",
 			"os":           "linux",
@@ -80,18 +99,14 @@ func main() {
 				"User":       s.User,
 				"WorkingDir": s.WorkingDir,
 			},
-			"rootfs": map[string]any{"type": "layers", "diff_ids": []string{layerDigest}},
+			"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
 		}
 		configDesc := must1(addJSON(w, "application/vnd.oci.image.config.v1+json", config))
 		manifest := map[string]any{
 			"schemaVersion": 2,
 			"mediaType":     "application/vnd.oci.image.manifest.v1+json",
 			"config":        configDesc,
-			"layers": []descriptor{{
-				MediaType: "application/vnd.oci.image.layer.v1.tar",
-				Digest:    layerDigest,
-				Size:      layerSize,
-			}},
+			"layers":        imageLayers,
 		}
 		desc := must1(addJSON(w, "application/vnd.oci.image.manifest.v1+json", manifest))
 		tag := s.Name[strings.LastIndex(s.Name, ":")+1:]
@@ -177,4 +192,9 @@ func must(err error) {
 func must1[T any](v T, err error) T {
 	must(err)
 	return v
+}
+
+func must2[T, U any](v T, u U, err error) (T, U) {
+	must(err)
+	return v, u
 }

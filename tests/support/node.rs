@@ -1,0 +1,63 @@
+//! What tests on the real node share: its images, and the operator configuration that runs
+//! systems there (the node's images, its DNS address, requests small enough for one node).
+// Each binary uses only some of these helpers.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+
+use crate::cluster;
+use crate::corpus;
+
+/// The real node's images, read once.
+pub fn images() -> &'static BTreeMap<String, String> {
+    static IMAGES: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+    IMAGES.get_or_init(cluster::node_images)
+}
+
+/// The image of a variable of images.env.
+pub fn image(var: &str) -> String {
+    images()
+        .get(var)
+        .unwrap_or_else(|| panic!("{var} missing from images.env"))
+        .clone()
+}
+
+/// The operator's configuration on the real node: `config/operator.yaml` with the node's
+/// images, its DNS address, and database requests small enough for several systems on one
+/// 2-core node. PostgreSQL 16 and 17 have no image here (Debian 12 packages 15 only):
+/// systems in these tests use 15.
+pub fn operator_config() -> Value {
+    let defaults = std::fs::read_to_string(corpus::root().join("config/operator.yaml")).unwrap();
+    let mut config: Value = serde_saphyr::from_str(&defaults).unwrap();
+    for tier in ["small", "standard", "large"] {
+        let preset = &mut config["tiers"][tier];
+        preset["defaultCpuRequest"] = json!("25m");
+        preset["defaultMemoryRequest"] = json!("64Mi");
+        preset["databaseCpu"] = json!("50m");
+        preset["databaseMemory"] = json!("512Mi");
+    }
+    // The node's resolver is CoreDNS on the bridge address, not a pod of kube-system.
+    config["dns"]["addresses"] = json!(["10.244.0.1/32"]);
+    config["images"] = json!({
+        "postgres15": image("HS_IMAGE_POSTGRES15"),
+        "postgres16": "localhost/hs-testenv/postgres:16-not-built",
+        "postgres17": "localhost/hs-testenv/postgres:17-not-built",
+        "exporter": image("HS_IMAGE_EXPORTER"),
+    });
+    config
+}
+
+/// `examples/lab-biomedica.yaml` made small for the node: PostgreSQL 15, 1Gi, Small tier, no
+/// application.
+pub fn small_system(manifest: &mut Value) {
+    manifest["spec"]["database"]["version"] = json!("15");
+    manifest["spec"]["database"]["storage"] = json!("1Gi");
+    manifest["spec"]["database"]["storageClassName"] = json!("standard");
+    manifest["spec"]["tier"] = json!("Small");
+    let spec = manifest["spec"].as_object_mut().unwrap();
+    spec.remove("sizing");
+    spec.remove("application");
+}
