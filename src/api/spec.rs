@@ -158,12 +158,14 @@ pub struct Access {
     #[serde(default)]
     #[schemars(length(max = 20), inner(length(min = 1, max = 253)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.all(g, !g.startsWith('system:'))").message("groups starting with 'system:' are Kubernetes' own groups (system:authenticated is every user): name groups of the identity provider"))]
     pub admins: Vec<String>,
 
     /// Groups with read-only access to the system's namespace (the "view" role).
     #[serde(default)]
     #[schemars(length(max = 20), inner(length(min = 1, max = 253)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.all(g, !g.startsWith('system:'))").message("groups starting with 'system:' are Kubernetes' own groups (system:authenticated is every user): name groups of the identity provider"))]
     pub viewers: Vec<String>,
 }
 

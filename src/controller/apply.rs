@@ -63,6 +63,42 @@ fn same_object(live: &Value, desired: &Value) -> bool {
     }
 }
 
+/// The annotation that records which desired object was last applied (see
+/// [`stamp_fingerprint`]).
+pub const FINGERPRINT: &str = "sdc.gov.rs/applied-fingerprint";
+
+/// Records a fingerprint of the desired object on it. The compare with the live copy treats
+/// the desired object as a subset, so on its own it cannot see a field that was removed
+/// from the desired object; the fingerprint changes whenever anything is removed, so the
+/// object is applied again, and server-side apply removes what this manager no longer sends.
+pub fn stamp_fingerprint(object: &mut Value) {
+    let mut unstamped = object.clone();
+    if let Some(metadata) = unstamped.get_mut("metadata").and_then(Value::as_object_mut)
+        && let Some(annotations) = metadata
+            .get_mut("annotations")
+            .and_then(Value::as_object_mut)
+    {
+        annotations.remove(FINGERPRINT);
+        if annotations.is_empty() {
+            metadata.remove("annotations");
+        }
+    }
+    let fingerprint = format!("{:016x}", fnv1a(unstamped.to_string().as_bytes()));
+    let metadata = &mut object["metadata"];
+    if !metadata["annotations"].is_object() {
+        metadata["annotations"] = json!({});
+    }
+    metadata["annotations"][FINGERPRINT] = Value::String(fingerprint);
+}
+
+/// FNV-1a, 64 bits: stable across Rust releases (unlike `DefaultHasher`), so a new
+/// operator build does not rewrite every child of the fleet.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 fn is_empty(value: &Value) -> bool {
     match value {
         Value::Null => true,
@@ -117,6 +153,7 @@ pub async fn apply(
                 object["spec"]["volumeClaimTemplates"] = templates.clone();
             }
         }
+        stamp_fingerprint(&mut object);
         if live.as_ref().is_some_and(|l| same_object(l, &object)) {
             applied.unchanged += 1;
             continue;
@@ -326,6 +363,25 @@ mod tests {
             &json!({ "spec": { "ports": [{ "port": 1 }, { "port": 2 }] } })
         ));
         assert!(!contains(&live, &json!({ "spec": { "missing": 1 } })));
+    }
+
+    #[test]
+    fn the_fingerprint_changes_when_a_field_is_removed_and_only_then() {
+        let mut wide = json!({ "metadata": { "name": "p" }, "spec": { "from": [{ "namespaceSelector": { "a": "1" }, "podSelector": { "b": "2" } }] } });
+        let mut narrow = json!({ "metadata": { "name": "p" }, "spec": { "from": [{ "podSelector": { "b": "2" } }] } });
+        stamp_fingerprint(&mut wide);
+        stamp_fingerprint(&mut narrow);
+        let stamp = |v: &Value| v["metadata"]["annotations"][FINGERPRINT].clone();
+        assert_ne!(stamp(&wide), stamp(&narrow));
+        // The live wide object "contains" the narrow one: only the fingerprint tells.
+        assert!(!contains(&wide, &narrow));
+        let again = stamp(&narrow);
+        stamp_fingerprint(&mut narrow);
+        assert_eq!(
+            stamp(&narrow),
+            again,
+            "stamping twice gives the same fingerprint"
+        );
     }
 
     #[test]

@@ -150,7 +150,8 @@ pub fn watch(client: &Client, kinds: Vec<Kind>) -> (Stores, Vec<(ChildStream, Ap
                 .default_backoff()
                 .modify(|object: &mut DynamicObject| object.managed_fields_mut().clear()),
         )
-        .applied_objects();
+        // Deletions too: a child deleted by hand wakes its owner, which restores it at once.
+        .touched_objects();
         let (sender, receiver) = futures::channel::mpsc::unbounded();
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);

@@ -63,6 +63,9 @@ pub struct Observed {
     pub monitoring_api: bool,
     /// Platform services named in the spec that the configuration does not know.
     pub unknown_services: Vec<String>,
+    /// Network policies the system should have that are not in the cluster (deleted by
+    /// hand and not re-created yet, or refused).
+    pub missing_policies: Vec<String>,
 }
 
 /// Reads the state of `system`'s children.
@@ -164,6 +167,15 @@ pub async fn observe(
         application,
         monitoring_api,
         unknown_services: network::unknown_platform_services(system, config),
+        missing_policies: network::policies(system, config)
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .filter(|name| {
+                stores
+                    .get("networking.k8s.io/v1", "NetworkPolicy", ns, name)
+                    .is_none()
+            })
+            .collect(),
     })
 }
 
@@ -275,7 +287,17 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
         ),
     });
 
-    conditions.push(if observed.unknown_services.is_empty() {
+    conditions.push(if !observed.missing_policies.is_empty() {
+        cond(
+            types::NETWORK,
+            false,
+            "PolicyMissing",
+            format!(
+                "network policies not in place: {}",
+                observed.missing_policies.join(", ")
+            ),
+        )
+    } else if observed.unknown_services.is_empty() {
         cond(
             types::NETWORK,
             true,

@@ -586,3 +586,119 @@ async fn a_backup_older_than_the_rpo_makes_backup_ready_false() {
         finished
     );
 }
+
+/// Issue 11, defect 4: a child deleted by hand is restored within seconds, not at the next
+/// resync (10 minutes), whatever its kind; nothing else is needed to wake the owner.
+#[tokio::test]
+async fn a_child_deleted_by_hand_is_restored_within_seconds() {
+    let client = client().await;
+    let name = create(&client, "lab-biomedica.yaml", |_| {}).await;
+    wait_ready(&client, &name).await;
+    let namespace = ns(&name);
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &namespace);
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), &namespace);
+    let quotas = Api::<ResourceQuota>::namespaced(client.clone(), &namespace);
+    let before = (
+        policies.get("default-deny").await.unwrap().uid(),
+        bindings.get("hs-admins").await.unwrap().uid(),
+        quotas.get("quota").await.unwrap().uid(),
+    );
+    policies
+        .delete("default-deny", &DeleteParams::default())
+        .await
+        .unwrap();
+    bindings
+        .delete("hs-admins", &DeleteParams::default())
+        .await
+        .unwrap();
+    quotas
+        .delete("quota", &DeleteParams::default())
+        .await
+        .unwrap();
+    until(
+        "the deleted policy, binding and quota re-created",
+        Duration::from_secs(30),
+        || async {
+            let now = (
+                policies
+                    .get_opt("default-deny")
+                    .await
+                    .map_err(|e| e.to_string())?,
+                bindings
+                    .get_opt("hs-admins")
+                    .await
+                    .map_err(|e| e.to_string())?,
+                quotas.get_opt("quota").await.map_err(|e| e.to_string())?,
+            );
+            match now {
+                (Some(p), Some(b), Some(q))
+                    if p.uid() != before.0 && b.uid() != before.1 && q.uid() != before.2 =>
+                {
+                    Ok(())
+                }
+                other => Err(format!(
+                    "policy {:?}, binding {:?}, quota {:?}",
+                    other.0.map(|o| o.uid()),
+                    other.1.map(|o| o.uid()),
+                    other.2.map(|o| o.uid())
+                )),
+            }
+        },
+    )
+    .await;
+}
+
+/// Issue 11, defect 5: a field removed from the spec is removed from the child. Removing the
+/// namespaceSelector of an allowFrom entry narrows the ingress to the system's own pods; the
+/// policy must not keep the wider rule.
+#[tokio::test]
+async fn a_field_removed_from_the_spec_is_removed_from_the_child() {
+    let client = client().await;
+    let source = json!({
+        "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "sdc-ingress" } },
+        "podSelector": { "matchLabels": { "app": "proxy" } },
+    });
+    let name = create(&client, "poliklinika-medicus.yaml", |m| {
+        m["spec"]["network"]["allowFrom"] = json!([source]);
+    })
+    .await;
+    wait_ready(&client, &name).await;
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns(&name));
+    let peer = |policy: &NetworkPolicy| {
+        serde_json::to_value(
+            &policy.spec.as_ref().unwrap().ingress.as_ref().unwrap()[0]
+                .from
+                .as_ref()
+                .unwrap()[0],
+        )
+        .unwrap()
+    };
+    let live = policies.get("application-ingress").await.unwrap();
+    assert_eq!(peer(&live), source);
+
+    Api::<HealthSystem>::all(client.clone())
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "network": { "allowFrom": [{ "podSelector": source["podSelector"] }] } } })),
+        )
+        .await
+        .unwrap();
+    until(
+        "the namespaceSelector removed from the policy",
+        MINUTE,
+        || async {
+            let live = policies
+                .get("application-ingress")
+                .await
+                .map_err(|e| e.to_string())?;
+            let peer = peer(&live);
+            if peer == json!({ "podSelector": source["podSelector"] }) {
+                Ok(())
+            } else {
+                Err(peer.to_string())
+            }
+        },
+    )
+    .await;
+}
