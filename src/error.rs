@@ -16,6 +16,9 @@ pub enum Error {
     /// The system's namespace is being deleted; cleanup waits for it to go.
     #[error("namespace {0} is still terminating")]
     NamespaceTerminating(String),
+    /// The namespace exists and is not this HealthSystem's: nothing is written into it.
+    #[error("{0}")]
+    NamespaceNotOwned(String),
     /// The operating system could not provide randomness for credentials.
     #[error("cannot generate credentials: {0}")]
     Random(String),
@@ -30,6 +33,7 @@ impl Error {
             Self::Finalizer(_) => "finalizer",
             Self::InvalidSpec(_) => "invalid_spec",
             Self::NamespaceTerminating(_) => "namespace_terminating",
+            Self::NamespaceNotOwned(_) => "namespace_not_owned",
             Self::Random(_) => "random",
         }
     }

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use tracing::{debug, info};
 
 use super::children::Stores;
-use super::credentials;
+use super::{credentials, ownership};
 use crate::error::{Error, Result};
-use crate::resources::labels::{HEALTHSYSTEM, MANAGER};
+use crate::resources::labels::{MANAGER, OWNER_UID};
 use crate::resources::{Desired, database};
 
 /// What one apply pass did, for logs and metrics.
@@ -71,6 +71,15 @@ pub const FINGERPRINT: &str = "sdc.gov.rs/applied-fingerprint";
 /// the desired object as a subset, so on its own it cannot see a field that was removed
 /// from the desired object; the fingerprint changes whenever anything is removed, so the
 /// object is applied again, and server-side apply removes what this manager no longer sends.
+/// Sets the annotation `key` of a manifest.
+fn annotate(object: &mut Value, key: &str, value: &str) {
+    let metadata = &mut object["metadata"];
+    if !metadata["annotations"].is_object() {
+        metadata["annotations"] = json!({});
+    }
+    metadata["annotations"][key] = Value::String(value.to_string());
+}
+
 pub fn stamp_fingerprint(object: &mut Value) {
     let mut unstamped = object.clone();
     if let Some(metadata) = unstamped.get_mut("metadata").and_then(Value::as_object_mut)
@@ -84,11 +93,7 @@ pub fn stamp_fingerprint(object: &mut Value) {
         }
     }
     let fingerprint = format!("{:016x}", fnv1a(unstamped.to_string().as_bytes()));
-    let metadata = &mut object["metadata"];
-    if !metadata["annotations"].is_object() {
-        metadata["annotations"] = json!({});
-    }
-    metadata["annotations"][FINGERPRINT] = Value::String(fingerprint);
+    annotate(object, FINGERPRINT, &fingerprint);
 }
 
 /// FNV-1a, 64 bits: stable across Rust releases (unlike `DefaultHasher`), so a new
@@ -108,20 +113,28 @@ fn is_empty(value: &Value) -> bool {
     }
 }
 
-/// Applies `desired` for the HealthSystem `system_name`; `monitoring` says whether the
-/// monitoring.coreos.com API is served.
+/// Applies `desired` for the HealthSystem `system_name` whose UID is `uid`; `monitoring`
+/// says whether the monitoring.coreos.com API is served. Nothing is written unless the
+/// namespace is this system's ([`ownership`]).
 pub async fn apply(
     client: &Client,
     stores: &Stores,
     system_name: &str,
+    uid: &str,
     desired: &Desired,
     monitoring: bool,
 ) -> Result<Applied> {
     let mut applied = Applied::default();
     let namespace = desired.namespace.metadata.name.clone().unwrap_or_default();
+    let mut owned_namespace = desired.namespace.clone();
+    owned_namespace
+        .annotations_mut()
+        .insert(OWNER_UID.into(), uid.into());
+    ownership::ensure_namespace(client, stores, system_name, uid, &owned_namespace).await?;
     let mut wanted: HashSet<(String, String)> = HashSet::new();
 
     for mut object in desired.manifests() {
+        annotate(&mut object, OWNER_UID, uid);
         let api_version = object["apiVersion"]
             .as_str()
             .unwrap_or_default()
@@ -133,7 +146,11 @@ pub async fn apply(
             .to_string();
         wanted.insert((format!("{api_version}/{kind}"), name.clone()));
         if kind == "Secret" && name == database::SECRET {
-            if ensure_credentials(client, stores, &desired.database_secret).await? {
+            let mut secret = desired.database_secret.clone();
+            secret
+                .annotations_mut()
+                .insert(OWNER_UID.into(), uid.into());
+            if ensure_credentials(client, stores, &secret).await? {
                 applied.written += 1;
                 applied.written_kinds.push(kind);
             }
@@ -175,7 +192,7 @@ pub async fn apply(
         applied.written += 1;
         applied.written_kinds.push("PersistentVolumeClaim".into());
     }
-    applied.pruned += prune(client, stores, system_name, &namespace, &wanted).await?;
+    applied.pruned += prune(client, stores, uid, &namespace, &wanted).await?;
     Ok(applied)
 }
 
@@ -300,11 +317,12 @@ async fn grow_data_claim(
 }
 
 /// Deletes our objects in the system's namespace that the desired set no longer has (a
-/// feature switched off). Only prunable kinds: never the namespace, a claim, a Secret or a Job.
+/// feature switched off): only those that carry this system's UID, and only prunable kinds:
+/// never the namespace, a claim, a Secret or a Job.
 async fn prune(
     client: &Client,
     stores: &Stores,
-    system_name: &str,
+    uid: &str,
     namespace: &str,
     wanted: &HashSet<(String, String)>,
 ) -> Result<usize> {
@@ -315,7 +333,7 @@ async fn prune(
         }
         let key = format!("{}/{}", kind.resource.api_version, kind.resource.kind);
         for object in store.state() {
-            let ours = object.labels().get(HEALTHSYSTEM).map(String::as_str) == Some(system_name);
+            let ours = object.annotations().get(OWNER_UID).map(String::as_str) == Some(uid);
             let here = object.namespace().as_deref() == Some(namespace);
             if !ours || !here || wanted.contains(&(key.clone(), object.name_any())) {
                 continue;

@@ -1,9 +1,11 @@
 //! The finalizer's work when a HealthSystem is deleted. `Retain` (the default) deletes
 //! nothing: namespace, volumes, data and credentials stay, and a HealthSystem re-created
 //! under the same name takes them over as they are. `Delete` removes the namespace, and the
-//! finalizer is released only once the namespace is gone.
+//! finalizer is released only once the namespace is gone; a namespace that does not carry
+//! this HealthSystem's UID is never deleted.
 
 use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use kube::runtime::controller::Action;
 use tracing::info;
@@ -11,7 +13,7 @@ use tracing::info;
 use super::context::Context;
 use crate::api::{DeletionPolicy, HealthSystem};
 use crate::error::{Error, Result};
-use crate::resources::labels::{self, HEALTHSYSTEM};
+use crate::resources::labels::{self, OWNER_UID};
 
 /// Runs the deletion policy of `system`. Tolerates an apply that never ran.
 pub async fn cleanup(system: &HealthSystem, ctx: &Context) -> Result<Action> {
@@ -30,14 +32,10 @@ pub async fn cleanup(system: &HealthSystem, ctx: &Context) -> Result<Action> {
                 info!(namespace, "deleted with Delete: namespace gone");
                 return Ok(Action::await_change());
             };
-            // Only a namespace this system owns: never one that merely has the same name.
-            let ours = existing
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(HEALTHSYSTEM))
-                .map(String::as_str)
-                == Some(labels::name(system));
+            // Only the namespace created for (or adopted by) this very HealthSystem, judged
+            // by its UID: never one that merely has the same name or our labels.
+            let ours = existing.annotations().get(OWNER_UID).is_some()
+                && existing.annotations().get(OWNER_UID) == system.metadata.uid.as_ref();
             if !ours {
                 info!(
                     namespace,

@@ -8,6 +8,7 @@ pub mod cleanup;
 pub mod context;
 pub mod credentials;
 pub mod leader;
+pub mod ownership;
 pub mod reconcile;
 pub mod status;
 

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::runtime::events::{self, EventType};
 use kube::runtime::finalizer::{self, Event};
+use kube::{Resource, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
 use super::context::Context;
@@ -49,15 +50,24 @@ pub async fn reconcile(system: Arc<HealthSystem>, ctx: Arc<Context>) -> Result<A
 
 async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     let name = system.name_any();
+    let uid = system.uid().unwrap_or_default();
     let desired = Desired::build(system, &ctx.config);
-    let applied = apply::apply(
+    let applied = match apply::apply(
         &ctx.client,
         &ctx.stores,
         &name,
+        &uid,
         &desired,
         ctx.monitoring_api,
     )
-    .await?;
+    .await
+    {
+        Ok(applied) => applied,
+        Err(Error::NamespaceNotOwned(reason)) => {
+            return namespace_not_owned(system, ctx, reason).await;
+        }
+        Err(e) => return Err(e),
+    };
     for kind in &applied.written_kinds {
         ctx.metrics.writes.with_label_values(&[kind]).inc();
     }
@@ -95,6 +105,57 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
         .map_or(RESYNC, |deadline| deadline.min(RESYNC));
     Ok(Action::requeue(wait))
 }
+
+/// The system names a namespace that is not its own: nothing was written; status and a
+/// Warning event say why, and it is looked at again now and then (the namespace may go).
+async fn namespace_not_owned(
+    system: &HealthSystem,
+    ctx: &Context,
+    reason: String,
+) -> Result<Action> {
+    warn!(%reason, "namespace not owned: nothing written");
+    ctx.metrics
+        .errors
+        .with_label_values(&[Error::NamespaceNotOwned(String::new()).category()])
+        .inc();
+    let observed = status::Observed {
+        namespace_not_owned: Some(reason.clone()),
+        ..status::Observed::default()
+    };
+    let now =
+        Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
+    let new_status = status::evaluate(system, &observed, now);
+    let rpo = status::parse_rpo(&system.spec.backup.rpo).unwrap_or_default();
+    ctx.metrics
+        .set_system(system, &new_status, rpo.as_secs_f64());
+    let condition = |type_: &str| {
+        system
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_).cloned())
+    };
+    let was_not_owned = condition(status::types::NAMESPACE)
+        .is_some_and(|c| c.reason == status::NAMESPACE_NOT_OWNED);
+    let was_unready = condition(status::types::READY).is_some_and(|c| c.status == "False");
+    status::write_if_changed(&ctx.client, &ctx.recorder, system, new_status).await?;
+    // A Ready flip publishes its own event; otherwise say it here, once.
+    if !was_not_owned && was_unready {
+        let event = events::Event {
+            type_: EventType::Warning,
+            reason: status::NAMESPACE_NOT_OWNED.into(),
+            note: Some(reason),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &system.object_ref(&())).await {
+            warn!(error = %e, "event not published");
+        }
+    }
+    Ok(Action::requeue(NOT_OWNED_RETRY))
+}
+
+/// How often a system whose namespace is someone else's is looked at again.
+const NOT_OWNED_RETRY: Duration = Duration::from_secs(5 * 60);
 
 /// What to do after a failed reconcile: a spec that cannot work waits for a change, a
 /// namespace being deleted is checked again soon, anything else retries with a delay.

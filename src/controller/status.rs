@@ -38,9 +38,14 @@ pub mod types {
     pub const APPLICATION: &str = "ApplicationReady";
 }
 
+/// The NamespaceReady reason when the namespace belongs to someone else.
+pub const NAMESPACE_NOT_OWNED: &str = "NamespaceNotOwned";
+
 /// What the cluster reports about one system's children.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {
+    /// Why the namespace is not this system's, when it is not (nothing was written).
+    pub namespace_not_owned: Option<String>,
     /// Phase of the namespace; None when it does not exist.
     pub namespace_phase: Option<String>,
     /// Ready replicas of the database StatefulSet.
@@ -149,6 +154,7 @@ pub async fn observe(
     });
 
     Ok(Observed {
+        namespace_not_owned: None,
         namespace_phase: field(&namespace_object, "/status/phase")
             .and_then(|v| v.as_str().map(String::from)),
         database_ready_replicas: field(&statefulset, "/status/readyReplicas")
@@ -219,6 +225,12 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
     let mut conditions = Vec::new();
 
     conditions.push(match observed.namespace_phase.as_deref() {
+        _ if observed.namespace_not_owned.is_some() => cond(
+            types::NAMESPACE,
+            false,
+            NAMESPACE_NOT_OWNED,
+            observed.namespace_not_owned.clone().unwrap_or_default(),
+        ),
         Some("Active") => cond(
             types::NAMESPACE,
             true,

@@ -13,6 +13,11 @@ pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const HEALTHSYSTEM: &str = "sdc.gov.rs/healthsystem";
 /// The component of the system a child is part of (database, backup, application, ...).
 pub const COMPONENT: &str = "app.kubernetes.io/component";
+/// Annotation on every child: the UID of the HealthSystem that owns it. A name can be
+/// reused; a UID cannot, so this is what ownership is judged by.
+pub const OWNER_UID: &str = "sdc.gov.rs/healthsystem-uid";
+/// Annotation on an adopted namespace: the UID of the deleted HealthSystem it was kept from.
+pub const ADOPTED_FROM: &str = "sdc.gov.rs/adopted-from";
 
 /// Labels every child of `system` carries.
 pub fn common(system: &HealthSystem) -> BTreeMap<String, String> {

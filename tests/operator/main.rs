@@ -6,6 +6,7 @@
 mod cluster;
 #[path = "../support/corpus.rs"]
 mod corpus;
+mod identity;
 mod lifecycle;
 mod observability;
 #[path = "../support/operator.rs"]

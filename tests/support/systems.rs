@@ -25,7 +25,17 @@ pub async fn create(
     example: &str,
     edit: impl FnOnce(&mut Value),
 ) -> String {
-    let name = unique(prefix);
+    create_named(client, &unique(prefix), example, edit).await
+}
+
+/// Applies `examples/EXAMPLE` under the name `name`, after `edit`, and returns the name.
+pub async fn create_named(
+    client: &Client,
+    name: &str,
+    example: &str,
+    edit: impl FnOnce(&mut Value),
+) -> String {
+    let name = name.to_string();
     let mut manifest = read_manifest(&root().join("examples").join(example));
     manifest["metadata"]["name"] = json!(name);
     edit(&mut manifest);

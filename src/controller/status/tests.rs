@@ -113,3 +113,41 @@ fn merge_keeps_transition_times_unless_the_status_flips() {
     assert_eq!(get(&flipped, types::DATABASE).last_transition_time.0, t2);
     assert_eq!(get(&flipped, types::NAMESPACE).last_transition_time.0, t1);
 }
+
+#[test]
+fn a_missing_network_policy_means_not_isolated() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let observed = Observed {
+        missing_policies: vec!["default-deny".into()],
+        ..healthy()
+    };
+    let status = evaluate(&system("24h", now), &observed, now);
+    let network = get(&status, types::NETWORK);
+    assert_eq!(
+        (network.status.as_str(), network.reason.as_str()),
+        ("False", "PolicyMissing")
+    );
+    assert!(network.message.contains("default-deny"));
+    assert_eq!(get(&status, types::READY).status, "False");
+}
+
+#[test]
+fn a_namespace_of_someone_else_is_reported_before_anything_else() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let observed = Observed {
+        namespace_not_owned: Some("namespace hs-x belongs to HealthSystem x".into()),
+        ..Observed::default()
+    };
+    let status = evaluate(&system("24h", now), &observed, now);
+    let namespace = get(&status, types::NAMESPACE);
+    assert_eq!(namespace.reason, NAMESPACE_NOT_OWNED);
+    assert_eq!(
+        namespace.message,
+        "namespace hs-x belongs to HealthSystem x"
+    );
+    let ready = get(&status, types::READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", NAMESPACE_NOT_OWNED)
+    );
+}
