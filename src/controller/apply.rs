@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tracing::{debug, info};
 
 use super::children::Stores;
-use super::{credentials, ownership};
+use super::{credentials, ownership, takeback};
 use crate::error::{Error, Result};
 use crate::resources::labels::{MANAGER, OWNER_UID};
 use crate::resources::{Desired, database};
@@ -171,9 +171,19 @@ pub async fn apply(
             }
         }
         stamp_fingerprint(&mut object);
-        if live.as_ref().is_some_and(|l| same_object(l, &object)) {
+        let exact = stores
+            .kind(&api_version, &kind)
+            .is_some_and(|(k, _)| k.exact);
+        let foreign = exact
+            && live
+                .as_ref()
+                .is_some_and(|l| takeback::has_foreign_additions(l, &object));
+        if !foreign && live.as_ref().is_some_and(|l| same_object(l, &object)) {
             applied.unchanged += 1;
             continue;
+        }
+        if foreign {
+            take_ownership(client, stores, &api_version, &kind, &namespace, &name).await?;
         }
         write(
             client,
@@ -205,19 +215,7 @@ async fn write(
     name: &str,
     object: &Value,
 ) -> Result<()> {
-    let resource = match stores.kind(api_version, kind) {
-        Some((k, _)) => k.resource.clone(),
-        None => {
-            return Err(Error::InvalidSpec(format!(
-                "{api_version} {kind} is not a managed kind"
-            )));
-        }
-    };
-    let api: Api<DynamicObject> = if kind == "Namespace" {
-        Api::all_with(client.clone(), &resource)
-    } else {
-        Api::namespaced_with(client.clone(), namespace, &resource)
-    };
+    let api = dynamic_api(client, stores, api_version, kind, namespace)?;
     // Force: these objects are ours alone, and a hand edit (drift) must be taken back.
     api.patch(
         name,
@@ -227,6 +225,56 @@ async fn write(
     .await?;
     debug!(kind, name, namespace, "applied");
     Ok(())
+}
+
+/// Makes this operator the owner of the spec fields others added to an object, so that the
+/// apply that follows removes them ([`takeback`]). Guarded by the resourceVersion read.
+async fn take_ownership(
+    client: &Client,
+    stores: &Stores,
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<()> {
+    let api = dynamic_api(client, stores, api_version, kind, namespace)?;
+    let live = serde_json::to_value(api.get(name).await?).unwrap_or_default();
+    let entries = live
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let patch = json!({ "metadata": {
+        "resourceVersion": live["metadata"]["resourceVersion"],
+        "managedFields": takeback::transfer(&entries, api_version),
+    } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    info!(
+        kind,
+        name, namespace, "taking back spec fields others added"
+    );
+    Ok(())
+}
+
+/// The API of a managed kind, namespaced unless it is the Namespace.
+fn dynamic_api(
+    client: &Client,
+    stores: &Stores,
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+) -> Result<Api<DynamicObject>> {
+    let Some((k, _)) = stores.kind(api_version, kind) else {
+        return Err(Error::InvalidSpec(format!(
+            "{api_version} {kind} is not a managed kind"
+        )));
+    };
+    Ok(if k.namespaced {
+        Api::namespaced_with(client.clone(), namespace, &k.resource)
+    } else {
+        Api::all_with(client.clone(), &k.resource)
+    })
 }
 
 /// Creates the credentials Secret with a freshly generated password when, and only when, it

@@ -1,5 +1,6 @@
 //! The kinds of child the operator manages, each watched cluster-wide through our
-//! managed-by label (never every Secret of the cluster), with managedFields trimmed, into an
+//! managed-by label (never every Secret of the cluster), with managedFields trimmed to others'
+//! writes inside a spec, into an
 //! in-memory store the reconciler compares against before it writes anything.
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
+use super::takeback;
 use crate::resources::labels::{MANAGED_BY, MANAGER};
 use crate::resources::monitoring;
 
@@ -34,33 +36,37 @@ pub struct Kind {
     /// Namespace, a claim or a Secret (patient data and credentials), nor the Jobs the
     /// CronJob creates.
     pub prunable: bool,
+    /// Whether spec fields others add are taken back ([`super::takeback`]). Not for claims
+    /// (the volume binder writes their spec) nor for what is never applied (Secret, Job).
+    pub exact: bool,
 }
 
-fn kind<K: Resource<DynamicType = ()>>(namespaced: bool, prunable: bool) -> Kind {
+fn kind<K: Resource<DynamicType = ()>>(namespaced: bool, prunable: bool, exact: bool) -> Kind {
     Kind {
         resource: ApiResource::erase::<K>(&()),
         namespaced,
         prunable,
+        exact,
     }
 }
 
 /// Every kind the operator creates or reads back, the monitoring ones last.
 pub fn kinds(with_monitoring: bool) -> Vec<Kind> {
     let mut kinds = vec![
-        kind::<Namespace>(false, false),
-        kind::<ResourceQuota>(true, true),
-        kind::<LimitRange>(true, true),
-        kind::<RoleBinding>(true, true),
-        kind::<ServiceAccount>(true, true),
-        kind::<NetworkPolicy>(true, true),
-        kind::<Secret>(true, false),
-        kind::<Service>(true, true),
-        kind::<StatefulSet>(true, true),
-        kind::<PodDisruptionBudget>(true, true),
-        kind::<PersistentVolumeClaim>(true, false),
-        kind::<CronJob>(true, true),
-        kind::<Job>(true, false),
-        kind::<Deployment>(true, true),
+        kind::<Namespace>(false, false, true),
+        kind::<ResourceQuota>(true, true, true),
+        kind::<LimitRange>(true, true, true),
+        kind::<RoleBinding>(true, true, true),
+        kind::<ServiceAccount>(true, true, true),
+        kind::<NetworkPolicy>(true, true, true),
+        kind::<Secret>(true, false, false),
+        kind::<Service>(true, true, true),
+        kind::<StatefulSet>(true, true, true),
+        kind::<PodDisruptionBudget>(true, true, true),
+        kind::<PersistentVolumeClaim>(true, false, false),
+        kind::<CronJob>(true, true, true),
+        kind::<Job>(true, false, false),
+        kind::<Deployment>(true, true, true),
     ];
     if with_monitoring {
         for resource in [
@@ -71,6 +77,7 @@ pub fn kinds(with_monitoring: bool) -> Vec<Kind> {
                 resource,
                 namespaced: true,
                 prunable: true,
+                exact: true,
             });
         }
     }
@@ -148,7 +155,12 @@ pub fn watch(client: &Client, kinds: Vec<Kind>) -> (Stores, Vec<(ChildStream, Ap
             writer,
             watcher(api, config)
                 .default_backoff()
-                .modify(|object: &mut DynamicObject| object.managed_fields_mut().clear()),
+                // Only others' writes inside a spec are kept: what takeback needs to see.
+                .modify(|object: &mut DynamicObject| {
+                    object
+                        .managed_fields_mut()
+                        .retain(takeback::is_foreign_spec_entry)
+                }),
         )
         // Deletions too: a child deleted by hand wakes its owner, which restores it at once.
         .touched_objects();

@@ -11,6 +11,7 @@ pub mod leader;
 pub mod ownership;
 pub mod reconcile;
 pub mod status;
+pub mod takeback;
 
 use std::sync::Arc;
 

@@ -702,3 +702,111 @@ async fn a_field_removed_from_the_spec_is_removed_from_the_child() {
     )
     .await;
 }
+
+/// Issue 11, defect 5: what someone else adds inside a child's spec is taken back (a
+/// default-deny narrowed to some pods, an extra label on a policy's selector, a sidecar in
+/// the database pod), while labels and annotations others add to the objects stay.
+#[tokio::test]
+async fn additions_by_others_inside_a_spec_are_removed_and_their_labels_kept() {
+    let client = client().await;
+    let name = create(&client, "lab-biomedica.yaml", |_| {}).await;
+    wait_ready(&client, &name).await;
+    let namespace = ns(&name);
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &namespace);
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), &namespace);
+    let by_hand = PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..PatchParams::default()
+    };
+    let deny_before = policies.get("default-deny").await.unwrap().spec;
+    let ingress_before = policies.get("database-ingress").await.unwrap().spec;
+    let containers_before: Vec<String> = statefulsets
+        .get("database")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+
+    policies
+        .patch(
+            "default-deny",
+            &by_hand,
+            &Patch::Merge(json!({
+                "metadata": { "labels": { "team": "sre" }, "annotations": { "note": "kept" } },
+                "spec": { "podSelector": { "matchLabels": { "app": "only-this" } } }
+            })),
+        )
+        .await
+        .unwrap();
+    policies
+        .patch(
+            "database-ingress",
+            &by_hand,
+            &Patch::Merge(
+                json!({ "spec": { "podSelector": { "matchLabels": { "extra": "1" } } } }),
+            ),
+        )
+        .await
+        .unwrap();
+    // A strategic merge patch adds to the containers list (merged by name).
+    let sidecar = json!({ "spec": { "template": { "spec": { "containers": [
+        { "name": "sidecar", "image": "registry.invalid/sidecar:1" }
+    ] } } } });
+    statefulsets
+        .patch("database", &by_hand, &Patch::Strategic(sidecar))
+        .await
+        .unwrap();
+
+    until("the additions taken back", MINUTE, || async {
+        let deny = policies
+            .get("default-deny")
+            .await
+            .map_err(|e| e.to_string())?;
+        let ingress = policies
+            .get("database-ingress")
+            .await
+            .map_err(|e| e.to_string())?;
+        let containers: Vec<String> = statefulsets
+            .get("database")
+            .await
+            .map_err(|e| e.to_string())?
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        if deny.spec == deny_before
+            && ingress.spec == ingress_before
+            && containers == containers_before
+        {
+            Ok(deny)
+        } else {
+            Err(format!(
+                "deny {:?}, ingress {:?}, containers {containers:?}",
+                deny.spec.map(|s| s.pod_selector),
+                ingress.spec.map(|s| s.pod_selector)
+            ))
+        }
+    })
+    .await;
+    // Others' labels and annotations stay, through more passes of the reconciler.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deny = policies.get("default-deny").await.unwrap();
+    assert_eq!(deny.labels().get("team").map(String::as_str), Some("sre"));
+    assert_eq!(
+        deny.annotations().get("note").map(String::as_str),
+        Some("kept")
+    );
+    assert_eq!(deny.spec, deny_before);
+}
