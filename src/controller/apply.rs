@@ -12,9 +12,9 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{debug, info};
 
-use super::children::Stores;
+use super::children::{Kind, Stores};
 use super::{credentials, ownership, takeback};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::resources::labels::{MANAGER, OWNER_UID};
 use crate::resources::{Desired, database};
 
@@ -113,28 +113,27 @@ fn is_empty(value: &Value) -> bool {
     }
 }
 
-/// Applies `desired` for the HealthSystem `system_name` whose UID is `uid`; `monitoring`
-/// says whether the monitoring.coreos.com API is served. Nothing is written unless the
-/// namespace is this system's ([`ownership`]).
+/// Applies `desired` for the HealthSystem `system_name` whose UID is `uid` (the builders
+/// record it on every child). Nothing is written unless the namespace is this system's
+/// ([`ownership`]); the credentials are created once; a kind that is not watched (the
+/// monitoring kinds where their API is not served) is skipped.
 pub async fn apply(
     client: &Client,
     stores: &Stores,
     system_name: &str,
     uid: &str,
     desired: &Desired,
-    monitoring: bool,
 ) -> Result<Applied> {
     let mut applied = Applied::default();
     let namespace = desired.namespace.metadata.name.clone().unwrap_or_default();
-    let mut owned_namespace = desired.namespace.clone();
-    owned_namespace
-        .annotations_mut()
-        .insert(OWNER_UID.into(), uid.into());
-    ownership::ensure_namespace(client, stores, system_name, uid, &owned_namespace).await?;
+    ownership::ensure_namespace(client, stores, system_name, uid, &desired.namespace).await?;
+    if ensure_credentials(client, stores, &desired.database_secret).await? {
+        applied.written += 1;
+        applied.written_kinds.push("Secret".into());
+    }
     let mut wanted: HashSet<(String, String)> = HashSet::new();
 
-    for mut object in desired.manifests() {
-        annotate(&mut object, OWNER_UID, uid);
+    for mut object in desired.applied_manifests() {
         let api_version = object["apiVersion"]
             .as_str()
             .unwrap_or_default()
@@ -145,35 +144,21 @@ pub async fn apply(
             .unwrap_or_default()
             .to_string();
         wanted.insert((format!("{api_version}/{kind}"), name.clone()));
-        if kind == "Secret" && name == database::SECRET {
-            let mut secret = desired.database_secret.clone();
-            secret
-                .annotations_mut()
-                .insert(OWNER_UID.into(), uid.into());
-            if ensure_credentials(client, stores, &secret).await? {
-                applied.written += 1;
-                applied.written_kinds.push(kind);
-            }
+        let Some((kind_info, _)) = stores.kind(&api_version, &kind) else {
+            debug!(api_version, kind, name, "kind not served: skipped");
             continue;
-        }
-        if api_version.starts_with("monitoring.coreos.com/") && !monitoring {
-            continue;
-        }
+        };
         let live = stores.get(&api_version, &kind, Some(&namespace), &name);
         let live = live.map(|l| serde_json::to_value(&*l).unwrap_or(Value::Null));
-        if kind == "StatefulSet" {
-            // Claim templates are immutable: keep the live ones; the claim itself grows below.
-            if let Some(templates) = live
-                .as_ref()
-                .and_then(|l| l.pointer("/spec/volumeClaimTemplates"))
+        for pointer in kind_info.keep_from_live {
+            if let Some(value) = live.as_ref().and_then(|l| l.pointer(pointer))
+                && let Some(slot) = object.pointer_mut(pointer)
             {
-                object["spec"]["volumeClaimTemplates"] = templates.clone();
+                *slot = value.clone();
             }
         }
+        let exact = kind_info.exact;
         stamp_fingerprint(&mut object);
-        let exact = stores
-            .kind(&api_version, &kind)
-            .is_some_and(|(k, _)| k.exact);
         let foreign = exact
             && live
                 .as_ref()
@@ -182,19 +167,11 @@ pub async fn apply(
             applied.unchanged += 1;
             continue;
         }
+        let api = kind_api(client, kind_info, &namespace);
         if foreign {
-            take_ownership(client, stores, &api_version, &kind, &namespace, &name).await?;
+            take_ownership(&api, &api_version, &name).await?;
         }
-        write(
-            client,
-            stores,
-            &api_version,
-            &kind,
-            &namespace,
-            &name,
-            &object,
-        )
-        .await?;
+        write(&api, &name, &object).await?;
         applied.written += 1;
         applied.written_kinds.push(kind);
     }
@@ -206,38 +183,22 @@ pub async fn apply(
     Ok(applied)
 }
 
-async fn write(
-    client: &Client,
-    stores: &Stores,
-    api_version: &str,
-    kind: &str,
-    namespace: &str,
-    name: &str,
-    object: &Value,
-) -> Result<()> {
-    let api = dynamic_api(client, stores, api_version, kind, namespace)?;
-    // Force: these objects are ours alone, and a hand edit (drift) must be taken back.
+/// Server-side apply of one object. Force: these objects are ours alone, and a hand edit
+/// (drift) must be taken back.
+async fn write(api: &Api<DynamicObject>, name: &str, object: &Value) -> Result<()> {
     api.patch(
         name,
         &PatchParams::apply(MANAGER).force(),
         &Patch::Apply(object),
     )
     .await?;
-    debug!(kind, name, namespace, "applied");
+    debug!(name, "applied");
     Ok(())
 }
 
 /// Makes this operator the owner of the spec fields others added to an object, so that the
 /// apply that follows removes them ([`takeback`]). Guarded by the resourceVersion read.
-async fn take_ownership(
-    client: &Client,
-    stores: &Stores,
-    api_version: &str,
-    kind: &str,
-    namespace: &str,
-    name: &str,
-) -> Result<()> {
-    let api = dynamic_api(client, stores, api_version, kind, namespace)?;
+async fn take_ownership(api: &Api<DynamicObject>, api_version: &str, name: &str) -> Result<()> {
     let live = serde_json::to_value(api.get(name).await?).unwrap_or_default();
     let entries = live
         .pointer("/metadata/managedFields")
@@ -250,31 +211,17 @@ async fn take_ownership(
     } });
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    info!(
-        kind,
-        name, namespace, "taking back spec fields others added"
-    );
+    info!(api_version, name, "taking back spec fields others added");
     Ok(())
 }
 
-/// The API of a managed kind, namespaced unless it is the Namespace.
-fn dynamic_api(
-    client: &Client,
-    stores: &Stores,
-    api_version: &str,
-    kind: &str,
-    namespace: &str,
-) -> Result<Api<DynamicObject>> {
-    let Some((k, _)) = stores.kind(api_version, kind) else {
-        return Err(Error::InvalidSpec(format!(
-            "{api_version} {kind} is not a managed kind"
-        )));
-    };
-    Ok(if k.namespaced {
-        Api::namespaced_with(client.clone(), namespace, &k.resource)
+/// The API of a managed kind, in `namespace` unless the kind is cluster-scoped.
+fn kind_api(client: &Client, kind: &Kind, namespace: &str) -> Api<DynamicObject> {
+    if kind.namespaced {
+        Api::namespaced_with(client.clone(), namespace, &kind.resource)
     } else {
-        Api::all_with(client.clone(), &k.resource)
-    })
+        Api::all_with(client.clone(), &kind.resource)
+    }
 }
 
 /// Creates the credentials Secret with a freshly generated password when, and only when, it

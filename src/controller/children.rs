@@ -39,6 +39,9 @@ pub struct Kind {
     /// Whether spec fields others add are taken back ([`super::takeback`]). Not for claims
     /// (the volume binder writes their spec) nor for what is never applied (Secret, Job).
     pub exact: bool,
+    /// Immutable fields (JSON pointers) whose live value is sent back as it is: a
+    /// StatefulSet's claim templates (the claim itself is grown instead).
+    pub keep_from_live: &'static [&'static str],
 }
 
 fn kind<K: Resource<DynamicType = ()>>(namespaced: bool, prunable: bool, exact: bool) -> Kind {
@@ -47,10 +50,12 @@ fn kind<K: Resource<DynamicType = ()>>(namespaced: bool, prunable: bool, exact: 
         namespaced,
         prunable,
         exact,
+        keep_from_live: &[],
     }
 }
 
-/// Every kind the operator creates or reads back, the monitoring ones last.
+/// Every kind the operator creates or reads back, the monitoring ones last (only when the
+/// monitoring.coreos.com API is served: a kind that is not watched is not applied).
 pub fn kinds(with_monitoring: bool) -> Vec<Kind> {
     let mut kinds = vec![
         kind::<Namespace>(false, false, true),
@@ -61,7 +66,10 @@ pub fn kinds(with_monitoring: bool) -> Vec<Kind> {
         kind::<NetworkPolicy>(true, true, true),
         kind::<Secret>(true, false, false),
         kind::<Service>(true, true, true),
-        kind::<StatefulSet>(true, true, true),
+        Kind {
+            keep_from_live: &["/spec/volumeClaimTemplates"],
+            ..kind::<StatefulSet>(true, true, true)
+        },
         kind::<PodDisruptionBudget>(true, true, true),
         kind::<PersistentVolumeClaim>(true, false, false),
         kind::<CronJob>(true, true, true),
@@ -78,6 +86,7 @@ pub fn kinds(with_monitoring: bool) -> Vec<Kind> {
                 namespaced: true,
                 prunable: true,
                 exact: true,
+                keep_from_live: &[],
             });
         }
     }

@@ -52,16 +52,7 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     let name = system.name_any();
     let uid = system.uid().unwrap_or_default();
     let desired = Desired::build(system, &ctx.config);
-    let applied = match apply::apply(
-        &ctx.client,
-        &ctx.stores,
-        &name,
-        &uid,
-        &desired,
-        ctx.monitoring_api,
-    )
-    .await
-    {
+    let applied = match apply::apply(&ctx.client, &ctx.stores, &name, &uid, &desired).await {
         Ok(applied) => applied,
         Err(Error::NamespaceNotOwned(reason)) => {
             return namespace_not_owned(system, ctx, reason).await;

@@ -9,12 +9,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::database::{PASSWORD_KEY, secret_env};
-use super::labels::{self, COMPONENT, HEALTHSYSTEM};
-use super::namespace::meta;
-use super::security::{container_security, pod_security};
+use super::database::PASSWORD_KEY;
+use super::labels;
+use super::metadata::component_meta;
+use super::pod::secret_env;
+use super::pod::{container_security, pod_security};
 use crate::api::{Application, HealthSystem};
-use std::collections::BTreeMap;
 
 /// Component label of the application pods.
 pub const COMPONENT_NAME: &str = "application";
@@ -22,14 +22,6 @@ pub const COMPONENT_NAME: &str = "application";
 pub const NAME: &str = "application";
 /// The UID the application runs as (non-root).
 const APP_UID: i64 = 10001;
-
-/// Labels selecting the application pods of `system`.
-pub fn selector(system: &HealthSystem) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (HEALTHSYSTEM.to_string(), labels::name(system).to_string()),
-        (COMPONENT.to_string(), COMPONENT_NAME.to_string()),
-    ])
-}
 
 /// The application Deployment. The database connection comes from the credentials Secret as
 /// DATABASE_HOST, DATABASE_PORT, DATABASE_NAME, DATABASE_USER and DATABASE_PASSWORD.
@@ -58,14 +50,12 @@ pub fn deployment(system: &HealthSystem, app: &Application) -> Deployment {
         security_context: Some(container_security()),
         ..Container::default()
     };
-    let mut metadata = meta(system, NAME);
-    metadata.labels = Some(labels::component(system, COMPONENT_NAME));
     Deployment {
-        metadata,
+        metadata: component_meta(system, NAME, COMPONENT_NAME),
         spec: Some(DeploymentSpec {
             replicas: Some(app.replicas),
             selector: LabelSelector {
-                match_labels: Some(selector(system)),
+                match_labels: Some(labels::selector(system, COMPONENT_NAME)),
                 ..LabelSelector::default()
             },
             template: PodTemplateSpec {
@@ -94,12 +84,10 @@ pub fn deployment(system: &HealthSystem, app: &Application) -> Deployment {
 
 /// The application's Service, on its own port.
 pub fn service(system: &HealthSystem, app: &Application) -> Service {
-    let mut metadata = meta(system, NAME);
-    metadata.labels = Some(labels::component(system, COMPONENT_NAME));
     Service {
-        metadata,
+        metadata: component_meta(system, NAME, COMPONENT_NAME),
         spec: Some(ServiceSpec {
-            selector: Some(selector(system)),
+            selector: Some(labels::selector(system, COMPONENT_NAME)),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
                 port: app.port,

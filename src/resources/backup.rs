@@ -9,10 +9,11 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::database::{self, PASSWORD_KEY, env, secret_env};
+use super::database::{self, PASSWORD_KEY};
 use super::labels;
-use super::namespace::meta;
-use super::security::{container_security, pod_security};
+use super::metadata::component_meta;
+use super::pod::{container_security, pod_security};
+use super::pod::{env, secret_env};
 use crate::api::HealthSystem;
 use crate::config::Config;
 
@@ -46,10 +47,8 @@ echo "backup $now complete: $(wc -c < "daily/$now.dump") bytes"
 /// The claim the dumps are kept on: as large as the database volume (dumps are compressed)
 /// and of the same class.
 pub fn claim(system: &HealthSystem) -> PersistentVolumeClaim {
-    let mut metadata = meta(system, NAME);
-    metadata.labels = Some(labels::component(system, COMPONENT_NAME));
     PersistentVolumeClaim {
-        metadata,
+        metadata: component_meta(system, NAME, COMPONENT_NAME),
         spec: Some(database::claim_spec(system)),
         ..PersistentVolumeClaim::default()
     }
@@ -87,10 +86,8 @@ pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {
         ..Container::default()
     };
     let pod_labels = labels::component(system, COMPONENT_NAME);
-    let mut metadata = meta(system, NAME);
-    metadata.labels = Some(pod_labels.clone());
     CronJob {
-        metadata,
+        metadata: component_meta(system, NAME, COMPONENT_NAME),
         spec: CronJobSpec {
             schedule: backup.schedule.trim().to_string(),
             concurrency_policy: Some("Forbid".into()),

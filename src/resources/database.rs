@@ -9,19 +9,19 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, Lifecycle,
-    LifecycleHandler, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretKeySelector, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    Container, ContainerPort, EmptyDirVolumeSource, ExecAction, Lifecycle, LifecycleHandler,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, Secret, Service, ServicePort, ServiceSpec, Volume,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::labels::{self, COMPONENT, HEALTHSYSTEM};
-use super::namespace::meta;
-use super::security::{container_security, pod_security};
+use super::labels::{self};
+use super::metadata::component_meta;
+use super::pod::{container_security, empty_dir, env, mount, pod_security, secret_env};
 use crate::api::HealthSystem;
 use crate::config::Config;
 
@@ -50,24 +50,15 @@ const POSTGRES_UID: i64 = 999;
 /// Size of the database's /dev/shm (memory, counted against the container's limit when used).
 const SHM_SIZE: &str = "1Gi";
 
-/// Labels selecting the database pods of `system`.
-pub fn selector(system: &HealthSystem) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (HEALTHSYSTEM.to_string(), labels::name(system).to_string()),
-        (COMPONENT.to_string(), COMPONENT_NAME.to_string()),
-    ])
-}
-
 /// The credentials Secret without its password: everything an application needs to connect.
 /// The controller adds the generated password when, and only when, it creates the Secret.
 pub fn secret(system: &HealthSystem) -> Secret {
     let namespace = labels::namespace(system);
-    let mut metadata = meta(system, SECRET);
-    metadata.labels = Some(labels::component(system, COMPONENT_NAME));
-    metadata.annotations = Some(BTreeMap::from([(
+    let mut metadata = component_meta(system, SECRET, COMPONENT_NAME);
+    metadata.annotations.get_or_insert_default().insert(
         "sdc.gov.rs/credentials".to_string(),
         "generated once by the operator; never rotated while this Secret exists".to_string(),
-    )]));
+    );
     Secret {
         metadata,
         string_data: Some(BTreeMap::from([
@@ -78,47 +69,6 @@ pub fn secret(system: &HealthSystem) -> Secret {
         ])),
         type_: Some("Opaque".into()),
         ..Secret::default()
-    }
-}
-
-/// An environment variable read from a key of the credentials Secret.
-pub fn secret_env(name: &str, key: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: SECRET.into(),
-                key: key.into(),
-                optional: Some(false),
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
-}
-
-/// A plain environment variable.
-pub fn env(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        ..EnvVar::default()
-    }
-}
-
-fn mount(name: &str, path: &str) -> VolumeMount {
-    VolumeMount {
-        name: name.into(),
-        mount_path: path.into(),
-        ..VolumeMount::default()
-    }
-}
-
-fn empty_dir(name: &str) -> Volume {
-    Volume {
-        name: name.into(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Volume::default()
     }
 }
 
@@ -194,7 +144,7 @@ fn pg_isready_probe(period: i32, failures: i32) -> Probe {
 pub fn stateful_set(system: &HealthSystem, config: &Config) -> StatefulSet {
     let database = &system.spec.database;
     let tier = config.tiers.get(system.spec.tier);
-    let selector = selector(system);
+    let selector = labels::selector(system, COMPONENT_NAME);
     let postgres = Container {
         name: "postgres".into(),
         image: Some(config.images.postgres(database.version).to_string()),
@@ -292,10 +242,8 @@ pub fn stateful_set(system: &HealthSystem, config: &Config) -> StatefulSet {
         security_context: Some(container_security()),
         ..Container::default()
     };
-    let mut metadata = meta(system, NAME);
-    metadata.labels = Some(labels::component(system, COMPONENT_NAME));
     StatefulSet {
-        metadata,
+        metadata: component_meta(system, NAME, COMPONENT_NAME),
         spec: Some(StatefulSetSpec {
             replicas: Some(1),
             service_name: Some(HEADLESS_SERVICE.into()),
@@ -391,36 +339,30 @@ fn service_port(name: &str, port: i32) -> ServicePort {
 
 /// The Service applications and backups connect to, and the headless one of the StatefulSet.
 pub fn services(system: &HealthSystem) -> Vec<Service> {
-    let service = |name: &str, headless: bool| {
-        let mut metadata = meta(system, name);
-        metadata.labels = Some(labels::component(system, COMPONENT_NAME));
-        Service {
-            metadata,
-            spec: Some(ServiceSpec {
-                selector: Some(selector(system)),
-                cluster_ip: headless.then(|| "None".to_string()),
-                ports: Some(vec![
-                    service_port("postgres", PORT),
-                    service_port("metrics", METRICS_PORT),
-                ]),
-                ..ServiceSpec::default()
-            }),
-            ..Service::default()
-        }
+    let service = |name: &str, headless: bool| Service {
+        metadata: component_meta(system, name, COMPONENT_NAME),
+        spec: Some(ServiceSpec {
+            selector: Some(labels::selector(system, COMPONENT_NAME)),
+            cluster_ip: headless.then(|| "None".to_string()),
+            ports: Some(vec![
+                service_port("postgres", PORT),
+                service_port("metrics", METRICS_PORT),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
     };
     vec![service(SERVICE, false), service(HEADLESS_SERVICE, true)]
 }
 
 /// Voluntary disruptions (a node drain) wait for an SRE rather than stop the only server.
 pub fn disruption_budget(system: &HealthSystem) -> PodDisruptionBudget {
-    let mut metadata = meta(system, NAME);
-    metadata.labels = Some(labels::component(system, COMPONENT_NAME));
     PodDisruptionBudget {
-        metadata,
+        metadata: component_meta(system, NAME, COMPONENT_NAME),
         spec: Some(PodDisruptionBudgetSpec {
             min_available: Some(IntOrString::Int(1)),
             selector: Some(LabelSelector {
-                match_labels: Some(selector(system)),
+                match_labels: Some(labels::selector(system, COMPONENT_NAME)),
                 ..LabelSelector::default()
             }),
             ..PodDisruptionBudgetSpec::default()

@@ -34,6 +34,14 @@ pub fn component(system: &HealthSystem, component: &str) -> BTreeMap<String, Str
     labels
 }
 
+/// Labels selecting the pods of `component` of `system` (Services, policies, monitors).
+pub fn selector(system: &HealthSystem, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (HEALTHSYSTEM.to_string(), name(system).to_string()),
+        (COMPONENT.to_string(), component.to_string()),
+    ])
+}
+
 /// The HealthSystem's name (validated non-empty at admission).
 pub fn name(system: &HealthSystem) -> &str {
     system.metadata.name.as_deref().unwrap_or_default()

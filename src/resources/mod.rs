@@ -5,11 +5,12 @@ pub mod application;
 pub mod backup;
 pub mod database;
 pub mod labels;
+pub mod metadata;
 pub mod monitoring;
 pub mod namespace;
 pub mod network;
+pub mod pod;
 pub mod rbac;
-pub mod security;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
@@ -95,8 +96,18 @@ impl Desired {
     }
 
     /// The children as complete manifests (apiVersion and kind set) in creation order: the
-    /// namespace first, the credentials before what uses them.
+    /// namespace first, the credentials before what uses them. What `render` prints.
     pub fn manifests(&self) -> Vec<Value> {
+        self.collect(true)
+    }
+
+    /// What the controller applies: every manifest but the credentials Secret, which is
+    /// created once, with its generated password, and never applied.
+    pub fn applied_manifests(&self) -> Vec<Value> {
+        self.collect(false)
+    }
+
+    fn collect(&self, with_secret: bool) -> Vec<Value> {
         let Self {
             namespace,
             quota,
@@ -118,7 +129,9 @@ impl Desired {
         out.extend(role_bindings.iter().map(manifest));
         out.extend(service_accounts.iter().map(manifest));
         out.extend(network_policies.iter().map(manifest));
-        out.push(manifest(database_secret));
+        if with_secret {
+            out.push(manifest(database_secret));
+        }
         out.extend(database_services.iter().map(manifest));
         out.push(manifest(database));
         out.push(manifest(database_budget));

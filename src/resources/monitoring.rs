@@ -6,8 +6,9 @@ use kube::api::DynamicObject;
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
+use super::database;
 use super::labels;
-use super::{database, namespace::meta};
+use super::metadata::component_meta;
 use crate::api::HealthSystem;
 
 /// The Prometheus Operator's API group and version.
@@ -31,8 +32,7 @@ pub fn prometheus_rule_resource() -> ApiResource {
 
 fn object(system: &HealthSystem, resource: &ApiResource, spec: serde_json::Value) -> DynamicObject {
     let mut object = DynamicObject::new("database", resource).data(json!({ "spec": spec }));
-    object.metadata = meta(system, "database");
-    object.metadata.labels = Some(labels::component(system, database::COMPONENT_NAME));
+    object.metadata = component_meta(system, "database", database::COMPONENT_NAME);
     object
 }
 
@@ -42,7 +42,7 @@ pub fn pod_monitor(system: &HealthSystem) -> DynamicObject {
         system,
         &pod_monitor_resource(),
         json!({
-            "selector": { "matchLabels": database::selector(system) },
+            "selector": { "matchLabels": labels::selector(system, database::COMPONENT_NAME) },
             "podMetricsEndpoints": [{ "port": "metrics", "interval": "30s" }]
         }),
     )

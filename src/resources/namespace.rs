@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::{
     LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::api::ObjectMeta;
 
 use super::labels;
+use super::metadata::meta;
 use crate::api::{HealthSystem, Ownership};
 use crate::config::Config;
 
@@ -40,16 +40,15 @@ pub fn namespace(system: &HealthSystem) -> Namespace {
         "sdc.gov.rs/tier".into(),
         format!("{:?}", system.spec.tier).to_lowercase(),
     );
+    let mut metadata = meta(system, &labels::namespace(system));
+    metadata.namespace = None;
+    metadata.labels = Some(labels);
+    metadata.annotations.get_or_insert_default().insert(
+        "sdc.gov.rs/display-name".to_string(),
+        institution.display_name.clone(),
+    );
     Namespace {
-        metadata: ObjectMeta {
-            name: Some(labels::namespace(system)),
-            labels: Some(labels),
-            annotations: Some(BTreeMap::from([(
-                "sdc.gov.rs/display-name".to_string(),
-                institution.display_name.clone(),
-            )])),
-            ..ObjectMeta::default()
-        },
+        metadata,
         ..Namespace::default()
     }
 }
@@ -106,15 +105,5 @@ pub fn limit_range(system: &HealthSystem, config: &Config) -> LimitRange {
                 ..LimitRangeItem::default()
             }],
         }),
-    }
-}
-
-/// Metadata of a namespaced child: its name, the system's namespace and our labels.
-pub fn meta(system: &HealthSystem, name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.to_string()),
-        namespace: Some(labels::namespace(system)),
-        labels: Some(labels::common(system)),
-        ..ObjectMeta::default()
     }
 }

@@ -12,8 +12,9 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::labels;
 use super::labels::{COMPONENT, HEALTHSYSTEM};
-use super::namespace::meta;
+use super::metadata::meta;
 use super::{application, backup, database};
 use crate::api::HealthSystem;
 use crate::config::Config;
@@ -113,7 +114,7 @@ pub fn policies(system: &HealthSystem, config: &Config) -> Vec<NetworkPolicy> {
     out.push(policy(
         system,
         "database-ingress",
-        match_labels(database::selector(system)),
+        match_labels(labels::selector(system, database::COMPONENT_NAME)),
         Some(vec![
             NetworkPolicyIngressRule {
                 from: Some(vec![pods_of(database_clients(system))]),
@@ -132,7 +133,10 @@ pub fn policies(system: &HealthSystem, config: &Config) -> Vec<NetworkPolicy> {
         database_clients(system),
         None,
         Some(vec![NetworkPolicyEgressRule {
-            to: Some(vec![pods_of(match_labels(database::selector(system)))]),
+            to: Some(vec![pods_of(match_labels(labels::selector(
+                system,
+                database::COMPONENT_NAME,
+            )))]),
             ports: Some(vec![tcp(database::PORT)]),
         }]),
     ));
@@ -153,7 +157,7 @@ pub fn policies(system: &HealthSystem, config: &Config) -> Vec<NetworkPolicy> {
             out.push(policy(
                 system,
                 "application-ingress",
-                match_labels(application::selector(system)),
+                match_labels(labels::selector(system, application::COMPONENT_NAME)),
                 Some(vec![NetworkPolicyIngressRule {
                     from: Some(sources),
                     ports: Some(vec![tcp(app.port)]),
@@ -197,7 +201,7 @@ pub fn policies(system: &HealthSystem, config: &Config) -> Vec<NetworkPolicy> {
             out.push(policy(
                 system,
                 "platform-services-egress",
-                match_labels(application::selector(system)),
+                match_labels(labels::selector(system, application::COMPONENT_NAME)),
                 None,
                 Some(services),
             ));

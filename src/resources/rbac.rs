@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 
-use super::namespace::meta;
+use super::metadata::meta;
 use crate::api::HealthSystem;
 
 /// One RoleBinding per role that has groups; none for an empty list.

@@ -30,6 +30,34 @@ fn all(system: &HealthSystem) -> Vec<Value> {
 }
 
 #[test]
+fn every_child_records_its_owners_uid_and_only_the_object_itself() {
+    let mut owned = system(json!({}));
+    owned.metadata.uid = Some("4f0c-uid".into());
+    for object in all(&owned) {
+        assert_eq!(
+            object["metadata"]["annotations"][labels::OWNER_UID],
+            "4f0c-uid",
+            "{object}"
+        );
+        // Pod templates carry labels only: adopting a system must not restart its pods.
+        let template = object
+            .pointer("/spec/template/metadata")
+            .or_else(|| object.pointer("/spec/jobTemplate/spec/template/metadata"));
+        if let Some(template) = template {
+            assert!(template.get("annotations").is_none(), "{object}");
+        }
+    }
+    // A manifest that was never created (render) has no UID to record.
+    for object in all(&system(json!({}))) {
+        assert!(
+            object["metadata"]["annotations"]
+                .get(labels::OWNER_UID)
+                .is_none()
+        );
+    }
+}
+
+#[test]
 fn every_child_is_labelled_and_in_the_system_namespace() {
     for object in all(&system(json!({}))) {
         let labels = &object["metadata"]["labels"];

@@ -703,6 +703,17 @@ async fn a_field_removed_from_the_spec_is_removed_from_the_child() {
     .await;
 }
 
+/// The names of the containers of a StatefulSet's pod template.
+fn container_names(statefulset: &StatefulSet) -> Vec<String> {
+    let template = statefulset.spec.as_ref().unwrap().template.spec.as_ref();
+    template
+        .unwrap()
+        .containers
+        .iter()
+        .map(|c| c.name.clone())
+        .collect()
+}
+
 /// Issue 11, defect 5: what someone else adds inside a child's spec is taken back (a
 /// default-deny narrowed to some pods, an extra label on a policy's selector, a sidecar in
 /// the database pod), while labels and annotations others add to the objects stay.
@@ -720,19 +731,7 @@ async fn additions_by_others_inside_a_spec_are_removed_and_their_labels_kept() {
     };
     let deny_before = policies.get("default-deny").await.unwrap().spec;
     let ingress_before = policies.get("database-ingress").await.unwrap().spec;
-    let containers_before: Vec<String> = statefulsets
-        .get("database")
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
-        .containers
-        .iter()
-        .map(|c| c.name.clone())
-        .collect();
+    let containers_before = container_names(&statefulsets.get("database").await.unwrap());
 
     policies
         .patch(
@@ -773,19 +772,12 @@ async fn additions_by_others_inside_a_spec_are_removed_and_their_labels_kept() {
             .get("database-ingress")
             .await
             .map_err(|e| e.to_string())?;
-        let containers: Vec<String> = statefulsets
-            .get("database")
-            .await
-            .map_err(|e| e.to_string())?
-            .spec
-            .unwrap()
-            .template
-            .spec
-            .unwrap()
-            .containers
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
+        let containers = container_names(
+            &statefulsets
+                .get("database")
+                .await
+                .map_err(|e| e.to_string())?,
+        );
         if deny.spec == deny_before
             && ingress.spec == ingress_before
             && containers == containers_before

@@ -46,7 +46,18 @@ const SELECTOR: &str = "app.kubernetes.io/name=healthsystem-operator";
 fn release_binary() -> PathBuf {
     let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("operator-release-build.log");
     let file = std::fs::File::create(&log).unwrap();
-    let status = Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    // What cargo test sets for test binaries (CARGO_PKG_*, CARGO_MANIFEST_DIR, the library
+    // path, ...) would make this build differ from `cargo build --release` and rebuild
+    // several crates each time one follows the other.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        let keep = matches!(name.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR");
+        if (name.starts_with("CARGO_") && !keep) || name == "LD_LIBRARY_PATH" {
+            cargo.env_remove(&name);
+        }
+    }
+    let status = cargo
         .args([
             "build",
             "--release",
