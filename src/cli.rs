@@ -1,6 +1,6 @@
 //! The command line: `run` reconciles HealthSystems, `crd` prints the
 //! CustomResourceDefinition, `render` prints what the operator would create for given
-//! manifests.
+//! manifests, `onboard` turns a migration inventory into HealthSystem manifests.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -59,6 +59,29 @@ enum Command {
         /// Manifest files, each with one or more YAML documents.
         files: Vec<PathBuf>,
         /// The operator's configuration file, as for `run`.
+        #[arg(long, env = "HS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Turn a migration inventory (CSV as spreadsheets export it) into one validated
+    /// HealthSystem manifest per importable system: to stdout as YAML documents, or one file
+    /// per system with --out. Every other row is reported on stderr as
+    /// FILE:LINE (INSTITUTION): COLUMN: MESSAGE, or as needing a conversion (not
+    /// PostgreSQL); then a summary by wave and ownership. Exits non-zero if any row is
+    /// invalid; nothing is written for a bad row.
+    Onboard {
+        /// The inventory file.
+        inventory: PathBuf,
+        /// Write `<system-id>.yaml` files into this directory instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only the systems of this migration wave (repeatable).
+        #[arg(long = "wave")]
+        waves: Vec<u32>,
+        /// Only this system id (repeatable).
+        #[arg(long = "only")]
+        only: Vec<String>,
+        /// The operator's configuration file, whose `onboarding` section holds the mapping
+        /// rules.
         #[arg(long, env = "HS_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -147,8 +170,61 @@ impl Cli {
                 print!("{out}");
                 Ok(())
             }
+            Command::Onboard {
+                inventory,
+                out,
+                waves,
+                only,
+                config,
+            } => onboard(&inventory, out.as_deref(), waves, only, config.as_ref()),
         }
     }
+}
+
+fn onboard(
+    inventory: &std::path::Path,
+    out: Option<&std::path::Path>,
+    waves: Vec<u32>,
+    only: Vec<String>,
+    config: Option<&PathBuf>,
+) -> anyhow::Result<()> {
+    let config = load_config(config)?;
+    let bytes =
+        std::fs::read(inventory).with_context(|| format!("cannot read {}", inventory.display()))?;
+    let selection = crate::onboard::Selection { waves, only };
+    let report = crate::onboard::onboard(
+        &bytes,
+        &inventory.display().to_string(),
+        &config,
+        &selection,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let mut stdout = String::new();
+    for (id, manifest) in report.manifests() {
+        let yaml = serde_saphyr::to_string(manifest).context("writing YAML")?;
+        match out {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                let path = dir.join(format!("{id}.yaml"));
+                std::fs::write(&path, format!("---\n{yaml}"))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            None => stdout.push_str(&format!("---\n{yaml}")),
+        }
+    }
+    print!("{stdout}");
+    for problem in report.problems() {
+        eprintln!("{problem}");
+    }
+    eprint!("{}", report.summary());
+    if report.has_errors() {
+        anyhow::bail!(
+            "some rows of {} are invalid (listed above)",
+            inventory.display()
+        );
+    }
+    Ok(())
 }
 
 /// The CRD as YAML, exactly as committed in `crds/healthsystem.yaml`.

@@ -61,6 +61,9 @@ pub struct Config {
     /// Every container image the operator runs, from the data centre's registry mirror.
     #[serde(default)]
     pub images: Images,
+    /// How `onboard` turns inventory rows into HealthSystems.
+    #[serde(default)]
+    pub onboarding: crate::onboard::OnboardingConfig,
 }
 
 impl Default for Config {
@@ -71,6 +74,7 @@ impl Default for Config {
             monitoring: MonitoringConfig::default(),
             dns: DnsConfig::default(),
             images: Images::default(),
+            onboarding: crate::onboard::OnboardingConfig::default(),
         }
     }
 }
@@ -333,6 +337,8 @@ fn default_platform_services() -> BTreeMap<String, PlatformService> {
         ("e-health-record".into(), service("10.210.1.0/24")),
         ("e-referral".into(), service("10.210.2.0/24")),
         ("e-sick-leave".into(), service("10.210.3.0/24")),
+        ("e-prescription".into(), service("10.210.4.0/24")),
+        ("e-health-card".into(), service("10.210.5.0/24")),
     ])
 }
 

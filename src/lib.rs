@@ -11,5 +11,6 @@ pub mod controller;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod onboard;
 pub mod render;
 pub mod resources;

@@ -348,3 +348,117 @@ fn every_dashboard_query_parses_and_uses_real_metrics() {
     }
     assert!(checked >= 20, "only {checked} queries checked");
 }
+
+/// The inventory of 470 systems (`../shared/inventory/`, copied as test data).
+fn inventory() -> std::path::PathBuf {
+    root().join("tests/data/sdc-inventory.csv")
+}
+
+/// Runs `onboard` on `file` into a fresh directory: (output, the files written by name).
+fn onboard(file: &std::path::Path) -> (Output, std::collections::BTreeMap<String, String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = operator(
+        &[
+            "onboard",
+            file.to_str().unwrap(),
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    let files = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    (out, files)
+}
+
+#[test]
+fn onboard_makes_a_valid_manifest_for_every_postgresql_row_and_reports_every_other() {
+    let csv = std::fs::read_to_string(inventory()).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    let postgres = rows.iter().filter(|r| r.contains(",postgresql,")).count();
+    let (out, files) = onboard(&inventory());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Two rows of the inventory share an id: both are refused, so the run fails.
+    assert!(!out.status.success(), "{stderr}");
+    let collisions: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(": system_id: ") && l.contains("is also the id of line"))
+        .collect();
+    assert_eq!(collisions.len(), 2, "{stderr}");
+    let conversions = stderr
+        .lines()
+        .filter(|l| l.contains(": db_engine: ") && l.contains("needs a conversion"))
+        .count();
+    assert_eq!(conversions, rows.len() - postgres, "{stderr}");
+    let prefix = format!("{}:", inventory().display());
+    let colliding_postgres = collisions.iter().filter(|l| {
+        let rest = l.strip_prefix(&prefix).unwrap();
+        let line: usize = rest[..rest.find(' ').unwrap()].parse().unwrap();
+        rows[line - 2].contains(",postgresql,")
+    });
+    assert_eq!(files.len(), postgres - colliding_postgres.count());
+    assert!(stderr.contains("total"), "a summary: {stderr}");
+    // Every manifest written is one admission accepts: `render` checks them the same way.
+    let dir = tempfile::tempdir().unwrap();
+    let all = dir.path().join("all.yaml");
+    std::fs::write(&all, files.values().cloned().collect::<String>()).unwrap();
+    let rendered = operator(&["render", all.to_str().unwrap()], None);
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+}
+
+#[test]
+fn onboard_reads_the_inventory_as_a_serbian_spreadsheet_exports_it() {
+    // BOM, CRLF, ';' between fields and decimal commas: the same manifests.
+    let csv = std::fs::read_to_string(inventory()).unwrap();
+    let mut exported = String::from("\u{feff}");
+    for line in csv.lines() {
+        let fields: Vec<String> = line
+            .split(',')
+            .enumerate()
+            .map(|(i, f)| {
+                if i == 10 {
+                    f.replace('.', ",")
+                } else {
+                    f.to_string()
+                }
+            })
+            .map(|f| {
+                if f.contains([',', ';']) {
+                    format!("\"{f}\"")
+                } else {
+                    f
+                }
+            })
+            .collect();
+        exported.push_str(&fields.join(";"));
+        exported.push_str("\r\n");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory-sr.csv");
+    std::fs::write(&path, exported).unwrap();
+    let (_, from_export) = onboard(&path);
+    let (_, from_original) = onboard(&inventory());
+    assert!(!from_original.is_empty());
+    assert_eq!(
+        from_export.keys().collect::<Vec<_>>(),
+        from_original.keys().collect::<Vec<_>>()
+    );
+    let differing: Vec<&String> = from_original
+        .iter()
+        .filter(|(name, text)| from_export[*name] != **text)
+        .map(|(name, _)| name)
+        .collect();
+    assert!(differing.is_empty(), "differ: {differing:?}");
+}

@@ -1,0 +1,177 @@
+//! Onboarding rules on small inline inventories.
+
+use super::*;
+
+const HEADER: &str = "system_id,institution,registry_id,ownership,kind,district,city,his_vendor,db_engine,db_version,db_size_gib,daily_patients,national_services,rpo_hours,admins_group,state,wave";
+
+fn run(rows: &[&str], selection: &Selection) -> Report {
+    let text = format!("{HEADER}\n{}\n", rows.join("\n"));
+    onboard(text.as_bytes(), "inv.csv", &Config::default(), selection).unwrap()
+}
+
+fn only_row(rows: &[&str]) -> RowReport {
+    let report = run(rows, &Selection::default());
+    assert_eq!(report.rows.len(), 1);
+    report.rows[0].clone()
+}
+
+fn manifest_of(row: &RowReport) -> &Value {
+    match &row.outcome {
+        Outcome::Manifest(m) => m,
+        other => panic!("no manifest: {other:?}"),
+    }
+}
+
+const GOOD: &str = "dz-cuprija,Дом здравља Ћуприја,07151950,Public,PrimaryCare,Pomoravski,Ćuprija,v1,postgresql,13,40.0,900,e-uput;izis;e-recept,8,dz-cuprija-admins,Planned,3";
+
+#[test]
+fn a_postgresql_row_becomes_a_valid_healthsystem_with_the_configured_rules() {
+    let row = only_row(&[GOOD]);
+    let m = manifest_of(&row);
+    assert_eq!(m["metadata"]["name"], "dz-cuprija");
+    assert_eq!(m["metadata"]["labels"]["sdc.gov.rs/migration-wave"], "3");
+    assert_eq!(
+        m["spec"]["institution"]["displayName"],
+        "Дом здравља Ћуприја"
+    );
+    assert_eq!(m["spec"]["institution"]["registryId"], "07151950");
+    assert_eq!(m["spec"]["tier"], "Standard");
+    // 40 GiB x 1.5, and 13 is older than what the API offers: the default version.
+    assert_eq!(m["spec"]["database"]["storage"], "60Gi");
+    assert_eq!(m["spec"]["database"]["version"], "16");
+    // RPO 8h: a dump every 4 hours.
+    assert_eq!(m["spec"]["backup"]["schedule"], "0 */4 * * *");
+    assert_eq!(m["spec"]["backup"]["rpo"], "8h");
+    assert_eq!(
+        m["spec"]["network"]["platformServices"],
+        json!(["e-referral", "e-health-record", "e-prescription"])
+    );
+    assert_eq!(m["spec"]["access"]["admins"], json!(["dz-cuprija-admins"]));
+    assert!(validate(m).is_ok());
+}
+
+#[test]
+fn a_missing_id_is_derived_from_the_cyrillic_name_and_city() {
+    let row = only_row(&[&GOOD.replacen("dz-cuprija", "", 1)]);
+    assert_eq!(row.id.as_deref(), Some("dom-zdravlja-cuprija"));
+    assert_eq!(
+        manifest_of(&row)["metadata"]["name"],
+        "dom-zdravlja-cuprija"
+    );
+}
+
+#[test]
+fn a_database_too_large_for_its_tier_moves_the_system_up() {
+    // A pharmacy is Small (200Gi quota): 150 GiB x 1.5 = 225Gi, twice that is over 2Ti? no:
+    // 450Gi fits Standard's 2Ti.
+    let row = only_row(&[&GOOD
+        .replace("PrimaryCare", "Pharmacy")
+        .replace("40.0", "150")]);
+    assert_eq!(manifest_of(&row)["spec"]["tier"], "Standard");
+}
+
+#[test]
+fn other_engines_are_reported_as_needing_a_conversion() {
+    let row = only_row(&[&GOOD.replace("postgresql,13", "mssql,2019")]);
+    let Outcome::NeedsConversion(why) = &row.outcome else {
+        panic!("{:?}", row.outcome)
+    };
+    assert!(why.contains("mssql 2019 is not PostgreSQL"), "{why}");
+}
+
+#[test]
+fn every_problem_of_a_bad_row_is_reported_by_column_and_nothing_is_made() {
+    let bad = GOOD
+        .replace("07151950", "7151950")
+        .replace("PrimaryCare", "Hospice")
+        .replace("e-uput;izis;e-recept", "e-uput;e-magic")
+        .replace(",8,dz-cuprija-admins", ",0,dz-cuprija-admins");
+    let report = run(&[&bad], &Selection::default());
+    assert!(report.has_errors());
+    assert_eq!(report.manifests().count(), 0);
+    let problems = report.problems();
+    let columns: Vec<&str> = problems
+        .iter()
+        .map(|p| p.split(": ").nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        columns,
+        ["registry_id", "kind", "rpo_hours", "national_services"],
+        "{problems:#?}"
+    );
+    assert!(
+        problems[0].starts_with("inv.csv:2 (Дом здравља Ћуприја): registry_id: \"7151950\""),
+        "{}",
+        problems[0]
+    );
+}
+
+#[test]
+fn admission_checks_are_reported_against_the_column() {
+    let row = only_row(&[&GOOD.replace("dz-cuprija-admins", "system:authenticated")]);
+    let Outcome::Invalid(errors) = &row.outcome else {
+        panic!("{:?}", row.outcome)
+    };
+    assert_eq!(errors[0].0, "admins_group", "{errors:?}");
+    assert!(errors[0].1.contains("Kubernetes' own groups"), "{errors:?}");
+}
+
+#[test]
+fn two_rows_with_the_same_id_are_both_refused() {
+    let other = GOOD.replace("07151950", "07151951");
+    let report = run(&[GOOD, &other], &Selection::default());
+    let problems = report.problems();
+    assert_eq!(
+        problems,
+        [
+            "inv.csv:2 (Дом здравља Ћуприја): system_id: dz-cuprija is also the id of line 3",
+            "inv.csv:3 (Дом здравља Ћуприја): system_id: dz-cuprija is also the id of line 2",
+        ]
+    );
+    assert_eq!(report.manifests().count(), 0);
+}
+
+#[test]
+fn waves_and_ids_select_rows() {
+    let wave5 = GOOD.replace("dz-cuprija", "dz-paracin").replace(",3", ",5");
+    let rows = [GOOD, wave5.as_str()];
+    let by_wave = run(
+        &rows,
+        &Selection {
+            waves: vec![5],
+            only: vec![],
+        },
+    );
+    assert_eq!(by_wave.rows.len(), 1);
+    assert_eq!(by_wave.rows[0].id.as_deref(), Some("dz-paracin"));
+    let by_id = run(
+        &rows,
+        &Selection {
+            waves: vec![],
+            only: vec!["dz-cuprija".into()],
+        },
+    );
+    assert_eq!(by_id.rows.len(), 1);
+    assert_eq!(by_id.rows[0].id.as_deref(), Some("dz-cuprija"));
+}
+
+#[test]
+fn the_summary_counts_by_wave_and_ownership() {
+    let conversion = GOOD
+        .replace("dz-cuprija", "apoteka")
+        .replace("postgresql,13", "oracle,19c")
+        .replace("Public", "Private");
+    let summary = run(&[GOOD, &conversion], &Selection::default()).summary();
+    assert!(
+        summary.contains("wave 3               1           1       0"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("Private              0           1       0"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("total                1           1       0"),
+        "{summary}"
+    );
+}
