@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::children::{Kind, Stores};
 use super::{credentials, ownership, takeback};
@@ -224,15 +224,29 @@ fn kind_api(client: &Client, kind: &Kind, namespace: &str) -> Api<DynamicObject>
     }
 }
 
-/// Creates the credentials Secret with a freshly generated password when, and only when, it
-/// does not exist. An existing Secret is never written: not after a restart, a crash
-/// mid-reconcile, nor when the HealthSystem is re-created.
+/// Creates the credentials Secret with a freshly generated password when, and only when,
+/// it does not exist and the database was never initialised (no data claim). An existing
+/// Secret is never written: not after a restart, a crash mid-reconcile, nor when the
+/// HealthSystem is re-created. A Secret missing beside a data claim is never replaced: the
+/// database was initialised with the old password (status says `CredentialsMissing`).
 async fn ensure_credentials(client: &Client, stores: &Stores, template: &Secret) -> Result<bool> {
     let namespace = template.namespace().unwrap_or_default();
     if stores
         .get("v1", "Secret", Some(&namespace), database::SECRET)
         .is_some()
     {
+        return Ok(false);
+    }
+    let data_claim = database::data_claim_name();
+    if stores
+        .get("v1", "PersistentVolumeClaim", Some(&namespace), &data_claim)
+        .is_some()
+    {
+        warn!(
+            namespace,
+            claim = data_claim,
+            "credentials Secret missing beside the data: no new password is generated"
+        );
         return Ok(false);
     }
     let mut secret = template.clone();

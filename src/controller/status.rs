@@ -38,6 +38,9 @@ pub mod types {
     pub const APPLICATION: &str = "ApplicationReady";
 }
 
+/// The DatabaseReady reason when the credentials Secret is gone but the data is not.
+pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
+
 /// The NamespaceReady reason when the namespace belongs to someone else.
 pub const NAMESPACE_NOT_OWNED: &str = "NamespaceNotOwned";
 
@@ -251,7 +254,9 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
         ),
     });
 
-    conditions.push(if observed.credentials_exist && !observed.credentials_complete {
+    conditions.push(if !observed.credentials_exist && observed.claim_phase.is_some() {
+        cond(types::DATABASE, false, CREDENTIALS_MISSING, format!("Secret {} is missing while the database volume {} holds data initialised with its password; the operator never generates a new one for it. Restore the Secret with the original password (from the platform's secret backup)", database::SECRET, database::data_claim_name()))
+    } else if observed.credentials_exist && !observed.credentials_complete {
         cond(types::DATABASE, false, "CredentialsIncomplete", format!("Secret {} has no {} key; add it, the operator never overwrites credentials", database::SECRET, database::PASSWORD_KEY))
     } else if let Some(class) = &observed.missing_storage_class {
         cond(types::DATABASE, false, "StorageClassNotFound", format!("storage class {class:?} does not exist, so the database volume cannot be provisioned"))
@@ -370,6 +375,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
                 "StorageClassNotFound"
                     | "UnknownPlatformService"
                     | "CredentialsIncomplete"
+                    | CREDENTIALS_MISSING
                     | "BackupStale"
                     | "NoSuccessfulBackup"
             ) =>

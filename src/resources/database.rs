@@ -355,12 +355,14 @@ pub fn services(system: &HealthSystem) -> Vec<Service> {
     vec![service(SERVICE, false), service(HEADLESS_SERVICE, true)]
 }
 
-/// Voluntary disruptions (a node drain) wait for an SRE rather than stop the only server.
+/// Voluntary disruptions (a node drain) take the database pod down one at a time.
 pub fn disruption_budget(system: &HealthSystem) -> PodDisruptionBudget {
     PodDisruptionBudget {
         metadata: component_meta(system, NAME, COMPONENT_NAME),
         spec: Some(PodDisruptionBudgetSpec {
-            min_available: Some(IntOrString::Int(1)),
+            // One at a time, never none: with a single instance, minAvailable 1 would block
+            // every node drain; the StatefulSet brings the evicted pod back on another node.
+            max_unavailable: Some(IntOrString::Int(1)),
             selector: Some(LabelSelector {
                 match_labels: Some(labels::selector(system, COMPONENT_NAME)),
                 ..LabelSelector::default()

@@ -6,6 +6,7 @@
 mod cluster;
 #[path = "../support/corpus.rs"]
 mod corpus;
+mod credentials;
 mod identity;
 mod lifecycle;
 mod observability;

@@ -151,3 +151,25 @@ fn a_namespace_of_someone_else_is_reported_before_anything_else() {
         ("False", NAMESPACE_NOT_OWNED)
     );
 }
+
+#[test]
+fn a_missing_secret_beside_the_data_is_reported_with_what_to_do() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let observed = Observed {
+        credentials_exist: false,
+        credentials_complete: false,
+        ..healthy()
+    };
+    let status = evaluate(&system("24h", now), &observed, now);
+    let database = get(&status, types::DATABASE);
+    assert_eq!(
+        (database.status.as_str(), database.reason.as_str()),
+        ("False", CREDENTIALS_MISSING)
+    );
+    assert!(
+        database.message.contains("Restore the Secret"),
+        "{}",
+        database.message
+    );
+    assert_eq!(status.phase, Some(Phase::Degraded));
+}

@@ -1,0 +1,85 @@
+//! Issue 12: credentials that cannot drift from the database, and a database that does not
+//! block node drains.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use kube::Client;
+use kube::api::{Api, DeleteParams, EvictParams, ListParams};
+
+use crate::cluster::client;
+use crate::operator;
+use crate::systems::{self, condition, wait_condition, wait_ready};
+use crate::wait::until;
+
+/// Issue 12, defect 4: a credentials Secret deleted while the database holds data is never
+/// replaced by a new password (the data volume was initialised with the old one): the
+/// system reports `CredentialsMissing` and a Warning event says what to do.
+#[tokio::test]
+async fn a_deleted_secret_is_reported_and_never_regenerated_while_data_exists() {
+    let client = client().await;
+    operator::ensure_running(&client).await;
+    let name = systems::create(&client, "creds", "lab-biomedica.yaml", |_| {}).await;
+    wait_ready(&client, &name).await;
+    let namespace = format!("hs-{name}");
+    let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
+    secrets
+        .delete("database-credentials", &DeleteParams::default())
+        .await
+        .unwrap();
+    let system = wait_condition(&client, &name, "DatabaseReady", "False").await;
+    let database = condition(&system, "DatabaseReady").unwrap();
+    assert_eq!(database.reason, "CredentialsMissing", "{database:?}");
+    assert!(
+        database.message.contains("database-credentials"),
+        "{database:?}"
+    );
+    until(
+        "a CredentialsMissing event",
+        Duration::from_secs(30),
+        || async { has_warning(&client, &name, "CredentialsMissing").await },
+    )
+    .await;
+    // Several passes later, still no new password.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        secrets
+            .get_opt("database-credentials")
+            .await
+            .unwrap()
+            .is_none(),
+        "a new password was generated for a database initialised with the old one"
+    );
+}
+
+async fn has_warning(client: &Client, name: &str, reason: &str) -> Result<(), String> {
+    let events = Api::<Event>::all(client.clone())
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .map_err(|e| e.to_string())?;
+    events
+        .items
+        .iter()
+        .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning"))
+        .then_some(())
+        .ok_or_else(|| "none yet".to_string())
+}
+
+/// Issue 12, defect 7: a node drain evicts the single database pod (the StatefulSet brings
+/// it back elsewhere) instead of being blocked by a budget no single instance can meet.
+#[tokio::test]
+async fn a_node_drain_can_evict_the_single_database_pod() {
+    let client = client().await;
+    operator::ensure_running(&client).await;
+    let name = systems::create(&client, "drain", "lab-biomedica.yaml", |_| {}).await;
+    wait_ready(&client, &name).await;
+    let pods = Api::<Pod>::namespaced(client.clone(), &format!("hs-{name}"));
+    // The disruption controller must have counted the healthy pod before it can allow one.
+    until("the eviction allowed", Duration::from_secs(60), || async {
+        match pods.evict("database-0", &EvictParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+}
