@@ -32,6 +32,9 @@ pub enum RenderError {
     /// A document is not a valid HealthSystem.
     #[error("{}", Invalid(.0))]
     Invalid(Vec<InvalidDocument>),
+    /// Every input was empty (or held only empty documents and comments).
+    #[error("{0}: no HealthSystem to render (only empty documents)")]
+    Empty(String),
     /// The output could not be written as YAML.
     #[error("cannot write YAML: {0}")]
     Output(String),
@@ -102,6 +105,10 @@ pub fn render(sources: &[Source], config: &Config) -> Result<String, RenderError
     }
     if !invalid.is_empty() {
         return Err(RenderError::Invalid(invalid));
+    }
+    if systems.is_empty() {
+        let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+        return Err(RenderError::Empty(names.join(", ")));
     }
     let mut out = String::new();
     for system in &systems {

@@ -135,6 +135,17 @@ fn render_reports_yaml_syntax_errors_with_the_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("<stdin>: not valid YAML"));
 }
 
+/// Issue 12, defect 3: input holding only empty documents is not a successful render of
+/// nothing: it says there is nothing to render and fails.
+#[test]
+fn render_says_so_when_there_is_nothing_to_render() {
+    let out = operator(&["render"], Some("---\n---\n# only comments\n"));
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no HealthSystem"), "{stderr}");
+}
+
 #[test]
 fn a_bad_configuration_stops_the_operator_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
