@@ -54,8 +54,8 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     let desired = Desired::build(system, &ctx.config);
     let applied = match apply::apply(&ctx.client, &ctx.stores, &name, &uid, &desired).await {
         Ok(applied) => applied,
-        Err(Error::NamespaceNotOwned(reason)) => {
-            return namespace_not_owned(system, ctx, reason).await;
+        Err(error @ Error::NamespaceNotOwned(_)) => {
+            return namespace_not_owned(system, ctx, &error).await;
         }
         Err(e) => return Err(e),
     };
@@ -75,17 +75,12 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
         &ctx.stores,
         &ctx.config,
         system,
+        &desired,
         ctx.monitoring_api,
     )
     .await?;
-    let now =
-        Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
-    let new_status = status::evaluate(system, &observed, now);
-    let rpo = status::parse_rpo(&system.spec.backup.rpo).unwrap_or_default();
-    ctx.metrics
-        .set_system(system, &new_status, rpo.as_secs_f64());
-    let status_written =
-        status::write_if_changed(&ctx.client, &ctx.recorder, system, new_status).await?;
+    let now = whole_seconds_now();
+    let status_written = publish_status(system, ctx, &observed, now).await?;
     debug!(
         written = applied.written,
         pruned = applied.pruned,
@@ -97,44 +92,60 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     Ok(Action::requeue(wait))
 }
 
+/// Now, to the second (condition times are written in whole seconds).
+fn whole_seconds_now() -> Timestamp {
+    Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now())
+}
+
+/// The status `observed` gives, in the metrics and (when it changed) on the object.
+async fn publish_status(
+    system: &HealthSystem,
+    ctx: &Context,
+    observed: &status::Observed,
+    now: Timestamp,
+) -> Result<bool> {
+    let new_status = status::evaluate(system, observed, now);
+    let rpo = status::parse_rpo(&system.spec.backup.rpo).unwrap_or_default();
+    ctx.metrics
+        .set_system(system, &new_status, rpo.as_secs_f64());
+    status::write_if_changed(&ctx.client, &ctx.recorder, system, new_status).await
+}
+
 /// The system names a namespace that is not its own: nothing was written; status and a
 /// Warning event say why, and it is looked at again now and then (the namespace may go).
 async fn namespace_not_owned(
     system: &HealthSystem,
     ctx: &Context,
-    reason: String,
+    error: &Error,
 ) -> Result<Action> {
-    warn!(%reason, "namespace not owned: nothing written");
+    warn!(%error, "namespace not owned: nothing written");
     ctx.metrics
         .errors
-        .with_label_values(&[Error::NamespaceNotOwned(String::new()).category()])
+        .with_label_values(&[error.category()])
         .inc();
-    let observed = status::Observed {
-        namespace_not_owned: Some(reason.clone()),
-        ..status::Observed::default()
-    };
-    let now =
-        Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
-    let new_status = status::evaluate(system, &observed, now);
-    let rpo = status::parse_rpo(&system.spec.backup.rpo).unwrap_or_default();
-    ctx.metrics
-        .set_system(system, &new_status, rpo.as_secs_f64());
-    let condition = |type_: &str| {
+    let old = |type_: &str| {
         system
             .status
-            .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_).cloned())
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .find(|c| c.type_ == type_)
+            .cloned()
     };
-    let was_not_owned = condition(status::types::NAMESPACE)
-        .is_some_and(|c| c.reason == status::NAMESPACE_NOT_OWNED);
-    let was_unready = condition(status::types::READY).is_some_and(|c| c.status == "False");
-    status::write_if_changed(&ctx.client, &ctx.recorder, system, new_status).await?;
-    // A Ready flip publishes its own event; otherwise say it here, once.
+    let was_not_owned =
+        old(status::types::NAMESPACE).is_some_and(|c| c.reason == status::NAMESPACE_NOT_OWNED);
+    let was_unready = old(status::types::READY).is_some_and(|c| c.status == "False");
+    let observed = status::Observed {
+        namespace_not_owned: Some(error.to_string()),
+        ..status::Observed::default()
+    };
+    let now = whole_seconds_now();
+    publish_status(system, ctx, &observed, now).await?;
+    // A Ready flip publishes its own event (write_if_changed); otherwise say it here, once.
     if !was_not_owned && was_unready {
         let event = events::Event {
             type_: EventType::Warning,
             reason: status::NAMESPACE_NOT_OWNED.into(),
-            note: Some(reason),
+            note: Some(error.to_string()),
             action: "Reconcile".into(),
             secondary: None,
         };

@@ -18,7 +18,7 @@ use crate::api::{BackupStatus, DatabaseStatus, HealthSystem, HealthSystemStatus,
 use crate::config::Config;
 use crate::error::Result;
 use crate::resources::labels::{self, COMPONENT, HEALTHSYSTEM, MANAGER};
-use crate::resources::{application, backup, database, network};
+use crate::resources::{Desired, application, backup, database, network};
 
 /// Condition types.
 pub mod types {
@@ -82,6 +82,7 @@ pub async fn observe(
     stores: &Stores,
     config: &Config,
     system: &HealthSystem,
+    desired: &Desired,
     monitoring_api: bool,
 ) -> Result<Observed> {
     let namespace = labels::namespace(system);
@@ -176,7 +177,8 @@ pub async fn observe(
         application,
         monitoring_api,
         unknown_services: network::unknown_platform_services(system, config),
-        missing_policies: network::policies(system, config)
+        missing_policies: desired
+            .network_policies
             .iter()
             .filter_map(|p| p.metadata.name.clone())
             .filter(|name| {

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Pod, Secret};
-use kube::Client;
-use kube::api::{Api, DeleteParams, EvictParams, ListParams};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, EvictParams};
 
 use crate::cluster::client;
 use crate::operator;
@@ -37,7 +36,7 @@ async fn a_deleted_secret_is_reported_and_never_regenerated_while_data_exists() 
     until(
         "a CredentialsMissing event",
         Duration::from_secs(30),
-        || async { has_warning(&client, &name, "CredentialsMissing").await },
+        || async { systems::has_warning(&client, &name, "CredentialsMissing").await },
     )
     .await;
     // Several passes later, still no new password.
@@ -50,19 +49,6 @@ async fn a_deleted_secret_is_reported_and_never_regenerated_while_data_exists() 
             .is_none(),
         "a new password was generated for a database initialised with the old one"
     );
-}
-
-async fn has_warning(client: &Client, name: &str, reason: &str) -> Result<(), String> {
-    let events = Api::<Event>::all(client.clone())
-        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
-        .await
-        .map_err(|e| e.to_string())?;
-    events
-        .items
-        .iter()
-        .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning"))
-        .then_some(())
-        .ok_or_else(|| "none yet".to_string())
 }
 
 /// Issue 12, defect 7: a node drain evicts the single database pod (the StatefulSet brings

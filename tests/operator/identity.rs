@@ -6,15 +6,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, PersistentVolumeClaim, Secret};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
-use kube::core::GroupVersionKind;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Secret};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use healthsystem_operator::api::HealthSystem;
 
 use crate::cluster::{client, unique};
+use crate::objects::{self, wait_gone};
 use crate::operator;
 use crate::systems::{self, condition, wait_condition, wait_ready};
 use crate::wait::until;
@@ -36,33 +36,8 @@ async fn contents(client: &Client, namespace: &str) -> BTreeMap<String, String> 
         "Namespace".into(),
         serde_json::to_string(&namespace_object).unwrap(),
     );
-    let kinds = [
-        ("", "v1", "ResourceQuota"),
-        ("", "v1", "LimitRange"),
-        ("", "v1", "Secret"),
-        ("", "v1", "ConfigMap"),
-        ("", "v1", "Service"),
-        ("", "v1", "ServiceAccount"),
-        ("", "v1", "PersistentVolumeClaim"),
-        ("rbac.authorization.k8s.io", "v1", "RoleBinding"),
-        ("networking.k8s.io", "v1", "NetworkPolicy"),
-        ("apps", "v1", "StatefulSet"),
-        ("apps", "v1", "Deployment"),
-        ("batch", "v1", "CronJob"),
-        ("policy", "v1", "PodDisruptionBudget"),
-    ];
-    for (group, version, kind) in kinds {
-        let (resource, _) =
-            kube::discovery::pinned_kind(client, &GroupVersionKind::gvk(group, version, kind))
-                .await
-                .unwrap();
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-        for object in api.list(&ListParams::default()).await.unwrap() {
-            out.insert(
-                format!("{kind}/{}", object.name_any()),
-                serde_json::to_string(&object).unwrap(),
-            );
-        }
+    for (key, object) in objects::in_namespace(client, namespace, None).await {
+        out.insert(key, serde_json::to_string(&object).unwrap());
     }
     out
 }
@@ -77,17 +52,6 @@ async fn wait_not_owned(client: &Client, name: &str) -> HealthSystem {
     );
     assert_eq!(condition(&system, "Ready").unwrap().status, "False");
     system
-}
-
-/// Whether a Warning event with `reason` was published about the HealthSystem `name`.
-async fn has_event(client: &Client, name: &str, reason: &str) -> bool {
-    Api::<Event>::all(client.clone())
-        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning"))
 }
 
 /// Issue 11, defect 1: a HealthSystem naming another system's namespace takes nothing over:
@@ -110,13 +74,7 @@ async fn a_system_naming_another_systems_namespace_takes_nothing_over() {
     until(
         "a NamespaceNotOwned event",
         Duration::from_secs(30),
-        || async {
-            if has_event(&client, &intruder, "NamespaceNotOwned").await {
-                Ok(())
-            } else {
-                Err("none yet".to_string())
-            }
-        },
+        || async { systems::has_warning(&client, &intruder, "NamespaceNotOwned").await },
     )
     .await;
     // Some more passes of the intruder's reconcile, then nothing of the victim has changed.
@@ -171,16 +129,7 @@ async fn a_namespace_the_operator_did_not_create_is_neither_written_nor_deleted(
         .delete(&name, &DeleteParams::default())
         .await
         .unwrap();
-    until("the HealthSystem gone", Duration::from_secs(60), || async {
-        match systems_api.get_opt(&name).await {
-            Ok(None) => Ok(()),
-            other => Err(format!(
-                "{:?}",
-                other.map(|s| s.map(|s| s.finalizers().to_vec()))
-            )),
-        }
-    })
-    .await;
+    wait_gone(&systems_api, &name).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         contents(&client, &namespace).await,
@@ -217,13 +166,7 @@ async fn a_system_recreated_after_retain_adopts_what_it_kept() {
         .delete(&name, &DeleteParams::default())
         .await
         .unwrap();
-    until("the HealthSystem gone", Duration::from_secs(60), || async {
-        match systems_api.get_opt(&name).await {
-            Ok(None) => Ok(()),
-            _ => Err("still there".to_string()),
-        }
-    })
-    .await;
+    wait_gone(&systems_api, &name).await;
 
     let again = systems::create_named(&client, &name, "lab-biomedica.yaml", |_| {}).await;
     let second = wait_ready(&client, &again).await;

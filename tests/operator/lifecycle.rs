@@ -9,13 +9,14 @@ use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Resource
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::core::ApiResource;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use healthsystem_operator::api::HealthSystem;
 
 use crate::cluster::client;
+use crate::objects::{self, wait_gone};
 use crate::operator;
 use crate::systems::{self, condition, wait_condition, wait_ready};
 use crate::wait::until;
@@ -31,20 +32,6 @@ async fn create(client: &Client, example: &str, edit: impl FnOnce(&mut Value)) -
 
 fn ns(name: &str) -> String {
     format!("hs-{name}")
-}
-
-async fn wait_gone<K>(api: &Api<K>, name: &str)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    until(&format!("{name} gone"), 3 * MINUTE, || async {
-        match api.get_opt(name).await {
-            Ok(None) => Ok(()),
-            Ok(Some(_)) => Err("still there".to_string()),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await
 }
 
 #[tokio::test]
@@ -241,46 +228,29 @@ async fn drift_is_restored() {
 async fn snapshot(client: &Client, name: &str) -> BTreeMap<String, (String, String)> {
     let namespace = ns(name);
     let selector = format!("sdc.gov.rs/healthsystem={name}");
-    let mut out = BTreeMap::new();
-    let kinds = [
-        ("", "v1", "Namespace"),
-        ("", "v1", "ResourceQuota"),
-        ("", "v1", "LimitRange"),
-        ("", "v1", "Secret"),
-        ("", "v1", "Service"),
-        ("", "v1", "ServiceAccount"),
-        ("", "v1", "PersistentVolumeClaim"),
-        ("rbac.authorization.k8s.io", "v1", "RoleBinding"),
-        ("networking.k8s.io", "v1", "NetworkPolicy"),
-        ("apps", "v1", "StatefulSet"),
-        ("apps", "v1", "Deployment"),
-        ("batch", "v1", "CronJob"),
-        ("policy", "v1", "PodDisruptionBudget"),
-    ];
-    for (group, version, kind) in kinds {
-        let (resource, _) =
-            kube::discovery::pinned_kind(client, &GroupVersionKind::gvk(group, version, kind))
-                .await
-                .unwrap();
-        let api: Api<DynamicObject> = if kind == "Namespace" {
-            Api::all_with(client.clone(), &resource)
-        } else {
-            Api::namespaced_with(client.clone(), &namespace, &resource)
-        };
-        for object in api
-            .list(&ListParams::default().labels(&selector))
+    let identity = |o: &DynamicObject| {
+        (
+            o.uid().unwrap_or_default(),
+            o.resource_version().unwrap_or_default(),
+        )
+    };
+    let mut out: BTreeMap<String, (String, String)> =
+        objects::in_namespace(client, &namespace, Some(&selector))
             .await
-            .unwrap()
-        {
-            out.insert(
-                format!("{kind}/{}", object.name_any()),
-                (
-                    object.uid().unwrap_or_default(),
-                    object.resource_version().unwrap_or_default(),
-                ),
-            );
-        }
-    }
+            .iter()
+            .map(|(key, object)| (key.clone(), identity(object)))
+            .collect();
+    let namespace_object = Api::<Namespace>::all(client.clone())
+        .get(&namespace)
+        .await
+        .unwrap();
+    out.insert(
+        format!("Namespace/{namespace}"),
+        (
+            namespace_object.uid().unwrap_or_default(),
+            namespace_object.resource_version().unwrap_or_default(),
+        ),
+    );
     let system = Api::<HealthSystem>::all(client.clone())
         .get(name)
         .await

@@ -9,6 +9,7 @@ mod corpus;
 mod credentials;
 mod identity;
 mod lifecycle;
+mod objects;
 mod observability;
 #[path = "../support/operator.rs"]
 mod operator;

@@ -116,3 +116,18 @@ pub async fn create_backup_job(
         .await
         .unwrap();
 }
+
+/// `Ok` once a Warning event with `reason` was published about the HealthSystem `name`
+/// (for [`until`]).
+pub async fn has_warning(client: &Client, name: &str, reason: &str) -> Result<(), String> {
+    let events = Api::<k8s_openapi::api::core::v1::Event>::all(client.clone())
+        .list(&kube::api::ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .map_err(|e| e.to_string())?;
+    events
+        .items
+        .iter()
+        .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning"))
+        .then_some(())
+        .ok_or_else(|| "none yet".to_string())
+}
