@@ -157,9 +157,8 @@ pub async fn apply(
                 *slot = value.clone();
             }
         }
-        let exact = kind_info.exact;
         stamp_fingerprint(&mut object);
-        let foreign = exact
+        let foreign = kind_info.exact
             && live
                 .as_ref()
                 .is_some_and(|l| takeback::has_foreign_additions(l, &object));
@@ -347,8 +346,7 @@ async fn prune(
             if !ours || !here || wanted.contains(&(key.clone(), object.name_any())) {
                 continue;
             }
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), namespace, &kind.resource);
+            let api = kind_api(client, kind, namespace);
             match api
                 .delete(&object.name_any(), &DeleteParams::background())
                 .await
