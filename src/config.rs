@@ -64,6 +64,9 @@ pub struct Config {
     /// How `onboard` turns inventory rows into HealthSystems.
     #[serde(default)]
     pub onboarding: crate::onboard::OnboardingConfig,
+    /// Deadlines and freshness of spec.migration's import and verification.
+    #[serde(default)]
+    pub migration: MigrationConfig,
 }
 
 impl Default for Config {
@@ -75,6 +78,7 @@ impl Default for Config {
             dns: DnsConfig::default(),
             images: Images::default(),
             onboarding: crate::onboard::OnboardingConfig::default(),
+            migration: MigrationConfig::default(),
         }
     }
 }
@@ -169,6 +173,28 @@ impl Config {
                     format!("{key}.ports"),
                     format!("{} is not a port", port.port),
                 ));
+            }
+        }
+        for (key, seconds) in [
+            (
+                "migration.verificationMaxAgeSeconds",
+                self.migration.verification_max_age_seconds,
+            ),
+            (
+                "migration.importDeadlineSeconds",
+                self.migration.import_deadline_seconds,
+            ),
+            (
+                "migration.verifyDeadlineSeconds",
+                self.migration.verify_deadline_seconds,
+            ),
+            (
+                "migration.importStuckAfterSeconds",
+                self.migration.import_stuck_after_seconds,
+            ),
+        ] {
+            if seconds < 1 {
+                return Err((key.into(), "must be at least 1 second".into()));
             }
         }
         if !is_dns_label(&self.dns.namespace) {
@@ -340,6 +366,53 @@ fn default_platform_services() -> BTreeMap<String, PlatformService> {
         ("e-prescription".into(), service("10.210.4.0/24")),
         ("e-health-card".into(), service("10.210.5.0/24")),
     ])
+}
+
+/// How migrations (spec.migration) run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MigrationConfig {
+    /// How old the latest passed verification may be when a cutover is approved; an older
+    /// one is run again first (the source may have changed since).
+    #[serde(default = "default_verification_max_age")]
+    pub verification_max_age_seconds: i64,
+    /// How long an import Job may run before it is stopped and reported failed.
+    #[serde(default = "default_import_deadline")]
+    pub import_deadline_seconds: i64,
+    /// How long a verification Job may run.
+    #[serde(default = "default_verify_deadline")]
+    pub verify_deadline_seconds: i64,
+    /// How long an import may run before the fleet alert HealthSystemMigrationImportStuck
+    /// fires (published as healthsystem_migration_import_stuck_after_seconds).
+    #[serde(default = "default_import_stuck_after")]
+    pub import_stuck_after_seconds: i64,
+}
+
+fn default_import_stuck_after() -> i64 {
+    6 * 3600
+}
+
+fn default_verification_max_age() -> i64 {
+    24 * 3600
+}
+
+fn default_import_deadline() -> i64 {
+    24 * 3600
+}
+
+fn default_verify_deadline() -> i64 {
+    6 * 3600
+}
+
+impl Default for MigrationConfig {
+    fn default() -> Self {
+        Self {
+            verification_max_age_seconds: default_verification_max_age(),
+            import_deadline_seconds: default_import_deadline(),
+            verify_deadline_seconds: default_verify_deadline(),
+            import_stuck_after_seconds: default_import_stuck_after(),
+        }
+    }
 }
 
 /// The monitoring stack.

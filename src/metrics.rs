@@ -11,7 +11,10 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::api::{HealthSystem, HealthSystemStatus, Phase};
+use crate::api::{HealthSystem, HealthSystemStatus, MigrationPhase, MigrationStatus, Phase};
+
+/// The label `onboard` gives each system: its migration wave.
+pub const MIGRATION_WAVE: &str = "sdc.gov.rs/migration-wave";
 
 /// Every metric name starts with this.
 pub const PREFIX: &str = "healthsystem";
@@ -50,6 +53,11 @@ pub struct Metrics {
     backup_last_success: GaugeVec,
     backup_rpo: GaugeVec,
     info: IntGaugeVec,
+    migration_phase: IntGaugeVec,
+    migration_since: GaugeVec,
+    /// How long an import may run before the fleet's alert calls it stuck (from the
+    /// operator's configuration).
+    pub migration_import_stuck_after: Gauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -148,6 +156,24 @@ impl Metrics {
             ),
             &["healthsystem"],
         ));
+        let migration_phase = must(IntGaugeVec::new(
+            opts(
+                "migration_phase",
+                "1 for the current phase of a HealthSystem's migration, 0 for the others; wave from its sdc.gov.rs/migration-wave label.",
+            ),
+            &["healthsystem", "wave", "phase"],
+        ));
+        let migration_since = must(GaugeVec::new(
+            opts(
+                "migration_phase_since_timestamp_seconds",
+                "When the migration entered its current phase (Unix seconds); one series, for the current phase.",
+            ),
+            &["healthsystem", "phase"],
+        ));
+        let migration_import_stuck_after = must(Gauge::with_opts(opts(
+            "migration_import_stuck_after_seconds",
+            "How long an import may run before it is reported stuck (operator configuration).",
+        )));
         let metrics = Self {
             registry,
             reconciliations,
@@ -164,6 +190,9 @@ impl Metrics {
             backup_last_success,
             backup_rpo,
             info,
+            migration_phase,
+            migration_since,
+            migration_import_stuck_after,
         };
         metrics.register();
         metrics
@@ -185,6 +214,9 @@ impl Metrics {
             Box::new(self.backup_last_success.clone()),
             Box::new(self.backup_rpo.clone()),
             Box::new(self.info.clone()),
+            Box::new(self.migration_phase.clone()),
+            Box::new(self.migration_since.clone()),
+            Box::new(self.migration_import_stuck_after.clone()),
         ];
         for collector in collectors {
             // Names are unique constants: registration cannot collide.
@@ -272,32 +304,61 @@ impl Metrics {
         self.info
             .with_label_values(&[name, namespace, &tier, &ownership])
             .set(1);
+        self.set_migration(system, status.migration.as_ref());
+    }
+
+    /// The migration's phase series (wave from the onboarding label) and when it began.
+    fn set_migration(&self, system: &HealthSystem, migration: Option<&MigrationStatus>) {
+        let name = system.metadata.name.as_deref().unwrap_or_default();
+        self.remove_migration(name);
+        let Some(migration) = migration else {
+            return;
+        };
+        let wave = system
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(MIGRATION_WAVE))
+            .map(String::as_str)
+            .unwrap_or_default();
+        for phase in MigrationPhase::ALL {
+            self.migration_phase
+                .with_label_values(&[name, wave, phase.as_str()])
+                .set(i64::from(phase == migration.phase));
+        }
+        self.migration_since
+            .with_label_values(&[name, migration.phase.as_str()])
+            .set(migration.last_transition_time.0.as_second() as f64);
+    }
+
+    /// Drops every migration series of `name` (its wave or phase may have changed).
+    fn remove_migration(&self, name: &str) {
+        for labels in series_of(
+            &self.migration_phase,
+            name,
+            &["healthsystem", "wave", "phase"],
+        ) {
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            let _ = self.migration_phase.remove_label_values(&labels);
+        }
+        for phase in MigrationPhase::ALL {
+            let _ = self
+                .migration_since
+                .remove_label_values(&[name, phase.as_str()]);
+        }
     }
 
     fn remove_info(&self, name: &str) {
-        use prometheus::core::Collector;
-        for family in self.info.collect() {
-            for metric in family.get_metric() {
-                let labels: Vec<&str> = ["healthsystem", "namespace", "tier", "ownership"]
-                    .iter()
-                    .map(|key| {
-                        metric
-                            .get_label()
-                            .iter()
-                            .find(|l| l.name() == *key)
-                            .map(|l| l.value())
-                            .unwrap_or_default()
-                    })
-                    .collect();
-                if labels[0] == name {
-                    let _ = self.info.remove_label_values(&labels);
-                }
-            }
+        let keys = ["healthsystem", "namespace", "tier", "ownership"];
+        for labels in series_of(&self.info, name, &keys) {
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            let _ = self.info.remove_label_values(&labels);
         }
     }
 
     /// Removes every series of a deleted system.
     pub fn remove_system(&self, name: &str) {
+        self.remove_migration(name);
         let _ = self.ready.remove_label_values(&[name]);
         let _ = self.backup_last_success.remove_label_values(&[name]);
         let _ = self.backup_rpo.remove_label_values(&[name]);
@@ -307,29 +368,11 @@ impl Metrics {
                 .phase
                 .remove_label_values(&[name, &format!("{phase:?}")]);
         }
-        for family in self.condition_types(name) {
-            let _ = self.condition.remove_label_values(&[name, &family]);
+        for labels in series_of(&self.condition, name, &["healthsystem", "condition"]) {
+            let _ = self
+                .condition
+                .remove_label_values(&[labels[0].as_str(), labels[1].as_str()]);
         }
-    }
-
-    fn condition_types(&self, name: &str) -> Vec<String> {
-        use prometheus::core::Collector;
-        self.condition
-            .collect()
-            .iter()
-            .flat_map(|family| family.get_metric())
-            .filter(|m| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == "healthsystem" && l.value() == name)
-            })
-            .filter_map(|m| {
-                m.get_label()
-                    .iter()
-                    .find(|l| l.name() == "condition")
-                    .map(|l| l.value().to_string())
-            })
-            .collect()
     }
 
     /// The text exposition of every metric.
@@ -344,6 +387,32 @@ impl Metrics {
         }
         String::from_utf8(buffer).unwrap_or_default()
     }
+}
+
+/// The label values (in the order of `keys`) of every series of `vec` whose healthsystem
+/// label is `name`.
+fn series_of(vec: &IntGaugeVec, name: &str, keys: &[&str]) -> Vec<Vec<String>> {
+    use prometheus::core::Collector;
+    vec.collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .filter(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == "healthsystem" && l.value() == name)
+        })
+        .map(|m| {
+            keys.iter()
+                .map(|key| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == *key)
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Metric construction only fails on invalid names and labels, which are constants here (and

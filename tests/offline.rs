@@ -255,6 +255,14 @@ fn operator_metric_names() -> std::collections::BTreeSet<String> {
     .unwrap();
     let observed = Observed {
         last_success: Some(k8s_openapi::jiff::Timestamp::now()),
+        // A system being migrated, so the migration series exist too.
+        migration: Some(
+            serde_json::from_value(serde_json::json!({
+                "phase": "Importing", "attempt": 1, "reason": "Importing",
+                "lastTransitionTime": "2026-11-29T10:00:00Z",
+            }))
+            .unwrap(),
+        ),
         ..Observed::default()
     };
     let status = evaluate(&system, &observed, k8s_openapi::jiff::Timestamp::now());

@@ -2,9 +2,11 @@
 //! client-side validation `render` shares with admission. The ground floor: it imports
 //! nothing else of this crate.
 
+mod migration;
 mod spec;
 mod status;
 pub mod validation;
 
+pub use migration::*;
 pub use spec::*;
 pub use status::*;

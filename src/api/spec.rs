@@ -29,6 +29,7 @@ use super::status::HealthSystemStatus;
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Why the system is or is not ready"),
     printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace", description = "Namespace holding the system"),
     printcolumn(name = "Tier", type_ = "string", json_path = ".spec.tier", description = "Sizing preset"),
+    printcolumn(name = "Migration", type_ = "string", json_path = ".status.migration.phase", description = "Phase of the migration, when the system is migrated", priority = 1),
     printcolumn(name = "Last Backup", type_ = "date", json_path = ".status.backup.lastSuccessfulTime", description = "Time of the last successful backup"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 60").message("metadata.name must be a DNS label (lower-case letters, digits and '-') of at most 60 characters, so that the namespace hs-<name> is valid"),
@@ -36,6 +37,7 @@ use super::status::HealthSystemStatus;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
+    validation = Rule::new("has(oldSelf.migration) || !has(self.migration)").message("migration can only be declared when the system is created: an import would overwrite the live database").field_path(".migration"),
     validation = Rule::new("has(self.__namespace__) == has(oldSelf.__namespace__) && (!has(self.__namespace__) || self.__namespace__ == oldSelf.__namespace__)").message("namespace is immutable: moving a system to another namespace would leave its data behind").field_path(".namespace"),
 )]
 pub struct HealthSystemSpec {
@@ -83,6 +85,11 @@ pub struct HealthSystemSpec {
     /// Metrics scraping and alert rules.
     #[serde(default)]
     pub monitoring: Monitoring,
+
+    /// Moves an existing database into this system: import, verification and a cutover
+    /// approved by a person. Only when the system is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<super::migration::Migration>,
 
     /// What deleting this HealthSystem does to the namespace, data and credentials: Retain
     /// (the default) keeps them; Delete removes the namespace through the operator.

@@ -34,6 +34,10 @@ pub struct HealthSystemStatus {
     /// Outcome of the scheduled backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupStatus>,
+
+    /// Where the migration of spec.migration stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<super::migration::MigrationStatus>,
 }
 
 /// Lifecycle phase of a HealthSystem.

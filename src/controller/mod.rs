@@ -8,6 +8,7 @@ pub mod cleanup;
 pub mod context;
 pub mod credentials;
 pub mod leader;
+pub mod migration;
 pub mod ownership;
 pub mod reconcile;
 pub mod status;
@@ -140,6 +141,9 @@ pub async fn run(
             instance: std::env::var("POD_NAME").ok(),
         },
     );
+    metrics
+        .migration_import_stuck_after
+        .set(config.migration.import_stuck_after_seconds as f64);
     let ctx = Arc::new(Context {
         client,
         config,

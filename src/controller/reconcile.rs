@@ -13,10 +13,10 @@ use kube::{Resource, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
 use super::context::Context;
-use super::{apply, cleanup, status};
-use crate::api::HealthSystem;
+use super::{apply, cleanup, migration, status};
+use crate::api::{HealthSystem, MigrationPhase, MigrationStatus};
 use crate::error::{Error, Result};
-use crate::resources::Desired;
+use crate::resources::{Desired, database};
 
 /// The finalizer that runs the deletion policy.
 pub const FINALIZER: &str = "sdc.gov.rs/deletion-policy";
@@ -51,7 +51,11 @@ pub async fn reconcile(system: Arc<HealthSystem>, ctx: Arc<Context>) -> Result<A
 async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     let name = system.name_any();
     let uid = system.uid().unwrap_or_default();
-    let desired = Desired::build(system, &ctx.config);
+    let now = whole_seconds_now();
+    let migration = advance_migration(system, ctx, now).await?;
+    // The desired set follows the migration's new phase (its Job, its egress allowance).
+    let view = with_migration(system, migration.clone());
+    let desired = Desired::build(&view, &ctx.config);
     let applied = match apply::apply(&ctx.client, &ctx.stores, &name, &uid, &desired).await {
         Ok(applied) => applied,
         Err(error @ Error::NamespaceNotOwned(_)) => {
@@ -70,16 +74,16 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
             "applied"
         );
     }
-    let observed = status::observe(
+    let mut observed = status::observe(
         &ctx.client,
         &ctx.stores,
         &ctx.config,
-        system,
+        &view,
         &desired,
         ctx.monitoring_api,
     )
     .await?;
-    let now = whole_seconds_now();
+    observed.migration = migration;
     let status_written = publish_status(system, ctx, &observed, now).await?;
     debug!(
         written = applied.written,
@@ -87,9 +91,81 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
         status_written,
         "reconciled"
     );
-    let wait = status::next_backup_deadline(system, &observed, now)
+    let mut wait = status::next_backup_deadline(system, &observed, now)
         .map_or(RESYNC, |deadline| deadline.min(RESYNC));
+    if observed.migration.as_ref().is_some_and(|m| {
+        matches!(
+            m.phase,
+            MigrationPhase::Importing | MigrationPhase::Verifying
+        )
+    }) {
+        // A Job's pod may wait (a missing Secret) without any event on our objects.
+        wait = wait.min(MIGRATION_POLL);
+    }
     Ok(Action::requeue(wait))
+}
+
+/// How often a running migration Job's pod is looked at.
+const MIGRATION_POLL: Duration = Duration::from_secs(30);
+
+/// The migration's status after a look at its Job, with an event when its phase changes.
+async fn advance_migration(
+    system: &HealthSystem,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Option<MigrationStatus>> {
+    let old = system.status.as_ref().and_then(|s| s.migration.as_ref());
+    if system.spec.migration.is_none() && old.is_none() {
+        return Ok(None);
+    }
+    let namespace = crate::resources::labels::namespace(system);
+    let database_ready = ctx
+        .stores
+        .get("apps/v1", "StatefulSet", Some(&namespace), database::NAME)
+        .and_then(|s| {
+            s.data
+                .pointer("/status/readyReplicas")
+                .and_then(|v| v.as_i64())
+        })
+        .is_some_and(|n| n > 0);
+    let observed = migration::observe(&ctx.client, &ctx.stores, system, database_ready).await?;
+    let max_age = Duration::from_secs(
+        u64::try_from(ctx.config.migration.verification_max_age_seconds).unwrap_or(0),
+    );
+    let new = migration::advance(system.spec.migration.as_ref(), old, &observed, now, max_age);
+    if let Some(new) = &new
+        && (old.map(|o| (o.phase, o.attempt, &o.reason))
+            != Some((new.phase, new.attempt, &new.reason)))
+    {
+        info!(
+            phase = new.phase.as_str(),
+            attempt = new.attempt,
+            reason = new.reason,
+            "migration"
+        );
+        let event = events::Event {
+            type_: if new.phase == MigrationPhase::Failed || new.reason == "ReimportRefused" {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: format!("Migration{}", new.reason),
+            note: Some(new.message.chars().take(1000).collect()),
+            action: "Migrate".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &system.object_ref(&())).await {
+            warn!(error = %e, "event not published");
+        }
+    }
+    Ok(new)
+}
+
+/// `system` with `migration` as its migration status: what the desired set is built from.
+fn with_migration(system: &HealthSystem, migration: Option<MigrationStatus>) -> HealthSystem {
+    let mut view = system.clone();
+    view.status.get_or_insert_default().migration = migration;
+    view
 }
 
 /// Now, to the second (condition times are written in whole seconds).
@@ -136,6 +212,7 @@ async fn namespace_not_owned(
     let was_unready = old(status::types::READY).is_some_and(|c| c.status == "False");
     let observed = status::Observed {
         namespace_not_owned: Some(error.to_string()),
+        migration: system.status.as_ref().and_then(|s| s.migration.clone()),
         ..status::Observed::default()
     };
     let now = whole_seconds_now();

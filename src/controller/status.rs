@@ -74,6 +74,8 @@ pub struct Observed {
     /// Network policies the system should have that are not in the cluster (deleted by
     /// hand and not re-created yet, or refused).
     pub missing_policies: Vec<String>,
+    /// Where the migration stands (`migration::advance`), copied into the status.
+    pub migration: Option<crate::api::MigrationStatus>,
 }
 
 /// Reads the state of `system`'s children.
@@ -154,7 +156,7 @@ pub async fn observe(
         let available = field(&deployment, "/status/availableReplicas")
             .and_then(|v| v.as_i64())
             .unwrap_or(0);
-        (available as i32, app.replicas)
+        (available as i32, application::replicas(system, app))
     });
 
     Ok(Observed {
@@ -187,6 +189,7 @@ pub async fn observe(
                     .is_none()
             })
             .collect(),
+        migration: None,
     })
 }
 
@@ -415,6 +418,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
             last_successful_time: observed.last_success.map(Time),
             last_failed_time: observed.last_failure.map(Time),
         }),
+        migration: observed.migration.clone(),
     }
 }
 

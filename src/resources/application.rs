@@ -53,7 +53,7 @@ pub fn deployment(system: &HealthSystem, app: &Application) -> Deployment {
     Deployment {
         metadata: component_meta(system, NAME, COMPONENT_NAME),
         spec: Some(DeploymentSpec {
-            replicas: Some(app.replicas),
+            replicas: Some(replicas(system, app)),
             selector: LabelSelector {
                 match_labels: Some(labels::selector(system, COMPONENT_NAME)),
                 ..LabelSelector::default()
@@ -98,5 +98,15 @@ pub fn service(system: &HealthSystem, app: &Application) -> Service {
             ..ServiceSpec::default()
         }),
         ..Service::default()
+    }
+}
+
+/// The replicas the Deployment gets: the spec's, or none while a migration has not cut over
+/// (the source is still the live system; see `migration::holds_application`).
+pub fn replicas(system: &HealthSystem, app: &Application) -> i32 {
+    if super::migration::holds_application(system) {
+        0
+    } else {
+        app.replicas
     }
 }

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod database;
 pub mod labels;
 pub mod metadata;
+pub mod migration;
 pub mod monitoring;
 pub mod namespace;
 pub mod network;
@@ -13,7 +14,7 @@ pub mod pod;
 pub mod rbac;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service, ServiceAccount,
 };
@@ -63,19 +64,24 @@ pub struct Desired {
     pub application: Option<Deployment>,
     /// The application Service, when spec.application is set.
     pub application_service: Option<Service>,
+    /// The migration Job the migration's phase needs (import or verification), if any.
+    pub migration_jobs: Vec<Job>,
 }
 
 impl Desired {
     /// Builds every child of `system`.
     pub fn build(system: &HealthSystem, config: &Config) -> Self {
         let app = system.spec.application.as_ref();
+        let (migration_jobs, source_policy) = migration::children(system, config);
+        let mut network_policies = network::policies(system, config);
+        network_policies.extend(source_policy);
         Self {
             namespace: namespace::namespace(system),
             quota: namespace::resource_quota(system, config),
             limits: namespace::limit_range(system, config),
             role_bindings: rbac::role_bindings(system),
             service_accounts: rbac::service_accounts(system),
-            network_policies: network::policies(system, config),
+            network_policies,
             database_secret: database::secret(system),
             database: database::stateful_set(system, config),
             database_services: database::services(system),
@@ -92,6 +98,7 @@ impl Desired {
             },
             application: app.map(|app| application::deployment(system, app)),
             application_service: app.map(|app| application::service(system, app)),
+            migration_jobs,
         }
     }
 
@@ -124,6 +131,7 @@ impl Desired {
             monitoring,
             application,
             application_service,
+            migration_jobs,
         } = self;
         let mut out = vec![manifest(namespace), manifest(quota), manifest(limits)];
         out.extend(role_bindings.iter().map(manifest));
@@ -144,6 +152,7 @@ impl Desired {
         );
         out.extend(application.iter().map(manifest));
         out.extend(application_service.iter().map(manifest));
+        out.extend(migration_jobs.iter().map(manifest));
         out
     }
 }

@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::labels;
 use super::labels::{COMPONENT, HEALTHSYSTEM};
 use super::metadata::meta;
-use super::{application, backup, database};
+use super::{application, backup, database, migration};
 use crate::api::HealthSystem;
 use crate::config::Config;
 
@@ -88,8 +88,16 @@ fn cidr_peer(cidr: &str) -> NetworkPolicyPeer {
     }
 }
 
-/// The application and backup pods: the database's only clients.
+/// The application and backup pods (and the migration's, while one is declared): the
+/// database's only clients.
 fn database_clients(system: &HealthSystem) -> LabelSelector {
+    let mut clients = vec![
+        application::COMPONENT_NAME.to_string(),
+        backup::COMPONENT_NAME.to_string(),
+    ];
+    if system.spec.migration.is_some() {
+        clients.push(migration::COMPONENT_NAME.into());
+    }
     LabelSelector {
         match_labels: Some(BTreeMap::from([(
             HEALTHSYSTEM.to_string(),
@@ -98,10 +106,7 @@ fn database_clients(system: &HealthSystem) -> LabelSelector {
         match_expressions: Some(vec![LabelSelectorRequirement {
             key: COMPONENT.into(),
             operator: "In".into(),
-            values: Some(vec![
-                application::COMPONENT_NAME.into(),
-                backup::COMPONENT_NAME.into(),
-            ]),
+            values: Some(clients),
         }]),
     }
 }

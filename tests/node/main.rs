@@ -22,6 +22,7 @@ mod wait;
 mod backup;
 mod database;
 mod isolation;
+mod migration;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

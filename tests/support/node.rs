@@ -39,6 +39,9 @@ pub fn operator_config() -> Value {
         preset["databaseCpu"] = json!("50m");
         preset["databaseMemory"] = json!("512Mi");
     }
+    // Every cutover approval re-verifies (migration tests change the source after a
+    // verification and expect the approval's verification to see it).
+    config["migration"]["verificationMaxAgeSeconds"] = json!(1);
     // The node's resolver is CoreDNS on the bridge address, not a pod of kube-system.
     config["dns"]["addresses"] = json!(["10.244.0.1/32"]);
     config["images"] = json!({
