@@ -81,15 +81,25 @@ fn fresh(attempt: i32, imports: i32, now: Timestamp) -> MigrationStatus {
     }
 }
 
-/// The migration status after one look at the cluster. `max_age` is how old a passed
-/// verification may be when the cutover is approved.
+/// When and for whom `advance` decides.
+#[derive(Clone, Debug)]
+pub struct Step<'a> {
+    /// Now.
+    pub now: Timestamp,
+    /// How old a passed verification may be when the cutover is approved.
+    pub max_age: Duration,
+    /// The HealthSystem's incarnation, which its Jobs' names carry (`jobs::incarnation`).
+    pub incarnation: &'a str,
+}
+
+/// The migration status after one look at the cluster.
 pub fn advance(
     spec: Option<&Migration>,
     old: Option<&MigrationStatus>,
     observed: &Observed,
-    now: Timestamp,
-    max_age: Duration,
+    step: &Step,
 ) -> Option<MigrationStatus> {
+    let (now, id) = (step.now, step.incarnation);
     let Some(spec) = spec else {
         // The record of a cutover stays when spec.migration is removed afterwards.
         return old.filter(|o| o.phase == MigrationPhase::CutOver).cloned();
@@ -131,7 +141,7 @@ pub fn advance(
                 "Importing",
                 format!(
                     "Job {} copies {} into the system's database",
-                    jobs::import_job_name(attempt),
+                    jobs::import_job_name(id, attempt),
                     spec.source.database
                 ),
                 now,
@@ -144,7 +154,7 @@ pub fn advance(
                 &old,
                 MigrationPhase::Importing,
                 "Importing",
-                running_message(&jobs::import_job_name(attempt), waiting),
+                running_message(&jobs::import_job_name(id, attempt), waiting),
                 now,
             ),
             JobState::Failed(_, message) => transition(
@@ -164,14 +174,14 @@ pub fn advance(
                     "Verifying",
                     format!(
                         "{message}; Job {} compares source and target",
-                        jobs::verify_job_name(attempt, 1)
+                        jobs::verify_job_name(id, attempt, 1)
                     ),
                     now,
                 )
             },
         },
         MigrationPhase::Verifying => {
-            let name = jobs::verify_job_name(attempt, old.verification_runs);
+            let name = jobs::verify_job_name(id, attempt, old.verification_runs);
             match &observed.job {
                 JobState::Absent => old,
                 JobState::Running(waiting) => transition(
@@ -188,12 +198,10 @@ pub fn advance(
                     format!("Job {name}: {message}"),
                     now,
                 ),
-                JobState::Succeeded(at, message) => {
-                    verified(&old, spec, message, *at, now, max_age)
-                }
+                JobState::Succeeded(at, message) => verified(&old, spec, message, *at, step),
             }
         }
-        MigrationPhase::AwaitingCutover => awaiting(&old, spec, now, max_age),
+        MigrationPhase::AwaitingCutover => awaiting(&old, spec, step),
         MigrationPhase::Failed | MigrationPhase::CutOver => old,
     };
     Some(next)
@@ -226,9 +234,9 @@ fn verified(
     spec: &Migration,
     message: &str,
     at: Timestamp,
-    now: Timestamp,
-    max_age: Duration,
+    step: &Step,
 ) -> MigrationStatus {
+    let now = step.now;
     let Ok(mut evidence) = serde_json::from_str::<VerificationEvidence>(message.trim()) else {
         return transition(
             old,
@@ -293,17 +301,13 @@ fn verified(
             now,
         )
     };
-    awaiting(&status, spec, now, max_age)
+    awaiting(&status, spec, step)
 }
 
 /// Verified and waiting: cut over when an approval given after the evidence is there and
 /// the verification is fresh; verify again first when it is not.
-fn awaiting(
-    old: &MigrationStatus,
-    spec: &Migration,
-    now: Timestamp,
-    max_age: Duration,
-) -> MigrationStatus {
+fn awaiting(old: &MigrationStatus, spec: &Migration, step: &Step) -> MigrationStatus {
+    let (now, max_age, id) = (step.now, step.max_age, step.incarnation);
     let Some(approval) = &spec.cutover else {
         return old.clone();
     };
@@ -349,7 +353,7 @@ fn awaiting(
                 "cutover approved by {}, but the last verification is older than {} s: Job {} verifies again first",
                 approval.approved_by,
                 max_age.as_secs(),
-                jobs::verify_job_name(old.attempt, runs)
+                jobs::verify_job_name(id, old.attempt, runs)
             ),
             now,
         )
@@ -366,12 +370,13 @@ pub async fn observe(
     database_ready: bool,
 ) -> Result<Observed> {
     let status = system.status.as_ref().and_then(|s| s.migration.as_ref());
+    let id = jobs::incarnation(system);
     let name = match status.map(|s| (s.phase, s)) {
         Some((MigrationPhase::Importing, s)) if s.attempt == spec_attempt(system) => {
-            jobs::import_job_name(s.attempt)
+            jobs::import_job_name(&id, s.attempt)
         }
         Some((MigrationPhase::Verifying, s)) if s.attempt == spec_attempt(system) => {
-            jobs::verify_job_name(s.attempt, s.verification_runs)
+            jobs::verify_job_name(&id, s.attempt, s.verification_runs)
         }
         _ => {
             return Ok(Observed {

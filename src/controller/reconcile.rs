@@ -132,7 +132,13 @@ async fn advance_migration(
     let max_age = Duration::from_secs(
         u64::try_from(ctx.config.migration.verification_max_age_seconds).unwrap_or(0),
     );
-    let new = migration::advance(system.spec.migration.as_ref(), old, &observed, now, max_age);
+    let incarnation = crate::resources::migration::incarnation(system);
+    let step = migration::Step {
+        now,
+        max_age,
+        incarnation: &incarnation,
+    };
+    let new = migration::advance(system.spec.migration.as_ref(), old, &observed, &step);
     if let Some(new) = &new
         && (old.map(|o| (o.phase, o.attempt, &o.reason))
             != Some((new.phase, new.attempt, &new.reason)))

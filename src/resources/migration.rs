@@ -32,14 +32,22 @@ pub const SOURCE_POLICY: &str = "migration-source-egress";
 /// UID of the postgres user in the database image (the Jobs run as it, like backups).
 const POSTGRES_UID: i64 = 999;
 
-/// Name of the import Job of `attempt`.
-pub fn import_job_name(attempt: i32) -> String {
-    format!("migration-import-{attempt}")
+/// What tells one HealthSystem's migration Jobs from those of an earlier HealthSystem of the
+/// same name (deleted with Retain, its namespace adopted): the first 8 characters of its UID.
+/// Without it, the earlier import Job, long completed, would pass for this one's.
+pub fn incarnation(system: &HealthSystem) -> String {
+    let uid = system.metadata.uid.as_deref().unwrap_or("rendered");
+    uid.chars().take(8).collect()
 }
 
-/// Name of verification run `run` of `attempt`.
-pub fn verify_job_name(attempt: i32, run: i32) -> String {
-    format!("migration-verify-{attempt}-{run}")
+/// Name of the import Job of `attempt`, for the HealthSystem `incarnation`.
+pub fn import_job_name(incarnation: &str, attempt: i32) -> String {
+    format!("migration-{incarnation}-import-{attempt}")
+}
+
+/// Name of verification run `run` of `attempt`, for the HealthSystem `incarnation`.
+pub fn verify_job_name(incarnation: &str, attempt: i32, run: i32) -> String {
+    format!("migration-{incarnation}-verify-{attempt}-{run}")
 }
 
 /// Both ends answer before anything starts (a new pod's address reaches the policy agent a
@@ -245,7 +253,7 @@ pub fn children(system: &HealthSystem, config: &Config) -> (Vec<Job>, Option<Net
             system,
             config,
             migration,
-            import_job_name(status.attempt),
+            import_job_name(&incarnation(system), status.attempt),
             IMPORT,
             vec![env(
                 "REPLACE_ALLOWED",
@@ -257,7 +265,11 @@ pub fn children(system: &HealthSystem, config: &Config) -> (Vec<Job>, Option<Net
             system,
             config,
             migration,
-            verify_job_name(status.attempt, status.verification_runs),
+            verify_job_name(
+                &incarnation(system),
+                status.attempt,
+                status.verification_runs,
+            ),
             VERIFY,
             vec![
                 env("INVENTORY_SQL", INVENTORY_SQL),

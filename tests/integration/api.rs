@@ -157,7 +157,7 @@ async fn transition_rules_protect_the_data() {
     install_crd(&client).await;
     let systems = Api::<HealthSystem>::all(client);
 
-    let cases: [(&str, Change, &str); 5] = [
+    let cases: [(&str, Change, &str); 6] = [
         (
             "namespace set later",
             |m| m["spec"]["namespace"] = json!("elsewhere"),
@@ -187,6 +187,15 @@ async fn transition_rules_protect_the_data() {
                     .remove("storageClassName");
             },
             "storageClassName is immutable",
+        ),
+        (
+            "migration declared on a live system",
+            |m| {
+                m["spec"]["migration"] = json!({ "source": {
+                    "host": "his-db.example", "database": "his", "secretName": "legacy",
+                    "network": { "cidr": "10.40.12.7/32" } } })
+            },
+            "migration can only be declared when the system is created",
         ),
     ];
     for (what, change, message) in cases {

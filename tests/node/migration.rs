@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use healthsystem_operator::api::{HealthSystem, MigrationPhase, MigrationStatus};
@@ -190,7 +190,7 @@ async fn a_legacy_database_is_imported_verified_and_cut_over_once() {
     let client = setup().await;
     let legacy = crate::cluster::unique("legacy");
     legacy_database(&client, &legacy).await;
-    let name = systems::create(&client, "mig", "lab-biomedica.yaml", |m| {
+    let manifest = |m: &mut Value| {
         node::small_system(m);
         m["spec"]["application"] =
             json!({ "image": image("HS_IMAGE_APP"), "replicas": 1, "port": 8080 });
@@ -205,8 +205,8 @@ async fn a_legacy_database_is_imported_verified_and_cut_over_once() {
                 }
             }
         });
-    })
-    .await;
+    };
+    let name = systems::create(&client, "mig", "lab-biomedica.yaml", manifest).await;
     let namespace = ns(&name);
 
     // The import waits for the source's credentials, and status says so.
@@ -365,9 +365,62 @@ async fn a_legacy_database_is_imported_verified_and_cut_over_once() {
     )
     .await;
     let jobs = Api::<Job>::namespaced(client.clone(), &namespace);
-    assert!(jobs.get_opt("migration-import-3").await.unwrap().is_none());
+    let imports = jobs
+        .list(&ListParams::default().labels("app.kubernetes.io/component=migration"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|j| {
+            j.metadata
+                .name
+                .as_deref()
+                .unwrap_or_default()
+                .contains("-import-")
+        })
+        .count();
+    assert_eq!(imports, 2, "no import Job for attempt 3");
     assert_eq!(
         target(&client, &namespace, &name, "target-3").await,
+        "1000|5000|20|renamed"
+    );
+
+    // The HealthSystem deleted (Retain) and applied again from the same manifest: it adopts
+    // the namespace and its live data, its migration starts afresh, and the import refuses
+    // a database it did not fill (the source changed again: an overwrite would show).
+    legacy_sql(
+        &client,
+        &legacy,
+        "change-2",
+        "UPDATE patients SET name = 'overwritten' WHERE id = 7",
+    )
+    .await;
+    let systems_api = Api::<HealthSystem>::all(client.clone());
+    systems_api
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    until("the HealthSystem gone", Duration::from_secs(60), || async {
+        match systems_api
+            .get_opt(&name)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            None => Ok(()),
+            Some(_) => Err("still there".to_string()),
+        }
+    })
+    .await;
+    systems::create_named(&client, &name, "lab-biomedica.yaml", manifest).await;
+    let refused = wait_phase_any(&client, &name, 1, MigrationPhase::Failed).await;
+    assert_eq!(refused.reason, "ImportFailed");
+    assert!(
+        refused.message.contains("already holds 3 tables"),
+        "{}",
+        refused.message
+    );
+    assert_eq!(
+        target(&client, &namespace, &name, "target-4").await,
         "1000|5000|20|renamed"
     );
 }
