@@ -12,6 +12,11 @@
 //!
 //! Run: `cargo bench --bench fleet -- [--sizes 100,500,1000] [--idle-seconds 300]
 //! [--changes 50] [--json target/fleet.json]`
+//!
+//! `--inventory tests/data/sdc-inventory.csv` measures something else: the migration
+//! inventory onboarded (`onboard`, the configuration's default rules), every manifest applied
+//! to a fresh cluster with the operator running, the time until all are Ready, and the
+//! migration phases by wave from the operator's metrics.
 
 #[path = "../tests/support/cluster.rs"]
 mod cluster;
@@ -43,6 +48,7 @@ struct Args {
     idle: Duration,
     changes: usize,
     json: Option<PathBuf>,
+    inventory: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -51,6 +57,7 @@ fn args() -> Args {
         idle: Duration::from_secs(300),
         changes: 50,
         json: None,
+        inventory: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -69,6 +76,7 @@ fn args() -> Args {
             }
             "--changes" => args.changes = it.next().and_then(|s| s.parse().ok()).unwrap_or(50),
             "--json" => args.json = it.next().map(PathBuf::from),
+            "--inventory" => args.inventory = it.next().map(PathBuf::from),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -239,10 +247,7 @@ impl Operator {
         );
         let mut text = String::new();
         let _ = stream.read_to_string(&mut text);
-        for line in text
-            .lines()
-            .filter(|l| l.starts_with("healthsystem_operator_"))
-        {
+        for line in text.lines().filter(|l| l.starts_with("healthsystem_")) {
             if let Some((key, value)) = line.rsplit_once(' ') {
                 out.insert(key.to_string(), value.parse().unwrap_or(0.0));
             }
@@ -486,10 +491,156 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
+/// Systems by migration wave and phase, from `healthsystem_migration_phase` series at 1.
+fn migration_phases(metrics: &BTreeMap<String, f64>) -> BTreeMap<(String, String), usize> {
+    let mut out = BTreeMap::new();
+    for (key, value) in metrics {
+        let Some(labels) = key.strip_prefix("healthsystem_migration_phase{") else {
+            continue;
+        };
+        if *value < 1.0 {
+            continue;
+        }
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches(['}', '"']).to_string())
+                .unwrap_or_default()
+        };
+        *out.entry((label("wave"), label("phase"))).or_default() += 1;
+    }
+    out
+}
+
+/// The inventory onboarded and applied: time to all Ready, and the migration phases.
+async fn onboarded(path: &Path, base: &Path) {
+    use healthsystem_operator::onboard::{Selection, onboard};
+    let bytes = std::fs::read(path).expect("inventory");
+    let started = Instant::now();
+    let report = onboard(
+        &bytes,
+        &path.display().to_string(),
+        &Config::default(),
+        &Selection::default(),
+    )
+    .expect("inventory readable");
+    let onboard_s = started.elapsed().as_secs_f64();
+    let manifests: Vec<Value> = report.manifests().map(|(_, m)| m.clone()).collect();
+    let n = manifests.len();
+    let with_migration = manifests
+        .iter()
+        .filter(|m| m["spec"].get("migration").is_some())
+        .count();
+    eprintln!(
+        "== inventory: {} rows, {n} manifests ({with_migration} with spec.migration), onboarded in {onboard_s:.2}s",
+        report.rows.len()
+    );
+    let cluster = cluster::start_in(&base.join("inventory")).expect("cluster");
+    let client = client_for(&cluster.kubeconfig).await;
+    cluster::install_crd(&client).await;
+    let operator = Operator::start(&cluster.kubeconfig, &base.join("inventory-operator.log"));
+    wait::until("operator ready", Duration::from_secs(60), || async {
+        match operator.metrics().get("healthsystem_operator_ready") {
+            Some(v) if *v >= 1.0 => Ok(()),
+            _ => Err("not ready"),
+        }
+    })
+    .await;
+    let systems = Api::<HealthSystem>::all(client.clone());
+    let started = Instant::now();
+    futures::stream::iter(manifests.iter().map(|m| {
+        let systems = systems.clone();
+        async move {
+            let name = m["metadata"]["name"].as_str().unwrap().to_string();
+            systems
+                .patch(&name, &PatchParams::apply("onboarding"), &Patch::Apply(m))
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }))
+    .buffer_unordered(IN_FLIGHT)
+    .collect::<Vec<()>>()
+    .await;
+    let applied_s = started.elapsed().as_secs_f64();
+    loop {
+        let ready = count_ready(&client).await;
+        if ready >= n {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "only {ready} of {n} Ready after 30 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ready_s = started.elapsed().as_secs_f64();
+    let at_ready = operator.metrics();
+    let at_ready_phases = migration_phases(&at_ready);
+    // Let the migrations run their course (on kwok's simulated node Jobs succeed without
+    // doing anything, so verifications find no report).
+    let settled = wait::until("migrations settled", Duration::from_secs(600), || async {
+        let metrics = operator.metrics();
+        let phases = migration_phases(&metrics);
+        let moving: usize = phases
+            .iter()
+            .filter(|((_, phase), _)| {
+                matches!(phase.as_str(), "Pending" | "Importing" | "Verifying")
+            })
+            .map(|(_, count)| count)
+            .sum();
+        if moving == 0 {
+            Ok((phases, started.elapsed()))
+        } else {
+            Err(moving)
+        }
+    })
+    .await;
+    let requests = requests(&operator.metrics());
+    let (peak, current) = operator.memory();
+    println!(
+        "| inventory rows | manifests | with migration | onboard s | applied s | all Ready s | migrations settled s | requests/system | peak MiB | RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let per: Vec<String> = requests
+        .iter()
+        .map(|(k, v)| format!("{k} {:.1}", v / n as f64))
+        .collect();
+    println!(
+        "| {} | {n} | {with_migration} | {onboard_s:.2} | {applied_s:.1} | {ready_s:.1} | {:.1} | {} | {:.0} | {:.0} |",
+        report.rows.len(),
+        settled.1.as_secs_f64(),
+        per.join(", "),
+        peak as f64 / 1048576.0,
+        current as f64 / 1048576.0
+    );
+    println!("\n| wave | phase | systems at all Ready | systems settled |\n|---|---|---|---|");
+    let keys: std::collections::BTreeSet<_> = at_ready_phases
+        .keys()
+        .chain(settled.0.keys())
+        .cloned()
+        .collect();
+    for key in keys {
+        println!(
+            "| {} | {} | {} | {} |",
+            key.0,
+            key.1,
+            at_ready_phases.get(&key).copied().unwrap_or(0),
+            settled.0.get(&key).copied().unwrap_or(0)
+        );
+    }
+    drop(operator);
+    cluster.stop();
+}
+
 fn main() {
     let args = args();
     let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-{}", std::process::id()));
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    if let Some(path) = &args.inventory {
+        runtime.block_on(onboarded(path, &base));
+        return;
+    }
     let mut rows = Vec::new();
     for &n in &args.sizes {
         let row = runtime.block_on(measure(n, &args, &base));

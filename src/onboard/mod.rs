@@ -269,6 +269,10 @@ fn column_of(field: &str) -> &str {
         ("spec.backup", "rpo_hours"),
         ("spec.network.platformServices", "national_services"),
         ("spec.tier", "kind"),
+        ("spec.migration.source.host", "source_host"),
+        ("spec.migration.source.port", "source_port"),
+        ("spec.migration.source.database", "source_database"),
+        ("spec.migration.source.network", "source_cidr"),
     ];
     COLUMNS
         .iter()
@@ -413,7 +417,8 @@ fn manifest(row: &Row, id: Option<&str>, config: &Config) -> Result<Value, Vec<(
     };
     let mut viewers = rules.viewers.clone();
     viewers.retain(|v| v != admins);
-    Ok(json!({
+    let migration = migration(row, id, rules);
+    let mut manifest = json!({
         "apiVersion": "sdc.gov.rs/v1alpha1",
         "kind": "HealthSystem",
         "metadata": {
@@ -441,6 +446,41 @@ fn manifest(row: &Row, id: Option<&str>, config: &Config) -> Result<Value, Vec<(
             "network": { "platformServices": platform_services },
             "monitoring": { "enabled": true },
             "deletionPolicy": "Retain",
+        },
+    });
+    if let Some(migration) = migration {
+        manifest["spec"]["migration"] = migration;
+    }
+    Ok(manifest)
+}
+
+/// The spec.migration of a row not migrated yet: the inventory's own source columns when it
+/// has them, else the configuration's templates.
+fn migration(row: &Row, id: &str, rules: &OnboardingConfig) -> Option<Value> {
+    if row.get("state").eq_ignore_ascii_case("migrated") {
+        return None;
+    }
+    let template = rules.migration.as_ref()?;
+    let or = |column: &str, default: String| {
+        let value = row.get(column);
+        if value.is_empty() {
+            default
+        } else {
+            value.to_string()
+        }
+    };
+    // A port that is not a number becomes 0, which validation reports against the column.
+    let port = match row.get("source_port") {
+        "" => template.port,
+        given => given.parse().unwrap_or(0),
+    };
+    Some(json!({
+        "source": {
+            "host": or("source_host", template.host.replace("{id}", id)),
+            "port": port,
+            "database": or("source_database", template.database.clone()),
+            "secretName": template.secret_name,
+            "network": { "cidr": or("source_cidr", template.cidr.clone()) },
         },
     }))
 }

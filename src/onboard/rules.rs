@@ -29,6 +29,39 @@ pub struct OnboardingConfig {
     pub default_postgres_version: String,
     /// Groups given read-only access to every onboarded system (the data centre's SREs).
     pub viewers: Vec<String>,
+    /// The spec.migration of every system not migrated yet (state other than Migrated):
+    /// where its source database is reached. The inventory's columns source_host,
+    /// source_port, source_database and source_cidr, when it has them, come first. None:
+    /// manifests without spec.migration.
+    #[serde(default = "default_migration")]
+    pub migration: Option<MigrationSource>,
+}
+
+/// Where onboarded systems' source databases are, as templates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MigrationSource {
+    /// Host of the source server; `{id}` is replaced with the system id.
+    pub host: String,
+    /// Port of the source server.
+    pub port: i32,
+    /// Database to import.
+    pub database: String,
+    /// Secret the migration team puts in each system's namespace (username, password).
+    pub secret_name: String,
+    /// Address block through which the institutions' servers are reached (the national
+    /// health network): the egress allowance of the import and verification pods.
+    pub cidr: String,
+}
+
+fn default_migration() -> Option<MigrationSource> {
+    Some(MigrationSource {
+        host: "{id}.his.zdravlje.local".into(),
+        port: 5432,
+        database: "his".into(),
+        secret_name: "legacy-credentials".into(),
+        cidr: "10.40.0.0/16".into(),
+    })
 }
 
 /// One row of the RPO-to-schedule table.
@@ -88,6 +121,7 @@ impl Default for OnboardingConfig {
                 .collect(),
             default_postgres_version: "16".into(),
             viewers: vec!["sdc-sre".into()],
+            migration: default_migration(),
         }
     }
 }

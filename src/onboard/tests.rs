@@ -175,3 +175,49 @@ fn the_summary_counts_by_wave_and_ownership() {
         "{summary}"
     );
 }
+
+#[test]
+fn systems_not_migrated_yet_get_a_migration_from_the_templates_or_their_own_columns() {
+    let config = Config::default();
+    let header = format!("{HEADER},source_host,source_port,source_database,source_cidr");
+    let csv = format!(
+        "{header}\n\
+         dz-a,Dom zdravlja A,07151950,Public,PrimaryCare,Nišavski,Niš,his-vendor-a,postgresql,15,40,900,e-uput,24,dz-a-admins,Planned,2,,,,\n\
+         dz-b,Dom zdravlja B,07151951,Public,PrimaryCare,Nišavski,Niš,his-vendor-a,postgresql,15,40,900,e-uput,24,dz-b-admins,InProgress,1,10.7.1.20,6432,bolnica,10.7.1.20/32\n\
+         dz-c,Dom zdravlja C,07151952,Public,PrimaryCare,Nišavski,Niš,his-vendor-a,postgresql,15,40,900,e-uput,24,dz-c-admins,Migrated,0,,,,\n\
+         dz-d,Dom zdravlja D,07151953,Public,PrimaryCare,Nišavski,Niš,his-vendor-a,postgresql,15,40,900,e-uput,24,dz-d-admins,Planned,2,,54x,,\n"
+    );
+    let report = onboard(csv.as_bytes(), "t.csv", &config, &Selection::default()).unwrap();
+    let manifests: BTreeMap<&str, &Value> = report.manifests().collect();
+    let a = &manifests["dz-a"]["spec"]["migration"]["source"];
+    assert_eq!(a["host"], "dz-a.his.zdravlje.local");
+    assert_eq!(a["port"], 5432);
+    assert_eq!(a["database"], "his");
+    assert_eq!(a["secretName"], "legacy-credentials");
+    assert_eq!(a["network"]["cidr"], "10.40.0.0/16");
+    let b = &manifests["dz-b"]["spec"]["migration"]["source"];
+    assert_eq!(
+        (
+            &b["host"],
+            &b["port"],
+            &b["database"],
+            &b["network"]["cidr"]
+        ),
+        (
+            &json!("10.7.1.20"),
+            &json!(6432),
+            &json!("bolnica"),
+            &json!("10.7.1.20/32")
+        )
+    );
+    assert!(
+        manifests["dz-c"]["spec"].get("migration").is_none(),
+        "a migrated system gets no migration"
+    );
+    assert!(!manifests.contains_key("dz-d"));
+    let errors = report.problems().join("\n");
+    assert!(
+        errors.contains("t.csv:5 (Dom zdravlja D): source_port"),
+        "{errors}"
+    );
+}
