@@ -204,6 +204,15 @@ pub struct Database {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub storage_class_name: Option<String>,
+
+    /// A person's acceptance that the data volume with this claim UID is lost for good. When
+    /// the claim the database was initialised on disappears, the operator holds the database
+    /// stopped (DatabaseReady=False, reason DataMissing, which names the UID) rather than
+    /// start an empty one; setting this to that UID lets an empty database start. Restore the
+    /// volume instead whenever possible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub accept_data_loss: Option<String>,
 }
 
 /// Database engines the operator provides.

@@ -65,6 +65,10 @@ pub struct DatabaseStatus {
     /// Name of the Secret, in the system's namespace, holding the database credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+    /// UID of the volume claim holding the data, recorded once it is bound: if that claim
+    /// disappears, the database is held stopped (DataMissing) instead of starting empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_claim_uid: Option<String>,
 }
 
 /// Outcome of the scheduled backups, from the backup Jobs.

@@ -173,7 +173,11 @@ pub fn advance(
                     MigrationPhase::Verifying,
                     "Verifying",
                     format!(
-                        "{message}; Job {} compares source and target",
+                        "{}; Job {} compares source and target",
+                        match message.trim() {
+                            "" => "imported",
+                            summary => summary,
+                        },
                         jobs::verify_job_name(id, attempt, 1)
                     ),
                     now,

@@ -55,7 +55,8 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     let migration = advance_migration(system, ctx, now).await?;
     // The desired set follows the migration's new phase (its Job, its egress allowance).
     let view = with_migration(system, migration.clone());
-    let desired = Desired::build(&view, &ctx.config);
+    let mut desired = Desired::build(&view, &ctx.config);
+    hold_database_without_its_data(system, ctx, &mut desired);
     let applied = match apply::apply(&ctx.client, &ctx.stores, &name, &uid, &desired).await {
         Ok(applied) => applied,
         Err(error @ Error::NamespaceNotOwned(_)) => {
@@ -103,6 +104,28 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
         wait = wait.min(MIGRATION_POLL);
     }
     Ok(Action::requeue(wait))
+}
+
+/// Keeps the database stopped while the claim its data was on is gone and nobody accepted
+/// the loss: a running StatefulSet would make a new claim and initialise an empty database.
+fn hold_database_without_its_data(system: &HealthSystem, ctx: &Context, desired: &mut Desired) {
+    let namespace = crate::resources::labels::namespace(system);
+    let live = ctx.stores.get(
+        "v1",
+        "PersistentVolumeClaim",
+        Some(&namespace),
+        &database::data_claim_name(),
+    );
+    let live_uid = live.as_ref().and_then(|c| c.metadata.uid.as_deref());
+    if let Some(lost) = status::lost_data_claim(system, live_uid) {
+        warn!(
+            claim = lost,
+            "data claim gone: the database is held stopped"
+        );
+        if let Some(spec) = desired.database.spec.as_mut() {
+            spec.replicas = Some(0);
+        }
+    }
 }
 
 /// How often a running migration Job's pod is looked at.

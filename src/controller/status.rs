@@ -41,6 +41,9 @@ pub mod types {
 /// The DatabaseReady reason when the credentials Secret is gone but the data is not.
 pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
 
+/// The DatabaseReady reason when the claim the data was on is gone.
+pub const DATA_MISSING: &str = "DataMissing";
+
 /// The NamespaceReady reason when the namespace belongs to someone else.
 pub const NAMESPACE_NOT_OWNED: &str = "NamespaceNotOwned";
 
@@ -55,6 +58,8 @@ pub struct Observed {
     pub database_ready_replicas: i32,
     /// Phase of the database claim; None before it exists.
     pub claim_phase: Option<String>,
+    /// UID of the database claim; None before it exists.
+    pub claim_uid: Option<String>,
     /// The claim's StorageClass when it does not exist in the cluster.
     pub missing_storage_class: Option<String>,
     /// The credentials Secret exists.
@@ -167,6 +172,7 @@ pub async fn observe(
             .and_then(|v| v.as_i64())
             .unwrap_or(0) as i32,
         claim_phase,
+        claim_uid: claim.as_ref().and_then(|c| c.metadata.uid.clone()),
         missing_storage_class,
         credentials_exist: secret.is_some(),
         credentials_complete: secret.as_ref().is_some_and(|s| {
@@ -191,6 +197,40 @@ pub async fn observe(
             .collect(),
         migration: None,
     })
+}
+
+/// The UID of the data claim this system's database was initialised on, when that claim is
+/// gone (`live` is the UID of the claim there now, if any) and no person has accepted the
+/// loss. The database must then stay stopped: a new claim would hold an empty database.
+pub fn lost_data_claim(system: &HealthSystem, live: Option<&str>) -> Option<String> {
+    let recorded = system
+        .status
+        .as_ref()?
+        .database
+        .as_ref()?
+        .data_claim_uid
+        .as_deref()?;
+    let accepted = system.spec.database.accept_data_loss.as_deref() == Some(recorded);
+    (live != Some(recorded) && !accepted).then(|| recorded.to_string())
+}
+
+/// The data claim UID status records: the bound claim's, unless the recorded one is lost
+/// (kept until a person accepts the loss).
+fn recorded_claim(
+    system: &HealthSystem,
+    observed: &Observed,
+    lost: Option<&String>,
+) -> Option<String> {
+    let recorded = system
+        .status
+        .as_ref()
+        .and_then(|s| s.database.as_ref())
+        .and_then(|d| d.data_claim_uid.clone());
+    match (lost, observed.claim_phase.as_deref()) {
+        (Some(lost), _) => Some(lost.clone()),
+        (None, Some("Bound")) => observed.claim_uid.clone().or(recorded),
+        (None, _) => recorded,
+    }
 }
 
 /// Parses an RPO such as "24h" or "90m" (the forms admission allows).
@@ -259,7 +299,14 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
         ),
     });
 
-    conditions.push(if !observed.credentials_exist && observed.claim_phase.is_some() {
+    let lost = lost_data_claim(system, observed.claim_uid.as_deref());
+    conditions.push(if let Some(lost) = &lost {
+        let now_there = match &observed.claim_uid {
+            Some(uid) => format!("; claim {} now there (UID {uid}) is a new, empty volume", database::data_claim_name()),
+            None => String::new(),
+        };
+        cond(types::DATABASE, false, DATA_MISSING, format!("the volume claim {} (UID {lost}) that holds this database's data is gone{now_there}. The database is held stopped so that no empty database replaces it. Restore the volume (re-bind its PersistentVolume if its class retains it) or restore from a backup; if the data is lost for good, set spec.database.acceptDataLoss: {lost} to start an empty database", database::data_claim_name()))
+    } else if !observed.credentials_exist && observed.claim_phase.is_some() {
         cond(types::DATABASE, false, CREDENTIALS_MISSING, format!("Secret {} is missing while the database volume {} holds data initialised with its password; the operator never generates a new one for it. Restore the Secret with the original password (from the platform's secret backup)", database::SECRET, database::data_claim_name()))
     } else if observed.credentials_exist && !observed.credentials_complete {
         cond(types::DATABASE, false, "CredentialsIncomplete", format!("Secret {} has no {} key; add it, the operator never overwrites credentials", database::SECRET, database::PASSWORD_KEY))
@@ -381,6 +428,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
                     | "UnknownPlatformService"
                     | "CredentialsIncomplete"
                     | CREDENTIALS_MISSING
+                    | DATA_MISSING
                     | "BackupStale"
                     | "NoSuccessfulBackup"
             ) =>
@@ -413,6 +461,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
         database: Some(DatabaseStatus {
             service: Some(database::SERVICE.into()),
             secret_name: Some(database::SECRET.into()),
+            data_claim_uid: recorded_claim(system, observed, lost.as_ref()),
         }),
         backup: Some(BackupStatus {
             last_successful_time: observed.last_success.map(Time),
@@ -477,15 +526,38 @@ pub async fn write_if_changed(
             .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
     };
     let (before, after) = (ready(old), ready(Some(&status)));
+    let mut events = Vec::new();
     if before.as_ref().map(|b| &b.0) != after.as_ref().map(|a| &a.0)
         && let Some((state, reason, message)) = after
     {
+        let type_ = if state == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        events.push((type_, reason, message));
+    }
+    // What needs a person is said once when it appears, even if Ready was already False.
+    for condition in &status.conditions {
+        let was = old
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == condition.type_))
+            .map(|c| c.reason.as_str());
+        if NEEDS_A_PERSON.contains(&condition.reason.as_str())
+            && was != Some(condition.reason.as_str())
+            && !events
+                .iter()
+                .any(|(_, reason, _)| *reason == condition.reason)
+        {
+            events.push((
+                EventType::Warning,
+                condition.reason.clone(),
+                condition.message.clone(),
+            ));
+        }
+    }
+    for (type_, reason, message) in events {
         let event = Event {
-            type_: if state == "True" {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
+            type_,
             reason,
             note: Some(message),
             action: "Reconcile".into(),
@@ -498,6 +570,9 @@ pub async fn write_if_changed(
     }
     Ok(true)
 }
+
+/// Reasons that only a person can resolve: each gets a Warning event when it appears.
+const NEEDS_A_PERSON: &[&str] = &[CREDENTIALS_MISSING, DATA_MISSING];
 
 #[cfg(test)]
 mod tests;

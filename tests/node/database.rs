@@ -131,3 +131,125 @@ async fn exporter_reports_the_database_up_to_the_monitoring_namespace() {
     .await;
     assert_eq!(logs.trim(), "pg_up 1");
 }
+
+/// Issue 12, defect 5: a data volume lost (its claim deleted by hand, the pod gone with it)
+/// is never silently replaced by an empty database: status records the data claim's UID,
+/// reports `DataMissing` with a Warning event, and the database stays stopped until a
+/// person accepts the loss of that very claim (`spec.database.acceptDataLoss`); only then
+/// does an empty database start.
+#[tokio::test]
+async fn a_lost_data_volume_is_reported_and_no_empty_database_starts_until_accepted() {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use kube::api::{Patch, PatchParams};
+
+    use crate::systems::{self, condition};
+
+    let client = setup().await;
+    let name = ready_system(&client, "lost", |_| {}).await;
+    let namespace = ns(&name);
+    let written = pods::run_ok(
+        &client,
+        pods::psql_client(
+            &namespace,
+            "writer",
+            &name,
+            "CREATE TABLE records (id int PRIMARY KEY); \
+             INSERT INTO records SELECT generate_series(1, 100); SELECT count(*) FROM records",
+        ),
+    )
+    .await;
+    assert_eq!(pods::last_line(&written), "100");
+
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &namespace);
+    let lost_uid = claims
+        .get("data-database-0")
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    claims
+        .delete("data-database-0", &DeleteParams::background())
+        .await
+        .unwrap();
+    Api::<Pod>::namespaced(client.clone(), &namespace)
+        .delete("database-0", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    let systems_api = Api::<healthsystem_operator::api::HealthSystem>::all(client.clone());
+    let system = until("DataMissing reported", Duration::from_secs(180), || async {
+        let system = systems_api.get(&name).await.map_err(|e| e.to_string())?;
+        match condition(&system, "DatabaseReady") {
+            Some(c) if c.reason == "DataMissing" => Ok(system),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let database = condition(&system, "DatabaseReady").unwrap();
+    assert!(database.message.contains(&lost_uid), "{database:?}");
+    assert_eq!(
+        system.status.as_ref().unwrap().phase,
+        Some(healthsystem_operator::api::Phase::Degraded)
+    );
+    until("a DataMissing event", Duration::from_secs(30), || {
+        systems::has_warning(&client, &name, "DataMissing")
+    })
+    .await;
+    // The database stays stopped: no empty database is initialised behind anyone's back.
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), &namespace);
+    until(
+        "the database held at 0 replicas",
+        Duration::from_secs(60),
+        || async {
+            let set = statefulsets
+                .get("database")
+                .await
+                .map_err(|e| e.to_string())?;
+            let wanted = set.spec.and_then(|s| s.replicas);
+            let running = set.status.map(|s| s.replicas).unwrap_or(0);
+            if wanted == Some(0) && running == 0 {
+                Ok(())
+            } else {
+                Err(format!("{wanted:?} {running}"))
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let still = systems_api.get(&name).await.unwrap();
+    assert_eq!(
+        condition(&still, "DatabaseReady").unwrap().reason,
+        "DataMissing"
+    );
+
+    // A person accepts the loss of that claim: an empty database starts, and is Ready.
+    systems_api
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({ "spec": { "database": { "acceptDataLoss": lost_uid } } }),
+            ),
+        )
+        .await
+        .unwrap();
+    let ready = systems::wait_ready(&client, &name).await;
+    let recorded = serde_json::to_value(ready.status).unwrap()["database"]["dataClaimUid"].clone();
+    assert!(
+        recorded.is_string() && recorded != serde_json::json!(lost_uid),
+        "the new claim is recorded: {recorded}"
+    );
+    let read = pods::run_ok(
+        &client,
+        pods::psql_client(
+            &namespace,
+            "reader",
+            &name,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'records'",
+        ),
+    )
+    .await;
+    assert_eq!(pods::last_line(&read), "0", "the accepted empty database");
+}

@@ -173,3 +173,62 @@ fn a_missing_secret_beside_the_data_is_reported_with_what_to_do() {
     );
     assert_eq!(status.phase, Some(Phase::Degraded));
 }
+
+#[test]
+fn the_data_claim_is_recorded_and_its_loss_holds_until_accepted() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let mut system = system("24h", now);
+    let mut observed = healthy();
+    observed.claim_uid = Some("uid-1".into());
+    let status = evaluate(&system, &observed, now);
+    assert_eq!(
+        status.database.as_ref().unwrap().data_claim_uid.as_deref(),
+        Some("uid-1"),
+        "recorded once bound"
+    );
+    system.status = Some(status);
+
+    // The claim is replaced by a new one (the StatefulSet made it): data missing.
+    observed.claim_uid = Some("uid-2".into());
+    assert_eq!(
+        lost_data_claim(&system, Some("uid-2")).as_deref(),
+        Some("uid-1")
+    );
+    assert_eq!(lost_data_claim(&system, None).as_deref(), Some("uid-1"));
+    assert_eq!(lost_data_claim(&system, Some("uid-1")), None);
+    let lost = evaluate(&system, &observed, now);
+    let database = get(&lost, types::DATABASE);
+    assert_eq!(database.reason, DATA_MISSING);
+    assert!(
+        database.message.contains("acceptDataLoss: uid-1"),
+        "{}",
+        database.message
+    );
+    assert_eq!(lost.phase, Some(Phase::Degraded));
+    assert_eq!(
+        lost.database.as_ref().unwrap().data_claim_uid.as_deref(),
+        Some("uid-1"),
+        "the lost claim stays recorded until the loss is accepted"
+    );
+
+    // A person accepts the loss of uid-1 (and only that claim).
+    system.spec.database.accept_data_loss = Some("uid-1".into());
+    assert_eq!(lost_data_claim(&system, Some("uid-2")), None);
+    let accepted = evaluate(&system, &observed, now);
+    assert_eq!(get(&accepted, types::DATABASE).status, "True");
+    assert_eq!(
+        accepted
+            .database
+            .as_ref()
+            .unwrap()
+            .data_claim_uid
+            .as_deref(),
+        Some("uid-2")
+    );
+}
+
+#[test]
+fn a_system_with_nothing_recorded_loses_nothing() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    assert_eq!(lost_data_claim(&system("24h", now), None), None);
+}
