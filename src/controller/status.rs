@@ -56,6 +56,8 @@ pub struct Observed {
     pub namespace_phase: Option<String>,
     /// Ready replicas of the database StatefulSet.
     pub database_ready_replicas: i32,
+    /// Pods of the database StatefulSet, ready or not.
+    pub database_pods: i32,
     /// Phase of the database claim; None before it exists.
     pub claim_phase: Option<String>,
     /// UID of the database claim; None before it exists.
@@ -72,6 +74,9 @@ pub struct Observed {
     pub last_failure: Option<Timestamp>,
     /// Available and wanted replicas of the application, when there is one.
     pub application: Option<(i32, i32)>,
+    /// Why the application's Deployment cannot make progress, from its conditions
+    /// (ReplicaFailure, or Progressing with ProgressDeadlineExceeded): reason and message.
+    pub application_failure: Option<(String, String)>,
     /// The monitoring.coreos.com API is served.
     pub monitoring_api: bool,
     /// Platform services named in the spec that the configuration does not know.
@@ -156,8 +161,13 @@ pub async fn observe(
         }
     }
 
+    let deployment = stores.get("apps/v1", "Deployment", ns, application::NAME);
+    let application_failure = system
+        .spec
+        .application
+        .as_ref()
+        .and_then(|_| deployment_failure(deployment.as_deref()));
     let application = system.spec.application.as_ref().map(|app| {
-        let deployment = stores.get("apps/v1", "Deployment", ns, application::NAME);
         let available = field(&deployment, "/status/availableReplicas")
             .and_then(|v| v.as_i64())
             .unwrap_or(0);
@@ -169,6 +179,9 @@ pub async fn observe(
         namespace_phase: field(&namespace_object, "/status/phase")
             .and_then(|v| v.as_str().map(String::from)),
         database_ready_replicas: field(&statefulset, "/status/readyReplicas")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0) as i32,
+        database_pods: field(&statefulset, "/status/replicas")
             .and_then(|v| v.as_i64())
             .unwrap_or(0) as i32,
         claim_phase,
@@ -183,6 +196,7 @@ pub async fn observe(
         last_success,
         last_failure,
         application,
+        application_failure,
         monitoring_api,
         unknown_services: network::unknown_platform_services(system, config),
         missing_policies: desired
@@ -232,6 +246,28 @@ fn recorded_claim(
         (None, _) => recorded,
     }
 }
+
+/// Why a Deployment cannot make progress: a ReplicaFailure condition (pods refused, say by
+/// the namespace quota) or a progress deadline exceeded (say an image that never pulls).
+fn deployment_failure(deployment: Option<&kube::api::DynamicObject>) -> Option<(String, String)> {
+    let conditions = deployment?.data.pointer("/status/conditions")?.as_array()?;
+    conditions.iter().find_map(|c| {
+        let (type_, status) = (c["type"].as_str()?, c["status"].as_str()?);
+        let reason = c["reason"].as_str().unwrap_or_default();
+        let message = c["message"].as_str().unwrap_or_default().to_string();
+        match (type_, status) {
+            ("ReplicaFailure", "True") if message.contains("exceeded quota") => {
+                Some((QUOTA_EXCEEDED.to_string(), message))
+            }
+            ("ReplicaFailure", "True") => Some(("PodsRefused".to_string(), message)),
+            ("Progressing", "False") => Some((reason.to_string(), message)),
+            _ => None,
+        }
+    })
+}
+
+/// The ApplicationReady reason when the namespace quota refuses the application's pods.
+pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
 
 /// Parses an RPO such as "24h" or "90m" (the forms admission allows).
 pub fn parse_rpo(rpo: &str) -> Option<Duration> {
@@ -314,8 +350,10 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
         cond(types::DATABASE, false, "StorageClassNotFound", format!("storage class {class:?} does not exist, so the database volume cannot be provisioned"))
     } else if observed.claim_phase.as_deref() != Some("Bound") {
         cond(types::DATABASE, false, "VolumePending", "waiting for the database volume to be bound".into())
+    } else if observed.database_ready_replicas < 1 && observed.database_pods > 0 {
+        cond(types::DATABASE, false, "DatabaseNotReady", format!("the database pod runs but is not ready: it is starting (crash recovery may take long), or a login with the credentials of Secret {} fails (kubectl describe pod database-0 shows the probe's error)", database::SECRET))
     } else if observed.database_ready_replicas < 1 {
-        cond(types::DATABASE, false, "DatabaseStarting", "waiting for the database pod to be ready".into())
+        cond(types::DATABASE, false, "DatabaseStarting", "waiting for the database pod".into())
     } else {
         cond(types::DATABASE, true, "DatabaseRunning", format!("PostgreSQL {} is running", system.spec.database.version.as_str()))
     });
@@ -394,21 +432,39 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
     });
 
     if let Some((available, wanted)) = observed.application {
-        conditions.push(if available >= wanted {
-            cond(
-                types::APPLICATION,
-                true,
-                "ApplicationAvailable",
-                format!("{available} of {wanted} pods available"),
-            )
-        } else {
-            cond(
-                types::APPLICATION,
-                false,
-                "ApplicationStarting",
-                format!("{available} of {wanted} pods available"),
-            )
-        });
+        conditions.push(
+            if let Some((reason, why)) = observed
+                .application_failure
+                .as_ref()
+                .filter(|_| available < wanted)
+            {
+                let hint = if reason == QUOTA_EXCEEDED {
+                    "; lower spec.application.replicas or raise spec.sizing.pods (or the tier)"
+                } else {
+                    ""
+                };
+                cond(
+                    types::APPLICATION,
+                    false,
+                    reason,
+                    format!("{available} of {wanted} pods available: {why}{hint}"),
+                )
+            } else if available >= wanted {
+                cond(
+                    types::APPLICATION,
+                    true,
+                    "ApplicationAvailable",
+                    format!("{available} of {wanted} pods available"),
+                )
+            } else {
+                cond(
+                    types::APPLICATION,
+                    false,
+                    "ApplicationStarting",
+                    format!("{available} of {wanted} pods available"),
+                )
+            },
+        );
     }
 
     // Monitoring is reported but does not gate readiness: a cluster without the Prometheus
@@ -429,6 +485,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
                     | "CredentialsIncomplete"
                     | CREDENTIALS_MISSING
                     | DATA_MISSING
+                    | QUOTA_EXCEEDED
                     | "BackupStale"
                     | "NoSuccessfulBackup"
             ) =>

@@ -139,6 +139,25 @@ fn pg_isready_probe(period: i32, failures: i32) -> Probe {
     }
 }
 
+/// Readiness is a real login over TCP with the Secret's credentials (the container's own
+/// environment), as the application will log in: a server that answers but refuses that
+/// password is not ready. Liveness stays `pg_isready`: a failed login is no reason to
+/// restart the server.
+fn login_probe() -> Probe {
+    let login = format!(
+        "PGPASSWORD=\"$POSTGRES_PASSWORD\" psql -X -q -h 127.0.0.1 -p {PORT} -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -tAc 'SELECT 1' >/dev/null"
+    );
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["/bin/sh".into(), "-c".into(), login]),
+        }),
+        period_seconds: Some(5),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
 /// The PostgreSQL StatefulSet: one server with its data on a claim of the requested size and
 /// class, kept when the StatefulSet is deleted or scaled, and the exporter beside it.
 pub fn stateful_set(system: &HealthSystem, config: &Config) -> StatefulSet {
@@ -177,7 +196,7 @@ pub fn stateful_set(system: &HealthSystem, config: &Config) -> StatefulSet {
         // minute without answers before the kubelet restarts the server.
         startup_probe: Some(pg_isready_probe(5, 720)),
         liveness_probe: Some(pg_isready_probe(10, 6)),
-        readiness_probe: Some(pg_isready_probe(5, 3)),
+        readiness_probe: Some(login_probe()),
         // SIGTERM would be a "smart" shutdown that waits for every client to leave; a fast
         // shutdown ends sessions and writes the checkpoint, so the next start needs no recovery.
         lifecycle: Some(Lifecycle {

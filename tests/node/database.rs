@@ -253,3 +253,111 @@ async fn a_lost_data_volume_is_reported_and_no_empty_database_starts_until_accep
     .await;
     assert_eq!(pods::last_line(&read), "0", "the accepted empty database");
 }
+
+/// Issue 12, defect 4: readiness proves a login with the Secret's credentials, not only that
+/// the server answers: a Secret whose password no longer opens the database (a botched
+/// restore of it) makes the database not ready, with a reason that says where to look, and
+/// the right password makes it ready again.
+#[tokio::test]
+async fn readiness_proves_a_login_with_the_secrets_password() {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams};
+
+    use crate::systems::{self, condition};
+
+    let client = setup().await;
+    let name = ready_system(&client, "login", |_| {}).await;
+    let namespace = ns(&name);
+    let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
+    let pods_api = Api::<Pod>::namespaced(client.clone(), &namespace);
+    let original = secrets.get("database-credentials").await.unwrap();
+    let password = original.data.as_ref().unwrap()["password"].clone();
+    let set_password = |value: ByteString| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .patch(
+                    "database-credentials",
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({ "data": { "password": value } })),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let restart = || async {
+        let old = pods_api.get("database-0").await.unwrap().metadata.uid;
+        pods_api
+            .delete("database-0", &DeleteParams::default())
+            .await
+            .unwrap();
+        until("database-0 replaced", Duration::from_secs(120), || async {
+            let pod = pods_api
+                .get("database-0")
+                .await
+                .map_err(|e| e.to_string())?;
+            if pod.metadata.uid != old {
+                Ok(())
+            } else {
+                Err("old pod".to_string())
+            }
+        })
+        .await;
+    };
+
+    set_password(ByteString(b"not-the-password".to_vec())).await;
+    restart().await;
+    let systems_api = Api::<healthsystem_operator::api::HealthSystem>::all(client.clone());
+    let system = until(
+        "the database not ready",
+        Duration::from_secs(180),
+        || async {
+            let system = systems_api.get(&name).await.map_err(|e| e.to_string())?;
+            match condition(&system, "DatabaseReady") {
+                Some(c) if c.reason == "DatabaseNotReady" => Ok(system),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let database = condition(&system, "DatabaseReady").unwrap();
+    assert!(
+        database.message.contains("database-credentials"),
+        "{database:?}"
+    );
+    // The server runs (the kubelet does not restart it for a failed login) and stays not
+    // ready well past the few seconds a good login takes.
+    let postgres = || async {
+        let pod = pods_api.get("database-0").await.unwrap();
+        let statuses = pod
+            .status
+            .and_then(|s| s.container_statuses)
+            .unwrap_or_default();
+        statuses.into_iter().find(|c| c.name == "postgres")
+    };
+    until("the server running", Duration::from_secs(60), || async {
+        match postgres().await {
+            Some(c) if c.state.as_ref().is_some_and(|s| s.running.is_some()) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let server = postgres().await.unwrap();
+    assert!(
+        server.state.as_ref().unwrap().running.is_some()
+            && !server.ready
+            && server.restart_count == 0,
+        "{server:?}"
+    );
+    let system = systems_api.get(&name).await.unwrap();
+    assert_eq!(
+        condition(&system, "DatabaseReady").unwrap().reason,
+        "DatabaseNotReady"
+    );
+
+    set_password(password).await;
+    restart().await;
+    systems::wait_ready(&client, &name).await;
+}

@@ -13,6 +13,7 @@ mod objects;
 mod observability;
 #[path = "../support/operator.rs"]
 mod operator;
+mod reasons;
 #[path = "../support/systems.rs"]
 mod systems;
 #[path = "../support/wait.rs"]

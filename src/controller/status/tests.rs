@@ -232,3 +232,31 @@ fn a_system_with_nothing_recorded_loses_nothing() {
     let now = Timestamp::from_second(100 * HOUR).unwrap();
     assert_eq!(lost_data_claim(&system("24h", now), None), None);
 }
+
+#[test]
+fn an_application_refused_by_the_quota_says_so() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let mut observed = healthy();
+    observed.application = Some((18, 50));
+    observed.application_failure = Some((
+        QUOTA_EXCEEDED.into(),
+        "pods \"application-x\" is forbidden: exceeded quota: quota, requested: pods=1".into(),
+    ));
+    let mut system = system("24h", now);
+    system.spec.application = Some(
+        serde_json::from_value(json!({ "image": "app:1", "replicas": 50, "port": 8080 })).unwrap(),
+    );
+    let status = evaluate(&system, &observed, now);
+    let application = get(&status, types::APPLICATION);
+    assert_eq!(application.reason, QUOTA_EXCEEDED);
+    assert!(
+        application
+            .message
+            .starts_with("18 of 50 pods available: pods")
+    );
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    // Once every pod is there, an old failure condition does not matter.
+    observed.application = Some((50, 50));
+    let status = evaluate(&system, &observed, now);
+    assert_eq!(get(&status, types::APPLICATION).status, "True");
+}
