@@ -75,16 +75,31 @@ impl fmt::Display for Invalid<'_> {
     }
 }
 
+/// The parser's limits: a whole fleet in one file (the default budget stops at 1,024
+/// documents), still bounded against inputs built to exhaust memory (nesting, aliases and
+/// duplicate keys keep the parser's strict defaults).
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 100_000,
+            max_nodes: 20_000_000,
+            max_events: 40_000_000,
+        },
+    }
+}
+
 /// Renders every HealthSystem of `sources` to multi-document YAML.
 pub fn render(sources: &[Source], config: &Config) -> Result<String, RenderError> {
     let mut systems = Vec::new();
     let mut invalid = Vec::new();
     for source in sources {
         let documents: Vec<Value> =
-            serde_saphyr::from_multiple(&source.text).map_err(|e| RenderError::Yaml {
-                source_name: source.name.clone(),
-                message: e.to_string(),
-            })?;
+            serde_saphyr::from_multiple_with_options(&source.text, yaml_options()).map_err(
+                |e| RenderError::Yaml {
+                    source_name: source.name.clone(),
+                    message: e.to_string(),
+                },
+            )?;
         for (i, document) in documents.into_iter().enumerate() {
             if document.is_null() {
                 continue;

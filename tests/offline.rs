@@ -76,6 +76,25 @@ fn render_reads_several_documents_from_stdin() {
     assert!(yaml.contains("name: hs-poliklinika-medicus"));
 }
 
+/// Issue 12, defect 3: a valid file of 2,000 systems (a whole region's manifests) renders;
+/// it used to fail with the YAML parser's default budget of 1,024 documents.
+#[test]
+fn render_handles_a_file_of_two_thousand_systems() {
+    let example = std::fs::read_to_string(root().join("examples/lab-biomedica.yaml")).unwrap();
+    let documents: Vec<String> = (0..2000)
+        .map(|i| example.replace("name: lab-biomedica", &format!("name: lab-{i:04}")))
+        .collect();
+    let out = operator(&["render"], Some(&documents.join("\n---\n")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(yaml.contains("name: hs-lab-0000"));
+    assert!(yaml.contains("name: hs-lab-1999"));
+}
+
 #[test]
 fn render_refuses_every_invalid_manifest_naming_the_field() {
     let corpus = yaml_files("tests/invalid");
