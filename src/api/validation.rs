@@ -51,6 +51,9 @@ fn schema() -> &'static Value {
 /// Validates one manifest as the API server would on create and returns the typed object.
 /// Every problem found is returned, not just the first.
 pub fn validate(object: &Value) -> Result<HealthSystem, Vec<FieldError>> {
+    let mut normalized = object.clone();
+    normalize(&mut normalized);
+    let object = &normalized;
     let mut errors = Vec::new();
     let api_version = object.get("apiVersion").and_then(Value::as_str);
     let kind = object.get("kind").and_then(Value::as_str);
@@ -97,6 +100,28 @@ pub fn validate(object: &Value) -> Result<HealthSystem, Vec<FieldError>> {
                 .collect::<Vec<_>>()
         })?;
     Ok(system)
+}
+
+/// What the API server does to a manifest before it validates it: a field set to null is
+/// dropped (then defaulted, as if absent), and a number with no fractional part (`8080.0`, as
+/// some YAML tools write) is an integer.
+fn normalize(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(normalize);
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize),
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *value = Value::from(f as i64);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Walks `value` against a structural schema, collecting errors worded like the API server's.

@@ -424,3 +424,49 @@ async fn every_onboarded_manifest_is_accepted_by_the_api_server() {
     }
     assert!(accepted > 200, "only {accepted} manifests");
 }
+
+/// Issue 12, defect 3: `render` and the API server give the same verdict on one corpus: the
+/// examples, the invalid corpus, and `tests/agreement/` (the edge cases they used to judge
+/// differently: `8443.0` for an integer, fields set to null). The API server's verdict is a
+/// dry-run create of the manifest as kubectl sends it (YAML made JSON).
+#[tokio::test]
+async fn render_and_the_api_server_agree_on_every_manifest() {
+    let client = client().await;
+    install_crd(&client).await;
+    let mut corpus = yaml_files("examples");
+    corpus.extend(yaml_files("tests/invalid"));
+    corpus.extend(yaml_files("tests/agreement"));
+    assert!(corpus.len() >= 55, "{}", corpus.len());
+    let mut disagreements = Vec::new();
+    for path in corpus {
+        let rendered = Command::new(env!("CARGO_BIN_EXE_healthsystem-operator"))
+            .arg("render")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let manifest = read_manifest(&path);
+        let request = http::Request::post(
+            "/apis/sdc.gov.rs/v1alpha1/healthsystems?fieldValidation=Strict&dryRun=All",
+        )
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&manifest).unwrap())
+        .unwrap();
+        let admitted = client.request::<Value>(request).await;
+        let render_ok = rendered.status.success();
+        if render_ok != admitted.is_ok() {
+            disagreements.push(format!(
+                "{}: render {} ({}), API server {} ({})",
+                path.display(),
+                if render_ok { "accepts" } else { "refuses" },
+                String::from_utf8_lossy(&rendered.stderr).trim(),
+                if admitted.is_ok() {
+                    "accepts"
+                } else {
+                    "refuses"
+                },
+                admitted.err().map(|e| e.to_string()).unwrap_or_default(),
+            ));
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
