@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use kube::api::{Api, ListParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -112,7 +113,9 @@ pub async fn run(
         metrics.up.set(0.0);
         metrics.leader.set(1);
     }
-    let systems = Api::<HealthSystem>::all(client.clone());
+    // Guarded: one HealthSystem this version cannot read (an older or hand-loosened CRD)
+    // is reported on its own instead of failing every list and watch of the fleet.
+    let systems = Api::<DeserializeGuard<HealthSystem>>::all(client.clone());
     systems.list(&ListParams::default().limit(1)).await.map_err(|e| {
         anyhow::anyhow!("cannot list HealthSystems ({e}); is the CRD installed? (healthsystem-operator crd | kubectl apply -f -)")
     })?;
@@ -162,7 +165,7 @@ pub async fn run(
                 child
                     .labels()
                     .get(HEALTHSYSTEM)
-                    .map(|name| ObjectRef::<HealthSystem>::new(name))
+                    .map(|name| ObjectRef::<DeserializeGuard<HealthSystem>>::new(name))
             },
             resource,
         );
@@ -176,8 +179,10 @@ pub async fn run(
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile failed");
+            match result {
+                // Failed reconciles are logged by the error policy, with their system.
+                Err(controller::Error::ReconcilerFailed(..)) | Ok(_) => {}
+                Err(e) => warn!(error = %e, "controller queue error"),
             }
         });
     match &elector {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{self, EventType};
 use kube::runtime::finalizer::{self, Event};
@@ -25,9 +27,16 @@ pub const FINALIZER: &str = "sdc.gov.rs/deletion-policy";
 /// nothing drifted (everything is compared with the watch stores).
 const RESYNC: Duration = Duration::from_secs(10 * 60);
 
-/// Reconciles one HealthSystem.
-#[instrument(skip_all, fields(healthsystem = %system.name_any()))]
-pub async fn reconcile(system: Arc<HealthSystem>, ctx: Arc<Context>) -> Result<Action> {
+/// Reconciles one HealthSystem, or reports one this version cannot read.
+#[instrument(skip_all, fields(healthsystem = %guard.name_any()))]
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<HealthSystem>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
+    let system = match &guard.0 {
+        Ok(system) => Arc::new(system.clone()),
+        Err(invalid) => return unreadable(&guard, invalid, &ctx).await,
+    };
     let _timer = ctx.metrics.reconcile_started();
     ctx.stores.ready().await;
     let api = Api::<HealthSystem>::all(ctx.client.clone());
@@ -262,12 +271,48 @@ async fn namespace_not_owned(
     Ok(Action::requeue(NOT_OWNED_RETRY))
 }
 
+/// A HealthSystem that does not match this operator's types (stored under an older or a
+/// loosened CRD): nothing is written, a Warning event and the log say why, and it is looked
+/// at again when it changes.
+async fn unreadable(
+    guard: &DeserializeGuard<HealthSystem>,
+    invalid: &InvalidObject,
+    ctx: &Context,
+) -> Result<Action> {
+    warn!(error = %invalid.error, "HealthSystem cannot be read: nothing done until it changes");
+    ctx.metrics
+        .errors
+        .with_label_values(&[UNREADABLE_CATEGORY])
+        .inc();
+    let event = events::Event {
+        type_: EventType::Warning,
+        reason: "Unreadable".into(),
+        note: Some(format!(
+            "this operator cannot read the object ({}); nothing is done with it until it is fixed (kubectl edit), as admission would require",
+            invalid.error
+        )),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &guard.object_ref(&())).await {
+        warn!(error = %e, "event not published");
+    }
+    Ok(Action::await_change())
+}
+
+/// The error category of HealthSystems that cannot be read.
+const UNREADABLE_CATEGORY: &str = "unreadable";
+
 /// How often a system whose namespace is someone else's is looked at again.
 const NOT_OWNED_RETRY: Duration = Duration::from_secs(5 * 60);
 
 /// What to do after a failed reconcile: a spec that cannot work waits for a change, a
 /// namespace being deleted is checked again soon, anything else retries with a delay.
-pub fn error_policy(system: Arc<HealthSystem>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(
+    system: Arc<DeserializeGuard<HealthSystem>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     ctx.metrics
         .errors
         .with_label_values(&[error.category()])

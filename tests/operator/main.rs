@@ -16,5 +16,6 @@ mod operator;
 mod reasons;
 #[path = "../support/systems.rs"]
 mod systems;
+mod unreadable;
 #[path = "../support/wait.rs"]
 mod wait;
