@@ -1,14 +1,20 @@
 //! Leader election with a `coordination.k8s.io` Lease, so that of several replicas only one
 //! reconciles. A replica takes the Lease when it is free or expired, renews it every few
-//! seconds with optimistic concurrency (the Lease's resourceVersion), and gives it up on
-//! shutdown so a standby takes over at once. A leader that cannot renew within the lease
-//! duration stops: it may no longer be the only writer.
+//! seconds with optimistic concurrency (the Lease's resourceVersion) from the moment it has
+//! it (its caches may take long to load), and gives it up on shutdown so a standby takes
+//! over at once. A leader that cannot renew within the lease duration stops: it may no
+//! longer be the only writer.
+//!
+//! Expiry is judged as client-go does: by this replica's own monotonic clock, from when it
+//! last saw the Lease change. Another replica's renewTime is never compared with the local
+//! clock, so clocks that disagree cannot make two leaders.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tracing::{info, warn};
@@ -23,6 +29,40 @@ pub struct Elector {
     api: Api<Lease>,
     name: String,
     identity: String,
+    /// The Lease as last seen held by another replica, and when (by our clock).
+    observed: Mutex<Option<Observation>>,
+}
+
+/// A version of the Lease another replica holds, and when this replica first saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    /// What changes whenever the holder renews: holder, renewTime and resourceVersion.
+    pub version: String,
+    /// When this replica first saw that version, by its own monotonic clock.
+    pub seen: Instant,
+}
+
+/// Whether the Lease another replica holds has expired: it has not changed for its whole
+/// duration by this replica's clock. Returns the observation to keep.
+pub fn judge(
+    previous: Option<&Observation>,
+    version: &str,
+    duration: Duration,
+    now: Instant,
+) -> (Observation, bool) {
+    match previous {
+        Some(seen) if seen.version == version => {
+            (seen.clone(), now.duration_since(seen.seen) > duration)
+        }
+        // A change (or a first look): the holder is alive as of now.
+        _ => (
+            Observation {
+                version: version.to_string(),
+                seen: now,
+            },
+            false,
+        ),
+    }
 }
 
 /// What a renewal found.
@@ -41,15 +81,29 @@ impl Elector {
             api: Api::namespaced(client, namespace),
             name: name.to_string(),
             identity: identity.to_string(),
+            observed: Mutex::new(None),
         }
     }
 
-    fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
-        let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
-        match &spec.renew_time {
-            Some(renewed) => renewed.0 + SignedDuration::from_secs(duration) < now,
-            None => true,
-        }
+    /// Judges the Lease another replica holds by what this replica saw of it.
+    fn expired(&self, lease: &Lease, spec: &LeaseSpec) -> bool {
+        let version = format!(
+            "{}|{:?}|{}",
+            spec.holder_identity.as_deref().unwrap_or_default(),
+            spec.renew_time.as_ref().map(|t| t.0),
+            lease
+                .metadata
+                .resource_version
+                .as_deref()
+                .unwrap_or_default()
+        );
+        let duration = Duration::from_secs(
+            u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0),
+        );
+        let mut observed = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+        let (observation, expired) = judge(observed.as_ref(), &version, duration, Instant::now());
+        *observed = Some(observation);
+        expired
     }
 
     /// Takes or renews the Lease if this replica may hold it.
@@ -77,6 +131,7 @@ impl Elector {
                 Err(e) => Err(e),
             };
         };
+        let snapshot = lease.clone();
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         let mine = spec.holder_identity.as_deref() == Some(self.identity.as_str());
         let free = spec
@@ -84,7 +139,7 @@ impl Elector {
             .as_deref()
             .unwrap_or_default()
             .is_empty();
-        if !mine && !free && !Self::expired(spec, now) {
+        if !mine && !free && !self.expired(&snapshot, spec) {
             return Ok(Held::No);
         }
         if !mine {
@@ -177,15 +232,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_lease_expires_after_its_duration_without_renewal() {
-        let now = Timestamp::from_second(1_000).unwrap();
-        let spec = |renewed: i64| LeaseSpec {
-            renew_time: Some(MicroTime(Timestamp::from_second(renewed).unwrap())),
-            lease_duration_seconds: Some(15),
-            ..LeaseSpec::default()
-        };
-        assert!(!Elector::expired(&spec(990), now));
-        assert!(Elector::expired(&spec(980), now));
-        assert!(Elector::expired(&LeaseSpec::default(), now));
+    fn a_lease_expires_only_after_it_stayed_unchanged_for_its_duration_by_our_clock() {
+        let start = Instant::now();
+        let duration = Duration::from_secs(15);
+        let at = |s: u64| start + Duration::from_secs(s);
+        // First look: alive, whatever its renewTime says.
+        let (seen, expired) = judge(None, "ghost|1h-ago|7", duration, at(0));
+        assert!(!expired);
+        let (seen, expired) = judge(Some(&seen), "ghost|1h-ago|7", duration, at(10));
+        assert!(!expired, "unchanged for 10 s of a 15 s lease");
+        // Renewed (a new version): the clock starts again.
+        let (seen, expired) = judge(Some(&seen), "ghost|1h-ago|8", duration, at(14));
+        assert!(!expired);
+        let (seen, expired) = judge(Some(&seen), "ghost|1h-ago|8", duration, at(28));
+        assert!(!expired, "14 s since the change");
+        let (_, expired) = judge(Some(&seen), "ghost|1h-ago|8", duration, at(30));
+        assert!(expired, "16 s without a change");
     }
 }

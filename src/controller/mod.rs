@@ -98,21 +98,52 @@ pub async fn run(
     metrics: Metrics,
 ) -> anyhow::Result<()> {
     crate::http::serve(settings.http_addr, metrics.clone()).await?;
-    let elector = settings
-        .leader
-        .as_ref()
-        .map(|l| leader::Elector::new(client.clone(), &l.namespace, &l.name, &l.identity));
-    if let Some(elector) = &elector {
-        // A standby serves its role: it is ready, and waits.
-        metrics.up.set(1.0);
-        tokio::select! {
-            () = elector.acquire() => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-            () = terminated() => return Ok(()),
-        }
-        metrics.up.set(0.0);
+    let Some(election) = settings.leader.clone() else {
         metrics.leader.set(1);
+        return reconcile_until_stopped(client, config, settings, metrics).await;
+    };
+    let elector = Arc::new(leader::Elector::new(
+        client.clone(),
+        &election.namespace,
+        &election.name,
+        &election.identity,
+    ));
+    // A standby serves its role: it is ready, and waits.
+    metrics.up.set(1.0);
+    tokio::select! {
+        () = elector.acquire() => {}
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+        () = terminated() => return Ok(()),
     }
+    metrics.up.set(0.0);
+    metrics.leader.set(1);
+    // Renewed from the moment it is held: loading the caches of a large fleet takes longer
+    // than the Lease lasts, and a standby must not take it meanwhile.
+    let mut holder = {
+        let elector = elector.clone();
+        tokio::spawn(async move { elector.hold().await })
+    };
+    tokio::select! {
+        result = reconcile_until_stopped(client, config, settings, metrics.clone()) => {
+            holder.abort();
+            elector.release().await;
+            result
+        }
+        _ = &mut holder => {
+            metrics.leader.set(0);
+            anyhow::bail!("leadership lost: stopping so that only one replica writes");
+        }
+    }
+}
+
+/// Loads the caches and reconciles until a shutdown signal (SIGTERM drains the reconciles
+/// in flight).
+async fn reconcile_until_stopped(
+    client: Client,
+    config: Config,
+    settings: Settings,
+    metrics: Metrics,
+) -> anyhow::Result<()> {
     // Guarded: one HealthSystem this version cannot read (an older or hand-loosened CRD)
     // is reported on its own instead of failing every list and watch of the fleet.
     let systems = Api::<DeserializeGuard<HealthSystem>>::all(client.clone());
@@ -134,9 +165,6 @@ pub async fn run(
         () = terminated() => return Ok(()),
     }
     metrics.up.set(1.0);
-    if elector.is_none() {
-        metrics.leader.set(1);
-    }
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -185,18 +213,7 @@ pub async fn run(
                 Err(e) => warn!(error = %e, "controller queue error"),
             }
         });
-    match &elector {
-        None => controller.await,
-        Some(elector) => {
-            tokio::select! {
-                () = controller => elector.release().await,
-                () = elector.hold() => {
-                    metrics.leader.set(0);
-                    anyhow::bail!("leadership lost: stopping so that only one replica writes");
-                }
-            }
-        }
-    }
+    controller.await;
     info!("controller stopped");
     Ok(())
 }

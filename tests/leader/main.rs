@@ -29,6 +29,10 @@ struct Replica {
 
 impl Replica {
     fn start(name: &str) -> Self {
+        Self::start_with_lease(name, "leader-test")
+    }
+
+    fn start_with_lease(name: &str, lease: &str) -> Self {
         let log = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("leader-{name}-{}.log", std::process::id()));
         let file = std::fs::File::create(&log).unwrap();
@@ -40,7 +44,7 @@ impl Replica {
             .env("KUBECONFIG", cluster::kubeconfig())
             .env("POD_NAMESPACE", "default")
             .env("POD_NAME", name)
-            .env("HS_LEASE_NAME", "leader-test")
+            .env("HS_LEASE_NAME", lease)
             .env("RUST_LOG", "info,healthsystem_operator=debug")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -174,4 +178,93 @@ async fn one_leader_reconciles_and_a_standby_takes_over() {
     );
     assert!(handover < Duration::from_secs(10), "took {handover:?}");
     drop(leader);
+}
+
+/// Issue 12, defect 8: expiry is judged by this replica's own clock, from when it last saw the
+/// Lease change, never by comparing another replica's renewTime with the local clock. A live
+/// leader whose clock runs an hour behind (its renewTimes look an hour old here) keeps the
+/// Lease while it renews; once it stops, the replica takes over after the lease duration.
+#[tokio::test]
+async fn a_live_leader_with_a_skewed_clock_keeps_the_lease() {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+    use kube::api::{Api, ObjectMeta, PostParams};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let client = client().await;
+    install_crd(&client).await;
+    let leases = Api::<Lease>::namespaced(client.clone(), "default");
+    let name = "skew-test";
+    let an_hour_ago = || MicroTime(Timestamp::now() - SignedDuration::from_hours(1));
+    leases
+        .create(
+            &PostParams::default(),
+            &Lease {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some("ghost".into()),
+                    lease_duration_seconds: Some(15),
+                    acquire_time: Some(an_hour_ago()),
+                    renew_time: Some(an_hour_ago()),
+                    ..LeaseSpec::default()
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    let renewing = Arc::new(AtomicBool::new(true));
+    let ghost = {
+        let (leases, renewing) = (leases.clone(), renewing.clone());
+        tokio::spawn(async move {
+            while renewing.load(Ordering::SeqCst) {
+                if let Ok(mut lease) = leases.get(name).await
+                    && lease
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.holder_identity.as_deref())
+                        == Some("ghost")
+                {
+                    lease.spec.as_mut().unwrap().renew_time = Some(an_hour_ago());
+                    let _ = leases.replace(name, &PostParams::default(), &lease).await;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    };
+    let replica = Replica::start_with_lease("replica-skew", name);
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert!(
+        !replica.is_leader(),
+        "took the Lease from a leader that renews it:\n{}",
+        replica.log()
+    );
+    renewing.store(false, Ordering::SeqCst);
+    ghost.await.unwrap();
+    let stopped = Instant::now();
+    until(
+        "the replica to take over",
+        Duration::from_secs(60),
+        || async {
+            if replica.is_leader() {
+                Ok(())
+            } else {
+                Err("standby")
+            }
+        },
+    )
+    .await;
+    let waited = stopped.elapsed();
+    eprintln!(
+        "takeover after the skewed leader stopped: {:.1}s",
+        waited.as_secs_f64()
+    );
+    assert!(
+        waited >= Duration::from_secs(10),
+        "took over after {waited:?}: before the lease duration"
+    );
 }
