@@ -29,6 +29,33 @@ pub struct Applied {
     pub unchanged: usize,
     /// Objects deleted because no longer wanted.
     pub pruned: usize,
+    /// Objects the API server refused (the others were still applied).
+    pub refused: Vec<Refusal>,
+}
+
+/// An object the API server refused to take as desired: its kind, name and the reason in the
+/// API server's words (which name the field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The object's kind.
+    pub kind: String,
+    /// The object's name.
+    pub name: String,
+    /// The API server's message.
+    pub message: String,
+}
+
+/// Whether an API error refuses this object for good (until the spec changes), rather than
+/// a moment's trouble: a 4xx other than a conflict or throttling.
+fn refusal(error: &kube::Error) -> Option<String> {
+    match error {
+        kube::Error::Api(status)
+            if (400..500).contains(&status.code) && !matches!(status.code, 409 | 429) =>
+        {
+            Some(status.message.clone())
+        }
+        _ => None,
+    }
 }
 
 /// True when every field of `desired` has the same value in `live`. Fields that the API
@@ -170,9 +197,23 @@ pub async fn apply(
         if foreign {
             take_ownership(&api, &api_version, &name).await?;
         }
-        write(&api, &name, &object).await?;
-        applied.written += 1;
-        applied.written_kinds.push(kind);
+        // A refused object does not stop the others: it is reported in its subsystem.
+        match write(&api, &name, &object).await {
+            Ok(()) => {
+                applied.written += 1;
+                applied.written_kinds.push(kind);
+            }
+            Err(crate::error::Error::Kube(e)) if refusal(&e).is_some() => {
+                let message = refusal(&e).unwrap_or_default();
+                warn!(kind, name, message, "refused by the API server");
+                applied.refused.push(Refusal {
+                    kind,
+                    name,
+                    message,
+                });
+            }
+            Err(e) => return Err(e),
+        }
     }
     if grow_data_claim(client, stores, &namespace, &desired.database).await? {
         applied.written += 1;

@@ -94,6 +94,7 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     )
     .await?;
     observed.migration = migration;
+    observed.refused = applied.refused.clone();
     let status_written = publish_status(system, ctx, &observed, now).await?;
     debug!(
         written = applied.written,
@@ -103,6 +104,9 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     );
     let mut wait = status::next_backup_deadline(system, &observed, now)
         .map_or(RESYNC, |deadline| deadline.min(RESYNC));
+    if !applied.refused.is_empty() {
+        wait = wait.min(refusal_backoff(system, now));
+    }
     if observed.migration.as_ref().is_some_and(|m| {
         matches!(
             m.phase,
@@ -135,6 +139,21 @@ fn hold_database_without_its_data(system: &HealthSystem, ctx: &Context, desired:
             spec.replicas = Some(0);
         }
     }
+}
+
+/// How long to wait before applying a refused child again: as long as the system has been
+/// refused so far, between 10 s and 10 minutes (so the delay roughly doubles each time).
+fn refusal_backoff(system: &HealthSystem, now: Timestamp) -> Duration {
+    let since = system
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .find(|c| c.type_ == status::types::READY && status::is_refusal(&c.reason))
+        .map(|c| {
+            Duration::try_from(now.duration_since(c.last_transition_time.0)).unwrap_or_default()
+        })
+        .unwrap_or_default();
+    since.clamp(Duration::from_secs(10), Duration::from_secs(600))
 }
 
 /// How often a running migration Job's pod is looked at.

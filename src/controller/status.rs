@@ -86,6 +86,8 @@ pub struct Observed {
     pub missing_policies: Vec<String>,
     /// Where the migration stands (`migration::advance`), copied into the status.
     pub migration: Option<crate::api::MigrationStatus>,
+    /// Children the API server refused in this pass.
+    pub refused: Vec<super::apply::Refusal>,
 }
 
 /// Reads the state of `system`'s children.
@@ -210,7 +212,55 @@ pub async fn observe(
             })
             .collect(),
         migration: None,
+        refused: Vec::new(),
     })
+}
+
+/// The subsystem condition a child of `kind` belongs to.
+fn subsystem_of(kind: &str) -> &'static str {
+    match kind {
+        "NetworkPolicy" => types::NETWORK,
+        "Secret" | "Service" | "StatefulSet" | "PodDisruptionBudget" | "PersistentVolumeClaim" => {
+            types::DATABASE
+        }
+        "CronJob" => types::BACKUP,
+        "Deployment" => types::APPLICATION,
+        "PodMonitor" | "PrometheusRule" => types::MONITORING,
+        _ => types::NAMESPACE,
+    }
+}
+
+/// Marks the subsystem of every refused child False, with the API server's reason.
+fn report_refusals(
+    conditions: &mut [Condition],
+    refused: &[super::apply::Refusal],
+    now: Timestamp,
+    generation: Option<i64>,
+) {
+    for refusal in refused {
+        let type_ = subsystem_of(&refusal.kind);
+        let Some(slot) = conditions.iter_mut().find(|c| c.type_ == type_) else {
+            continue;
+        };
+        let reason = format!("{}Refused", refusal.kind);
+        let what = format!(
+            "{} {} refused by the API server: {}",
+            refusal.kind, refusal.name, refusal.message
+        );
+        let message = if slot.reason == reason {
+            format!("{}; {what}", slot.message)
+        } else {
+            format!(
+                "{what}; the rest of the system is applied, and this is retried with a growing delay"
+            )
+        };
+        *slot = condition(type_, false, &reason, message, now, generation);
+    }
+}
+
+/// Whether a reason is a refusal of the API server (the spec must change).
+pub fn is_refusal(reason: &str) -> bool {
+    reason.ends_with("Refused")
 }
 
 /// The UID of the data claim this system's database was initialised on, when that claim is
@@ -467,6 +517,8 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
         );
     }
 
+    report_refusals(&mut conditions, &observed.refused, now, generation);
+
     // Monitoring is reported but does not gate readiness: a cluster without the Prometheus
     // Operator still hosts systems.
     let blocking = conditions
@@ -477,6 +529,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
     let phase = match &blocking {
         None => Phase::Ready,
         Some(_) if matches!(previous, Some(Phase::Ready | Phase::Degraded)) => Phase::Degraded,
+        Some(c) if is_refusal(&c.reason) => Phase::Degraded,
         Some(c)
             if matches!(
                 c.reason.as_str(),
@@ -599,7 +652,7 @@ pub async fn write_if_changed(
         let was = old
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == condition.type_))
             .map(|c| c.reason.as_str());
-        if NEEDS_A_PERSON.contains(&condition.reason.as_str())
+        if (NEEDS_A_PERSON.contains(&condition.reason.as_str()) || is_refusal(&condition.reason))
             && was != Some(condition.reason.as_str())
             && !events
                 .iter()

@@ -48,3 +48,67 @@ async fn an_application_beyond_the_quota_says_so() {
     );
     assert_eq!(system.status.unwrap().phase, Some(Phase::Degraded));
 }
+
+/// Issue 12, defect 1: a spec the API server admits but the cluster refuses (a label key no
+/// NetworkPolicy accepts in allowFrom) is reported: the subsystem's condition says which
+/// object was refused and why, Ready turns False (no stale Ready=True), a Warning event is
+/// published, and the rest of the system is still applied.
+#[tokio::test]
+async fn a_child_the_cluster_refuses_is_reported_in_its_subsystem() {
+    let client = client().await;
+    operator::ensure_running(&client).await;
+    let name = systems::create(&client, "refused", "poliklinika-medicus.yaml", |_| {}).await;
+    systems::wait_ready(&client, &name).await;
+    let systems_api = Api::<HealthSystem>::all(client.clone());
+    systems_api
+        .patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({ "spec": {
+                "network": { "allowFrom": [{ "podSelector": { "matchLabels": { "bad key!": "x" } } }] },
+                "backup": { "schedule": "15 3 * * *" },
+            } })),
+        )
+        .await
+        .unwrap();
+    let (system, network): (HealthSystem, Condition) = until(
+        "NetworkIsolated names the refusal",
+        Duration::from_secs(60),
+        || async {
+            let system = systems_api.get(&name).await.map_err(|e| e.to_string())?;
+            match condition(&system, "NetworkIsolated") {
+                Some(c) if c.reason == "NetworkPolicyRefused" => {
+                    let c = c.clone();
+                    Ok((system, c))
+                }
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert!(
+        network.message.contains("application-ingress"),
+        "{network:?}"
+    );
+    assert!(network.message.contains("bad key!"), "{network:?}");
+    let ready = condition(&system, "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "NetworkPolicyRefused")
+    );
+    until(
+        "a NetworkPolicyRefused event",
+        Duration::from_secs(30),
+        || systems::has_warning(&client, &name, "NetworkPolicyRefused"),
+    )
+    .await;
+    // Everything else was still applied: the backup schedule changed.
+    let cron = Api::<k8s_openapi::api::batch::v1::CronJob>::namespaced(
+        client.clone(),
+        &format!("hs-{name}"),
+    )
+    .get("backup")
+    .await
+    .unwrap();
+    assert_eq!(cron.spec.schedule, "15 3 * * *");
+}

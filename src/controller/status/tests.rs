@@ -260,3 +260,33 @@ fn an_application_refused_by_the_quota_says_so() {
     let status = evaluate(&system, &observed, now);
     assert_eq!(get(&status, types::APPLICATION).status, "True");
 }
+
+#[test]
+fn a_refused_child_lands_in_its_subsystem_and_blocks_ready() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let mut observed = healthy();
+    observed.refused = vec![crate::controller::apply::Refusal {
+        kind: "NetworkPolicy".into(),
+        name: "application-ingress".into(),
+        message: "spec.ingress[0].from[0].podSelector.matchLabels: Invalid value: \"bad key!\""
+            .into(),
+    }];
+    let status = evaluate(&system("24h", now), &observed, now);
+    let network = get(&status, types::NETWORK);
+    assert_eq!(
+        (network.status.as_str(), network.reason.as_str()),
+        ("False", "NetworkPolicyRefused")
+    );
+    assert!(
+        network.message.starts_with(
+            "NetworkPolicy application-ingress refused by the API server: spec.ingress"
+        )
+    );
+    assert_eq!(get(&status, types::READY).reason, "NetworkPolicyRefused");
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    assert_eq!(
+        get(&status, types::DATABASE).status,
+        "True",
+        "the other subsystems stand"
+    );
+}
