@@ -206,6 +206,17 @@ impl Operator {
         Self { child, port }
     }
 
+    /// Waits until the operator has loaded its caches.
+    async fn wait_ready(&self) {
+        wait::until("operator ready", Duration::from_secs(60), || async {
+            match self.metrics().get("healthsystem_operator_ready") {
+                Some(v) if *v >= 1.0 => Ok(()),
+                _ => Err("not ready"),
+            }
+        })
+        .await;
+    }
+
     fn stop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -281,6 +292,38 @@ fn mutating(requests: &BTreeMap<String, f64>) -> f64 {
         .sum()
 }
 
+/// Applies the HealthSystems `manifests` as `manager`, IN_FLIGHT at a time.
+async fn apply_systems(systems: &Api<HealthSystem>, manifests: &[Value], manager: &str) {
+    futures::stream::iter(manifests.iter().map(|m| {
+        let systems = systems.clone();
+        async move {
+            let name = m["metadata"]["name"].as_str().unwrap().to_string();
+            systems
+                .patch(&name, &PatchParams::apply(manager), &Patch::Apply(m))
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }))
+    .buffer_unordered(IN_FLIGHT)
+    .collect::<Vec<()>>()
+    .await;
+}
+
+/// Waits until `n` HealthSystems are Ready, at most 30 minutes after `started`.
+async fn wait_all_ready(client: &Client, n: usize, started: Instant) {
+    loop {
+        let ready = count_ready(client).await;
+        if ready >= n {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "only {ready} of {n} Ready after 30 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 async fn count_ready(client: &Client) -> usize {
     let systems = Api::<HealthSystem>::all(client.clone())
         .list(&ListParams::default())
@@ -339,40 +382,12 @@ async fn measure(n: usize, args: &Args, base: &Path) -> Row {
     cluster::install_crd(&client).await;
     let mut operator =
         Operator::start(&cluster.kubeconfig, &base.join(format!("operator-{n}.log")));
-    wait::until("operator ready", Duration::from_secs(60), || async {
-        match operator.metrics().get("healthsystem_operator_ready") {
-            Some(v) if *v >= 1.0 => Ok(()),
-            _ => Err("not ready"),
-        }
-    })
-    .await;
+    operator.wait_ready().await;
     let systems = Api::<HealthSystem>::all(client.clone());
     let started = Instant::now();
-    futures::stream::iter((0..n).map(|i| {
-        let systems = systems.clone();
-        async move {
-            let m = manifest(i);
-            let name = m["metadata"]["name"].as_str().unwrap().to_string();
-            systems
-                .patch(&name, &PatchParams::apply("benchmark"), &Patch::Apply(&m))
-                .await
-                .unwrap();
-        }
-    }))
-    .buffer_unordered(IN_FLIGHT)
-    .collect::<Vec<()>>()
-    .await;
-    loop {
-        let ready = count_ready(&client).await;
-        if ready >= n {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(1800),
-            "only {ready} of {n} Ready after 30 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let manifests: Vec<Value> = (0..n).map(manifest).collect();
+    apply_systems(&systems, &manifests, "benchmark").await;
+    wait_all_ready(&client, n, started).await;
     row.ready_s = started.elapsed().as_secs_f64();
     row.ratio = row.ready_s / row.floor_s;
     let after_converge = requests(&operator.metrics());
@@ -540,40 +555,12 @@ async fn onboarded(path: &Path, base: &Path) {
     let client = client_for(&cluster.kubeconfig).await;
     cluster::install_crd(&client).await;
     let operator = Operator::start(&cluster.kubeconfig, &base.join("inventory-operator.log"));
-    wait::until("operator ready", Duration::from_secs(60), || async {
-        match operator.metrics().get("healthsystem_operator_ready") {
-            Some(v) if *v >= 1.0 => Ok(()),
-            _ => Err("not ready"),
-        }
-    })
-    .await;
+    operator.wait_ready().await;
     let systems = Api::<HealthSystem>::all(client.clone());
     let started = Instant::now();
-    futures::stream::iter(manifests.iter().map(|m| {
-        let systems = systems.clone();
-        async move {
-            let name = m["metadata"]["name"].as_str().unwrap().to_string();
-            systems
-                .patch(&name, &PatchParams::apply("onboarding"), &Patch::Apply(m))
-                .await
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-        }
-    }))
-    .buffer_unordered(IN_FLIGHT)
-    .collect::<Vec<()>>()
-    .await;
+    apply_systems(&systems, &manifests, "onboarding").await;
     let applied_s = started.elapsed().as_secs_f64();
-    loop {
-        let ready = count_ready(&client).await;
-        if ready >= n {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(1800),
-            "only {ready} of {n} Ready after 30 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_all_ready(&client, n, started).await;
     let ready_s = started.elapsed().as_secs_f64();
     let at_ready = operator.metrics();
     let at_ready_phases = migration_phases(&at_ready);

@@ -9,11 +9,11 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::database::{self, PASSWORD_KEY};
+use super::database;
 use super::labels;
 use super::metadata::component_meta;
 use super::pod::{container_security, pod_security};
-use super::pod::{env, secret_env};
+use super::pod::{database_client_env, env};
 use crate::api::HealthSystem;
 use crate::config::Config;
 
@@ -67,16 +67,17 @@ pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {
                 .to_string(),
         ),
         command: Some(vec!["/bin/sh".into(), "-c".into(), SCRIPT.into()]),
-        env: Some(vec![
-            env("PGHOST", database::SERVICE),
-            env("PGPORT", &database::PORT.to_string()),
-            secret_env("PGUSER", "username"),
-            secret_env("PGPASSWORD", PASSWORD_KEY),
-            secret_env("PGDATABASE", "database"),
-            env("RETAIN_DAILY", &backup.retention.daily.to_string()),
-            env("RETAIN_WEEKLY", &backup.retention.weekly.to_string()),
-            env("RETAIN_MONTHLY", &backup.retention.monthly.to_string()),
-        ]),
+        env: Some(
+            [
+                database_client_env(),
+                vec![
+                    env("RETAIN_DAILY", &backup.retention.daily.to_string()),
+                    env("RETAIN_WEEKLY", &backup.retention.weekly.to_string()),
+                    env("RETAIN_MONTHLY", &backup.retention.monthly.to_string()),
+                ],
+            ]
+            .concat(),
+        ),
         volume_mounts: Some(vec![VolumeMount {
             name: "backups".into(),
             mount_path: "/backups".into(),

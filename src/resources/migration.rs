@@ -18,10 +18,11 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::backup;
 use super::labels;
 use super::metadata::{component_meta, meta};
-use super::pod::{container_security, empty_dir, env, mount, pod_security, secret_env};
-use super::{backup, database};
+use super::pod::{container_security, database_client_env, empty_dir, env, mount, pod_security};
+
 use crate::api::{HealthSystem, Migration, MigrationPhase};
 use crate::config::Config;
 
@@ -177,18 +178,14 @@ fn job(
     deadline_seconds: i64,
 ) -> Job {
     let source = &migration.source;
-    let mut environment = vec![
-        env("PGHOST", database::SERVICE),
-        env("PGPORT", &database::PORT.to_string()),
-        secret_env("PGUSER", "username"),
-        secret_env("PGPASSWORD", database::PASSWORD_KEY),
-        secret_env("PGDATABASE", "database"),
+    let mut environment = database_client_env();
+    environment.extend([
         env("SOURCE_HOST", &source.host),
         env("SOURCE_PORT", &source.port.to_string()),
         env("SOURCE_DATABASE", &source.database),
         source_env("SOURCE_USER", &source.secret_name, "username"),
         source_env("SOURCE_PASSWORD", &source.secret_name, "password"),
-    ];
+    ]);
     environment.extend(extra_env);
     let container = Container {
         name: COMPONENT_NAME.into(),

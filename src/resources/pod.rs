@@ -54,6 +54,18 @@ pub fn secret_env(name: &str, key: &str) -> EnvVar {
     }
 }
 
+/// What a client of the system's database needs, as libpq's variables: the `database`
+/// Service, and the user, password and database from the credentials Secret.
+pub fn database_client_env() -> Vec<EnvVar> {
+    vec![
+        env("PGHOST", database::SERVICE),
+        env("PGPORT", &database::PORT.to_string()),
+        secret_env("PGUSER", "username"),
+        secret_env("PGPASSWORD", database::PASSWORD_KEY),
+        secret_env("PGDATABASE", "database"),
+    ]
+}
+
 /// A plain environment variable.
 pub fn env(name: &str, value: &str) -> EnvVar {
     EnvVar {
