@@ -203,6 +203,17 @@ impl Config {
         if let Some(cidr) = self.dns.addresses.iter().find(|c| !is_cidr(c)) {
             return Err(("dns.addresses".into(), format!("{cidr:?} is not a CIDR")));
         }
+        if let Some(key) = self
+            .monitoring
+            .resource_labels
+            .keys()
+            .find(|k| k.is_empty() || k.len() > 253)
+        {
+            return Err((
+                "monitoring.resourceLabels".into(),
+                format!("{key:?} is not a label key"),
+            ));
+        }
         if !is_dns_label(&self.monitoring.namespace) {
             return Err((
                 "monitoring.namespace".into(),
@@ -421,12 +432,18 @@ impl Default for MigrationConfig {
 pub struct MonitoringConfig {
     /// Namespace where Prometheus runs; its pods may scrape the systems' metrics ports.
     pub namespace: String,
+    /// Labels put on every system's PodMonitor and PrometheusRule: what the platform's
+    /// Prometheus selects them by (its podMonitorSelector and ruleSelector), for example
+    /// `release: kube-prometheus-stack`. The operator's own labels are never replaced.
+    #[serde(default)]
+    pub resource_labels: BTreeMap<String, String>,
 }
 
 impl Default for MonitoringConfig {
     fn default() -> Self {
         Self {
             namespace: "monitoring".into(),
+            resource_labels: BTreeMap::new(),
         }
     }
 }

@@ -90,8 +90,8 @@ impl Desired {
             backup: backup::cron_job(system, config),
             monitoring: if system.spec.monitoring.enabled {
                 vec![
-                    monitoring::pod_monitor(system),
-                    monitoring::prometheus_rule(system),
+                    monitoring::pod_monitor(system, config),
+                    monitoring::prometheus_rule(system, config),
                 ]
             } else {
                 Vec::new()

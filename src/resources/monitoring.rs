@@ -10,6 +10,7 @@ use super::database;
 use super::labels;
 use super::metadata::component_meta;
 use crate::api::HealthSystem;
+use crate::config::Config;
 
 /// The Prometheus Operator's API group and version.
 pub const GROUP_VERSION: (&str, &str) = ("monitoring.coreos.com", "v1");
@@ -30,16 +31,27 @@ pub fn prometheus_rule_resource() -> ApiResource {
     )
 }
 
-fn object(system: &HealthSystem, resource: &ApiResource, spec: serde_json::Value) -> DynamicObject {
+/// A monitoring object with the operator's labels plus those the platform's Prometheus
+/// selects by (`monitoring.resourceLabels`); ours win a clash.
+fn object(
+    system: &HealthSystem,
+    config: &Config,
+    resource: &ApiResource,
+    spec: serde_json::Value,
+) -> DynamicObject {
     let mut object = DynamicObject::new("database", resource).data(json!({ "spec": spec }));
     object.metadata = component_meta(system, "database", database::COMPONENT_NAME);
+    let mut labels = config.monitoring.resource_labels.clone();
+    labels.extend(object.metadata.labels.take().unwrap_or_default());
+    object.metadata.labels = Some(labels);
     object
 }
 
 /// Scrapes the exporter's metrics port of the database pod.
-pub fn pod_monitor(system: &HealthSystem) -> DynamicObject {
+pub fn pod_monitor(system: &HealthSystem, config: &Config) -> DynamicObject {
     object(
         system,
+        config,
         &pod_monitor_resource(),
         json!({
             "selector": { "matchLabels": labels::selector(system, database::COMPONENT_NAME) },
@@ -49,12 +61,13 @@ pub fn pod_monitor(system: &HealthSystem) -> DynamicObject {
 }
 
 /// The system's own alerts: database down, volume filling up, connections near the limit.
-pub fn prometheus_rule(system: &HealthSystem) -> DynamicObject {
+pub fn prometheus_rule(system: &HealthSystem, config: &Config) -> DynamicObject {
     let ns = labels::namespace(system);
     let name = labels::name(system);
     let claim = database::data_claim_name();
     object(
         system,
+        config,
         &prometheus_rule_resource(),
         json!({ "groups": [{
             "name": format!("healthsystem-{name}"),

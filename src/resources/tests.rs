@@ -287,3 +287,30 @@ fn dns_egress_reaches_the_configured_resolver_addresses() {
     );
     assert_eq!(to[1]["ipBlock"]["cidr"], "169.254.20.10/32");
 }
+
+/// Issue 12, defect 7: the PodMonitor and PrometheusRule carry the labels the platform's
+/// Prometheus selects them by (configuration `monitoring.resourceLabels`), never in place of
+/// the operator's own labels.
+#[test]
+fn monitoring_objects_carry_the_labels_prometheus_selects() {
+    let mut config = Config::default();
+    config.monitoring.resource_labels = [
+        ("release".to_string(), "kube-prometheus-stack".to_string()),
+        (
+            crate::resources::labels::MANAGED_BY.to_string(),
+            "someone-else".to_string(),
+        ),
+    ]
+    .into();
+    let desired = Desired::build(&system(json!({})), &config);
+    assert_eq!(desired.monitoring.len(), 2);
+    for object in &desired.monitoring {
+        let labels = object.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["release"], "kube-prometheus-stack");
+        assert_eq!(
+            labels[crate::resources::labels::MANAGED_BY],
+            crate::resources::labels::MANAGER,
+            "the operator's own labels win"
+        );
+    }
+}
