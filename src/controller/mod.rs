@@ -7,6 +7,7 @@ pub mod children;
 pub mod cleanup;
 pub mod context;
 pub mod credentials;
+pub mod events;
 pub mod leader;
 pub mod migration;
 pub mod ownership;

@@ -9,13 +9,13 @@ use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{self, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, Event};
 use kube::{Resource, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
 use super::context::Context;
-use super::{apply, cleanup, migration, status};
+use super::{apply, cleanup, events, migration, status};
 use crate::api::{HealthSystem, MigrationPhase, MigrationStatus};
 use crate::error::{Error, Result};
 use crate::resources::{Desired, database};
@@ -170,15 +170,7 @@ async fn advance_migration(
         return Ok(None);
     }
     let namespace = crate::resources::labels::namespace(system);
-    let database_ready = ctx
-        .stores
-        .get("apps/v1", "StatefulSet", Some(&namespace), database::NAME)
-        .and_then(|s| {
-            s.data
-                .pointer("/status/readyReplicas")
-                .and_then(|v| v.as_i64())
-        })
-        .is_some_and(|n| n > 0);
+    let database_ready = status::database_ready_replicas(&ctx.stores, &namespace) > 0;
     let observed = migration::observe(&ctx.client, &ctx.stores, system, database_ready).await?;
     let max_age = Duration::from_secs(
         u64::try_from(ctx.config.migration.verification_max_age_seconds).unwrap_or(0),
@@ -200,20 +192,20 @@ async fn advance_migration(
             reason = new.reason,
             "migration"
         );
-        let event = events::Event {
-            type_: if new.phase == MigrationPhase::Failed || new.reason == "ReimportRefused" {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: format!("Migration{}", new.reason),
-            note: Some(new.message.chars().take(1000).collect()),
-            action: "Migrate".into(),
-            secondary: None,
+        let type_ = if new.phase == MigrationPhase::Failed || new.reason == "ReimportRefused" {
+            EventType::Warning
+        } else {
+            EventType::Normal
         };
-        if let Err(e) = ctx.recorder.publish(&event, &system.object_ref(&())).await {
-            warn!(error = %e, "event not published");
-        }
+        events::publish(
+            &ctx.recorder,
+            &system.object_ref(&()),
+            type_,
+            format!("Migration{}", new.reason),
+            new.message.chars().take(1000).collect(),
+            "Migrate",
+        )
+        .await;
     }
     Ok(new)
 }
@@ -256,17 +248,7 @@ async fn namespace_not_owned(
         .errors
         .with_label_values(&[error.category()])
         .inc();
-    let old = |type_: &str| {
-        system
-            .status
-            .iter()
-            .flat_map(|s| &s.conditions)
-            .find(|c| c.type_ == type_)
-            .cloned()
-    };
-    let was_not_owned =
-        old(status::types::NAMESPACE).is_some_and(|c| c.reason == status::NAMESPACE_NOT_OWNED);
-    let was_unready = old(status::types::READY).is_some_and(|c| c.status == "False");
+    // The Warning event comes with the status (`NamespaceNotOwned` needs a person).
     let observed = status::Observed {
         namespace_not_owned: Some(error.to_string()),
         migration: system.status.as_ref().and_then(|s| s.migration.clone()),
@@ -274,19 +256,6 @@ async fn namespace_not_owned(
     };
     let now = whole_seconds_now();
     publish_status(system, ctx, &observed, now).await?;
-    // A Ready flip publishes its own event (write_if_changed); otherwise say it here, once.
-    if !was_not_owned && was_unready {
-        let event = events::Event {
-            type_: EventType::Warning,
-            reason: status::NAMESPACE_NOT_OWNED.into(),
-            note: Some(error.to_string()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &system.object_ref(&())).await {
-            warn!(error = %e, "event not published");
-        }
-    }
     Ok(Action::requeue(NOT_OWNED_RETRY))
 }
 
@@ -303,19 +272,18 @@ async fn unreadable(
         .errors
         .with_label_values(&[UNREADABLE_CATEGORY])
         .inc();
-    let event = events::Event {
-        type_: EventType::Warning,
-        reason: "Unreadable".into(),
-        note: Some(format!(
+    events::publish(
+        &ctx.recorder,
+        &guard.object_ref(&()),
+        EventType::Warning,
+        "Unreadable".into(),
+        format!(
             "this operator cannot read the object ({}); nothing is done with it until it is fixed (kubectl edit), as admission would require",
             invalid.error
-        )),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &guard.object_ref(&())).await {
-        warn!(error = %e, "event not published");
-    }
+        ),
+        "Reconcile",
+    )
+    .await;
     Ok(Action::await_change())
 }
 

@@ -9,7 +9,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -180,9 +180,7 @@ pub async fn observe(
         namespace_not_owned: None,
         namespace_phase: field(&namespace_object, "/status/phase")
             .and_then(|v| v.as_str().map(String::from)),
-        database_ready_replicas: field(&statefulset, "/status/readyReplicas")
-            .and_then(|v| v.as_i64())
-            .unwrap_or(0) as i32,
+        database_ready_replicas: database_ready_replicas(stores, &namespace),
         database_pods: field(&statefulset, "/status/replicas")
             .and_then(|v| v.as_i64())
             .unwrap_or(0) as i32,
@@ -318,6 +316,18 @@ fn deployment_failure(deployment: Option<&kube::api::DynamicObject>) -> Option<(
 
 /// The ApplicationReady reason when the namespace quota refuses the application's pods.
 pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
+
+/// Ready pods of the database StatefulSet in `namespace`, from the watch store.
+pub fn database_ready_replicas(stores: &Stores, namespace: &str) -> i32 {
+    stores
+        .get("apps/v1", "StatefulSet", Some(namespace), database::NAME)
+        .and_then(|s| {
+            s.data
+                .pointer("/status/readyReplicas")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(0) as i32
+}
 
 /// Parses an RPO such as "24h" or "90m" (the forms admission allows).
 pub fn parse_rpo(rpo: &str) -> Option<Duration> {
@@ -665,24 +675,15 @@ pub async fn write_if_changed(
             ));
         }
     }
+    let reference = system.object_ref(&());
     for (type_, reason, message) in events {
-        let event = Event {
-            type_,
-            reason,
-            note: Some(message),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        // An event that cannot be published must not fail the reconcile.
-        if let Err(e) = recorder.publish(&event, &system.object_ref(&())).await {
-            tracing::warn!(error = %e, "event not published");
-        }
+        super::events::publish(recorder, &reference, type_, reason, message, "Reconcile").await;
     }
     Ok(true)
 }
 
 /// Reasons that only a person can resolve: each gets a Warning event when it appears.
-const NEEDS_A_PERSON: &[&str] = &[CREDENTIALS_MISSING, DATA_MISSING];
+const NEEDS_A_PERSON: &[&str] = &[CREDENTIALS_MISSING, DATA_MISSING, NAMESPACE_NOT_OWNED];
 
 #[cfg(test)]
 mod tests;
