@@ -4,16 +4,15 @@
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-    Volume, VolumeMount,
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::database;
 use super::labels;
 use super::metadata::component_meta;
-use super::pod::{container_security, pod_security};
-use super::pod::{database_client_env, env};
+use super::pod::pod_security;
+use super::pod::{database_script_container, env, mount};
 use crate::api::HealthSystem;
 use crate::config::Config;
 
@@ -58,34 +57,18 @@ pub fn claim(system: &HealthSystem) -> PersistentVolumeClaim {
 /// which is what status reads the last backup times from.
 pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {
     let backup = &system.spec.backup;
-    let container = Container {
-        name: "pg-dump".into(),
-        image: Some(
-            config
-                .images
-                .postgres(system.spec.database.version)
-                .to_string(),
-        ),
-        command: Some(vec!["/bin/sh".into(), "-c".into(), SCRIPT.into()]),
-        env: Some(
-            [
-                database_client_env(),
-                vec![
-                    env("RETAIN_DAILY", &backup.retention.daily.to_string()),
-                    env("RETAIN_WEEKLY", &backup.retention.weekly.to_string()),
-                    env("RETAIN_MONTHLY", &backup.retention.monthly.to_string()),
-                ],
-            ]
-            .concat(),
-        ),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "backups".into(),
-            mount_path: "/backups".into(),
-            ..VolumeMount::default()
-        }]),
-        security_context: Some(container_security()),
-        ..Container::default()
-    };
+    let container = database_script_container(
+        system,
+        config,
+        "pg-dump",
+        SCRIPT,
+        vec![
+            env("RETAIN_DAILY", &backup.retention.daily.to_string()),
+            env("RETAIN_WEEKLY", &backup.retention.weekly.to_string()),
+            env("RETAIN_MONTHLY", &backup.retention.monthly.to_string()),
+        ],
+        vec![mount("backups", "/backups")],
+    );
     let pod_labels = labels::component(system, COMPONENT_NAME);
     CronJob {
         metadata: component_meta(system, NAME, COMPONENT_NAME),

@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::backup;
 use super::labels;
 use super::metadata::{component_meta, meta};
-use super::pod::{container_security, database_client_env, empty_dir, env, mount, pod_security};
+use super::pod::{database_script_container, empty_dir, env, mount, pod_security};
 
 use crate::api::{HealthSystem, Migration, MigrationPhase};
 use crate::config::Config;
@@ -178,31 +178,26 @@ fn job(
     deadline_seconds: i64,
 ) -> Job {
     let source = &migration.source;
-    let mut environment = database_client_env();
-    environment.extend([
+    let mut environment = vec![
         env("SOURCE_HOST", &source.host),
         env("SOURCE_PORT", &source.port.to_string()),
         env("SOURCE_DATABASE", &source.database),
         source_env("SOURCE_USER", &source.secret_name, "username"),
         source_env("SOURCE_PASSWORD", &source.secret_name, "password"),
-    ]);
+    ];
     environment.extend(extra_env);
     let container = Container {
-        name: COMPONENT_NAME.into(),
-        image: Some(
-            config
-                .images
-                .postgres(system.spec.database.version)
-                .to_string(),
-        ),
-        command: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
-        env: Some(environment),
-        volume_mounts: Some(vec![mount("tmp", "/tmp")]),
-        security_context: Some(container_security()),
         // The script's own summary, or on failure the last lines of its log (the tools'
         // error messages): what status reports.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        ..Container::default()
+        ..database_script_container(
+            system,
+            config,
+            COMPONENT_NAME,
+            script,
+            environment,
+            vec![mount("tmp", "/tmp")],
+        )
     };
     let pod_labels = labels::component(system, COMPONENT_NAME);
     Job {

@@ -4,11 +4,13 @@
 //! and scratch volumes.
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSecurityContext, SeccompProfile,
-    SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSecurityContext,
+    SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 
 use super::database;
+use crate::api::HealthSystem;
+use crate::config::Config;
 
 /// Pod-level context: run as `uid` (and its group), files owned by that group.
 pub fn pod_security(uid: i64) -> PodSecurityContext {
@@ -64,6 +66,35 @@ pub fn database_client_env() -> Vec<EnvVar> {
         secret_env("PGPASSWORD", database::PASSWORD_KEY),
         secret_env("PGDATABASE", "database"),
     ]
+}
+
+/// A container that runs `script` with POSIX sh in the database's own image (its client tools
+/// match the server's major version), as a client of the database (`database_client_env`)
+/// with `extra_env`, under the restricted container context.
+pub fn database_script_container(
+    system: &HealthSystem,
+    config: &Config,
+    name: &str,
+    script: &str,
+    extra_env: Vec<EnvVar>,
+    mounts: Vec<VolumeMount>,
+) -> Container {
+    let mut environment = database_client_env();
+    environment.extend(extra_env);
+    Container {
+        name: name.into(),
+        image: Some(
+            config
+                .images
+                .postgres(system.spec.database.version)
+                .to_string(),
+        ),
+        command: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
+        env: Some(environment),
+        volume_mounts: Some(mounts),
+        security_context: Some(container_security()),
+        ..Container::default()
+    }
 }
 
 /// A plain environment variable.
