@@ -67,6 +67,9 @@ pub struct Config {
     /// Deadlines and freshness of spec.migration's import and verification.
     #[serde(default)]
     pub migration: MigrationConfig,
+    /// How a new database pod template reaches the fleet's running databases.
+    #[serde(default)]
+    pub rollout: RolloutConfig,
 }
 
 impl Default for Config {
@@ -79,6 +82,7 @@ impl Default for Config {
             images: Images::default(),
             onboarding: crate::onboard::OnboardingConfig::default(),
             migration: MigrationConfig::default(),
+            rollout: RolloutConfig::default(),
         }
     }
 }
@@ -202,6 +206,18 @@ impl Config {
         }
         if let Some(cidr) = self.dns.addresses.iter().find(|c| !is_cidr(c)) {
             return Err(("dns.addresses".into(), format!("{cidr:?} is not a CIDR")));
+        }
+        if self.rollout.max_database_restarts < 1 {
+            return Err((
+                "rollout.maxDatabaseRestarts".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.dns.ports.is_empty() {
+            return Err(("dns.ports".into(), "at least one port is required".into()));
+        }
+        if let Some(port) = self.dns.ports.iter().find(|p| !(1..=65535).contains(*p)) {
+            return Err(("dns.ports".into(), format!("{port} is not a port")));
         }
         if let Some(key) = self
             .monitoring
@@ -379,6 +395,29 @@ fn default_platform_services() -> BTreeMap<String, PlatformService> {
     ])
 }
 
+/// Database restarts for a new pod template (an image changed here, an operator upgrade, a
+/// new tier): the operator restarts at most this many databases at a time across the fleet,
+/// each holding its slot until its new pod is ready.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Databases restarting at once, at least 1.
+    #[serde(default = "default_max_database_restarts")]
+    pub max_database_restarts: usize,
+}
+
+fn default_max_database_restarts() -> usize {
+    10
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        Self {
+            max_database_restarts: default_max_database_restarts(),
+        }
+    }
+}
+
 /// How migrations (spec.migration) run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -448,22 +487,47 @@ impl Default for MonitoringConfig {
     }
 }
 
-/// The cluster DNS, for the egress rule that lets every pod resolve names (UDP and TCP 53).
+/// The cluster DNS, for the egress rule that lets every pod resolve names (UDP and TCP on
+/// the DNS ports): the DNS pods, and resolver addresses that are not pods.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DnsConfig {
     /// Namespace of the DNS pods.
     pub namespace: String,
+    /// Which pods of that namespace answer DNS (CoreDNS and kube-dns carry
+    /// `k8s-app: kube-dns`): no other pod there is reachable.
+    #[serde(default = "kube_dns_pods")]
+    pub pod_selector: LabelSelector,
+    /// The ports the DNS pods (or resolver addresses) listen on: 53, or e.g. 5353 where the
+    /// DNS Service forwards to an unprivileged port (policies see the pod's port).
+    #[serde(default = "dns_ports")]
+    pub ports: Vec<i32>,
     /// Addresses of a resolver that is not a pod of that namespace, as CIDRs: a node-local
     /// DNS cache (NodeLocal DNSCache's 169.254.20.10/32) or a resolver on the node itself.
     #[serde(default)]
     pub addresses: Vec<String>,
 }
 
+fn kube_dns_pods() -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([(
+            "k8s-app".to_string(),
+            "kube-dns".to_string(),
+        )])),
+        ..LabelSelector::default()
+    }
+}
+
+fn dns_ports() -> Vec<i32> {
+    vec![53]
+}
+
 impl Default for DnsConfig {
     fn default() -> Self {
         Self {
             namespace: "kube-system".into(),
+            pod_selector: kube_dns_pods(),
+            ports: dns_ports(),
             addresses: Vec::new(),
         }
     }

@@ -58,6 +58,9 @@ pub struct Metrics {
     /// How long an import may run before the fleet's alert calls it stuck (from the
     /// operator's configuration).
     pub migration_import_stuck_after: Gauge,
+    database_restarts: IntGaugeVec,
+    /// The bound on restarts under way (operator configuration).
+    pub database_restarts_max: IntGauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -174,6 +177,17 @@ impl Metrics {
             "migration_import_stuck_after_seconds",
             "How long an import may run before it is reported stuck (operator configuration).",
         )));
+        let database_restarts = must(IntGaugeVec::new(
+            opts(
+                "database_restarts",
+                "Databases being restarted onto a new pod template (state in_progress) and waiting for a restart slot (state pending), across the fleet.",
+            ),
+            &["state"],
+        ));
+        let database_restarts_max = must(IntGauge::with_opts(opts(
+            "database_restarts_max",
+            "How many databases may restart at once (operator configuration rollout.maxDatabaseRestarts).",
+        )));
         let metrics = Self {
             registry,
             reconciliations,
@@ -193,6 +207,8 @@ impl Metrics {
             migration_phase,
             migration_since,
             migration_import_stuck_after,
+            database_restarts,
+            database_restarts_max,
         };
         metrics.register();
         metrics
@@ -217,6 +233,8 @@ impl Metrics {
             Box::new(self.migration_phase.clone()),
             Box::new(self.migration_since.clone()),
             Box::new(self.migration_import_stuck_after.clone()),
+            Box::new(self.database_restarts.clone()),
+            Box::new(self.database_restarts_max.clone()),
         ];
         for collector in collectors {
             // Names are unique constants: registration cannot collide.
@@ -262,6 +280,15 @@ impl Metrics {
         ReconcileTimer {
             metrics: self.clone(),
             start: Instant::now(),
+        }
+    }
+
+    /// Publishes the fleet's database restarts under way and waiting.
+    pub fn set_restarts(&self, in_progress: usize, pending: usize) {
+        for (state, count) in [("in_progress", in_progress), ("pending", pending)] {
+            self.database_restarts
+                .with_label_values(&[state])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
     }
 

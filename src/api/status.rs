@@ -69,6 +69,20 @@ pub struct DatabaseStatus {
     /// disappears, the database is held stopped (DataMissing) instead of starting empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_claim_uid: Option<String>,
+    /// The database pod runs an older template (a new image, an operator upgrade, a new
+    /// tier) and is restarted onto the new one: `Pending` while the fleet's restart slots
+    /// (rollout.maxDatabaseRestarts) are taken, `InProgress` until the new pod is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<DatabaseRestart>,
+}
+
+/// Where a database's restart onto a new pod template stands.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatabaseRestart {
+    /// Waiting for one of the fleet's restart slots.
+    Pending,
+    /// The old pod was evicted; the new one is not ready yet.
+    InProgress,
 }
 
 /// Outcome of the scheduled backups, from the backup Jobs.

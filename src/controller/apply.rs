@@ -16,7 +16,7 @@ use super::children::{Kind, Stores};
 use super::{credentials, ownership, takeback};
 use crate::error::Result;
 use crate::resources::labels::{MANAGER, OWNER_UID};
-use crate::resources::{Desired, database};
+use crate::resources::{Desired, database, roles};
 
 /// What one apply pass did, for logs and metrics.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -154,9 +154,11 @@ pub async fn apply(
     let mut applied = Applied::default();
     let namespace = desired.namespace.metadata.name.clone().unwrap_or_default();
     ownership::ensure_namespace(client, stores, system_name, uid, &desired.namespace).await?;
-    if ensure_credentials(client, stores, &desired.database_secret).await? {
-        applied.written += 1;
-        applied.written_kinds.push("Secret".into());
+    for template in &desired.database_secrets {
+        if ensure_credentials(client, stores, template).await? {
+            applied.written += 1;
+            applied.written_kinds.push("Secret".into());
+        }
     }
     let mut wanted: HashSet<(String, String)> = HashSet::new();
 
@@ -264,23 +266,30 @@ fn kind_api(client: &Client, kind: &Kind, namespace: &str) -> Api<DynamicObject>
     }
 }
 
-/// Creates the credentials Secret with a freshly generated password when, and only when,
-/// it does not exist and the database was never initialised (no data claim). An existing
-/// Secret is never written: not after a restart, a crash mid-reconcile, nor when the
-/// HealthSystem is re-created. A Secret missing beside a data claim is never replaced: the
-/// database was initialised with the old password (status says `CredentialsMissing`).
+/// Creates a credentials Secret with a freshly generated password when it does not exist.
+/// An existing Secret is never written: not after a restart, a crash mid-reconcile, nor when
+/// the HealthSystem is re-created. The application's Secret is created only for a database
+/// never initialised (no data claim): one missing beside the data is never replaced, as the
+/// database was made with the old password (status says `CredentialsMissing`). The other
+/// roles' Secrets are created whenever missing: the database takes their passwords on every
+/// start ([`roles`]).
 async fn ensure_credentials(client: &Client, stores: &Stores, template: &Secret) -> Result<bool> {
     let namespace = template.namespace().unwrap_or_default();
+    let name = template.name_any();
     if stores
-        .get("v1", "Secret", Some(&namespace), database::SECRET)
+        .get("v1", "Secret", Some(&namespace), &name)
         .is_some()
     {
         return Ok(false);
     }
     let data_claim = database::data_claim_name();
-    if stores
-        .get("v1", "PersistentVolumeClaim", Some(&namespace), &data_claim)
-        .is_some()
+    let regenerable = roles::ALL
+        .iter()
+        .any(|role| role.secret == name && role.regenerable());
+    if !regenerable
+        && stores
+            .get("v1", "PersistentVolumeClaim", Some(&namespace), &data_claim)
+            .is_some()
     {
         warn!(
             namespace,
@@ -309,7 +318,7 @@ async fn ensure_credentials(client: &Client, stores: &Stores, template: &Secret)
     };
     match api.create(&params, &secret).await {
         Ok(_) => {
-            info!(namespace, "database credentials generated");
+            info!(namespace, secret = name, "database credentials generated");
             Ok(true)
         }
         // Created by an earlier pass whose watch event has not arrived yet: keep it.

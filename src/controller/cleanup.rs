@@ -18,6 +18,7 @@ use crate::resources::labels::{self, OWNER_UID};
 /// Runs the deletion policy of `system`. Tolerates an apply that never ran.
 pub async fn cleanup(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     let namespace = labels::namespace(system);
+    ctx.restarts.forget(&namespace);
     match system.spec.deletion_policy {
         DeletionPolicy::Retain => {
             info!(

@@ -5,6 +5,7 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 
 use super::children::Stores;
+use super::restarts::Restarts;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
@@ -22,4 +23,6 @@ pub struct Context {
     pub monitoring_api: bool,
     /// The operator's and the fleet's metrics.
     pub metrics: Metrics,
+    /// Database restarts under way and waiting, bounded across the fleet.
+    pub restarts: Restarts,
 }

@@ -12,6 +12,7 @@ pub mod leader;
 pub mod migration;
 pub mod ownership;
 pub mod reconcile;
+pub mod restarts;
 pub mod status;
 pub mod takeback;
 
@@ -33,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::resources::labels::{HEALTHSYSTEM, MANAGER};
 use crate::resources::monitoring;
 use context::Context;
+use restarts::Restarts;
 
 /// Settings of a controller run.
 #[derive(Clone, Debug)]
@@ -176,6 +178,10 @@ async fn reconcile_until_stopped(
     metrics
         .migration_import_stuck_after
         .set(config.migration.import_stuck_after_seconds as f64);
+    metrics
+        .database_restarts_max
+        .set(i64::try_from(config.rollout.max_database_restarts).unwrap_or(i64::MAX));
+    metrics.set_restarts(0, 0);
     let ctx = Arc::new(Context {
         client,
         config,
@@ -183,6 +189,7 @@ async fn reconcile_until_stopped(
         recorder,
         monitoring_api,
         metrics: metrics.clone(),
+        restarts: Restarts::default(),
     });
 
     let mut controller = Controller::new(systems, watcher::Config::default())

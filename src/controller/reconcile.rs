@@ -16,7 +16,7 @@ use tracing::{debug, info, instrument, warn};
 
 use super::context::Context;
 use super::{apply, cleanup, events, migration, status};
-use crate::api::{HealthSystem, MigrationPhase, MigrationStatus};
+use crate::api::{DatabaseRestart, HealthSystem, MigrationPhase, MigrationStatus};
 use crate::error::{Error, Result};
 use crate::resources::{Desired, database};
 
@@ -95,6 +95,7 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     .await?;
     observed.migration = migration;
     observed.refused = applied.refused.clone();
+    observed.database_restart = restart_database(system, ctx).await?;
     let status_written = publish_status(system, ctx, &observed, now).await?;
     debug!(
         written = applied.written,
@@ -116,7 +117,56 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
         // A Job's pod may wait (a missing Secret) without any event on our objects.
         wait = wait.min(MIGRATION_POLL);
     }
+    if observed.database_restart == Some(DatabaseRestart::Pending) {
+        // A slot frees when another system's database is ready: nothing tells this one.
+        wait = wait.min(RESTART_SLOT_POLL);
+    }
     Ok(Action::requeue(wait))
+}
+
+/// How often a database waiting for a restart slot asks again.
+const RESTART_SLOT_POLL: Duration = Duration::from_secs(15);
+
+/// Restarts the database onto its new pod template when one of the fleet's slots is free
+/// ([`restarts`]), with an event when its pod is evicted.
+async fn restart_database(system: &HealthSystem, ctx: &Context) -> Result<Option<DatabaseRestart>> {
+    let namespace = crate::resources::labels::namespace(system);
+    let statefulset = ctx
+        .stores
+        .get("apps/v1", "StatefulSet", Some(&namespace), database::NAME);
+    let before = system
+        .status
+        .as_ref()
+        .and_then(|s| s.database.as_ref())
+        .and_then(|d| d.restart);
+    let restart = ctx
+        .restarts
+        .step(
+            &ctx.client,
+            &namespace,
+            &database::pod_name(),
+            statefulset.as_deref(),
+            ctx.config.rollout.max_database_restarts,
+        )
+        .await?;
+    let (in_progress, pending) = ctx.restarts.counts();
+    ctx.metrics.set_restarts(in_progress, pending);
+    if restart == Some(DatabaseRestart::InProgress) && before != restart {
+        info!("database pod evicted onto its new template");
+        events::publish(
+            &ctx.recorder,
+            &system.object_ref(&()),
+            EventType::Normal,
+            "DatabaseRestarting".into(),
+            format!(
+                "the database pod runs an older template: restarted onto the new one ({in_progress} of at most {} restarts under way across the fleet)",
+                ctx.config.rollout.max_database_restarts
+            ),
+            "Restart",
+        )
+        .await;
+    }
+    Ok(restart)
 }
 
 /// Keeps the database stopped while the claim its data was on is gone and nobody accepted

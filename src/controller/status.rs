@@ -88,6 +88,8 @@ pub struct Observed {
     pub migration: Option<crate::api::MigrationStatus>,
     /// Children the API server refused in this pass.
     pub refused: Vec<super::apply::Refusal>,
+    /// The database's restart onto a new pod template, if one is waiting or under way.
+    pub database_restart: Option<crate::api::DatabaseRestart>,
 }
 
 /// Reads the state of `system`'s children.
@@ -211,6 +213,7 @@ pub async fn observe(
             .collect(),
         migration: None,
         refused: Vec::new(),
+        database_restart: None,
     })
 }
 
@@ -582,6 +585,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
             service: Some(database::SERVICE.into()),
             secret_name: Some(database::SECRET.into()),
             data_claim_uid: recorded_claim(system, observed, lost.as_ref()),
+            restart: observed.database_restart,
         }),
         backup: Some(BackupStatus {
             last_successful_time: observed.last_success.map(Time),

@@ -393,7 +393,7 @@ fn manifest(row: &Row, id: Option<&str>, config: &Config) -> Result<Value, Vec<(
             None => {
                 fail(
                     "db_size_gib",
-                    format!("a {gi}Gi database and its backups fit no tier's storage quota"),
+                    format!("a {gi}Gi database fits no tier's storage"),
                 );
                 None
             }
@@ -501,13 +501,13 @@ fn postgres_version(source: &str, default: &str) -> Result<String, String> {
     }
 }
 
-/// The smallest tier from `tier` up whose storage quota holds the database volume and the
-/// backup volume of the same size.
+/// The smallest tier from `tier` up whose storage holds the database volume (the backup
+/// volume is added to the namespace quota on top of it).
 fn tier_for(tier: Tier, storage_gi: u64, config: &Config) -> Option<Tier> {
     [Tier::Small, Tier::Standard, Tier::Large]
         .into_iter()
         .skip_while(|t| *t != tier)
-        .find(|t| gib(&config.tiers.get(*t).storage).is_some_and(|quota| 2 * storage_gi <= quota))
+        .find(|t| gib(&config.tiers.get(*t).storage).is_some_and(|quota| storage_gi <= quota))
 }
 
 /// GiB in a binary-suffixed quantity (Gi, Ti, Pi), as tiers write their storage.

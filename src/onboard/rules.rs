@@ -11,8 +11,8 @@ use crate::api::Tier;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OnboardingConfig {
-    /// The tier of each institution kind; a database too large for that tier's storage
-    /// quota (data and backup volumes together) moves the system up.
+    /// The tier of each institution kind; a database too large for that tier's storage moves
+    /// the system up (the backup volume is added to the quota on top).
     pub tier_by_kind: BTreeMap<String, Tier>,
     /// The database volume is the source database's size times this factor (room to grow)...
     pub storage_factor: f64,

@@ -13,6 +13,7 @@ use super::labels;
 use super::metadata::component_meta;
 use super::pod::pod_security;
 use super::pod::{database_script_container, env, mount};
+use super::roles;
 use crate::api::HealthSystem;
 use crate::config::Config;
 
@@ -60,6 +61,7 @@ pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {
     let container = database_script_container(
         system,
         config,
+        roles::BACKUP,
         "pg-dump",
         SCRIPT,
         vec![

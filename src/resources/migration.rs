@@ -22,6 +22,7 @@ use super::backup;
 use super::labels;
 use super::metadata::{component_meta, meta};
 use super::pod::{database_script_container, empty_dir, env, mount, pod_security};
+use super::roles;
 
 use crate::api::{HealthSystem, Migration, MigrationPhase};
 use crate::config::Config;
@@ -193,6 +194,7 @@ fn job(
         ..database_script_container(
             system,
             config,
+            roles::APPLICATION,
             COMPONENT_NAME,
             script,
             environment,

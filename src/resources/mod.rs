@@ -11,7 +11,9 @@ pub mod monitoring;
 pub mod namespace;
 pub mod network;
 pub mod pod;
+pub mod quantity;
 pub mod rbac;
+pub mod roles;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -45,8 +47,9 @@ pub struct Desired {
     pub service_accounts: Vec<ServiceAccount>,
     /// Default deny, then what the system needs.
     pub network_policies: Vec<NetworkPolicy>,
-    /// The database credentials without the password: created once, never updated.
-    pub database_secret: Secret,
+    /// The credentials of the database's roles without their passwords (the application's
+    /// first): created by the controller, never updated.
+    pub database_secrets: Vec<Secret>,
     /// The PostgreSQL server and its exporter.
     pub database: StatefulSet,
     /// The database Service and the headless one.
@@ -82,7 +85,7 @@ impl Desired {
             role_bindings: rbac::role_bindings(system),
             service_accounts: rbac::service_accounts(system),
             network_policies,
-            database_secret: database::secret(system),
+            database_secrets: database::secrets(system),
             database: database::stateful_set(system, config),
             database_services: database::services(system),
             database_budget: database::disruption_budget(system),
@@ -108,8 +111,8 @@ impl Desired {
         self.collect(true)
     }
 
-    /// What the controller applies: every manifest but the credentials Secret, which is
-    /// created once, with its generated password, and never applied.
+    /// What the controller applies: every manifest but the credentials Secrets, which are
+    /// created with their generated passwords and never applied.
     pub fn applied_manifests(&self) -> Vec<Value> {
         self.collect(false)
     }
@@ -122,7 +125,7 @@ impl Desired {
             role_bindings,
             service_accounts,
             network_policies,
-            database_secret,
+            database_secrets,
             database,
             database_services,
             database_budget,
@@ -138,7 +141,7 @@ impl Desired {
         out.extend(service_accounts.iter().map(manifest));
         out.extend(network_policies.iter().map(manifest));
         if with_secret {
-            out.push(manifest(database_secret));
+            out.extend(database_secrets.iter().map(manifest));
         }
         out.extend(database_services.iter().map(manifest));
         out.push(manifest(database));

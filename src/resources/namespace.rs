@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::labels;
 use super::metadata::meta;
+use super::quantity;
 use crate::api::{HealthSystem, Ownership};
 use crate::config::Config;
 
@@ -53,7 +54,8 @@ pub fn namespace(system: &HealthSystem) -> Namespace {
     }
 }
 
-/// The namespace's quota: the tier's preset, with the manifest's overrides on top.
+/// The namespace's quota: the tier's preset (its storage plus the backup claim), with the
+/// manifest's overrides on top.
 pub fn resource_quota(system: &HealthSystem, config: &Config) -> ResourceQuota {
     let preset = config.tiers.get(system.spec.tier);
     let sizing = system.spec.sizing.clone().unwrap_or_default();
@@ -65,7 +67,7 @@ pub fn resource_quota(system: &HealthSystem, config: &Config) -> ResourceQuota {
         ("requests.memory".to_string(), Quantity(memory)),
         (
             "requests.storage".to_string(),
-            Quantity(preset.storage.clone()),
+            Quantity(storage_quota(system, &preset.storage)),
         ),
         ("pods".to_string(), Quantity(pods.to_string())),
     ]);
@@ -77,6 +79,16 @@ pub fn resource_quota(system: &HealthSystem, config: &Config) -> ResourceQuota {
         }),
         ..ResourceQuota::default()
     }
+}
+
+/// The tier's storage for what the system keeps, plus the backup claim the operator adds
+/// beside it (as large as the database): backups never make a database that fits its tier
+/// unconvergeable.
+fn storage_quota(system: &HealthSystem, tier_storage: &str) -> String {
+    let sum = quantity::bytes(tier_storage)
+        .zip(quantity::bytes(&system.spec.database.storage))
+        .and_then(|(tier, backup)| tier.checked_add(backup));
+    sum.map_or_else(|| tier_storage.to_string(), quantity::from_bytes)
 }
 
 /// Default requests and limits for containers that set none, so the quota never blocks a pod

@@ -238,16 +238,25 @@ fn default_deny(system: &HealthSystem) -> NetworkPolicy {
     )
 }
 
-/// Egress to the cluster DNS, UDP and TCP 53: its pods' namespace, and the resolver
-/// addresses the configuration names (a node-local cache).
+/// Egress to the cluster DNS, UDP and TCP on its ports: its pods (namespace and labels),
+/// and the resolver addresses the configuration names (a node-local cache).
 fn allow_dns(system: &HealthSystem, config: &Config) -> NetworkPolicy {
-    let port = |protocol: &str| NetworkPolicyPort {
-        port: Some(IntOrString::Int(53)),
-        protocol: Some(protocol.into()),
-        ..NetworkPolicyPort::default()
-    };
-    let mut to = vec![namespace_peer(&config.dns.namespace)];
-    to.extend(config.dns.addresses.iter().map(|cidr| cidr_peer(cidr)));
+    let dns = &config.dns;
+    let ports = ["UDP", "TCP"]
+        .into_iter()
+        .flat_map(|protocol| {
+            dns.ports.iter().map(move |port| NetworkPolicyPort {
+                port: Some(IntOrString::Int(*port)),
+                protocol: Some(protocol.into()),
+                ..NetworkPolicyPort::default()
+            })
+        })
+        .collect();
+    let mut to = vec![NetworkPolicyPeer {
+        pod_selector: Some(dns.pod_selector.clone()),
+        ..namespace_peer(&dns.namespace)
+    }];
+    to.extend(dns.addresses.iter().map(|cidr| cidr_peer(cidr)));
     policy(
         system,
         "allow-dns",
@@ -255,7 +264,7 @@ fn allow_dns(system: &HealthSystem, config: &Config) -> NetworkPolicy {
         None,
         Some(vec![NetworkPolicyEgressRule {
             to: Some(to),
-            ports: Some(vec![port("UDP"), port("TCP")]),
+            ports: Some(ports),
         }]),
     )
 }

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
 };
 
 use super::database;
+use super::roles::Role;
 use crate::api::HealthSystem;
 use crate::config::Config;
 
@@ -40,13 +41,18 @@ pub fn container_security() -> SecurityContext {
     }
 }
 
-/// An environment variable read from a key of the credentials Secret.
+/// An environment variable read from a key of the application's credentials Secret.
 pub fn secret_env(name: &str, key: &str) -> EnvVar {
+    secret_key_env(name, database::SECRET, key)
+}
+
+/// An environment variable read from `key` of the Secret `secret`.
+pub fn secret_key_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
-                name: database::SECRET.into(),
+                name: secret.into(),
                 key: key.into(),
                 optional: Some(false),
             }),
@@ -56,30 +62,31 @@ pub fn secret_env(name: &str, key: &str) -> EnvVar {
     }
 }
 
-/// What a client of the system's database needs, as libpq's variables: the `database`
-/// Service, and the user, password and database from the credentials Secret.
-pub fn database_client_env() -> Vec<EnvVar> {
+/// What a client of the system's database logging in as `role` needs, as libpq's variables:
+/// the `database` Service, and the user, password and database from the role's Secret.
+pub fn database_client_env(role: Role) -> Vec<EnvVar> {
     vec![
         env("PGHOST", database::SERVICE),
         env("PGPORT", &database::PORT.to_string()),
-        secret_env("PGUSER", "username"),
-        secret_env("PGPASSWORD", database::PASSWORD_KEY),
-        secret_env("PGDATABASE", "database"),
+        secret_key_env("PGUSER", role.secret, "username"),
+        secret_key_env("PGPASSWORD", role.secret, database::PASSWORD_KEY),
+        secret_key_env("PGDATABASE", role.secret, "database"),
     ]
 }
 
 /// A container that runs `script` with POSIX sh in the database's own image (its client tools
-/// match the server's major version), as a client of the database (`database_client_env`)
-/// with `extra_env`, under the restricted container context.
+/// match the server's major version), as a client of the database logging in as `role`
+/// (`database_client_env`) with `extra_env`, under the restricted container context.
 pub fn database_script_container(
     system: &HealthSystem,
     config: &Config,
+    role: Role,
     name: &str,
     script: &str,
     extra_env: Vec<EnvVar>,
     mounts: Vec<VolumeMount>,
 ) -> Container {
-    let mut environment = database_client_env();
+    let mut environment = database_client_env(role);
     environment.extend(extra_env);
     Container {
         name: name.into(),

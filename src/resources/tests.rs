@@ -114,11 +114,88 @@ fn every_pod_template_is_restricted() {
 }
 
 #[test]
-fn the_secret_is_rendered_without_a_password() {
+fn the_secrets_are_rendered_without_a_password() {
     let desired = Desired::build(&system(json!({})), &Config::default());
-    let data = desired.database_secret.string_data.unwrap();
-    assert!(!data.contains_key(database::PASSWORD_KEY));
-    assert_eq!(data["host"], "database.hs-dz-test.svc");
+    let users: Vec<String> = desired
+        .database_secrets
+        .iter()
+        .map(|secret| {
+            let data = secret.string_data.clone().unwrap();
+            assert!(!data.contains_key(database::PASSWORD_KEY));
+            assert_eq!(data["host"], "database.hs-dz-test.svc");
+            assert_eq!(data["database"], "app");
+            format!(
+                "{}={}",
+                secret.metadata.name.clone().unwrap(),
+                data["username"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        users,
+        [
+            "database-credentials=app",
+            "database-superuser=postgres",
+            "database-monitoring=monitoring",
+            "database-backup=backup"
+        ]
+    );
+}
+
+/// Issue 12, defect 6: every container the operator asks for, and the Secrets it reads. Only
+/// the database server itself is given the superuser's password; the exporter logs in as
+/// the monitoring role, backups as the backup role, the application and migrations as the
+/// application's role.
+#[test]
+fn no_workload_but_the_database_server_reads_the_superusers_secret() {
+    let mut spec = json!({
+        "migration": {
+            "source": { "host": "legacy.example", "database": "his", "secretName": "legacy",
+                        "network": { "cidr": "10.9.0.0/16" } }
+        }
+    });
+    spec["application"] = json!({ "image": "registry.example/his:1", "port": 8080 });
+    let mut importing = system(spec);
+    importing.status =
+        serde_json::from_value(json!({ "migration": { "phase": "Importing", "reason": "Importing", "message": "", "lastTransitionTime": "2026-11-29T00:00:00Z", "attempt": 0 } }))
+            .unwrap();
+    let desired = Desired::build(&importing, &Config::default());
+    let mut readers: Vec<String> = Vec::new();
+    for manifest in desired.manifests() {
+        let template = match manifest["kind"].as_str() {
+            Some("StatefulSet" | "Deployment" | "Job") => &manifest["spec"]["template"],
+            Some("CronJob") => &manifest["spec"]["jobTemplate"]["spec"]["template"],
+            _ => continue,
+        };
+        for container in template["spec"]["containers"].as_array().unwrap() {
+            let mut secrets: Vec<&str> = container["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["valueFrom"]["secretKeyRef"]["name"].as_str())
+                .filter(|name| name.starts_with("database-"))
+                .collect();
+            secrets.sort_unstable();
+            secrets.dedup();
+            readers.push(format!(
+                "{}/{}: {}",
+                manifest["kind"].as_str().unwrap(),
+                container["name"].as_str().unwrap(),
+                secrets.join(",")
+            ));
+        }
+    }
+    readers.sort();
+    assert_eq!(
+        readers,
+        [
+            "CronJob/pg-dump: database-backup",
+            "Deployment/application: database-credentials",
+            "Job/migration: database-credentials",
+            "StatefulSet/exporter: database-monitoring",
+            "StatefulSet/postgres: database-backup,database-credentials,database-monitoring,database-superuser",
+        ]
+    );
 }
 
 #[test]
@@ -288,6 +365,49 @@ fn dns_egress_reaches_the_configured_resolver_addresses() {
     assert_eq!(to[1]["ipBlock"]["cidr"], "169.254.20.10/32");
 }
 
+/// Issue 12, defect 7: DNS egress reaches the DNS pods only (by default those labelled
+/// `k8s-app: kube-dns`, as CoreDNS and kube-dns are), on the ports the configuration names
+/// (a resolver on 5353 behind its Service), not every pod of kube-system on 53.
+#[test]
+fn dns_egress_reaches_only_the_dns_pods_on_their_ports() {
+    let dns_rule = |config: &Config| {
+        let desired = Desired::build(&system(json!({})), config);
+        let dns = desired
+            .network_policies
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some("allow-dns"))
+            .unwrap()
+            .clone();
+        serde_json::to_value(&dns.spec.unwrap().egress.unwrap()[0]).unwrap()
+    };
+    let default = dns_rule(&Config::default());
+    assert_eq!(
+        default["to"][0]["podSelector"],
+        json!({ "matchLabels": { "k8s-app": "kube-dns" } })
+    );
+    assert_eq!(
+        default["ports"],
+        json!([{ "port": 53, "protocol": "UDP" }, { "port": 53, "protocol": "TCP" }])
+    );
+
+    let config: Config = serde_saphyr::from_str(
+        "dns:\n  namespace: openshift-dns\n  podSelector: { matchLabels: { dns.operator.openshift.io/daemonset-dns: default } }\n  ports: [5353]\n",
+    )
+    .unwrap();
+    let custom = dns_rule(&config);
+    assert_eq!(
+        custom["to"][0],
+        json!({
+            "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "openshift-dns" } },
+            "podSelector": { "matchLabels": { "dns.operator.openshift.io/daemonset-dns": "default" } }
+        })
+    );
+    assert_eq!(
+        custom["ports"],
+        json!([{ "port": 5353, "protocol": "UDP" }, { "port": 5353, "protocol": "TCP" }])
+    );
+}
+
 /// Issue 12, defect 7: the PodMonitor and PrometheusRule carry the labels the platform's
 /// Prometheus selects them by (configuration `monitoring.resourceLabels`), never in place of
 /// the operator's own labels.
@@ -313,4 +433,70 @@ fn monitoring_objects_carry_the_labels_prometheus_selects() {
             "the operator's own labels win"
         );
     }
+}
+
+/// Kubernetes expands `$(NAME)` and reduces `$$` to `$` in a container's command and args:
+/// a script holding `$$` (a PostgreSQL dollar quote, the shell's PID) would run changed.
+#[test]
+fn no_container_command_holds_what_kubernetes_would_expand() {
+    let mut importing = system(json!({
+        "migration": {
+            "source": { "host": "legacy.example", "database": "his", "secretName": "legacy",
+                        "network": { "cidr": "10.9.0.0/16" } }
+        }
+    }));
+    for phase in ["Importing", "Verifying"] {
+        importing.status = serde_json::from_value(json!({ "migration": {
+            "phase": phase, "reason": phase, "message": "",
+            "lastTransitionTime": "2026-11-29T00:00:00Z", "attempt": 0 } }))
+        .unwrap();
+        let text = serde_json::to_string(&all(&importing)).unwrap();
+        assert!(!text.contains("$$"), "a script holds $$");
+        for env in ["PGDATA", "PGPORT", "APP_USER", "PGHOST", "PGUSER"] {
+            assert!(!text.contains(&format!("$({env})")), "{env}");
+        }
+    }
+}
+
+/// Issue 12, defect 1: the backup claim is as large as the database and counts against the
+/// namespace's storage quota. A database of more than half its tier's storage could never
+/// converge; the quota holds the tier's storage for the data plus the backup claim.
+#[test]
+fn a_database_as_large_as_its_tiers_storage_fits_beside_its_backup_claim() {
+    let config = Config::default();
+    let tier_storage = crate::resources::quantity::bytes(&config.tiers.small.storage).unwrap();
+    let system = system(json!({
+        "tier": "Small",
+        "database": { "version": "16", "storage": config.tiers.small.storage }
+    }));
+    let desired = Desired::build(&system, &config);
+    let quota = desired.quota.spec.unwrap().hard.unwrap();
+    let quota_storage = crate::resources::quantity::bytes(&quota["requests.storage"].0).unwrap();
+    let claims: u128 = [
+        desired.backup_claim.spec.clone().unwrap(),
+        desired
+            .database
+            .spec
+            .clone()
+            .unwrap()
+            .volume_claim_templates
+            .unwrap()[0]
+            .spec
+            .clone()
+            .unwrap(),
+    ]
+    .iter()
+    .map(|spec| {
+        crate::resources::quantity::bytes(
+            &spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0,
+        )
+        .unwrap()
+    })
+    .sum();
+    assert_eq!(claims, 2 * tier_storage);
+    assert!(
+        quota_storage >= claims,
+        "quota {} < data and backup claims {claims}",
+        quota["requests.storage"].0
+    );
 }

@@ -23,6 +23,7 @@ mod backup;
 mod database;
 mod isolation;
 mod migration;
+mod roles;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -129,6 +129,18 @@ fn pod(s: &Script) -> Pod {
 /// that logs in with the credentials Secret through the `database` Service, once a login
 /// works, and runs `sql` with psql, printing results unaligned.
 pub fn psql_client<'a>(namespace: &'a str, name: &'a str, system: &str, sql: &str) -> Script<'a> {
+    psql_as(namespace, name, system, "database-credentials", sql)
+}
+
+/// Like `psql_client`, logged in with the credentials of the Secret `secret` (one of the
+/// database's roles) instead of the application's.
+pub fn psql_as<'a>(
+    namespace: &'a str,
+    name: &'a str,
+    system: &str,
+    secret: &'a str,
+    sql: &str,
+) -> Script<'a> {
     Script {
         namespace,
         name,
@@ -140,7 +152,7 @@ pub fn psql_client<'a>(namespace: &'a str, name: &'a str, system: &str, sql: &st
              for i in $(seq 1 60); do psql -c 'select 1' >/dev/null 2>&1 && break; sleep 1; done\n\
              psql -v ON_ERROR_STOP=1 -tA -c \"{sql}\""
         ),
-        env_from_secret: Some("database-credentials"),
+        env_from_secret: Some(secret),
         claim: None,
     }
 }
