@@ -11,6 +11,7 @@ pub mod events;
 pub mod leader;
 pub mod migration;
 pub mod ownership;
+pub mod quota;
 pub mod reconcile;
 pub mod restarts;
 pub mod status;

@@ -18,7 +18,7 @@ use crate::api::{BackupStatus, DatabaseStatus, HealthSystem, HealthSystemStatus,
 use crate::config::Config;
 use crate::error::Result;
 use crate::resources::labels::{self, COMPONENT, HEALTHSYSTEM, MANAGER};
-use crate::resources::{Desired, application, backup, database, network};
+use crate::resources::{Desired, application, backup, database, namespace, network};
 
 /// Condition types.
 pub mod types {
@@ -90,6 +90,8 @@ pub struct Observed {
     pub refused: Vec<super::apply::Refusal>,
     /// The database's restart onto a new pod template, if one is waiting or under way.
     pub database_restart: Option<crate::api::DatabaseRestart>,
+    /// What the namespace quota lacks for the database pod, when there is no such pod.
+    pub database_quota_shortfall: Option<String>,
 }
 
 /// Reads the state of `system`'s children.
@@ -178,14 +180,30 @@ pub async fn observe(
         (available as i32, application::replicas(system, app))
     });
 
+    let database_pods = field(&statefulset, "/status/replicas")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0) as i32;
+    let database_quota_shortfall = if database_pods == 0 {
+        let quota = stores.get("v1", "ResourceQuota", ns, namespace::QUOTA);
+        let pod = desired
+            .database
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref());
+        quota.zip(pod).and_then(|(quota, pod)| {
+            super::quota::shortfall(&serde_json::to_value(&*quota).unwrap_or(Value::Null), pod)
+        })
+    } else {
+        None
+    };
+
     Ok(Observed {
         namespace_not_owned: None,
         namespace_phase: field(&namespace_object, "/status/phase")
             .and_then(|v| v.as_str().map(String::from)),
         database_ready_replicas: database_ready_replicas(stores, &namespace),
-        database_pods: field(&statefulset, "/status/replicas")
-            .and_then(|v| v.as_i64())
-            .unwrap_or(0) as i32,
+        database_pods,
+        database_quota_shortfall,
         claim_phase,
         claim_uid: claim.as_ref().and_then(|c| c.metadata.uid.clone()),
         missing_storage_class,
@@ -415,6 +433,8 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
         cond(types::DATABASE, false, "VolumePending", "waiting for the database volume to be bound".into())
     } else if observed.database_ready_replicas < 1 && observed.database_pods > 0 {
         cond(types::DATABASE, false, "DatabaseNotReady", format!("the database pod runs but is not ready: it is starting (crash recovery may take long), or a login with the credentials of Secret {} fails (kubectl describe pod database-0 shows the probe's error)", database::SECRET))
+    } else if let Some(short) = observed.database_quota_shortfall.as_ref().filter(|_| observed.database_ready_replicas < 1 && observed.database_pods == 0) {
+        cond(types::DATABASE, false, QUOTA_EXCEEDED, format!("the namespace quota leaves no room for the database pod ({short}); raise spec.sizing or choose a larger tier"))
     } else if observed.database_ready_replicas < 1 {
         cond(types::DATABASE, false, "DatabaseStarting", "waiting for the database pod".into())
     } else {

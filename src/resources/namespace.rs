@@ -54,6 +54,9 @@ pub fn namespace(system: &HealthSystem) -> Namespace {
     }
 }
 
+/// Name of the namespace's ResourceQuota.
+pub const QUOTA: &str = "quota";
+
 /// The namespace's quota: the tier's preset (its storage plus the backup claim), with the
 /// manifest's overrides on top.
 pub fn resource_quota(system: &HealthSystem, config: &Config) -> ResourceQuota {
@@ -72,7 +75,7 @@ pub fn resource_quota(system: &HealthSystem, config: &Config) -> ResourceQuota {
         ("pods".to_string(), Quantity(pods.to_string())),
     ]);
     ResourceQuota {
-        metadata: meta(system, "quota"),
+        metadata: meta(system, QUOTA),
         spec: Some(ResourceQuotaSpec {
             hard: Some(hard),
             ..ResourceQuotaSpec::default()

@@ -49,6 +49,36 @@ async fn an_application_beyond_the_quota_says_so() {
     assert_eq!(system.status.unwrap().phase, Some(Phase::Degraded));
 }
 
+/// A namespace quota too small for the database pod (its memory request above the quota's
+/// memory): DatabaseReady says the quota and what the pod needs, not "DatabaseStarting".
+#[tokio::test]
+async fn a_database_beyond_the_quota_says_so() {
+    let client = client().await;
+    operator::ensure_running(&client).await;
+    let name = systems::create(&client, "dbquota", "poliklinika-medicus.yaml", |m| {
+        m["spec"]["sizing"] = json!({ "memory": "256Mi" });
+        m["spec"].as_object_mut().unwrap().remove("application");
+    })
+    .await;
+    let systems_api = Api::<HealthSystem>::all(client.clone());
+    let database: Condition = until(
+        "DatabaseReady says the quota",
+        Duration::from_secs(120),
+        || async {
+            let system = systems_api.get(&name).await.map_err(|e| e.to_string())?;
+            match condition(&system, "DatabaseReady") {
+                Some(c) if c.reason == "QuotaExceeded" => Ok(c.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert!(
+        database.message.contains("requests.memory") && database.message.contains("256Mi"),
+        "{database:?}"
+    );
+}
+
 /// Issue 12, defect 1: a spec the API server admits but the cluster refuses (a label key no
 /// NetworkPolicy accepts in allowFrom) is reported: the subsystem's condition says which
 /// object was refused and why, Ready turns False (no stale Ready=True), a Warning event is
