@@ -252,8 +252,6 @@ impl PostgresVersion {
 /// the database credentials.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.resources) || ((!has(self.resources.requests) || self.resources.requests.all(k, isQuantity(string(self.resources.requests[k])))) && (!has(self.resources.limits) || self.resources.limits.all(k, isQuantity(string(self.resources.limits[k])))))").message("resources: every request and limit must be a quantity, such as 500m, 2 or 1Gi"))]
-#[x_kube(validation = Rule::new("!has(self.resources) || !has(self.resources.requests) || !has(self.resources.limits) || self.resources.requests.all(k, !(k in self.resources.limits) || !isQuantity(string(self.resources.requests[k])) || !isQuantity(string(self.resources.limits[k])) || quantity(string(self.resources.requests[k])).compareTo(quantity(string(self.resources.limits[k]))) <= 0)").message("resources: a request may not exceed its limit (Kubernetes refuses such a pod)"))]
 pub struct Application {
     /// Container image of the application, from the data centre's registry mirror.
     #[schemars(length(min = 1, max = 512))]

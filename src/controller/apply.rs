@@ -46,11 +46,19 @@ pub struct Refusal {
 }
 
 /// Whether an API error refuses this object for good (until the spec changes), rather than
-/// a moment's trouble: a 4xx other than a conflict or throttling.
+/// a moment's trouble: a 4xx other than a conflict or throttling, or a 500 for an object
+/// the API server cannot decode.
 fn refusal(error: &kube::Error) -> Option<String> {
     match error {
         kube::Error::Api(status)
             if (400..500).contains(&status.code) && !matches!(status.code, 409 | 429) =>
+        {
+            Some(status.message.clone())
+        }
+        // A value the API server cannot even decode (an unparsable quantity) comes back as a
+        // 500 before validation runs; it fails the same way every time.
+        kube::Error::Api(status)
+            if status.code == 500 && status.message.starts_with("failed to convert new object") =>
         {
             Some(status.message.clone())
         }
@@ -421,6 +429,27 @@ async fn prune(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn api_error(code: u16, message: &str) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure(message, "")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    /// Issue 12, defect 1: an unparsable quantity in a child makes the API server answer 500
+    /// ("failed to convert new object"), not 4xx: it is as final as a 4xx and must be
+    /// reported, not retried every 10 s with no status at all.
+    #[test]
+    fn a_child_the_api_server_cannot_convert_is_a_refusal() {
+        let convert = "failed to convert new object (ns/application; apps/v1, Kind=Deployment) to proper version: unable to convert unstructured object to apps/v1, Kind=Deployment: quantities must match the regular expression";
+        assert!(refusal(&api_error(500, convert)).is_some());
+        assert!(refusal(&api_error(422, "invalid")).is_some());
+        assert!(refusal(&api_error(500, "etcdserver: request timed out")).is_none());
+        assert!(refusal(&api_error(409, "conflict")).is_none());
+        assert!(refusal(&api_error(429, "slow down")).is_none());
+    }
 
     #[test]
     fn contains_ignores_what_others_added() {

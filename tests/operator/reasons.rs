@@ -79,6 +79,49 @@ async fn a_database_beyond_the_quota_says_so() {
     );
 }
 
+/// Issue 12, defect 1: application resources the cluster refuses (a memory request above
+/// its limit, a CPU quantity that is no quantity; the CRD cannot check Kubernetes'
+/// unbounded resource maps within its CEL cost budget) are reported in ApplicationReady with
+/// the API server's own words, and Ready turns False.
+#[tokio::test]
+async fn application_resources_the_cluster_refuses_are_reported() {
+    let client = client().await;
+    operator::ensure_running(&client).await;
+    let systems_api = Api::<HealthSystem>::all(client.clone());
+    for (prefix, resources, expected) in [
+        (
+            "reqlimit",
+            json!({ "requests": { "memory": "2Gi" }, "limits": { "memory": "1Gi" } }),
+            "must be less than or equal to memory limit",
+        ),
+        (
+            "badcpu",
+            json!({ "requests": { "cpu": "half a core" } }),
+            "quantities must match the regular expression",
+        ),
+    ] {
+        let name = systems::create(&client, prefix, "poliklinika-medicus.yaml", |m| {
+            m["spec"]["application"]["resources"] = resources;
+        })
+        .await;
+        let application: Condition = until(
+            "ApplicationReady names the refusal",
+            Duration::from_secs(60),
+            || async {
+                let system = systems_api.get(&name).await.map_err(|e| e.to_string())?;
+                match condition(&system, "ApplicationReady") {
+                    Some(c) if c.reason == "DeploymentRefused" => Ok(c.clone()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
+        assert!(application.message.contains(expected), "{application:?}");
+        let system = systems_api.get(&name).await.unwrap();
+        assert_eq!(condition(&system, "Ready").unwrap().status, "False");
+    }
+}
+
 /// Issue 12, defect 1: a spec the API server admits but the cluster refuses (a label key no
 /// NetworkPolicy accepts in allowFrom) is reported: the subsystem's condition says which
 /// object was refused and why, Ready turns False (no stale Ready=True), a Warning event is

@@ -77,11 +77,28 @@ pub async fn ensure_running(client: &kube::Client) -> PathBuf {
 /// Stops the operator (SIGTERM, as Kubernetes would) and starts a new one. Returns the log
 /// length before the restart, so callers can read only what the new process logged.
 pub fn restart() -> u64 {
+    restart_after("-TERM")
+}
+
+/// Kills the operator outright (SIGKILL: nothing it was doing finishes) and starts a new one.
+pub fn kill_and_restart() -> u64 {
+    restart_after("-KILL")
+}
+
+fn restart_after(signal: &str) -> u64 {
     let operator = OPERATOR.get().expect("operator started");
     let mut operator = operator.lock().unwrap();
-    let _ = Command::new("kill")
-        .args(["-TERM", &operator.child.id().to_string()])
-        .status();
+    let wrapper = operator.child.id().to_string();
+    if signal == "-KILL" {
+        // The operator is a child of testenv/owned.sh: it is the one killed outright; the
+        // wrapper then sees it gone and exits.
+        let _ = Command::new("pkill")
+            .args([signal, "-P", &wrapper])
+            .status();
+    } else {
+        // owned.sh passes SIGTERM on to the operator and waits for it.
+        let _ = Command::new("kill").args([signal, &wrapper]).status();
+    }
     for _ in 0..100 {
         if operator.child.try_wait().ok().flatten().is_some() {
             break;
