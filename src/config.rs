@@ -653,4 +653,22 @@ mod tests {
         let err = Config::parse(&yaml, "c.yaml").unwrap_err().to_string();
         assert!(err.contains("tiers.small.memory"), "{err}");
     }
+
+    #[test]
+    fn no_restart_slot_and_no_dns_port_are_refused_naming_the_key() {
+        for (text, key) in [
+            (
+                "rollout: { maxDatabaseRestarts: 0 }",
+                "rollout.maxDatabaseRestarts",
+            ),
+            ("dns: { namespace: kube-system, ports: [] }", "dns.ports"),
+            (
+                "dns: { namespace: kube-system, ports: [70000] }",
+                "dns.ports",
+            ),
+        ] {
+            let err = Config::parse(text, "c.yaml").unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
 }

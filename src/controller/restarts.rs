@@ -50,11 +50,11 @@ pub enum Template {
     Moving,
 }
 
-/// Reads a StatefulSet's status (pure).
-pub fn template(statefulset: &Value) -> Template {
-    let number = |pointer: &str| statefulset.pointer(pointer).and_then(Value::as_i64);
-    let observed = number("/status/observedGeneration").unwrap_or(0)
-        >= number("/metadata/generation").unwrap_or(0);
+/// Reads a StatefulSet's status (pure): its `metadata.generation` and its spec and status
+/// (`data`, as the watch store keeps them).
+pub fn template(generation: Option<i64>, data: &Value) -> Template {
+    let number = |pointer: &str| data.pointer(pointer).and_then(Value::as_i64);
+    let observed = number("/status/observedGeneration").unwrap_or(0) >= generation.unwrap_or(0);
     let wanted = number("/spec/replicas").unwrap_or(1);
     let pods = number("/status/replicas").unwrap_or(0);
     let updated = number("/status/updatedReplicas").unwrap_or(0);
@@ -108,7 +108,7 @@ impl Restarts {
         max: usize,
     ) -> Result<Option<DatabaseRestart>> {
         let template = statefulset
-            .map(|s| template(&serde_json::to_value(s).unwrap_or(Value::Null)))
+            .map(|s| template(s.metadata.generation, &s.data))
             .unwrap_or(Template::Settled);
         if let Decision::Report(restart) = self.decide(namespace, template, max) {
             return Ok(restart);
@@ -157,27 +157,38 @@ mod tests {
 
     use super::*;
 
-    fn sts(generation: i64, observed: i64, pods: i64, updated: i64, ready: i64) -> Value {
-        json!({
-            "metadata": { "generation": generation },
-            "spec": { "replicas": 1 },
-            "status": { "observedGeneration": observed, "replicas": pods,
-                        "updatedReplicas": updated, "readyReplicas": ready }
-        })
+    fn sts(generation: i64, observed: i64, pods: i64, updated: i64, ready: i64) -> Template {
+        held(generation, observed, pods, updated, ready, 1)
+    }
+
+    fn held(
+        generation: i64,
+        observed: i64,
+        pods: i64,
+        updated: i64,
+        ready: i64,
+        wanted: i64,
+    ) -> Template {
+        template(
+            Some(generation),
+            &json!({
+                "spec": { "replicas": wanted },
+                "status": { "observedGeneration": observed, "replicas": pods,
+                            "updatedReplicas": updated, "readyReplicas": ready }
+            }),
+        )
     }
 
     #[test]
     fn a_pod_on_an_older_template_is_outdated_once_the_controller_saw_the_new_one() {
-        assert_eq!(template(&sts(2, 2, 1, 0, 1)), Template::Outdated);
-        assert_eq!(template(&sts(2, 1, 1, 1, 1)), Template::Moving);
-        assert_eq!(template(&sts(2, 2, 1, 1, 1)), Template::Settled);
+        assert_eq!(sts(2, 2, 1, 0, 1), Template::Outdated);
+        assert_eq!(sts(2, 1, 1, 1, 1), Template::Moving);
+        assert_eq!(sts(2, 2, 1, 1, 1), Template::Settled);
         // Evicted: no pod yet, then a new one starting.
-        assert_eq!(template(&sts(2, 2, 0, 0, 0)), Template::Moving);
-        assert_eq!(template(&sts(2, 2, 1, 1, 0)), Template::Moving);
+        assert_eq!(sts(2, 2, 0, 0, 0), Template::Moving);
+        assert_eq!(sts(2, 2, 1, 1, 0), Template::Moving);
         // Held at zero replicas (DataMissing): nothing to restart.
-        let mut held = sts(3, 3, 0, 0, 0);
-        held["spec"]["replicas"] = json!(0);
-        assert_eq!(template(&held), Template::Settled);
+        assert_eq!(held(3, 3, 0, 0, 0, 0), Template::Settled);
     }
 
     #[test]
