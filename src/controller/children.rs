@@ -144,6 +144,19 @@ impl Stores {
     }
 }
 
+/// Blanks every value of a Secret, keeping its keys: the operator needs to know which
+/// credentials exist and are complete, never what they are, so no password sits in its
+/// memory (or in a heap dump of it).
+pub fn forget_secret_values(secret: &mut DynamicObject) {
+    for field in ["data", "stringData"] {
+        if let Some(values) = secret.data.get_mut(field).and_then(|v| v.as_object_mut()) {
+            for value in values.values_mut() {
+                *value = serde_json::Value::String(String::new());
+            }
+        }
+    }
+}
+
 /// A watch stream that keeps one store up to date; the controller polls it.
 pub type ChildStream =
     std::pin::Pin<Box<dyn Stream<Item = Result<DynamicObject, watcher::Error>> + Send>>;
@@ -160,15 +173,19 @@ pub fn watch(client: &Client, kinds: Vec<Kind>) -> (Stores, Vec<(ChildStream, Ap
         let reader = writer.as_reader();
         let api = Api::<DynamicObject>::all_with(client.clone(), &kind.resource);
         let config = watcher::Config::default().labels(&selector());
+        let secrets = kind.resource.kind == "Secret";
         let stream = reflector::reflector(
             writer,
             watcher(api, config)
                 .default_backoff()
                 // Only others' writes inside a spec are kept: what takeback needs to see.
-                .modify(|object: &mut DynamicObject| {
+                .modify(move |object: &mut DynamicObject| {
                     object
                         .managed_fields_mut()
-                        .retain(takeback::is_foreign_spec_entry)
+                        .retain(takeback::is_foreign_spec_entry);
+                    if secrets {
+                        forget_secret_values(object);
+                    }
                 }),
         )
         // Deletions too: a child deleted by hand wakes its owner, which restores it at once.
@@ -189,4 +206,27 @@ pub fn watch(client: &Client, kinds: Vec<Kind>) -> (Stores, Vec<(ChildStream, Ap
         );
     }
     (stores, streams)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watched_secret_keeps_its_keys_and_none_of_its_values() {
+        let mut secret: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": "database-credentials", "namespace": "hs-a" },
+            "data": { "password": "c2VjcmV0", "username": "YXBw" },
+            "type": "Opaque"
+        }))
+        .unwrap();
+        forget_secret_values(&mut secret);
+        assert_eq!(
+            secret.data["data"],
+            serde_json::json!({ "password": "", "username": "" })
+        );
+        assert_eq!(secret.data["type"], "Opaque");
+        assert!(!serde_json::to_string(&secret).unwrap().contains("c2VjcmV0"));
+    }
 }
