@@ -10,59 +10,42 @@ use crate::resources::quantity;
 
 /// What the quota lacks for one more pod of `pod` (its containers' requests, and one pod),
 /// as a sentence naming each exhausted resource; `None` when it fits or cannot be told.
+/// `quota` is the ResourceQuota's content as the watch store keeps it (`status` inside).
 pub fn shortfall(quota: &Value, pod: &PodSpec) -> Option<String> {
     let hard = quota.pointer("/status/hard")?;
     let used = quota.pointer("/status/used")?;
-    let requests = |resource: &str, read: fn(&str) -> Option<u128>| -> Option<u128> {
+    // What the pod asks of `resource`: each container's request.
+    let asks = |resource: &str| -> Vec<String> {
         pod.containers
             .iter()
-            .map(|c| {
-                c.resources
-                    .as_ref()
-                    .and_then(|r| r.requests.as_ref())
-                    .and_then(|r| r.get(resource))
-                    .map_or(Some(0), |q| read(&q.0))
-            })
-            .sum()
+            .filter_map(|c| c.resources.as_ref()?.requests.as_ref()?.get(resource))
+            .map(|q| q.0.clone())
+            .collect()
     };
     let mut short = Vec::new();
-    for (key, resource, read) in [
+    for (key, read, asked) in [
         (
             "requests.cpu",
-            "cpu",
             quantity::milli as fn(&str) -> Option<u128>,
+            asks("cpu"),
         ),
-        ("requests.memory", "memory", quantity::bytes),
-        ("pods", "", quantity::bytes),
+        ("requests.memory", quantity::bytes, asks("memory")),
+        ("pods", quantity::bytes, vec!["1".to_string()]),
     ] {
-        let (Some(limit), Some(in_use)) = (
-            hard[key].as_str().and_then(read),
-            used[key].as_str().map_or(Some(0), read),
-        ) else {
+        let (Some(hard_text), used_text) = (hard[key].as_str(), used[key].as_str()) else {
             continue;
         };
-        let need = if key == "pods" {
-            Some(1)
-        } else {
-            requests(resource, read)
+        let need: Option<u128> = asked.iter().map(|q| read(q)).sum();
+        let (Some(limit), Some(in_use), Some(need)) =
+            (read(hard_text), used_text.map_or(Some(0), read), need)
+        else {
+            continue;
         };
-        let Some(need) = need else { continue };
         if in_use + need > limit {
-            let shown = |v: Value| v.as_str().unwrap_or("?").to_string();
-            let need_text = if key == "pods" {
-                "1".to_string()
-            } else {
-                pod.containers
-                    .iter()
-                    .filter_map(|c| c.resources.as_ref()?.requests.as_ref()?.get(resource))
-                    .map(|q| q.0.clone())
-                    .collect::<Vec<_>>()
-                    .join(" + ")
-            };
             short.push(format!(
-                "{key}: {} of {} in use, the pod needs {need_text}",
-                shown(used[key].clone()),
-                shown(hard[key].clone()),
+                "{key}: {} of {hard_text} in use, the pod needs {}",
+                used_text.unwrap_or("0"),
+                asked.join(" + ")
             ));
         }
     }

@@ -190,9 +190,9 @@ pub async fn observe(
             .spec
             .as_ref()
             .and_then(|s| s.template.spec.as_ref());
-        quota.zip(pod).and_then(|(quota, pod)| {
-            super::quota::shortfall(&serde_json::to_value(&*quota).unwrap_or(Value::Null), pod)
-        })
+        quota
+            .zip(pod)
+            .and_then(|(quota, pod)| super::quota::shortfall(&quota.data, pod))
     } else {
         None
     };

@@ -86,6 +86,22 @@ where
     })
 }
 
+/// How many objects of kind `K` the namespace holds.
+async fn count<K>(client: &Client, namespace: &str) -> usize
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
 /// A small deterministic generator for the kill moments (xorshift), so a seed replays a run.
 struct Moments(u64);
 
@@ -193,24 +209,12 @@ async fn systems_converge_through_operator_kills_without_losing_or_regenerating_
     }
     for name in &names {
         let namespace = format!("hs-{name}");
-        let count = |n: usize, what: &str| assert_eq!(n, 1, "{namespace}: {n} {what}");
-        count(
-            Api::<StatefulSet>::namespaced(client.clone(), &namespace)
-                .list(&ListParams::default())
-                .await
-                .unwrap()
-                .items
-                .len(),
-            "StatefulSets",
-        );
-        count(
-            Api::<CronJob>::namespaced(client.clone(), &namespace)
-                .list(&ListParams::default())
-                .await
-                .unwrap()
-                .items
-                .len(),
-            "CronJobs",
+        let statefulsets = count::<StatefulSet>(&client, &namespace).await;
+        let cron_jobs = count::<CronJob>(&client, &namespace).await;
+        assert_eq!(
+            (statefulsets, cron_jobs),
+            (1, 1),
+            "{namespace}: StatefulSets and CronJobs"
         );
     }
     let text = std::fs::read_to_string(&log).unwrap_or_default();

@@ -1,6 +1,5 @@
 //! Issue 12, defect 2: reasons that say what is wrong, not "starting".
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::Api;
 use serde_json::json;
 use std::time::Duration;
@@ -22,20 +21,12 @@ async fn an_application_beyond_the_quota_says_so() {
         m["spec"]["application"]["replicas"] = json!(50);
     })
     .await;
-    let systems_api = Api::<HealthSystem>::all(client.clone());
-    let (system, application): (HealthSystem, Condition) = until(
-        "ApplicationReady says the quota",
+    let (system, application) = systems::wait_reason(
+        &client,
+        &name,
+        "ApplicationReady",
+        "QuotaExceeded",
         Duration::from_secs(120),
-        || async {
-            let system = systems_api.get(&name).await.map_err(|e| e.to_string())?;
-            match condition(&system, "ApplicationReady") {
-                Some(c) if c.reason == "QuotaExceeded" => {
-                    let c = c.clone();
-                    Ok((system, c))
-                }
-                other => Err(format!("{other:?}")),
-            }
-        },
     )
     .await;
     assert!(
@@ -60,17 +51,12 @@ async fn a_database_beyond_the_quota_says_so() {
         m["spec"].as_object_mut().unwrap().remove("application");
     })
     .await;
-    let systems_api = Api::<HealthSystem>::all(client.clone());
-    let database: Condition = until(
-        "DatabaseReady says the quota",
+    let (_, database) = systems::wait_reason(
+        &client,
+        &name,
+        "DatabaseReady",
+        "QuotaExceeded",
         Duration::from_secs(120),
-        || async {
-            let system = systems_api.get(&name).await.map_err(|e| e.to_string())?;
-            match condition(&system, "DatabaseReady") {
-                Some(c) if c.reason == "QuotaExceeded" => Ok(c.clone()),
-                other => Err(format!("{other:?}")),
-            }
-        },
     )
     .await;
     assert!(
@@ -104,16 +90,12 @@ async fn application_resources_the_cluster_refuses_are_reported() {
             m["spec"]["application"]["resources"] = resources;
         })
         .await;
-        let application: Condition = until(
-            "ApplicationReady names the refusal",
+        let (_, application) = systems::wait_reason(
+            &client,
+            &name,
+            "ApplicationReady",
+            "DeploymentRefused",
             Duration::from_secs(60),
-            || async {
-                let system = systems_api.get(&name).await.map_err(|e| e.to_string())?;
-                match condition(&system, "ApplicationReady") {
-                    Some(c) if c.reason == "DeploymentRefused" => Ok(c.clone()),
-                    other => Err(format!("{other:?}")),
-                }
-            },
         )
         .await;
         assert!(application.message.contains(expected), "{application:?}");
@@ -144,19 +126,12 @@ async fn a_child_the_cluster_refuses_is_reported_in_its_subsystem() {
         )
         .await
         .unwrap();
-    let (system, network): (HealthSystem, Condition) = until(
-        "NetworkIsolated names the refusal",
+    let (system, network) = systems::wait_reason(
+        &client,
+        &name,
+        "NetworkIsolated",
+        "NetworkPolicyRefused",
         Duration::from_secs(60),
-        || async {
-            let system = systems_api.get(&name).await.map_err(|e| e.to_string())?;
-            match condition(&system, "NetworkIsolated") {
-                Some(c) if c.reason == "NetworkPolicyRefused" => {
-                    let c = c.clone();
-                    Ok((system, c))
-                }
-                other => Err(format!("{other:?}")),
-            }
-        },
     )
     .await;
     assert!(

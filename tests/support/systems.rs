@@ -82,6 +82,29 @@ pub async fn wait_condition(
     .await
 }
 
+/// Waits until the condition `type_` of `name` has the reason `reason`, within `timeout`;
+/// returns the system and that condition.
+pub async fn wait_reason(
+    client: &Client,
+    name: &str,
+    type_: &str,
+    reason: &str,
+    timeout: Duration,
+) -> (HealthSystem, Condition) {
+    let systems = Api::<HealthSystem>::all(client.clone());
+    until(&format!("{name} {type_} {reason}"), timeout, || async {
+        let system = systems.get(name).await.map_err(|e| e.to_string())?;
+        match condition(&system, type_) {
+            Some(c) if c.reason == reason => {
+                let c = c.clone();
+                Ok((system, c))
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
 /// Waits until `name` is Ready.
 pub async fn wait_ready(client: &Client, name: &str) -> HealthSystem {
     wait_condition(client, name, "Ready", "True").await
