@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, ExecAction, Lifecycle, LifecycleHandler,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, Secret, Service, ServicePort, ServiceSpec, Volume,
+    Probe, ResourceRequirements, Service, ServicePort, ServiceSpec, Volume,
     VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
@@ -53,21 +53,6 @@ pub const DATABASE_USER: &str = roles::APPLICATION.user;
 const POSTGRES_UID: i64 = 999;
 /// Size of the database's /dev/shm (memory, counted against the container's limit when used).
 const SHM_SIZE: &str = "1Gi";
-
-/// The application's credentials Secret without its password: everything an application
-/// needs to connect. The controller adds the generated password when, and only when, it
-/// creates the Secret.
-pub fn secret(system: &HealthSystem) -> Secret {
-    roles::secret(system, roles::APPLICATION)
-}
-
-/// Every credentials Secret of the database, the application's first (see [`roles`]).
-pub fn secrets(system: &HealthSystem) -> Vec<Secret> {
-    roles::ALL
-        .iter()
-        .map(|role| roles::secret(system, *role))
-        .collect()
-}
 
 /// Where the data volume is mounted, and the cluster directory inside it (a subdirectory, so
 /// the volume's own root, `lost+found` included, never has to be empty for initdb).

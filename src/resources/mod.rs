@@ -85,7 +85,7 @@ impl Desired {
             role_bindings: rbac::role_bindings(system),
             service_accounts: rbac::service_accounts(system),
             network_policies,
-            database_secrets: database::secrets(system),
+            database_secrets: roles::secrets(system),
             database: database::stateful_set(system, config),
             database_services: database::services(system),
             database_budget: database::disruption_budget(system),

@@ -99,6 +99,11 @@ pub fn secret(system: &HealthSystem, role: Role) -> Secret {
     }
 }
 
+/// Every role's Secret, the application's first.
+pub fn secrets(system: &HealthSystem) -> Vec<Secret> {
+    ALL.iter().map(|role| secret(system, *role)).collect()
+}
+
 /// For a database made before roles existed, whose superuser (the role initdb made) is the
 /// application's role: that role becomes `postgres`, and the application gets a new role of
 /// its old name with its very same password (the stored verifier is copied). A session
