@@ -1,6 +1,7 @@
 //! The command line: `run` reconciles HealthSystems, `crd` prints the
 //! CustomResourceDefinition, `render` prints what the operator would create for given
-//! manifests, `onboard` turns a migration inventory into HealthSystem manifests.
+//! manifests, `onboard` turns a migration inventory into HealthSystem manifests, `backup run`
+//! is the backup agent.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -84,6 +85,23 @@ enum Command {
         /// rules.
         #[arg(long, env = "HS_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// The backup agent the backup Jobs run (settings from the environment they set).
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Dump the database, encrypt, upload, verify, write the manifest, prune by age.
+    Run(crate::backup::command::RunArgs),
+    /// Copy this binary into a directory (the backup pod's init container: the operator's
+    /// image has no shell or cp).
+    Install {
+        /// Where the binary is copied to.
+        dir: PathBuf,
     },
 }
 
@@ -177,6 +195,15 @@ impl Cli {
                 only,
                 config,
             } => onboard(&inventory, out.as_deref(), waves, only, config.as_ref()),
+            Command::Backup {
+                command: BackupCommand::Run(args),
+            } => {
+                init_logging(LogFormat::Json);
+                crate::backup::command::run(args)
+            }
+            Command::Backup {
+                command: BackupCommand::Install { dir },
+            } => crate::backup::command::install(&dir),
         }
     }
 }

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{PostgresVersion, Tier};
 
+mod backup;
+pub use backup::{BackupConfig, ObjectStore};
+
 /// Why a configuration file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -70,6 +73,9 @@ pub struct Config {
     /// How a new database pod template reaches the fleet's running databases.
     #[serde(default)]
     pub rollout: RolloutConfig,
+    /// Where backups are kept and how they are encrypted.
+    #[serde(default)]
+    pub backup: BackupConfig,
 }
 
 impl Default for Config {
@@ -83,6 +89,7 @@ impl Default for Config {
             onboarding: crate::onboard::OnboardingConfig::default(),
             migration: MigrationConfig::default(),
             rollout: RolloutConfig::default(),
+            backup: BackupConfig::default(),
         }
     }
 }
@@ -150,35 +157,9 @@ impl Config {
             if !is_dns_label(name) {
                 return Err((key, "the name must be a DNS label".into()));
             }
-            if service.cidrs.is_empty()
-                && service.namespace_selector.is_none()
-                && service.pod_selector.is_none()
-            {
-                return Err((
-                    key,
-                    "needs cidrs, a namespaceSelector or a podSelector".into(),
-                ));
-            }
-            if let Some(cidr) = service.cidrs.iter().find(|c| !is_cidr(c)) {
-                return Err((format!("{key}.cidrs"), format!("{cidr:?} is not a CIDR")));
-            }
-            if service.ports.is_empty() {
-                return Err((
-                    format!("{key}.ports"),
-                    "at least one port is required".into(),
-                ));
-            }
-            if let Some(port) = service
-                .ports
-                .iter()
-                .find(|p| !(1..=65535).contains(&p.port))
-            {
-                return Err((
-                    format!("{key}.ports"),
-                    format!("{} is not a port", port.port),
-                ));
-            }
+            check_peer(&key, service)?;
         }
+        self.backup.check()?;
         for (key, seconds) in [
             (
                 "migration.verificationMaxAgeSeconds",
@@ -241,6 +222,7 @@ impl Config {
             ("images.postgres16", &self.images.postgres16),
             ("images.postgres17", &self.images.postgres17),
             ("images.exporter", &self.images.exporter),
+            ("images.operator", &self.images.operator()),
         ] {
             if image.is_empty() || image.chars().any(char::is_whitespace) {
                 return Err((key.into(), "must be an image reference".into()));
@@ -248,6 +230,39 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Checks where a peer is on the network: address ranges or selectors, and valid ports.
+fn check_peer(key: &str, service: &PlatformService) -> Result<(), (String, String)> {
+    if service.cidrs.is_empty()
+        && service.namespace_selector.is_none()
+        && service.pod_selector.is_none()
+    {
+        return Err((
+            key.into(),
+            "needs cidrs, a namespaceSelector or a podSelector".into(),
+        ));
+    }
+    if let Some(cidr) = service.cidrs.iter().find(|c| !is_cidr(c)) {
+        return Err((format!("{key}.cidrs"), format!("{cidr:?} is not a CIDR")));
+    }
+    if service.ports.is_empty() {
+        return Err((
+            format!("{key}.ports"),
+            "at least one port is required".into(),
+        ));
+    }
+    if let Some(port) = service
+        .ports
+        .iter()
+        .find(|p| !(1..=65535).contains(&p.port))
+    {
+        return Err((
+            format!("{key}.ports"),
+            format!("{} is not a port", port.port),
+        ));
+    }
+    Ok(())
 }
 
 /// The sizing preset of every tier.
@@ -534,9 +549,10 @@ impl Default for DnsConfig {
 }
 
 /// Container images, one per PostgreSQL major version plus the metrics exporter. The backup
-/// Job uses the database's own image, so pg_dump always matches the server.
+/// Job uses the database's own image, so pg_dump always matches the server. An image left
+/// out keeps its default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Images {
     /// PostgreSQL 15.
     pub postgres15: String,
@@ -546,9 +562,24 @@ pub struct Images {
     pub postgres17: String,
     /// The Prometheus PostgreSQL exporter.
     pub exporter: String,
+    /// The operator's own image: the backup Jobs copy the backup agent (this binary) from it
+    /// into the database's image, whose client tools match the server.
+    /// Unset, the data centre's mirror of this very version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
 }
 
 impl Images {
+    /// The operator's image, for the backup agent.
+    pub fn operator(&self) -> String {
+        self.operator.clone().unwrap_or_else(|| {
+            format!(
+                "registry.sdc.gov.rs/healthsystem-operator:{}",
+                env!("CARGO_PKG_VERSION")
+            )
+        })
+    }
+
     /// The PostgreSQL image of a major version.
     pub fn postgres(&self, version: PostgresVersion) -> &str {
         match version {
@@ -567,6 +598,7 @@ impl Default for Images {
             postgres16: format!("{mirror}/postgres:16.9"),
             postgres17: format!("{mirror}/postgres:17.5"),
             exporter: format!("{mirror}/postgres-exporter:v0.17.1"),
+            operator: None,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! The HealthSystem operator: hosts health information systems in the State Data Centre.
 //! `api` holds the custom resource, `resources` the pure builders of its children,
-//! `controller` the only code that talks to the API server, `render` the offline preview and
+//! `controller` the only code that talks to the API server, `backup` the backup agent the
+//! backup Jobs run, `render` the offline preview and
 //! `cli` the subcommands.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod controller;

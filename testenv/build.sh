@@ -2,8 +2,9 @@
 # Builds the pinned local control plane (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl, etcd, kwok, the small helpers under cmd/), the real node's
 # components (kubelet and kube-proxy from the same module; kube-router and CoreDNS from
-# modules of their own) and helm (for the chart tests) from the Go module proxy, once, and fetches the Prometheus Operator's CRDs pinned in
-# crds/go.mod. Each tool is cached under a key of its own inputs and linked into a bin
+# modules of their own), helm (for the chart tests) and versitygw (the S3-compatible object
+# store of the backup tests, with s3setup, which makes its bucket and policy) from the Go
+# module proxy, once, and fetches the Prometheus Operator's CRDs pinned in crds/go.mod. Each tool is cached under a key of its own inputs and linked into a bin
 # directory keyed by all of them, so a second run is instant and a changed helper rebuilds
 # only itself. Prints the bin directory on stdout (the CRDs are in ../crds beside it);
 # progress goes to stderr.
@@ -12,10 +13,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache_root=${HS_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/healthsystem-testenv}
 key=$(cd "$here" && cat build.sh go.mod go.sum helm/go.mod helm/go.sum crds/go.mod crds/go.sum \
   kube-router/go.mod kube-router/go.sum coredns/go.mod coredns/go.sum coredns/main.go \
+  versitygw/go.mod versitygw/go.sum versitygw/s3setup/main.go \
   $(find cmd -name "*.go" | sort) | sha256sum | cut -c1-16)
 bin="$cache_root/$key/bin"
 tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl kwok etcd kwok-stages provisioner
-  tcpforward kubelet kube-proxy kube-router coredns helm)
+  tcpforward kubelet kube-proxy kube-router coredns helm versitygw s3setup)
 
 # The Prometheus Operator's CRDs (PodMonitor, PrometheusRule, ServiceMonitor), from the
 # module pinned in crds/go.mod, for the tests that need the monitoring API served.
@@ -45,9 +47,11 @@ recipe=2
 tool_key() {
   local t=$1 module=. sources=()
   case "$t" in
-    helm | kube-router | coredns) module=$t ;;
+    helm | kube-router | coredns | versitygw) module=$t ;;
+    s3setup) module=versitygw ;;
   esac
   [ "$t" = coredns ] && sources=(coredns/main.go)
+  [ "$t" = s3setup ] && sources=(versitygw/s3setup/main.go)
   [ -d "cmd/$t" ] && mapfile -t sources < <(find "cmd/$t" -name "*.go" | sort)
   { echo "recipe $recipe $t"; cat "$module/go.mod" "$module/go.sum" "${sources[@]}"; } | sha256sum | cut -c1-16
 }
@@ -66,6 +70,8 @@ declare -A pkg=(
   [kube-router]=github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
   [coredns]=.
   [helm]=helm.sh/helm/v3/cmd/helm
+  [versitygw]=github.com/versity/versitygw/cmd/versitygw
+  [s3setup]=./s3setup
 )
 to_build=()
 for t in "${missing[@]}"; do
@@ -80,7 +86,7 @@ fi
 echo "testenv: building ${to_build[*]} (the first build of everything takes about 25 minutes)" >&2
 echo "testenv: downloading modules" >&2
 go mod download >&2
-for m in helm kube-router coredns; do (cd "$m" && go mod download) >&2; done
+for m in helm kube-router coredns versitygw; do (cd "$m" && go mod download) >&2; done
 # Stamp the Kubernetes binaries with their real version (they report v0.0.0 otherwise).
 k8s_version=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
 minor=$(echo "$k8s_version" | cut -d. -f2)
@@ -92,7 +98,10 @@ for t in "${to_build[@]}"; do
   mkdir -p "$out"
   echo "testenv: building $t" >&2
   # Build to a temporary name so an interrupted build never leaves a broken binary cached.
-  if [ "$t" = helm ] || [ "$t" = kube-router ] || [ "$t" = coredns ]; then
+  if [ "$t" = s3setup ]; then
+    # The object store's provisioning helper, in versitygw's module (its AWS SDK).
+    (cd versitygw && go build -trimpath -ldflags="-s -w" -o "$out/.$t.tmp" "${pkg[$t]}") >&2
+  elif [ "$t" = helm ] || [ "$t" = kube-router ] || [ "$t" = coredns ] || [ "$t" = versitygw ]; then
     # These live in modules of their own (testenv/NAME), with their own Kubernetes libraries.
     (cd "$t" && go build -trimpath -ldflags="-s -w" -o "$out/.$t.tmp" "${pkg[$t]}") >&2
   else

@@ -1,10 +1,13 @@
-//! Scheduled backups: a CronJob that runs `pg_dump` (from the database's own image, so the
-//! client matches the server) into a volume claim of its own, keeps daily, weekly and monthly
-//! copies with checksums, and prunes beyond the retention.
+//! Scheduled backups, a CronJob in the database's own image (its pg_dump matches the server).
+//! With an object store configured, it runs the backup agent (`crate::backup`, copied from the
+//! operator's image by an init container): encrypted dumps with manifests in the system's
+//! prefix, pruned by age. Without one, a shell script dumps into a volume claim of its own and
+//! keeps daily, weekly and monthly copies with checksums (the older layout).
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Volume,
+    Container, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
+    Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -12,10 +15,13 @@ use super::database;
 use super::labels;
 use super::metadata::component_meta;
 use super::pod::pod_security;
-use super::pod::{database_script_container, env, mount};
+use super::pod::{
+    container_security, database_client_env, database_script_container, empty_dir, env, mount,
+    secret_key_env,
+};
 use super::roles;
 use crate::api::HealthSystem;
-use crate::config::Config;
+use crate::config::{Config, ObjectStore};
 
 /// Component label of the backup Jobs' pods.
 pub const COMPONENT_NAME: &str = "backup";
@@ -44,19 +50,31 @@ prune monthly "$RETAIN_MONTHLY"
 echo "backup $now complete: $(wc -c < "daily/$now.dump") bytes"
 "#;
 
-/// The claim the dumps are kept on: as large as the database volume (dumps are compressed)
-/// and of the same class.
-pub fn claim(system: &HealthSystem) -> PersistentVolumeClaim {
-    PersistentVolumeClaim {
-        metadata: component_meta(system, NAME, COMPONENT_NAME),
-        spec: Some(database::claim_spec(system)),
-        ..PersistentVolumeClaim::default()
-    }
+/// Where the agent binary is put in the backup pod.
+const AGENT_DIR: &str = "/agent";
+/// Slack of the Job's deadline over the agent's own: the pod's start and image pulls.
+const JOB_DEADLINE_SLACK_SECONDS: i64 = 600;
+
+/// The claim the dumps are kept on, when there is no object store (a claim from before one was
+/// configured is left in place with its dumps: claims are never pruned): as large as the
+/// database volume (dumps are compressed) and of the same class.
+pub fn claim(system: &HealthSystem, config: &Config) -> Option<PersistentVolumeClaim> {
+    config
+        .backup
+        .object_store
+        .is_none()
+        .then(|| PersistentVolumeClaim {
+            metadata: component_meta(system, NAME, COMPONENT_NAME),
+            spec: Some(database::claim_spec(system)),
+            ..PersistentVolumeClaim::default()
+        })
 }
 
-/// The backup CronJob. One run at a time; three succeeded and three failed Jobs are kept,
-/// which is what status reads the last backup times from.
-pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {
+/// The dump script on the backup claim.
+fn claim_pod(
+    system: &HealthSystem,
+    config: &Config,
+) -> (Vec<Container>, Vec<Container>, Vec<Volume>) {
     let backup = &system.spec.backup;
     let container = database_script_container(
         system,
@@ -71,6 +89,102 @@ pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {
         ],
         vec![mount("backups", "/backups")],
     );
+    let volume = Volume {
+        name: "backups".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: NAME.into(),
+            // Unset, not false: the API server drops a false here, and the live object
+            // would never match.
+            read_only: None,
+        }),
+        ..Volume::default()
+    };
+    (Vec::new(), vec![container], vec![volume])
+}
+
+/// The backup agent: copied from the operator's image, run in the database's image as the
+/// `backup` role with the system's own store credentials.
+fn agent_pod(
+    system: &HealthSystem,
+    config: &Config,
+    store: &ObjectStore,
+) -> (Vec<Container>, Vec<Container>, Vec<Volume>) {
+    let backup = &system.spec.backup;
+    let agent = format!("{AGENT_DIR}/healthsystem-operator");
+    let install = Container {
+        name: "install-agent".into(),
+        image: Some(config.images.operator()),
+        command: Some(vec![
+            "/usr/local/bin/healthsystem-operator".into(),
+            "backup".into(),
+            "install".into(),
+            AGENT_DIR.into(),
+        ]),
+        volume_mounts: Some(vec![mount("agent", AGENT_DIR)]),
+        security_context: Some(container_security()),
+        ..Container::default()
+    };
+    let mut environment = database_client_env(roles::BACKUP);
+    environment.extend([
+        env("HS_BACKUP_ENDPOINT", &store.endpoint),
+        env("HS_BACKUP_BUCKET", &store.bucket),
+        env("HS_BACKUP_REGION", &store.region),
+        env("HS_BACKUP_PREFIX", &labels::namespace(system)),
+        env("HS_BACKUP_RECIPIENTS", &config.backup.recipients.join(",")),
+        env("HS_BACKUP_KEEP_DAYS", &backup.retention.daily.to_string()),
+        env("HS_BACKUP_KEEP_WEEKS", &backup.retention.weekly.to_string()),
+        env(
+            "HS_BACKUP_KEEP_MONTHS",
+            &backup.retention.monthly.to_string(),
+        ),
+        env(
+            "HS_BACKUP_DEADLINE_SECONDS",
+            &config.backup.deadline_seconds.to_string(),
+        ),
+        secret_key_env(
+            "AWS_ACCESS_KEY_ID",
+            &store.credentials_secret,
+            "accessKeyId",
+        ),
+        secret_key_env(
+            "AWS_SECRET_ACCESS_KEY",
+            &store.credentials_secret,
+            "secretAccessKey",
+        ),
+    ]);
+    if let Some(pem) = &store.ca_bundle {
+        environment.push(env("HS_BACKUP_CA_BUNDLE", pem));
+    }
+    let run = Container {
+        name: "backup".into(),
+        image: Some(
+            config
+                .images
+                .postgres(system.spec.database.version)
+                .to_string(),
+        ),
+        command: Some(vec![agent, "backup".into(), "run".into()]),
+        env: Some(environment),
+        volume_mounts: Some(vec![mount("agent", AGENT_DIR)]),
+        security_context: Some(container_security()),
+        ..Container::default()
+    };
+    (vec![install], vec![run], vec![empty_dir("agent")])
+}
+
+/// The backup CronJob. One run at a time; three succeeded and three failed Jobs are kept,
+/// which is what status reads the last backup times from.
+pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {
+    let backup = &system.spec.backup;
+    let (init_containers, containers, volumes) = match &config.backup.object_store {
+        Some(store) => agent_pod(system, config, store),
+        None => claim_pod(system, config),
+    };
+    let deadline = config
+        .backup
+        .object_store
+        .as_ref()
+        .map(|_| i64::from(config.backup.deadline_seconds) + JOB_DEADLINE_SLACK_SECONDS);
     let pod_labels = labels::component(system, COMPONENT_NAME);
     CronJob {
         metadata: component_meta(system, NAME, COMPONENT_NAME),
@@ -86,6 +200,7 @@ pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {
                 }),
                 spec: Some(JobSpec {
                     backoff_limit: Some(2),
+                    active_deadline_seconds: deadline,
                     template: PodTemplateSpec {
                         metadata: Some(ObjectMeta {
                             labels: Some(pod_labels),
@@ -96,17 +211,10 @@ pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {
                             service_account_name: Some(NAME.into()),
                             automount_service_account_token: Some(false),
                             security_context: Some(pod_security(999)),
-                            containers: vec![container],
-                            volumes: Some(vec![Volume {
-                                name: "backups".into(),
-                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                    claim_name: NAME.into(),
-                                    // Unset, not false: the API server drops a false here,
-                                    // and the live object would never match.
-                                    read_only: None,
-                                }),
-                                ..Volume::default()
-                            }]),
+                            init_containers: (!init_containers.is_empty())
+                                .then_some(init_containers),
+                            containers,
+                            volumes: Some(volumes),
                             ..PodSpec::default()
                         }),
                     },
@@ -116,5 +224,159 @@ pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {
             ..CronJobSpec::default()
         },
         ..CronJob::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::api::validation::validate;
+    use crate::config::{Config, ObjectStore, PlatformService, ServicePort};
+    use crate::resources::Desired;
+
+    fn system() -> crate::api::HealthSystem {
+        validate(&json!({
+            "apiVersion": "sdc.gov.rs/v1alpha1",
+            "kind": "HealthSystem",
+            "metadata": { "name": "lab-test" },
+            "spec": {
+                "institution": { "displayName": "Lab", "registryId": "07151950", "ownership": "Private" },
+                "database": { "version": "16", "storage": "10Gi" },
+                "backup": { "schedule": "0 2 * * *", "retention": { "daily": 7, "weekly": 4, "monthly": 12 } }
+            }
+        }))
+        .unwrap()
+    }
+
+    fn with_store() -> Config {
+        let mut config = Config::default();
+        config.images.operator = Some("registry.sdc.gov.rs/healthsystem-operator:9.9.9".into());
+        config.backup.recipients = vec!["age1key".into()];
+        config.backup.object_store = Some(ObjectStore {
+            endpoint: "https://s3.sdc.gov.rs".into(),
+            bucket: "healthsystem-backups".into(),
+            region: "eu-rs-1".into(),
+            ca_bundle: None,
+            credentials_secret: "backup-store-credentials".into(),
+            network: PlatformService {
+                cidrs: vec!["10.220.0.0/24".into()],
+                namespace_selector: None,
+                pod_selector: None,
+                ports: vec![ServicePort {
+                    port: 443,
+                    protocol: "TCP".into(),
+                }],
+            },
+        });
+        config
+    }
+
+    fn kind<'a>(objects: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+    }
+
+    fn env(container: &Value) -> std::collections::BTreeMap<String, Value> {
+        container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let value = if e["value"].is_null() {
+                    e["valueFrom"]["secretKeyRef"].clone()
+                } else {
+                    e["value"].clone()
+                };
+                (e["name"].as_str().unwrap().to_string(), value)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn with_an_object_store_the_job_runs_the_agent_with_the_systems_own_credentials() {
+        let objects = Desired::build(&system(), &with_store()).manifests();
+        assert!(
+            kind(&objects, "PersistentVolumeClaim", "backup").is_none(),
+            "no backup claim with a store"
+        );
+        let cron = kind(&objects, "CronJob", "backup").unwrap();
+        let job = &cron["spec"]["jobTemplate"]["spec"];
+        assert_eq!(job["activeDeadlineSeconds"], 21600 + 600);
+        let pod = &job["template"]["spec"];
+        let install = &pod["initContainers"][0];
+        assert_eq!(
+            install["image"],
+            "registry.sdc.gov.rs/healthsystem-operator:9.9.9"
+        );
+        assert_eq!(
+            install["command"],
+            json!([
+                "/usr/local/bin/healthsystem-operator",
+                "backup",
+                "install",
+                "/agent"
+            ])
+        );
+        let run = &pod["containers"][0];
+        assert_eq!(run["image"], "registry.sdc.gov.rs/mirror/postgres:16.9");
+        assert_eq!(
+            run["command"],
+            json!(["/agent/healthsystem-operator", "backup", "run"])
+        );
+        for container in [install, run] {
+            assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+            assert_eq!(
+                container["securityContext"]["allowPrivilegeEscalation"],
+                false
+            );
+        }
+        let env = env(run);
+        assert_eq!(env["HS_BACKUP_PREFIX"], "hs-lab-test");
+        assert_eq!(env["HS_BACKUP_BUCKET"], "healthsystem-backups");
+        assert_eq!(env["HS_BACKUP_REGION"], "eu-rs-1");
+        assert_eq!(env["HS_BACKUP_RECIPIENTS"], "age1key");
+        assert_eq!(env["HS_BACKUP_KEEP_DAYS"], "7");
+        assert_eq!(env["HS_BACKUP_KEEP_WEEKS"], "4");
+        assert_eq!(env["HS_BACKUP_KEEP_MONTHS"], "12");
+        assert_eq!(
+            env["AWS_SECRET_ACCESS_KEY"],
+            json!({ "name": "backup-store-credentials", "key": "secretAccessKey", "optional": false })
+        );
+        assert_eq!(
+            env["PGPASSWORD"],
+            json!({ "name": "database-backup", "key": "password", "optional": false })
+        );
+        assert!(
+            pod["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v["persistentVolumeClaim"].is_null())
+        );
+
+        let egress = kind(&objects, "NetworkPolicy", "backup-store-egress").unwrap();
+        assert_eq!(
+            egress["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+            "backup"
+        );
+        assert_eq!(
+            egress["spec"]["egress"],
+            json!([{ "to": [{ "ipBlock": { "cidr": "10.220.0.0/24" } }],
+                     "ports": [{ "port": 443, "protocol": "TCP" }] }])
+        );
+    }
+
+    #[test]
+    fn without_an_object_store_the_dumps_stay_on_a_claim_and_nothing_reaches_out() {
+        let objects = Desired::build(&system(), &Config::default()).manifests();
+        assert!(kind(&objects, "PersistentVolumeClaim", "backup").is_some());
+        assert!(kind(&objects, "NetworkPolicy", "backup-store-egress").is_none());
+        let cron = kind(&objects, "CronJob", "backup").unwrap();
+        assert!(
+            cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"].is_null()
+        );
+        assert!(cron["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"].is_null());
     }
 }

@@ -56,8 +56,8 @@ pub struct Desired {
     pub database_services: Vec<Service>,
     /// Keeps drains from stopping the database unannounced.
     pub database_budget: PodDisruptionBudget,
-    /// Where the backups are kept.
-    pub backup_claim: PersistentVolumeClaim,
+    /// Where the backups are kept when there is no object store.
+    pub backup_claim: Option<PersistentVolumeClaim>,
     /// The scheduled backup.
     pub backup: CronJob,
     /// PodMonitor and PrometheusRule, when monitoring is enabled (applied only where the
@@ -89,7 +89,7 @@ impl Desired {
             database: database::stateful_set(system, config),
             database_services: database::services(system),
             database_budget: database::disruption_budget(system),
-            backup_claim: backup::claim(system),
+            backup_claim: backup::claim(system, config),
             backup: backup::cron_job(system, config),
             monitoring: if system.spec.monitoring.enabled {
                 vec![
@@ -146,7 +146,7 @@ impl Desired {
         out.extend(database_services.iter().map(manifest));
         out.push(manifest(database));
         out.push(manifest(database_budget));
-        out.push(manifest(backup_claim));
+        out.extend(backup_claim.iter().map(manifest));
         out.push(manifest(backup));
         out.extend(
             monitoring

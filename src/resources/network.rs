@@ -17,7 +17,7 @@ use super::labels::{COMPONENT, HEALTHSYSTEM};
 use super::metadata::meta;
 use super::{application, backup, database, migration};
 use crate::api::HealthSystem;
-use crate::config::Config;
+use crate::config::{Config, PlatformService};
 
 fn policy(
     system: &HealthSystem,
@@ -176,31 +176,7 @@ pub fn policies(system: &HealthSystem, config: &Config) -> Vec<NetworkPolicy> {
             .platform_services
             .iter()
             .filter_map(|name| config.platform_services.get(name))
-            .map(|service| {
-                let mut to: Vec<NetworkPolicyPeer> =
-                    service.cidrs.iter().map(|cidr| cidr_peer(cidr)).collect();
-                if service.namespace_selector.is_some() || service.pod_selector.is_some() {
-                    to.push(NetworkPolicyPeer {
-                        namespace_selector: service.namespace_selector.clone(),
-                        pod_selector: service.pod_selector.clone(),
-                        ..NetworkPolicyPeer::default()
-                    });
-                }
-                NetworkPolicyEgressRule {
-                    to: Some(to),
-                    ports: Some(
-                        service
-                            .ports
-                            .iter()
-                            .map(|p| NetworkPolicyPort {
-                                port: Some(IntOrString::Int(p.port)),
-                                protocol: Some(p.protocol.clone()),
-                                ..NetworkPolicyPort::default()
-                            })
-                            .collect(),
-                    ),
-                }
-            })
+            .map(egress_rule)
             .collect();
         if !services.is_empty() {
             out.push(policy(
@@ -212,7 +188,42 @@ pub fn policies(system: &HealthSystem, config: &Config) -> Vec<NetworkPolicy> {
             ));
         }
     }
+    if let Some(store) = &config.backup.object_store {
+        out.push(policy(
+            system,
+            "backup-store-egress",
+            match_labels(labels::selector(system, backup::COMPONENT_NAME)),
+            None,
+            Some(vec![egress_rule(&store.network)]),
+        ));
+    }
     out
+}
+
+/// Egress to a peer outside the namespace: its address ranges, or its pods, on its ports.
+fn egress_rule(service: &PlatformService) -> NetworkPolicyEgressRule {
+    let mut to: Vec<NetworkPolicyPeer> = service.cidrs.iter().map(|cidr| cidr_peer(cidr)).collect();
+    if service.namespace_selector.is_some() || service.pod_selector.is_some() {
+        to.push(NetworkPolicyPeer {
+            namespace_selector: service.namespace_selector.clone(),
+            pod_selector: service.pod_selector.clone(),
+            ..NetworkPolicyPeer::default()
+        });
+    }
+    NetworkPolicyEgressRule {
+        to: Some(to),
+        ports: Some(
+            service
+                .ports
+                .iter()
+                .map(|p| NetworkPolicyPort {
+                    port: Some(IntOrString::Int(p.port)),
+                    protocol: Some(p.protocol.clone()),
+                    ..NetworkPolicyPort::default()
+                })
+                .collect(),
+        ),
+    }
 }
 
 /// Names in spec.network.platformServices that the configuration does not know.

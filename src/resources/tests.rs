@@ -473,7 +473,7 @@ fn a_database_as_large_as_its_tiers_storage_fits_beside_its_backup_claim() {
     let quota = desired.quota.spec.unwrap().hard.unwrap();
     let quota_storage = crate::resources::quantity::bytes(&quota["requests.storage"].0).unwrap();
     let claims: u128 = [
-        desired.backup_claim.spec.clone().unwrap(),
+        desired.backup_claim.clone().unwrap().spec.unwrap(),
         desired
             .database
             .spec

@@ -1,0 +1,121 @@
+//! `healthsystem-operator backup run`: the backup Job's entry point. Everything comes from the
+//! environment the Job sets (the database's PG* variables, the store's settings, the system's
+//! store credentials from its Secret), so no secret is ever on a command line.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::agent::{self, Run};
+use super::retention::Policy;
+use super::store::Settings;
+
+/// Settings of one backup run.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The object store's URL.
+    #[arg(long, env = "HS_BACKUP_ENDPOINT")]
+    endpoint: String,
+    /// The bucket.
+    #[arg(long, env = "HS_BACKUP_BUCKET")]
+    bucket: String,
+    /// The region requests are signed for.
+    #[arg(long, env = "HS_BACKUP_REGION", default_value = "us-east-1")]
+    region: String,
+    /// PEM certificates the store's TLS certificate is checked against.
+    #[arg(long, env = "HS_BACKUP_CA_BUNDLE")]
+    ca_bundle: Option<String>,
+    /// The system's prefix in the bucket.
+    #[arg(long, env = "HS_BACKUP_PREFIX")]
+    prefix: String,
+    /// Age public keys, comma-separated.
+    #[arg(long, env = "HS_BACKUP_RECIPIENTS")]
+    recipients: String,
+    /// Every backup younger than this many days is kept.
+    #[arg(long, env = "HS_BACKUP_KEEP_DAYS")]
+    keep_days: u32,
+    /// The newest backup of each of this many weeks is kept.
+    #[arg(long, env = "HS_BACKUP_KEEP_WEEKS")]
+    keep_weeks: u32,
+    /// The newest backup of each of this many months is kept.
+    #[arg(long, env = "HS_BACKUP_KEEP_MONTHS")]
+    keep_months: u32,
+    /// The run is stopped after this many seconds.
+    #[arg(long, env = "HS_BACKUP_DEADLINE_SECONDS", default_value_t = 21600)]
+    deadline_seconds: u64,
+    /// The system's store access key id.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    access_key_id: String,
+    /// The system's store secret key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_access_key: String,
+}
+
+/// libpq's environment, read as pg_dump reads it.
+fn database_from_env() -> anyhow::Result<tokio_postgres::Config> {
+    let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(var("PGHOST")?)
+        .port(var("PGPORT")?.parse().context("PGPORT is not a port")?)
+        .user(var("PGUSER")?)
+        .password(var("PGPASSWORD")?)
+        .dbname(var("PGDATABASE")?)
+        .application_name("healthsystem-backup")
+        .connect_timeout(Duration::from_secs(10));
+    Ok(config)
+}
+
+/// Runs one backup and prints its outcome as one JSON line.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let job = Run {
+        store: Settings {
+            endpoint: args.endpoint,
+            bucket: args.bucket,
+            region: args.region,
+            ca_bundle: args.ca_bundle.map(String::into_bytes),
+            access_key_id: args.access_key_id,
+            secret_access_key: args.secret_access_key,
+        },
+        prefix: args.prefix,
+        recipients: args
+            .recipients
+            .split(',')
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .collect(),
+        policy: Policy {
+            days: args.keep_days,
+            weeks: args.keep_weeks,
+            months: args.keep_months,
+        },
+        deadline: Duration::from_secs(args.deadline_seconds),
+        database: database_from_env()?,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let outcome = runtime.block_on(agent::run(&job))?;
+    let rows: i64 = outcome.manifest.tables.iter().map(|t| t.rows).sum();
+    println!(
+        "{}",
+        serde_json::json!({
+            "backup": outcome.manifest.id,
+            "bytes": outcome.manifest.size,
+            "sha256": outcome.manifest.sha256,
+            "tables": outcome.manifest.tables.len(),
+            "rows": rows,
+            "pruned": outcome.pruned,
+            "incompleteRemoved": outcome.incomplete_removed,
+        })
+    );
+    Ok(())
+}
+
+/// Copies the running binary into `dir` as an executable.
+pub fn install(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let me = std::env::current_exe().context("cannot find this binary")?;
+    let to = dir.join("healthsystem-operator");
+    std::fs::copy(&me, &to).with_context(|| format!("cannot copy to {}", to.display()))?;
+    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! The backup agent: the `backup run` subcommand the backup Jobs run in the database's own
+//! image (its pg_dump matches the server). It dumps in PostgreSQL's custom format, encrypts on
+//! the client to the platform's age public keys, streams the result to the object store under
+//! the system's prefix, verifies what landed, writes the manifest (`manifest`), and prunes by
+//! age (`retention`). Nothing here talks to the Kubernetes API.
+
+pub mod agent;
+pub mod command;
+pub mod encryption;
+pub mod manifest;
+pub mod retention;
+pub mod store;

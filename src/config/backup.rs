@@ -1,0 +1,194 @@
+//! The `backup` section: the S3-compatible object store the backup agent writes to, the
+//! public keys every dump is encrypted to, and the deadline of a run. Without an object store
+//! the systems keep the dumps on a volume claim beside the database (the older layout).
+
+use serde::{Deserialize, Serialize};
+
+use super::PlatformService;
+
+/// Where and how backups are kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupConfig {
+    /// The object store; absent, backups go to a volume claim in each system's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<ObjectStore>,
+    /// Age public keys (`age1...`) every dump is encrypted to. The private keys live only
+    /// where restores run. Required with an object store.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// A backup run is stopped after this long (the dump, the upload and its verification).
+    #[serde(default = "default_deadline_seconds")]
+    pub deadline_seconds: u32,
+}
+
+/// An S3-compatible object store, one prefix per system (the system's namespace name).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectStore {
+    /// The store's URL, e.g. https://s3.sdc.gov.rs (path-style requests).
+    pub endpoint: String,
+    /// The bucket every system's prefix is in.
+    pub bucket: String,
+    /// The region requests are signed for.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// PEM certificates the store's TLS certificate is checked against, when not a public CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
+    /// The Secret in each system's namespace holding that system's own store credentials
+    /// (keys `accessKeyId` and `secretAccessKey`), put there by the platform's provisioning:
+    /// a system's credentials reach its own prefix only (a bucket policy on `s3:prefix`).
+    #[serde(default = "default_credentials_secret")]
+    pub credentials_secret: String,
+    /// Where the store is on the network, for the backup pods' egress rule: its address
+    /// ranges, or selectors of its pods when it runs in this cluster, and its ports.
+    pub network: PlatformService,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            object_store: None,
+            recipients: Vec::new(),
+            deadline_seconds: default_deadline_seconds(),
+        }
+    }
+}
+
+fn default_deadline_seconds() -> u32 {
+    6 * 3600
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+fn default_credentials_secret() -> String {
+    "backup-store-credentials".into()
+}
+
+impl BackupConfig {
+    /// The first key that is wrong and why.
+    pub(super) fn check(&self) -> Result<(), (String, String)> {
+        if self.deadline_seconds < 60 {
+            return Err((
+                "backup.deadlineSeconds".into(),
+                "must be at least 60 seconds".into(),
+            ));
+        }
+        if let Some(bad) = self
+            .recipients
+            .iter()
+            .find(|r| crate::backup::encryption::recipient(r).is_err())
+        {
+            return Err((
+                "backup.recipients".into(),
+                format!("{bad:?} is not an age public key (age1...)"),
+            ));
+        }
+        let Some(store) = &self.object_store else {
+            return Ok(());
+        };
+        if self.recipients.is_empty() {
+            return Err((
+                "backup.recipients".into(),
+                "at least one public key is required with an object store: no dump leaves the \
+                 cluster unencrypted"
+                    .into(),
+            ));
+        }
+        if !(store.endpoint.starts_with("https://") || store.endpoint.starts_with("http://"))
+            || store.endpoint.chars().any(char::is_whitespace)
+        {
+            return Err((
+                "backup.objectStore.endpoint".into(),
+                "must be an http:// or https:// URL".into(),
+            ));
+        }
+        if !is_bucket_name(&store.bucket) {
+            return Err((
+                "backup.objectStore.bucket".into(),
+                "must be an S3 bucket name (3 to 63 lowercase letters, digits, '-' and '.')".into(),
+            ));
+        }
+        if store.credentials_secret.is_empty() {
+            return Err((
+                "backup.objectStore.credentialsSecret".into(),
+                "must name a Secret".into(),
+            ));
+        }
+        if let Some(pem) = &store.ca_bundle
+            && !pem.contains("-----BEGIN CERTIFICATE-----")
+        {
+            return Err((
+                "backup.objectStore.caBundle".into(),
+                "must hold PEM certificates".into(),
+            ));
+        }
+        super::check_peer("backup.objectStore.network", &store.network)
+    }
+}
+
+fn is_bucket_name(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const STORE: &str = "backup:\n  objectStore:\n    endpoint: https://s3.sdc.gov.rs\n    \
+                         bucket: healthsystem-backups\n    network:\n      cidrs: [10.220.0.0/24]\n      \
+                         ports: [{ port: 443 }]\n";
+
+    fn key() -> String {
+        age::x25519::Identity::generate().to_public().to_string()
+    }
+
+    #[test]
+    fn an_object_store_needs_a_key_to_encrypt_to_and_a_wrong_value_names_its_key() {
+        let err = Config::parse(STORE, "c.yaml").unwrap_err().to_string();
+        assert!(err.contains("backup.recipients"), "{err}");
+        let good = format!("{STORE}  recipients: [{}]\n", key());
+        let config = Config::parse(&good, "c.yaml").unwrap();
+        let store = config.backup.object_store.unwrap();
+        assert_eq!(store.region, "us-east-1");
+        assert_eq!(store.credentials_secret, "backup-store-credentials");
+        for (from, to, wanted) in [
+            (
+                "https://s3.sdc.gov.rs",
+                "s3.sdc.gov.rs",
+                "backup.objectStore.endpoint",
+            ),
+            (
+                "healthsystem-backups",
+                "Backups_",
+                "backup.objectStore.bucket",
+            ),
+            (
+                "[10.220.0.0/24]",
+                "[10.220.0.0/33]",
+                "backup.objectStore.network.cidrs",
+            ),
+            ("port: 443", "port: 0", "backup.objectStore.network.ports"),
+        ] {
+            let err = Config::parse(&good.replace(from, to), "c.yaml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(wanted), "{to}: {err}");
+        }
+        let err = Config::parse("backup:\n  recipients: [age1nothing]\n", "c.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backup.recipients"), "{err}");
+        let err = Config::parse("backup:\n  deadlineSeconds: 5\n", "c.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backup.deadlineSeconds"), "{err}");
+    }
+}

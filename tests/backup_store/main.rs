@@ -1,0 +1,428 @@
+//! Issue 13: backups in object storage, on the real node with a real S3-compatible store
+//! (versitygw). The operator is configured with the store; each system's backup Job runs the
+//! backup agent copied from the operator's image into the database's image; the dump lands
+//! encrypted under the system's prefix with a manifest whose row counts match the database;
+//! retention prunes by age on the store; one system's credentials reach nothing of another's.
+//! Its own cluster, store and operator.
+
+#[path = "../support/cluster.rs"]
+mod cluster;
+#[path = "../support/corpus.rs"]
+mod corpus;
+#[path = "../support/node.rs"]
+mod node;
+#[path = "../support/objectstore.rs"]
+mod objectstore;
+#[path = "../support/operator.rs"]
+mod operator;
+#[path = "../node/pods.rs"]
+mod pods;
+#[path = "../support/systems.rs"]
+mod systems;
+#[path = "../support/wait.rs"]
+mod wait;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use healthsystem_operator::backup::manifest::{self, Manifest};
+use healthsystem_operator::backup::store;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::Client;
+use kube::api::{Api, PostParams};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde_json::{Value, json};
+
+use objectstore::Store;
+use wait::until;
+
+pub use node::image;
+
+/// The store, started once the real node is up.
+fn store() -> &'static Store {
+    static STORE: OnceLock<Store> = OnceLock::new();
+    STORE.get_or_init(|| {
+        cluster::kubeconfig();
+        Store::start(
+            &Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("objectstore-{}", std::process::id())),
+        )
+    })
+}
+
+/// The private key restores would hold; the operator gets only its public key.
+fn identity() -> &'static age::x25519::Identity {
+    static IDENTITY: OnceLock<age::x25519::Identity> = OnceLock::new();
+    IDENTITY.get_or_init(age::x25519::Identity::generate)
+}
+
+/// The operator's image, built from this build's binary by `testenv/operator-image.sh` and
+/// imported into the node: where the backup Jobs take the agent from.
+fn operator_image() -> String {
+    let output = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("testenv/operator-image.sh"))
+        .arg(env!("CARGO_BIN_EXE_healthsystem-operator"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("testenv/operator-image.sh runs");
+    assert!(output.status.success(), "testenv/operator-image.sh failed");
+    let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    cluster::import_node_image(&dir.join("operator.tar"));
+    let env = std::fs::read_to_string(dir.join("operator.env")).unwrap();
+    env.trim()
+        .strip_prefix("HS_IMAGE_OPERATOR=")
+        .expect("operator.env names the image")
+        .to_string()
+}
+
+fn write_config() -> PathBuf {
+    let mut config = node::operator_config();
+    config["images"]["operator"] = json!(operator_image());
+    config["backup"] = json!({
+        "objectStore": store().config(),
+        "recipients": [identity().to_public().to_string()],
+        "deadlineSeconds": 600,
+    });
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("backup-store-config-{}.yaml", std::process::id()));
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    path
+}
+
+async fn setup() -> Client {
+    static CONFIG: OnceLock<PathBuf> = OnceLock::new();
+    cluster::use_real_node();
+    let path = CONFIG.get_or_init(write_config).clone();
+    operator::use_config(path);
+    let client = cluster::client().await;
+    operator::ensure_running(&client).await;
+    client
+}
+
+/// A Ready system on the node whose namespace holds its own store credentials, as the
+/// platform's provisioning puts them there: its namespace and those credentials.
+async fn system_with_store(client: &Client, prefix: &str) -> (String, String, (String, String)) {
+    let name = systems::create(client, prefix, "lab-biomedica.yaml", node::small_system).await;
+    systems::wait_ready(client, &name).await;
+    let namespace = format!("hs-{name}");
+    let (access, secret) = store().add_user(&namespace);
+    let credentials = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("backup-store-credentials".into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([
+            (
+                "accessKeyId".into(),
+                ByteString(access.clone().into_bytes()),
+            ),
+            (
+                "secretAccessKey".into(),
+                ByteString(secret.clone().into_bytes()),
+            ),
+        ])),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), &namespace)
+        .create(&PostParams::default(), &credentials)
+        .await
+        .unwrap();
+    (name, namespace, (access, secret))
+}
+
+/// Runs a Job made from the backup CronJob and waits until it succeeded; its log.
+async fn backup_now(client: &Client, name: &str, namespace: &str, job: &str) -> String {
+    systems::create_backup_job(client, namespace, job, None).await;
+    let jobs = Api::<Job>::namespaced(client.clone(), namespace);
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), namespace);
+    until(
+        &format!("backup Job {job} of {name} succeeded"),
+        Duration::from_secs(300),
+        || async {
+            let status = jobs
+                .get(job)
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            let has = |type_: &str| {
+                status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == type_ && c.status == "True")
+            };
+            if has("Failed") {
+                let logs = job_logs(&pods, job).await;
+                panic!("backup Job {job} failed:\n{logs}");
+            }
+            if has("Complete") {
+                Ok(())
+            } else {
+                Err(format!("{status:?}"))
+            }
+        },
+    )
+    .await;
+    job_logs(&pods, job).await
+}
+
+async fn job_logs(pods: &Api<k8s_openapi::api::core::v1::Pod>, job: &str) -> String {
+    let list = pods
+        .list(&kube::api::ListParams::default().labels(&format!("job-name={job}")))
+        .await
+        .unwrap();
+    let mut out = String::new();
+    for pod in list.items {
+        let name = pod.metadata.name.unwrap_or_default();
+        let params = kube::api::LogParams {
+            container: Some("backup".into()),
+            ..Default::default()
+        };
+        out.push_str(
+            &pods
+                .logs(&name, &params)
+                .await
+                .unwrap_or_else(|e| e.to_string()),
+        );
+    }
+    out
+}
+
+/// Every object of `prefix` as the store lists it to `client`.
+async fn list(client: &impl ObjectStore, prefix: &str) -> object_store::Result<Vec<String>> {
+    let mut names: Vec<String> = client
+        .list(Some(&ObjectPath::from(prefix)))
+        .map_ok(|o| o.location.to_string())
+        .try_collect()
+        .await?;
+    names.sort();
+    Ok(names)
+}
+
+async fn read(client: &impl ObjectStore, key: &str) -> object_store::Result<Vec<u8>> {
+    Ok(client
+        .get(&ObjectPath::from(key))
+        .await?
+        .bytes()
+        .await?
+        .to_vec())
+}
+
+fn decrypt(ciphertext: &[u8]) -> Vec<u8> {
+    let decryptor = age::Decryptor::new(ciphertext).expect("an age file");
+    let mut plain = Vec::new();
+    decryptor
+        .decrypt(std::iter::once(identity() as &dyn age::Identity))
+        .expect("our key opens it")
+        .read_to_end(&mut plain)
+        .unwrap();
+    plain
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `pg_restore --list` of a plain custom-format dump: its table of contents.
+fn restore_list(dump: &[u8]) -> String {
+    let path = std::env::temp_dir().join(format!("hs-dump-{}.dump", std::process::id()));
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(dump)
+        .unwrap();
+    let output = Command::new("pg_restore")
+        .arg("--list")
+        .arg(&path)
+        .output()
+        .expect("pg_restore (PostgreSQL client tools) runs");
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        output.status.success(),
+        "pg_restore --list: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_backup_lands_encrypted_in_the_systems_prefix_with_a_manifest_matching_the_database() {
+    let client = setup().await;
+    let (name, namespace, (access, secret)) = system_with_store(&client, "s3bak").await;
+    let written = pods::run_ok(
+        &client,
+        pods::psql_client(
+            &namespace,
+            "writer",
+            &name,
+            "CREATE TABLE visits (id int PRIMARY KEY, note text); \
+             INSERT INTO visits SELECT g, md5(g::text) FROM generate_series(1, 5000) g; \
+             CREATE SCHEMA lab; CREATE TABLE lab.\\\"Results\\\" (id int); \
+             INSERT INTO lab.\\\"Results\\\" SELECT generate_series(1, 42); \
+             SELECT count(*) FROM visits",
+        ),
+    )
+    .await;
+    assert_eq!(pods::last_line(&written), "5000");
+
+    let log = backup_now(&client, &name, &namespace, "backup-1").await;
+    let summary: Value = serde_json::from_str(log.trim().lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("the agent's last line is its summary ({e}):\n{log}"));
+    assert_eq!(summary["rows"], json!(5042), "{summary}");
+
+    let ours = store::connect(&store().settings(&access, &secret)).unwrap();
+    let objects = list(&ours, &namespace).await.unwrap();
+    let id = summary["backup"].as_str().unwrap();
+    assert_eq!(
+        objects,
+        vec![
+            format!("{namespace}/{id}/dump.age"),
+            format!("{namespace}/{id}/manifest.json")
+        ]
+    );
+    let manifest: Manifest = serde_json::from_slice(
+        &read(&ours, &format!("{namespace}/{id}/manifest.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let rows: BTreeMap<String, i64> = manifest
+        .tables
+        .iter()
+        .map(|t| (format!("{}.{}", t.schema, t.table), t.rows))
+        .collect();
+    assert_eq!(
+        rows,
+        BTreeMap::from([("lab.Results".into(), 42), ("public.visits".into(), 5000)])
+    );
+    assert_eq!(manifest.system, namespace);
+    assert!(
+        manifest.server_version.starts_with("15."),
+        "{}",
+        manifest.server_version
+    );
+    let stored = read(&ours, &format!("{namespace}/{id}/dump.age"))
+        .await
+        .unwrap();
+    assert_eq!(manifest.size, stored.len() as u64);
+    assert_eq!(manifest.sha256, sha256(&stored));
+    assert!(
+        !stored.windows(5).any(|w| w == b"PGDMP"),
+        "the stored dump is readable without the private key"
+    );
+    let dump = decrypt(&stored);
+    assert!(
+        dump.starts_with(b"PGDMP"),
+        "a custom-format dump once decrypted"
+    );
+    let contents = restore_list(&dump);
+    assert!(contents.contains("TABLE DATA public visits"), "{contents}");
+    assert!(contents.contains("TABLE DATA lab Results"), "{contents}");
+
+    // Retention on the store: backdated backups as earlier runs would have left them (the
+    // spec keeps 7 days, 4 weeks, 12 months), an interrupted run's leftover, and objects
+    // that are not backups. The next run prunes exactly what retention no longer keeps.
+    let now = Timestamp::now();
+    let ago = |days: i64| manifest::id(now - SignedDuration::from_hours(24 * days));
+    let (recent, old_week, ancient) = (ago(2), ago(15), ago(800));
+    let incomplete = ago(1);
+    for backdated in [&recent, &old_week, &ancient] {
+        for object in ["dump.age", "manifest.json"] {
+            ours.put(
+                &ObjectPath::from(format!("{namespace}/{backdated}/{object}")),
+                PutPayload::from_static(b"{}"),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    for key in [
+        format!("{namespace}/{incomplete}/dump.age"),
+        format!("{namespace}/notes/readme.txt"),
+        format!("{namespace}/handmade.dump"),
+    ] {
+        ours.put(&ObjectPath::from(key), PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
+    }
+    let log = backup_now(&client, &name, &namespace, "backup-2").await;
+    let summary: Value = serde_json::from_str(log.trim().lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("summary ({e}):\n{log}"));
+    assert_eq!(summary["pruned"], json!(1), "{summary}");
+    assert_eq!(summary["incompleteRemoved"], json!(1), "{summary}");
+    let second = summary["backup"].as_str().unwrap();
+    let objects = list(&ours, &namespace).await.unwrap();
+    let mut want: Vec<String> = [&recent, &old_week, &id.to_string(), &second.to_string()]
+        .iter()
+        .flat_map(|b| {
+            [
+                format!("{namespace}/{b}/dump.age"),
+                format!("{namespace}/{b}/manifest.json"),
+            ]
+        })
+        .collect();
+    want.push(format!("{namespace}/handmade.dump"));
+    want.push(format!("{namespace}/notes/readme.txt"));
+    want.sort();
+    assert_eq!(
+        objects, want,
+        "kept: 2 and 15 days old (a week's newest), both real backups"
+    );
+}
+
+#[tokio::test]
+async fn one_systems_credentials_reach_nothing_of_anothers_backups() {
+    let client = setup().await;
+    let ((a, ns_a, creds_a), (_b, ns_b, creds_b)) = tokio::join!(
+        system_with_store(&client, "s3iso-a"),
+        system_with_store(&client, "s3iso-b")
+    );
+    backup_now(&client, &a, &ns_a, "backup-1").await;
+    let a_client = store::connect(&store().settings(&creds_a.0, &creds_a.1)).unwrap();
+    let b_client = store::connect(&store().settings(&creds_b.0, &creds_b.1)).unwrap();
+    let a_objects = list(&a_client, &ns_a).await.unwrap();
+    assert_eq!(a_objects.len(), 2, "{a_objects:?}");
+
+    let listed = list(&b_client, &ns_a).await;
+    assert!(listed.is_err(), "B listed A's prefix: {listed:?}");
+    for key in &a_objects {
+        let got = read(&b_client, key).await;
+        assert!(got.is_err(), "B read {key}");
+        let deleted = b_client.delete(&ObjectPath::from(key.as_str())).await;
+        assert!(deleted.is_err(), "B deleted {key}");
+    }
+    let planted = b_client
+        .put(
+            &ObjectPath::from(format!("{ns_a}/20200101T000000Z/manifest.json")),
+            PutPayload::from_static(b"{}"),
+        )
+        .await;
+    assert!(planted.is_err(), "B wrote into A's prefix");
+    let whole_bucket = list(&b_client, "").await;
+    assert!(
+        whole_bucket.is_err(),
+        "B listed the whole bucket: {whole_bucket:?}"
+    );
+    // A still has exactly its own backup, and B its own prefix to write to.
+    assert_eq!(list(&a_client, &ns_a).await.unwrap(), a_objects);
+    b_client
+        .put(
+            &ObjectPath::from(format!("{ns_b}/probe")),
+            PutPayload::from_static(b"x"),
+        )
+        .await
+        .unwrap();
+}

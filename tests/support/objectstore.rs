@@ -1,0 +1,187 @@
+//! The backup tests' object store: versitygw (pinned in testenv, built from the Go module
+//! proxy) over a directory of this run, listening on the real node's bridge address so pods
+//! reach it and nothing outside the machine does, run under `testenv/owned.sh` so it stops
+//! with the test binary. Provisioned as a platform team would: a bucket, a user per system,
+//! and a bucket policy giving each user its own prefix only.
+// Each binary uses only some of these helpers.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use healthsystem_operator::backup::store::Settings;
+use serde_json::{Value, json};
+
+use crate::cluster;
+
+/// The real node's address on its bridge.
+pub const NODE_IP: &str = "10.244.0.1";
+/// The bucket of every system's backups.
+pub const BUCKET: &str = "healthsystem-backups";
+const ROOT_ACCESS: &str = "platform-root";
+
+/// A running store.
+pub struct Store {
+    /// Its URL.
+    pub endpoint: String,
+    /// Its port on the node's address.
+    pub port: u16,
+    root_secret: String,
+    /// Users with their prefix, for the bucket policy.
+    users: Mutex<Vec<(String, String)>>,
+    /// owned.sh running versitygw: it stops the store when this test binary exits.
+    _process: std::process::Child,
+}
+
+fn random_secret() -> String {
+    let mut bytes = [0u8; 18];
+    getrandom::fill(&mut bytes).unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Store {
+    /// Starts the store in `dir` (after the real node is up: the address is its bridge's) and
+    /// makes the bucket.
+    pub fn start(dir: &Path) -> Store {
+        let data = dir.join("data");
+        let iam = dir.join("iam");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&iam).unwrap();
+        let port = std::net::TcpListener::bind((NODE_IP, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port on the node's address")
+            .port();
+        let root_secret = random_secret();
+        let log = std::fs::File::create(dir.join("versitygw.log")).unwrap();
+        let process = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("testenv/owned.sh"))
+            .arg(std::process::id().to_string())
+            .arg(cluster::testenv_bin().join("versitygw"))
+            .arg("--port")
+            .arg(format!("{NODE_IP}:{port}"))
+            .args(["--access", ROOT_ACCESS, "--secret", &root_secret, "--quiet"])
+            .arg("--iam-dir")
+            .arg(&iam)
+            .arg("posix")
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("versitygw starts");
+        let started = Instant::now();
+        while std::net::TcpStream::connect((NODE_IP, port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "versitygw did not listen on {NODE_IP}:{port}: see {}",
+                dir.join("versitygw.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let store = Store {
+            endpoint: format!("http://{NODE_IP}:{port}"),
+            port,
+            root_secret,
+            users: Mutex::new(Vec::new()),
+            _process: process,
+        };
+        store.setup(None);
+        store
+    }
+
+    /// Runs s3setup: the bucket, and the policy when given.
+    fn setup(&self, policy: Option<&Path>) {
+        let mut command = Command::new(cluster::testenv_bin().join("s3setup"));
+        command
+            .args(["-endpoint", &self.endpoint, "-access", ROOT_ACCESS])
+            .args(["-secret", &self.root_secret, "-bucket", BUCKET]);
+        if let Some(policy) = policy {
+            command.arg("-policy").arg(policy);
+        }
+        let output = command.output().expect("s3setup runs");
+        assert!(
+            output.status.success(),
+            "s3setup: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// The store's settings for `access` with `secret`, as the agent uses them.
+    pub fn settings(&self, access: &str, secret: &str) -> Settings {
+        Settings {
+            endpoint: self.endpoint.clone(),
+            bucket: BUCKET.into(),
+            region: "us-east-1".into(),
+            ca_bundle: None,
+            access_key_id: access.into(),
+            secret_access_key: secret.into(),
+        }
+    }
+
+    /// A user that reaches `prefix` only (list, read, write, delete there): its access key
+    /// and secret. Replaces the bucket policy with one statement pair per user.
+    pub fn add_user(&self, prefix: &str) -> (String, String) {
+        let access = format!("backup-{prefix}");
+        let secret = random_secret();
+        let output = Command::new(cluster::testenv_bin().join("versitygw"))
+            .arg("admin")
+            .args(["--access", ROOT_ACCESS, "--secret", &self.root_secret])
+            .args(["--endpoint-url", &self.endpoint])
+            .args([
+                "create-user",
+                "--access",
+                &access,
+                "--secret",
+                &secret,
+                "--role",
+                "user",
+            ])
+            .output()
+            .expect("versitygw admin runs");
+        assert!(
+            output.status.success(),
+            "create-user {access}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut users = self.users.lock().unwrap();
+        users.push((access.clone(), prefix.to_string()));
+        let statements: Vec<Value> = users
+            .iter()
+            .flat_map(|(user, prefix)| {
+                [
+                    json!({
+                        "Effect": "Allow",
+                        "Principal": { "AWS": [user] },
+                        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+                                   "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                        "Resource": format!("arn:aws:s3:::{BUCKET}/{prefix}/*"),
+                    }),
+                    json!({
+                        "Effect": "Allow",
+                        "Principal": { "AWS": [user] },
+                        "Action": ["s3:ListBucket"],
+                        "Resource": format!("arn:aws:s3:::{BUCKET}"),
+                        "Condition": { "StringLike": { "s3:prefix": [format!("{prefix}/*")] } },
+                    }),
+                ]
+            })
+            .collect();
+        let path = std::env::temp_dir().join(format!("hs-policy-{}.json", std::process::id()));
+        let policy = json!({ "Version": "2012-10-17", "Statement": statements });
+        std::fs::write(&path, policy.to_string()).unwrap();
+        self.setup(Some(&path));
+        (access, secret)
+    }
+
+    /// The `backup.objectStore` section of the operator's configuration for this store.
+    pub fn config(&self) -> Value {
+        json!({
+            "endpoint": self.endpoint,
+            "bucket": BUCKET,
+            "network": { "cidrs": [format!("{NODE_IP}/32")], "ports": [{ "port": self.port }] },
+        })
+    }
+}
