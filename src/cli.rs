@@ -97,6 +97,9 @@ enum Command {
 enum BackupCommand {
     /// Dump the database, encrypt, upload, verify, write the manifest, prune by age.
     Run(crate::backup::command::RunArgs),
+    /// Restore a backup into a throwaway PostgreSQL in this pod and check it against its
+    /// manifest (a restore drill); prints the evidence.
+    Drill(crate::backup::command::DrillArgs),
     /// Copy this binary into a directory (the backup pod's init container: the operator's
     /// image has no shell or cp).
     Install {
@@ -200,6 +203,12 @@ impl Cli {
             } => {
                 init_logging(LogFormat::Json);
                 crate::backup::command::run(args)
+            }
+            Command::Backup {
+                command: BackupCommand::Drill(args),
+            } => {
+                init_logging(LogFormat::Json);
+                crate::backup::command::drill(args)
             }
             Command::Backup {
                 command: BackupCommand::Install { dir },

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::{PostgresVersion, Tier};
 
 mod backup;
-pub use backup::{BackupConfig, ObjectStore};
+pub use backup::{BackupConfig, Drills, ObjectStore};
 
 /// Why a configuration file cannot be used.
 #[derive(Debug, thiserror::Error)]

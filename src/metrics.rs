@@ -61,6 +61,11 @@ pub struct Metrics {
     database_restarts: IntGaugeVec,
     /// The bound on restarts under way (operator configuration).
     pub database_restarts_max: IntGauge,
+    drill_last_success: GaugeVec,
+    drill_passed: IntGaugeVec,
+    drill_duration: GaugeVec,
+    /// How old a system's last successful restore drill may be (operator configuration).
+    pub drill_max_age: Gauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -188,7 +193,36 @@ impl Metrics {
             "database_restarts_max",
             "How many databases may restart at once (operator configuration rollout.maxDatabaseRestarts).",
         )));
+        let drill_last_success = must(GaugeVec::new(
+            opts(
+                "backup_drill_last_success_timestamp_seconds",
+                "Start of the last restore drill that passed (Unix seconds).",
+            ),
+            &["healthsystem"],
+        ));
+        let drill_passed = must(IntGaugeVec::new(
+            opts(
+                "backup_drill_passed",
+                "1 when the last restore drill passed, 0 when it failed (no series before the first drill).",
+            ),
+            &["healthsystem"],
+        ));
+        let drill_duration = must(GaugeVec::new(
+            opts(
+                "backup_drill_duration_seconds",
+                "How long the last restore drill took.",
+            ),
+            &["healthsystem"],
+        ));
+        let drill_max_age = must(Gauge::with_opts(opts(
+            "backup_drill_max_age_seconds",
+            "How old a last successful restore drill may be (operator configuration backup.drills.maxAgeHours).",
+        )));
         let metrics = Self {
+            drill_last_success,
+            drill_passed,
+            drill_duration,
+            drill_max_age,
             registry,
             reconciliations,
             errors,
@@ -235,6 +269,10 @@ impl Metrics {
             Box::new(self.migration_import_stuck_after.clone()),
             Box::new(self.database_restarts.clone()),
             Box::new(self.database_restarts_max.clone()),
+            Box::new(self.drill_last_success.clone()),
+            Box::new(self.drill_passed.clone()),
+            Box::new(self.drill_duration.clone()),
+            Box::new(self.drill_max_age.clone()),
         ];
         for collector in collectors {
             // Names are unique constants: registration cannot collide.
@@ -323,6 +361,20 @@ impl Metrics {
                 .set(time.0.as_second() as f64);
         }
         self.backup_rpo.with_label_values(&[name]).set(rpo_seconds);
+        let backup = status.backup.as_ref();
+        if let Some(time) = backup.and_then(|b| b.last_successful_drill_time.as_ref()) {
+            self.drill_last_success
+                .with_label_values(&[name])
+                .set(time.0.as_second() as f64);
+        }
+        if let Some(drill) = backup.and_then(|b| b.last_drill.as_ref()) {
+            self.drill_passed
+                .with_label_values(&[name])
+                .set(i64::from(drill.result == "Passed"));
+            self.drill_duration
+                .with_label_values(&[name])
+                .set(drill.duration_seconds as f64);
+        }
         // One info series per system: drop the old one when the tier changes.
         self.remove_info(name);
         let namespace = status.namespace.as_deref().unwrap_or_default();
@@ -389,6 +441,9 @@ impl Metrics {
         let _ = self.ready.remove_label_values(&[name]);
         let _ = self.backup_last_success.remove_label_values(&[name]);
         let _ = self.backup_rpo.remove_label_values(&[name]);
+        let _ = self.drill_last_success.remove_label_values(&[name]);
+        let _ = self.drill_passed.remove_label_values(&[name]);
+        let _ = self.drill_duration.remove_label_values(&[name]);
         self.remove_info(name);
         for phase in PHASES {
             let _ = self

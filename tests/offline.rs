@@ -282,6 +282,16 @@ fn operator_metric_names() -> std::collections::BTreeSet<String> {
             }))
             .unwrap(),
         ),
+        // A system whose backups were drilled, so the drill series exist too.
+        drill: Some(
+            serde_json::from_value(serde_json::json!({
+                "time": "2026-11-29T10:00:00Z", "backup": "20261129T095900Z",
+                "durationSeconds": 40, "tables": 2, "rows": 10, "result": "Passed",
+                "message": "restored", "job": "drill-x",
+            }))
+            .unwrap(),
+        ),
+        drill_success: "2026-11-29T10:00:00Z".parse().ok(),
         ..Observed::default()
     };
     let status = evaluate(&system, &observed, k8s_openapi::jiff::Timestamp::now());

@@ -95,4 +95,46 @@ pub struct BackupStatus {
     /// When the last failed backup finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failed_time: Option<Time>,
+    /// The evidence of the last restore drill (with an object store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<DrillStatus>,
+    /// When the last drill that passed started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_drill_time: Option<Time>,
+}
+
+/// What a restore drill proved: the latest backup restored into a throwaway PostgreSQL,
+/// its checksum, decryption, pg_restore and every table's row count checked.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillStatus {
+    /// When the drill started.
+    pub time: Time,
+    /// The backup restored (its id in the store).
+    #[serde(default)]
+    pub backup: String,
+    /// How long the drill took.
+    #[serde(default)]
+    pub duration_seconds: i64,
+    /// Tables compared with the manifest.
+    #[serde(default)]
+    pub tables: i64,
+    /// Rows in the restored database.
+    #[serde(default)]
+    pub rows: i64,
+    /// Passed or Failed.
+    pub result: String,
+    /// Why it failed (ChecksumMismatch, DecryptionFailed, RestoreFailed, RowCountMismatch,
+    /// NoBackup, StoreUnreachable, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What happened.
+    #[serde(default)]
+    pub message: String,
+    /// The drill Job, in the restore namespace.
+    #[serde(default)]
+    pub job: String,
+    /// The value of the annotation sdc.gov.rs/drill-requested this drill answered, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }

@@ -51,6 +51,90 @@ pub struct RunArgs {
     secret_access_key: String,
 }
 
+/// Settings of one restore drill.
+#[derive(Debug, clap::Args)]
+pub struct DrillArgs {
+    /// The object store's URL.
+    #[arg(long, env = "HS_BACKUP_ENDPOINT")]
+    endpoint: String,
+    /// The bucket.
+    #[arg(long, env = "HS_BACKUP_BUCKET")]
+    bucket: String,
+    /// The region requests are signed for.
+    #[arg(long, env = "HS_BACKUP_REGION", default_value = "us-east-1")]
+    region: String,
+    /// PEM certificates the store's TLS certificate is checked against.
+    #[arg(long, env = "HS_BACKUP_CA_BUNDLE")]
+    ca_bundle: Option<String>,
+    /// The system's prefix in the bucket.
+    #[arg(long, env = "HS_BACKUP_PREFIX")]
+    prefix: String,
+    /// The backup to restore (its id); the latest when absent.
+    #[arg(long, env = "HS_DRILL_BACKUP")]
+    backup: Option<String>,
+    /// An empty directory for the throwaway PostgreSQL.
+    #[arg(long, env = "HS_DRILL_SCRATCH", default_value = "/scratch")]
+    scratch: std::path::PathBuf,
+    /// The drill is stopped after this many seconds.
+    #[arg(long, env = "HS_DRILL_DEADLINE_SECONDS", default_value_t = 7200)]
+    deadline_seconds: u64,
+    /// Where the evidence is written besides stdout (the pod's termination message).
+    #[arg(
+        long,
+        env = "HS_DRILL_EVIDENCE",
+        default_value = "/dev/termination-log"
+    )]
+    evidence: std::path::PathBuf,
+    /// The platform's age private key (AGE-SECRET-KEY-1...).
+    #[arg(long, env = "HS_RESTORE_IDENTITY", hide_env_values = true)]
+    identity: String,
+    /// Read access key id.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    access_key_id: String,
+    /// Read secret key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_access_key: String,
+}
+
+/// Runs a drill, prints its evidence as one JSON line and writes it to the evidence file;
+/// fails when the drill did.
+pub fn drill(args: DrillArgs) -> anyhow::Result<()> {
+    let identity: age::x25519::Identity =
+        args.identity.trim().parse().map_err(|e: &str| {
+            anyhow::anyhow!("HS_RESTORE_IDENTITY is not an age private key: {e}")
+        })?;
+    let drill = super::drill::Drill {
+        store: Settings {
+            endpoint: args.endpoint,
+            bucket: args.bucket,
+            region: args.region,
+            ca_bundle: args.ca_bundle.map(String::into_bytes),
+            access_key_id: args.access_key_id,
+            secret_access_key: args.secret_access_key,
+        },
+        prefix: args.prefix,
+        identity,
+        backup: args.backup,
+        scratch: args.scratch,
+        deadline: Duration::from_secs(args.deadline_seconds),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let evidence = runtime.block_on(super::drill::run(&drill));
+    let line = serde_json::to_string(&evidence)?;
+    println!("{line}");
+    if let Err(e) = std::fs::write(&args.evidence, &line) {
+        tracing::warn!(error = %e, path = %args.evidence.display(), "cannot write the evidence");
+    }
+    match evidence.result {
+        super::drill::Outcome::Passed => Ok(()),
+        super::drill::Outcome::Failed => anyhow::bail!(
+            "restore drill failed: {}: {}",
+            evidence.reason.unwrap_or_default(),
+            evidence.message
+        ),
+    }
+}
+
 /// libpq's environment, read as pg_dump reads it.
 fn database_from_env() -> anyhow::Result<tokio_postgres::Config> {
     let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));

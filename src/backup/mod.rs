@@ -2,10 +2,12 @@
 //! image (its pg_dump matches the server). It dumps in PostgreSQL's custom format, encrypts on
 //! the client to the platform's age public keys, streams the result to the object store under
 //! the system's prefix, verifies what landed, writes the manifest (`manifest`), and prunes by
-//! age (`retention`). Nothing here talks to the Kubernetes API.
+//! age (`retention`). `drill` restores a backup into a throwaway PostgreSQL and checks it
+//! against its manifest. Nothing here talks to the Kubernetes API.
 
 pub mod agent;
 pub mod command;
+pub mod drill;
 pub mod encryption;
 pub mod manifest;
 pub mod retention;

@@ -20,6 +20,89 @@ pub struct BackupConfig {
     /// A backup run is stopped after this long (the dump, the upload and its verification).
     #[serde(default = "default_deadline_seconds")]
     pub deadline_seconds: u32,
+    /// Restore drills of every system's latest backup, with an object store.
+    #[serde(default)]
+    pub drills: Drills,
+}
+
+/// Restore drills: where they run (the only namespace holding the private key and read
+/// access to every prefix), how often, how many at once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Drills {
+    /// Drills run (with an object store).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The platform's restore namespace, made by the platform with the two Secrets below.
+    #[serde(default = "default_drill_namespace")]
+    pub namespace: String,
+    /// Secret there with key `identity`: the age private key (AGE-SECRET-KEY-1...).
+    #[serde(default = "default_identity_secret")]
+    pub identity_secret: String,
+    /// Secret there with `accessKeyId` and `secretAccessKey`: read access to the bucket.
+    #[serde(default = "default_restore_credentials")]
+    pub credentials_secret: String,
+    /// A system's next drill is due this long after its last one (and once its first
+    /// backup exists).
+    #[serde(default = "default_interval_hours")]
+    pub interval_hours: u32,
+    /// Drills running at once across the fleet (each runs a PostgreSQL).
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// A drill is stopped after this long.
+    #[serde(default = "default_drill_deadline_seconds")]
+    pub deadline_seconds: u32,
+    /// The alert HealthSystemBackupDrillOverdue fires when a system's last successful drill
+    /// is older than this.
+    #[serde(default = "default_max_age_hours")]
+    pub max_age_hours: u32,
+}
+
+impl Default for Drills {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            namespace: default_drill_namespace(),
+            identity_secret: default_identity_secret(),
+            credentials_secret: default_restore_credentials(),
+            interval_hours: default_interval_hours(),
+            max_concurrent: default_max_concurrent(),
+            deadline_seconds: default_drill_deadline_seconds(),
+            max_age_hours: default_max_age_hours(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_drill_namespace() -> String {
+    "healthsystem-restore".into()
+}
+
+fn default_identity_secret() -> String {
+    "backup-restore-identity".into()
+}
+
+fn default_restore_credentials() -> String {
+    "backup-restore-credentials".into()
+}
+
+fn default_interval_hours() -> u32 {
+    168
+}
+
+fn default_max_concurrent() -> usize {
+    2
+}
+
+fn default_drill_deadline_seconds() -> u32 {
+    7200
+}
+
+fn default_max_age_hours() -> u32 {
+    336
 }
 
 /// An S3-compatible object store, one prefix per system (the system's namespace name).
@@ -52,6 +135,7 @@ impl Default for BackupConfig {
             object_store: None,
             recipients: Vec::new(),
             deadline_seconds: default_deadline_seconds(),
+            drills: Drills::default(),
         }
     }
 }
@@ -85,6 +169,25 @@ impl BackupConfig {
             return Err((
                 "backup.recipients".into(),
                 format!("{bad:?} is not an age public key (age1...)"),
+            ));
+        }
+        let drills = &self.drills;
+        if drills.interval_hours < 1 || drills.max_age_hours < 1 || drills.max_concurrent < 1 {
+            return Err((
+                "backup.drills".into(),
+                "intervalHours, maxAgeHours and maxConcurrent must be at least 1".into(),
+            ));
+        }
+        if drills.deadline_seconds < 60 {
+            return Err((
+                "backup.drills.deadlineSeconds".into(),
+                "must be at least 60 seconds".into(),
+            ));
+        }
+        if !super::is_dns_label(&drills.namespace) {
+            return Err((
+                "backup.drills.namespace".into(),
+                "must be a namespace name".into(),
             ));
         }
         let Some(store) = &self.object_store else {

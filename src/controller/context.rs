@@ -25,4 +25,6 @@ pub struct Context {
     pub metrics: Metrics,
     /// Database restarts under way and waiting, bounded across the fleet.
     pub restarts: Restarts,
+    /// Restore drills started, bounded across the fleet.
+    pub drills: super::drills::Drills,
 }

@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 use super::children::Stores;
@@ -412,11 +411,14 @@ pub async fn observe(
                 (at, why)
             })
     };
-    let pod = newest_pod(client, &namespace, &name).await?;
+    let pod = super::pods::newest_pod(client, &namespace, &name).await?;
     let state = if let Some((at, _)) = finished("Complete") {
-        JobState::Succeeded(at, termination_message(pod.as_ref()).unwrap_or_default())
+        JobState::Succeeded(
+            at,
+            super::pods::termination_message(pod.as_ref()).unwrap_or_default(),
+        )
     } else if let Some((at, why)) = finished("Failed") {
-        let message = termination_message(pod.as_ref())
+        let message = super::pods::termination_message(pod.as_ref())
             .filter(|m| !m.trim().is_empty())
             .unwrap_or(why);
         JobState::Failed(at, last_lines(&message))
@@ -431,26 +433,6 @@ pub async fn observe(
 
 fn spec_attempt(system: &HealthSystem) -> i32 {
     system.spec.migration.as_ref().map_or(0, |m| m.attempt)
-}
-
-async fn newest_pod(client: &Client, namespace: &str, job: &str) -> Result<Option<Pod>> {
-    let pods = Api::<Pod>::namespaced(client.clone(), namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
-        .await?;
-    Ok(list
-        .items
-        .into_iter()
-        .max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0)))
-}
-
-fn termination_message(pod: Option<&Pod>) -> Option<String> {
-    pod?.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
 }
 
 fn waiting_reason(pod: &Pod) -> Option<String> {

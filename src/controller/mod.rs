@@ -7,10 +7,12 @@ pub mod children;
 pub mod cleanup;
 pub mod context;
 pub mod credentials;
+pub mod drills;
 pub mod events;
 pub mod leader;
 pub mod migration;
 pub mod ownership;
+pub mod pods;
 pub mod quota;
 pub mod reconcile;
 pub mod restarts;
@@ -183,6 +185,9 @@ async fn reconcile_until_stopped(
         .database_restarts_max
         .set(i64::try_from(config.rollout.max_database_restarts).unwrap_or(i64::MAX));
     metrics.set_restarts(0, 0);
+    metrics
+        .drill_max_age
+        .set(f64::from(config.backup.drills.max_age_hours) * 3600.0);
     let ctx = Arc::new(Context {
         client,
         config,
@@ -191,6 +196,7 @@ async fn reconcile_until_stopped(
         monitoring_api,
         metrics: metrics.clone(),
         restarts: Restarts::default(),
+        drills: drills::Drills::default(),
     });
 
     let mut controller = Controller::new(systems, watcher::Config::default())

@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
 use super::context::Context;
-use super::{apply, cleanup, events, migration, status};
+use super::{apply, cleanup, drills, events, migration, status};
 use crate::api::{DatabaseRestart, HealthSystem, MigrationPhase, MigrationStatus};
 use crate::error::{Error, Result};
 use crate::resources::{Desired, database};
@@ -96,6 +96,15 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     observed.migration = migration;
     observed.refused = applied.refused.clone();
     observed.database_restart = restart_database(system, ctx).await?;
+    let has_backup = observed.last_success.is_some()
+        || system
+            .status
+            .as_ref()
+            .and_then(|s| s.backup.as_ref())
+            .is_some_and(|b| b.last_successful_time.is_some());
+    let drills = drills::drill(system, ctx, has_backup, now).await?;
+    observed.drill = drills.last;
+    observed.drill_success = drills.last_success;
     let status_written = publish_status(system, ctx, &observed, now).await?;
     debug!(
         written = applied.written,
@@ -116,6 +125,9 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     }) {
         // A Job's pod may wait (a missing Secret) without any event on our objects.
         wait = wait.min(MIGRATION_POLL);
+    }
+    if let Some(wake) = drills.wake {
+        wait = wait.min(wake + Duration::from_secs(1));
     }
     if observed.database_restart == Some(DatabaseRestart::Pending) {
         // A slot frees when another system's database is ready: nothing tells this one.

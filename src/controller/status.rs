@@ -44,6 +44,9 @@ pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
 /// The DatabaseReady reason when the claim the data was on is gone.
 pub const DATA_MISSING: &str = "DataMissing";
 
+/// The BackupReady reason when the last restore drill failed: the backups are not proven.
+pub const RESTORE_DRILL_FAILED: &str = "RestoreDrillFailed";
+
 /// The NamespaceReady reason when the namespace belongs to someone else.
 pub const NAMESPACE_NOT_OWNED: &str = "NamespaceNotOwned";
 
@@ -92,6 +95,10 @@ pub struct Observed {
     pub database_restart: Option<crate::api::DatabaseRestart>,
     /// What the namespace quota lacks for the database pod, when there is no such pod.
     pub database_quota_shortfall: Option<String>,
+    /// The newest restore drill's evidence.
+    pub drill: Option<crate::api::DrillStatus>,
+    /// When the newest drill that passed started.
+    pub drill_success: Option<Timestamp>,
 }
 
 /// Reads the state of `system`'s children.
@@ -198,6 +205,8 @@ pub async fn observe(
     };
 
     Ok(Observed {
+        drill: None,
+        drill_success: None,
         namespace_not_owned: None,
         namespace_phase: field(&namespace_object, "/status/phase")
             .and_then(|v| v.as_str().map(String::from)),
@@ -450,7 +459,20 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
         .as_ref()
         .map(|t| t.0)
         .unwrap_or(now);
+    let failed_drill = observed.drill.as_ref().filter(|d| d.result != "Passed");
     conditions.push(match observed.last_success {
+        Some(_) if let Some(drill) = failed_drill => cond(
+            types::BACKUP,
+            false,
+            RESTORE_DRILL_FAILED,
+            format!(
+                "the restore drill of backup {} ({}) failed: {}: {}",
+                drill.backup,
+                drill.job,
+                drill.reason.as_deref().unwrap_or("Failed"),
+                drill.message
+            ),
+        ),
         Some(t) if age(t) <= rpo => cond(
             types::BACKUP,
             true,
@@ -596,6 +618,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
     };
     conditions.insert(0, ready);
 
+    let old_backup = system.status.as_ref().and_then(|s| s.backup.as_ref());
     HealthSystemStatus {
         observed_generation: generation,
         phase: Some(phase),
@@ -610,6 +633,15 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
         backup: Some(BackupStatus {
             last_successful_time: observed.last_success.map(Time),
             last_failed_time: observed.last_failure.map(Time),
+            // Evidence is kept: a pass that did not look at drills carries it over.
+            last_drill: observed
+                .drill
+                .clone()
+                .or_else(|| old_backup.and_then(|b| b.last_drill.clone())),
+            last_successful_drill_time: observed
+                .drill_success
+                .map(Time)
+                .or_else(|| old_backup.and_then(|b| b.last_successful_drill_time.clone())),
         }),
         migration: observed.migration.clone(),
     }

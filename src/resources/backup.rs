@@ -102,16 +102,10 @@ fn claim_pod(
     (Vec::new(), vec![container], vec![volume])
 }
 
-/// The backup agent: copied from the operator's image, run in the database's image as the
-/// `backup` role with the system's own store credentials.
-fn agent_pod(
-    system: &HealthSystem,
-    config: &Config,
-    store: &ObjectStore,
-) -> (Vec<Container>, Vec<Container>, Vec<Volume>) {
-    let backup = &system.spec.backup;
-    let agent = format!("{AGENT_DIR}/healthsystem-operator");
-    let install = Container {
+/// The init container that copies the agent (this operator's binary) from the operator's
+/// image into the `agent` scratch volume, for a container of the database's image.
+pub(crate) fn install_agent(config: &Config) -> Container {
+    Container {
         name: "install-agent".into(),
         image: Some(config.images.operator()),
         command: Some(vec![
@@ -123,13 +117,56 @@ fn agent_pod(
         volume_mounts: Some(vec![mount("agent", AGENT_DIR)]),
         security_context: Some(container_security()),
         ..Container::default()
-    };
-    let mut environment = database_client_env(roles::BACKUP);
-    environment.extend([
+    }
+}
+
+/// The agent's command line, once installed.
+pub(crate) fn agent_command(subcommand: &str) -> Vec<String> {
+    vec![
+        format!("{AGENT_DIR}/healthsystem-operator"),
+        "backup".into(),
+        subcommand.into(),
+    ]
+}
+
+/// The mount of the installed agent.
+pub(crate) fn agent_mount() -> k8s_openapi::api::core::v1::VolumeMount {
+    mount("agent", AGENT_DIR)
+}
+
+/// Where the store is, the system's prefix, and credentials from `secret` (keys
+/// `accessKeyId`, `secretAccessKey`).
+pub(crate) fn store_env(
+    system: &HealthSystem,
+    store: &ObjectStore,
+    secret: &str,
+) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
+    let mut out = vec![
         env("HS_BACKUP_ENDPOINT", &store.endpoint),
         env("HS_BACKUP_BUCKET", &store.bucket),
         env("HS_BACKUP_REGION", &store.region),
         env("HS_BACKUP_PREFIX", &labels::namespace(system)),
+        secret_key_env("AWS_ACCESS_KEY_ID", secret, "accessKeyId"),
+        secret_key_env("AWS_SECRET_ACCESS_KEY", secret, "secretAccessKey"),
+    ];
+    if let Some(pem) = &store.ca_bundle {
+        out.push(env("HS_BACKUP_CA_BUNDLE", pem));
+    }
+    out
+}
+
+/// The backup agent: copied from the operator's image, run in the database's image as the
+/// `backup` role with the system's own store credentials.
+fn agent_pod(
+    system: &HealthSystem,
+    config: &Config,
+    store: &ObjectStore,
+) -> (Vec<Container>, Vec<Container>, Vec<Volume>) {
+    let backup = &system.spec.backup;
+    let install = install_agent(config);
+    let mut environment = database_client_env(roles::BACKUP);
+    environment.extend(store_env(system, store, &store.credentials_secret));
+    environment.extend([
         env("HS_BACKUP_RECIPIENTS", &config.backup.recipients.join(",")),
         env("HS_BACKUP_KEEP_DAYS", &backup.retention.daily.to_string()),
         env("HS_BACKUP_KEEP_WEEKS", &backup.retention.weekly.to_string()),
@@ -141,20 +178,7 @@ fn agent_pod(
             "HS_BACKUP_DEADLINE_SECONDS",
             &config.backup.deadline_seconds.to_string(),
         ),
-        secret_key_env(
-            "AWS_ACCESS_KEY_ID",
-            &store.credentials_secret,
-            "accessKeyId",
-        ),
-        secret_key_env(
-            "AWS_SECRET_ACCESS_KEY",
-            &store.credentials_secret,
-            "secretAccessKey",
-        ),
     ]);
-    if let Some(pem) = &store.ca_bundle {
-        environment.push(env("HS_BACKUP_CA_BUNDLE", pem));
-    }
     let run = Container {
         name: "backup".into(),
         image: Some(
@@ -163,9 +187,9 @@ fn agent_pod(
                 .postgres(system.spec.database.version)
                 .to_string(),
         ),
-        command: Some(vec![agent, "backup".into(), "run".into()]),
+        command: Some(agent_command("run")),
         env: Some(environment),
-        volume_mounts: Some(vec![mount("agent", AGENT_DIR)]),
+        volume_mounts: Some(vec![agent_mount()]),
         security_context: Some(container_security()),
         ..Container::default()
     };

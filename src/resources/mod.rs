@@ -4,6 +4,7 @@
 pub mod application;
 pub mod backup;
 pub mod database;
+pub mod drill;
 pub mod labels;
 pub mod metadata;
 pub mod migration;

@@ -201,7 +201,7 @@ pub fn policies(system: &HealthSystem, config: &Config) -> Vec<NetworkPolicy> {
 }
 
 /// Egress to a peer outside the namespace: its address ranges, or its pods, on its ports.
-fn egress_rule(service: &PlatformService) -> NetworkPolicyEgressRule {
+pub(crate) fn egress_rule(service: &PlatformService) -> NetworkPolicyEgressRule {
     let mut to: Vec<NetworkPolicyPeer> = service.cidrs.iter().map(|cidr| cidr_peer(cidr)).collect();
     if service.namespace_selector.is_some() || service.pod_selector.is_some() {
         to.push(NetworkPolicyPeer {
@@ -252,6 +252,17 @@ fn default_deny(system: &HealthSystem) -> NetworkPolicy {
 /// Egress to the cluster DNS, UDP and TCP on its ports: its pods (namespace and labels),
 /// and the resolver addresses the configuration names (a node-local cache).
 fn allow_dns(system: &HealthSystem, config: &Config) -> NetworkPolicy {
+    policy(
+        system,
+        "allow-dns",
+        LabelSelector::default(),
+        None,
+        Some(vec![dns_rule(config)]),
+    )
+}
+
+/// Egress to the cluster DNS: its pods (and resolver addresses) on its ports, UDP and TCP.
+pub(crate) fn dns_rule(config: &Config) -> NetworkPolicyEgressRule {
     let dns = &config.dns;
     let ports = ["UDP", "TCP"]
         .into_iter()
@@ -268,14 +279,8 @@ fn allow_dns(system: &HealthSystem, config: &Config) -> NetworkPolicy {
         ..namespace_peer(&dns.namespace)
     }];
     to.extend(dns.addresses.iter().map(|cidr| cidr_peer(cidr)));
-    policy(
-        system,
-        "allow-dns",
-        LabelSelector::default(),
-        None,
-        Some(vec![NetworkPolicyEgressRule {
-            to: Some(to),
-            ports: Some(ports),
-        }]),
-    )
+    NetworkPolicyEgressRule {
+        to: Some(to),
+        ports: Some(ports),
+    }
 }

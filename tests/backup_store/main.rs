@@ -29,6 +29,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use age::secrecy::ExposeSecret;
 use futures::TryStreamExt;
 use healthsystem_operator::backup::manifest::{self, Manifest};
 use healthsystem_operator::backup::store;
@@ -91,6 +92,7 @@ fn write_config() -> PathBuf {
         "objectStore": store().config(),
         "recipients": [identity().to_public().to_string()],
         "deadlineSeconds": 600,
+        "drills": { "namespace": RESTORE_NAMESPACE, "deadlineSeconds": 600 },
     });
     let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("backup-store-config-{}.yaml", std::process::id()));
@@ -98,12 +100,71 @@ fn write_config() -> PathBuf {
     path
 }
 
+/// The platform's restore namespace: the private key and read access to every prefix,
+/// where drills run and nowhere else.
+const RESTORE_NAMESPACE: &str = "healthsystem-restore";
+
+fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// Creates `object` unless it exists.
+async fn create<K>(api: &Api<K>, object: &K)
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("create: {e}"),
+    }
+}
+
 async fn setup() -> Client {
     static CONFIG: OnceLock<PathBuf> = OnceLock::new();
+    static READER: OnceLock<(String, String)> = OnceLock::new();
     cluster::use_real_node();
     let path = CONFIG.get_or_init(write_config).clone();
     operator::use_config(path);
     let client = cluster::client().await;
+    let (access, secret_key) = READER.get_or_init(|| store().add_reader("platform-restore"));
+    let namespace = k8s_openapi::api::core::v1::Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(RESTORE_NAMESPACE.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    create(&Api::all(client.clone()), &namespace).await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), RESTORE_NAMESPACE);
+    let identity = identity().to_string();
+    create(
+        &secrets,
+        &secret(
+            "backup-restore-identity",
+            &[("identity", identity.expose_secret())],
+        ),
+    )
+    .await;
+    create(
+        &secrets,
+        &secret(
+            "backup-restore-credentials",
+            &[("accessKeyId", access), ("secretAccessKey", secret_key)],
+        ),
+    )
+    .await;
     operator::ensure_running(&client).await;
     client
 }
@@ -114,29 +175,16 @@ async fn system_with_store(client: &Client, prefix: &str) -> (String, String, (S
     let name = systems::create(client, prefix, "lab-biomedica.yaml", node::small_system).await;
     systems::wait_ready(client, &name).await;
     let namespace = format!("hs-{name}");
-    let (access, secret) = store().add_user(&namespace);
-    let credentials = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("backup-store-credentials".into()),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([
-            (
-                "accessKeyId".into(),
-                ByteString(access.clone().into_bytes()),
-            ),
-            (
-                "secretAccessKey".into(),
-                ByteString(secret.clone().into_bytes()),
-            ),
-        ])),
-        ..Default::default()
-    };
+    let (access, secret_key) = store().add_user(&namespace);
+    let credentials = secret(
+        "backup-store-credentials",
+        &[("accessKeyId", &access), ("secretAccessKey", &secret_key)],
+    );
     Api::<Secret>::namespaced(client.clone(), &namespace)
         .create(&PostParams::default(), &credentials)
         .await
         .unwrap();
-    (name, namespace, (access, secret))
+    (name, namespace, (access, secret_key))
 }
 
 /// Runs a Job made from the backup CronJob and waits until it succeeded; its log.
@@ -425,4 +473,133 @@ async fn one_systems_credentials_reach_nothing_of_anothers_backups() {
         )
         .await
         .unwrap();
+}
+
+/// The system's last drill once `done` holds for it.
+async fn wait_drill(
+    client: &Client,
+    name: &str,
+    what: &str,
+    done: impl Fn(&healthsystem_operator::api::DrillStatus) -> bool,
+) -> healthsystem_operator::api::DrillStatus {
+    let systems = Api::<healthsystem_operator::api::HealthSystem>::all(client.clone());
+    until(what, Duration::from_secs(300), || async {
+        let system = systems.get(name).await.map_err(|e| e.to_string())?;
+        let drill = system
+            .status
+            .and_then(|s| s.backup)
+            .and_then(|b| b.last_drill);
+        match drill {
+            Some(d) if done(&d) => Ok(d),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
+/// The operator's value of a metric series, e.g. `healthsystem_backup_drill_passed{healthsystem="x"}`.
+fn metric(series: &str) -> Option<f64> {
+    let (_, body) = operator::http_get("/metrics").ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn a_restore_drill_proves_the_latest_backup_and_a_changed_byte_fails_the_next() {
+    let client = setup().await;
+    let (name, namespace, _) = system_with_store(&client, "s3drill").await;
+    pods::run_ok(
+        &client,
+        pods::psql_client(
+            &namespace,
+            "writer",
+            &name,
+            "CREATE TABLE visits (id int PRIMARY KEY, note text); \
+             INSERT INTO visits SELECT g, md5(g::text) FROM generate_series(1, 3000) g; \
+             CREATE TABLE orders (id int); INSERT INTO orders SELECT generate_series(1, 70)",
+        ),
+    )
+    .await;
+    let log = backup_now(&client, &name, &namespace, "backup-1").await;
+    let summary: Value = serde_json::from_str(log.trim().lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("summary ({e}):\n{log}"));
+    let id = summary["backup"].as_str().unwrap().to_string();
+
+    // The first backup makes a drill due: it runs in the restore namespace by itself.
+    let drill = wait_drill(&client, &name, "the first drill passed", |d| {
+        d.result == "Passed"
+    })
+    .await;
+    assert_eq!(drill.backup, id);
+    assert_eq!((drill.tables, drill.rows), (2, 3070), "{drill:?}");
+    assert!(drill.job.starts_with("drill-"), "{drill:?}");
+    let system = Api::<healthsystem_operator::api::HealthSystem>::all(client.clone())
+        .get(&name)
+        .await
+        .unwrap();
+    let backup = system.status.unwrap().backup.unwrap();
+    assert_eq!(backup.last_successful_drill_time, Some(drill.time.clone()));
+    let passed = format!("healthsystem_backup_drill_passed{{healthsystem=\"{name}\"}}");
+    until("the drill's metric", Duration::from_secs(30), || async {
+        (metric(&passed) == Some(1.0))
+            .then_some(())
+            .ok_or("not 1 yet")
+    })
+    .await;
+
+    // One byte of the stored dump changes; the drill asked for next fails, and says why.
+    let object = store()
+        .data
+        .join(objectstore::BUCKET)
+        .join(&namespace)
+        .join(&id)
+        .join("dump.age");
+    let mut bytes = std::fs::read(&object).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&object, &bytes).unwrap();
+    let patch = json!({ "metadata": { "annotations": { "sdc.gov.rs/drill-requested": "after-corruption" } } });
+    Api::<healthsystem_operator::api::HealthSystem>::all(client.clone())
+        .patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let failed = wait_drill(&client, &name, "the drill after the change failed", |d| {
+        d.request.as_deref() == Some("after-corruption")
+    })
+    .await;
+    assert_eq!(failed.result, "Failed", "{failed:?}");
+    assert_eq!(
+        failed.reason.as_deref(),
+        Some("ChecksumMismatch"),
+        "{failed:?}"
+    );
+    assert!(failed.message.contains(&id), "{failed:?}");
+    systems::wait_reason(
+        &client,
+        &name,
+        "BackupReady",
+        "RestoreDrillFailed",
+        Duration::from_secs(60),
+    )
+    .await;
+    until(
+        "the failed drill's metric",
+        Duration::from_secs(30),
+        || async {
+            (metric(&passed) == Some(0.0))
+                .then_some(())
+                .ok_or("not 0 yet")
+        },
+    )
+    .await;
+    until(
+        "a Warning event BackupDrillFailed",
+        Duration::from_secs(30),
+        || systems::has_warning(&client, &name, "BackupDrillFailed"),
+    )
+    .await;
 }

@@ -29,8 +29,10 @@ pub struct Store {
     /// Its port on the node's address.
     pub port: u16,
     root_secret: String,
-    /// Users with their prefix, for the bucket policy.
-    users: Mutex<Vec<(String, String)>>,
+    /// Users with their prefix (None: read access to the whole bucket), for the policy.
+    users: Mutex<Vec<(String, Option<String>)>>,
+    /// Where the store keeps objects: `data/BUCKET/KEY` is the object KEY.
+    pub data: std::path::PathBuf,
     /// owned.sh running versitygw: it stops the store when this test binary exits.
     _process: std::process::Child,
 }
@@ -85,6 +87,7 @@ impl Store {
             port,
             root_secret,
             users: Mutex::new(Vec::new()),
+            data: data.clone(),
             _process: process,
         };
         store.setup(None);
@@ -121,9 +124,17 @@ impl Store {
     }
 
     /// A user that reaches `prefix` only (list, read, write, delete there): its access key
-    /// and secret. Replaces the bucket policy with one statement pair per user.
+    /// and secret. Replaces the bucket policy with the statements of every user.
     pub fn add_user(&self, prefix: &str) -> (String, String) {
-        let access = format!("backup-{prefix}");
+        self.add(&format!("backup-{prefix}"), Some(prefix))
+    }
+
+    /// A user that reads every prefix (the restore namespace's credentials).
+    pub fn add_reader(&self, name: &str) -> (String, String) {
+        self.add(name, None)
+    }
+
+    fn add(&self, access: &str, prefix: Option<&str>) -> (String, String) {
         let secret = random_secret();
         let output = Command::new(cluster::testenv_bin().join("versitygw"))
             .arg("admin")
@@ -132,7 +143,7 @@ impl Store {
             .args([
                 "create-user",
                 "--access",
-                &access,
+                access,
                 "--secret",
                 &secret,
                 "--role",
@@ -147,11 +158,11 @@ impl Store {
             String::from_utf8_lossy(&output.stderr)
         );
         let mut users = self.users.lock().unwrap();
-        users.push((access.clone(), prefix.to_string()));
+        users.push((access.to_string(), prefix.map(String::from)));
         let statements: Vec<Value> = users
             .iter()
-            .flat_map(|(user, prefix)| {
-                [
+            .flat_map(|(user, prefix)| match prefix {
+                Some(prefix) => [
                     json!({
                         "Effect": "Allow",
                         "Principal": { "AWS": [user] },
@@ -166,14 +177,28 @@ impl Store {
                         "Resource": format!("arn:aws:s3:::{BUCKET}"),
                         "Condition": { "StringLike": { "s3:prefix": [format!("{prefix}/*")] } },
                     }),
-                ]
+                ],
+                None => [
+                    json!({
+                        "Effect": "Allow",
+                        "Principal": { "AWS": [user] },
+                        "Action": ["s3:GetObject"],
+                        "Resource": format!("arn:aws:s3:::{BUCKET}/*"),
+                    }),
+                    json!({
+                        "Effect": "Allow",
+                        "Principal": { "AWS": [user] },
+                        "Action": ["s3:ListBucket"],
+                        "Resource": format!("arn:aws:s3:::{BUCKET}"),
+                    }),
+                ],
             })
             .collect();
         let path = std::env::temp_dir().join(format!("hs-policy-{}.json", std::process::id()));
         let policy = json!({ "Version": "2012-10-17", "Statement": statements });
         std::fs::write(&path, policy.to_string()).unwrap();
         self.setup(Some(&path));
-        (access, secret)
+        (access.to_string(), secret)
     }
 
     /// The `backup.objectStore` section of the operator's configuration for this store.
