@@ -38,6 +38,7 @@ use super::status::HealthSystemStatus;
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("has(oldSelf.migration) || !has(self.migration)").message("migration can only be declared when the system is created: an import would overwrite the live database").field_path(".migration"),
+    validation = Rule::new("!has(self.migration) || !has(self.database.bootstrap)").message("a system is either migrated (spec.migration) or bootstrapped from a backup (spec.database.bootstrap), not both").field_path(".database.bootstrap"),
     validation = Rule::new("has(self.__namespace__) == has(oldSelf.__namespace__) && (!has(self.__namespace__) || self.__namespace__ == oldSelf.__namespace__)").message("namespace is immutable: moving a system to another namespace would leave its data behind").field_path(".namespace"),
 )]
 pub struct HealthSystemSpec {
@@ -181,6 +182,7 @@ pub struct Access {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("storageClassName is immutable: the data lives on volumes of the original class").field_path(".storageClassName"),
+    validation = Rule::new("has(self.bootstrap) == has(oldSelf.bootstrap) && (!has(self.bootstrap) || self.bootstrap == oldSelf.bootstrap)").message("bootstrap can only be declared when the system is created, and is immutable: a restore would overwrite the live database").field_path(".bootstrap"),
 )]
 pub struct Database {
     /// Database engine. Immutable.
@@ -213,6 +215,38 @@ pub struct Database {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub accept_data_loss: Option<String>,
+
+    /// Start the new database from a backup in the object store (disaster recovery, or moving
+    /// a system), restored before the system is ready. Only when the system is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<Bootstrap>,
+}
+
+/// Where a new database's content comes from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Bootstrap {
+    /// A backup of a system, live or deleted, in the operator's object store.
+    pub from_backup: BackupSource,
+}
+
+/// A system's backup.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSource {
+    /// The namespace the backed-up system had (its prefix in the store), e.g. hs-lab-old.
+    #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("fromBackup.namespace must be a namespace name such as hs-lab-old"))]
+    pub namespace: String,
+    /// The backup's id (its start time, YYYYMMDDTHHMMSSZ), or latest.
+    #[serde(default = "latest")]
+    #[schemars(length(min = 1, max = 16))]
+    #[x_kube(validation = Rule::new("self == 'latest' || self.matches('^[0-9]{8}T[0-9]{6}Z$')").message("fromBackup.backup must be latest or a backup id such as 20261129T071503Z"))]
+    pub backup: String,
+}
+
+fn latest() -> String {
+    "latest".into()
 }
 
 /// Database engines the operator provides.

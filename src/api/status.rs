@@ -74,6 +74,35 @@ pub struct DatabaseStatus {
     /// (rollout.maxDatabaseRestarts) are taken, `InProgress` until the new pod is ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<DatabaseRestart>,
+    /// Where the restore of spec.database.bootstrap stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapStatus>,
+}
+
+/// The restore of a new database from a backup (spec.database.bootstrap).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapStatus {
+    /// Restoring, Restored or Failed.
+    pub phase: String,
+    /// The backup restored (its id).
+    #[serde(default)]
+    pub backup: String,
+    /// Tables and rows restored, checked against the backup's manifest.
+    #[serde(default)]
+    pub tables: i64,
+    /// Rows restored.
+    #[serde(default)]
+    pub rows: i64,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What happened.
+    #[serde(default)]
+    pub message: String,
+    /// The restore Job, in the restore namespace.
+    #[serde(default)]
+    pub job: String,
 }
 
 /// Where a database's restart onto a new pod template stands.

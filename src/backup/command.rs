@@ -75,6 +75,10 @@ pub struct DrillArgs {
     /// An empty directory for the throwaway PostgreSQL.
     #[arg(long, env = "HS_DRILL_SCRATCH", default_value = "/scratch")]
     scratch: std::path::PathBuf,
+    /// Restore into the (empty) database of the PG* environment instead, in one transaction:
+    /// a new system's bootstrap.
+    #[arg(long, env = "HS_RESTORE_INTO_DATABASE")]
+    into_database: bool,
     /// The drill is stopped after this many seconds.
     #[arg(long, env = "HS_DRILL_DEADLINE_SECONDS", default_value_t = 7200)]
     deadline_seconds: u64,
@@ -115,7 +119,11 @@ pub fn drill(args: DrillArgs) -> anyhow::Result<()> {
         prefix: args.prefix,
         identity,
         backup: args.backup,
-        scratch: args.scratch,
+        target: if args.into_database {
+            super::drill::Target::Database(Box::new(database_from_env()?))
+        } else {
+            super::drill::Target::Scratch(args.scratch)
+        },
         deadline: Duration::from_secs(args.deadline_seconds),
     };
     let runtime = tokio::runtime::Runtime::new()?;

@@ -1,8 +1,9 @@
-//! A restore drill: the latest backup of a system (or a given one) restored into a throwaway
-//! PostgreSQL inside the drill's own pod. The dump is streamed once from the store: hashed
-//! against the manifest's SHA-256, decrypted with the platform's private key, fed to
-//! `pg_restore --exit-on-error`; then every table's row count is compared with the manifest.
-//! The outcome is evidence (never an error): what the operator puts in status.
+//! A restore: the latest backup of a system (or a given one) restored into a throwaway
+//! PostgreSQL inside the pod (a drill), or into an empty database (a new system's bootstrap,
+//! in one transaction). The dump is streamed once from the store: hashed against the
+//! manifest's SHA-256, decrypted with the platform's private key, fed to `pg_restore
+//! --exit-on-error`; then every table's row count is compared with the manifest. The outcome
+//! is evidence (never an error): what the operator puts in status.
 
 use std::io::Read;
 use std::path::{Path as FsPath, PathBuf};
@@ -31,10 +32,19 @@ pub struct Drill {
     pub identity: age::x25519::Identity,
     /// A backup id; the latest when absent.
     pub backup: Option<String>,
-    /// An empty directory for the throwaway PostgreSQL.
-    pub scratch: PathBuf,
+    /// Where the backup is restored.
+    pub target: Target,
     /// The drill is stopped after this long.
     pub deadline: Duration,
+}
+
+/// Where a backup is restored.
+pub enum Target {
+    /// A throwaway PostgreSQL started in this empty directory (a drill).
+    Scratch(PathBuf),
+    /// An empty database, reached with libpq's PG* environment (a bootstrap), as the role
+    /// that will own what is restored.
+    Database(Box<tokio_postgres::Config>),
 }
 
 /// Passed or Failed.
@@ -94,7 +104,9 @@ pub async fn run(drill: &Drill) -> Evidence {
             format!("stopped after {:?}", drill.deadline),
         )),
     };
-    stop_scratch(&drill.scratch);
+    if let Target::Scratch(scratch) = &drill.target {
+        stop_scratch(scratch);
+    }
     let duration_seconds = clock.elapsed().as_secs();
     match result {
         Ok((tables, rows)) => Evidence {
@@ -172,20 +184,33 @@ async fn restore(drill: &Drill, backup: &mut String) -> Result<(usize, i64), Fai
         store::connect(&drill.store).map_err(|e| fail("StoreUnreachable", e.to_string()))?;
     let (id, manifest) = choose(&store, &drill.prefix, drill.backup.as_deref()).await?;
     *backup = id.clone();
-    let socket = start_scratch(&drill.scratch)?;
+    let mut command = Command::new("pg_restore");
+    let database = match &drill.target {
+        Target::Scratch(scratch) => {
+            let socket = start_scratch(scratch)?;
+            command
+                .arg("--host")
+                .arg(&socket)
+                .args(["--username=postgres", "--dbname=restored"]);
+            let mut config = tokio_postgres::Config::new();
+            config.host_path(socket).user("postgres").dbname("restored");
+            config
+        }
+        Target::Database(config) => {
+            refuse_unless_empty(config).await?;
+            // Connection settings from the environment (PG*); all or nothing.
+            let dbname = config.get_dbname().unwrap_or("app");
+            command
+                .arg(format!("--dbname={dbname}"))
+                .arg("--single-transaction");
+            config.as_ref().clone()
+        }
+    };
 
     // pg_restore reads the plaintext on its stdin, fed by a thread that decrypts what the
     // download hands it; the download hashes every byte on the way.
-    let mut restore = Command::new("pg_restore")
-        .arg("--host")
-        .arg(&socket)
-        .args([
-            "--username=postgres",
-            "--dbname=restored",
-            "--no-owner",
-            "--no-privileges",
-        ])
-        .arg("--exit-on-error")
+    let mut restore = command
+        .args(["--no-owner", "--no-privileges", "--exit-on-error"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -287,16 +312,43 @@ async fn restore(drill: &Drill, backup: &mut String) -> Result<(usize, i64), Fai
             format!("pg_restore {status}: {}", last_lines(&restore_errors)),
         ));
     }
-    compare_rows(&socket, &manifest).await
+    compare_rows(&database, &manifest).await
+}
+
+/// A bootstrap restores only into a database without tables: never over live data.
+async fn refuse_unless_empty(config: &tokio_postgres::Config) -> Result<(), Failure> {
+    let unreachable = |e: tokio_postgres::Error| fail("TargetUnreachable", e.to_string());
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(unreachable)?;
+    tokio::spawn(connection);
+    let tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' \
+               AND n.nspname NOT LIKE 'pg\\_%'",
+            &[],
+        )
+        .await
+        .map_err(unreachable)?
+        .get(0);
+    if tables > 0 {
+        return Err(fail(
+            "TargetNotEmpty",
+            format!("the database already holds {tables} tables: nothing was restored over them"),
+        ));
+    }
+    Ok(())
 }
 
 /// Counts every manifest table in the restored database.
-async fn compare_rows(socket: &FsPath, manifest: &Manifest) -> Result<(usize, i64), Failure> {
+async fn compare_rows(
+    config: &tokio_postgres::Config,
+    manifest: &Manifest,
+) -> Result<(usize, i64), Failure> {
     let scratch = |e: tokio_postgres::Error| fail("ScratchDatabaseFailed", e.to_string());
-    let (client, connection) = tokio_postgres::Config::new()
-        .host_path(socket)
-        .user("postgres")
-        .dbname("restored")
+    let (client, connection) = config
         .connect(tokio_postgres::NoTls)
         .await
         .map_err(scratch)?;

@@ -3,6 +3,7 @@
 //! SIGINT or SIGTERM.
 
 pub mod apply;
+pub mod bootstrap;
 pub mod children;
 pub mod cleanup;
 pub mod context;

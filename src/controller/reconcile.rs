@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
 use super::context::Context;
-use super::{apply, cleanup, drills, events, migration, status};
+use super::{apply, bootstrap, cleanup, drills, events, migration, status};
 use crate::api::{DatabaseRestart, HealthSystem, MigrationPhase, MigrationStatus};
 use crate::error::{Error, Result};
 use crate::resources::{Desired, database};
@@ -102,6 +102,8 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
             .as_ref()
             .and_then(|s| s.backup.as_ref())
             .is_some_and(|b| b.last_successful_time.is_some());
+    let database_ready = observed.database_ready_replicas > 0 && observed.credentials_complete;
+    observed.bootstrap = bootstrap::bootstrap(system, ctx, database_ready).await?;
     let drills = drills::drill(system, ctx, has_backup, now).await?;
     observed.drill = drills.last;
     observed.drill_success = drills.last_success;
@@ -126,6 +128,14 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
         // A Job's pod may wait (a missing Secret) without any event on our objects.
         wait = wait.min(MIGRATION_POLL);
     }
+    if observed
+        .bootstrap
+        .as_ref()
+        .is_some_and(|b| b.phase == "Restoring")
+    {
+        // The new database's readiness wakes nothing here; the restore Job's changes do.
+        wait = wait.min(BOOTSTRAP_POLL);
+    }
     if let Some(wake) = drills.wake {
         wait = wait.min(wake + Duration::from_secs(1));
     }
@@ -135,6 +145,9 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     }
     Ok(Action::requeue(wait))
 }
+
+/// How often a system being restored from a backup is looked at again.
+const BOOTSTRAP_POLL: Duration = Duration::from_secs(10);
 
 /// How often a database waiting for a restart slot asks again.
 const RESTART_SLOT_POLL: Duration = Duration::from_secs(15);

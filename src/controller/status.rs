@@ -44,6 +44,9 @@ pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
 /// The DatabaseReady reason when the claim the data was on is gone.
 pub const DATA_MISSING: &str = "DataMissing";
 
+/// The DatabaseReady reason when spec.database.bootstrap's restore failed.
+pub const BOOTSTRAP_FAILED: &str = "BootstrapFailed";
+
 /// The BackupReady reason when the last restore drill failed: the backups are not proven.
 pub const RESTORE_DRILL_FAILED: &str = "RestoreDrillFailed";
 
@@ -95,6 +98,8 @@ pub struct Observed {
     pub database_restart: Option<crate::api::DatabaseRestart>,
     /// What the namespace quota lacks for the database pod, when there is no such pod.
     pub database_quota_shortfall: Option<String>,
+    /// Where the restore of spec.database.bootstrap stands.
+    pub bootstrap: Option<crate::api::BootstrapStatus>,
     /// The newest restore drill's evidence.
     pub drill: Option<crate::api::DrillStatus>,
     /// When the newest drill that passed started.
@@ -205,6 +210,7 @@ pub async fn observe(
     };
 
     Ok(Observed {
+        bootstrap: None,
         drill: None,
         drill_success: None,
         namespace_not_owned: None,
@@ -446,6 +452,9 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
         cond(types::DATABASE, false, QUOTA_EXCEEDED, format!("the namespace quota leaves no room for the database pod ({short}); raise spec.sizing or choose a larger tier"))
     } else if observed.database_ready_replicas < 1 {
         cond(types::DATABASE, false, "DatabaseStarting", "waiting for the database pod".into())
+    } else if let Some(restore) = observed.bootstrap.as_ref().filter(|b| b.phase != "Restored") {
+        let reason = if restore.phase == "Failed" { BOOTSTRAP_FAILED } else { "Restoring" };
+        cond(types::DATABASE, false, reason, restore.message.clone())
     } else {
         cond(types::DATABASE, true, "DatabaseRunning", format!("PostgreSQL {} is running", system.spec.database.version.as_str()))
     });
@@ -629,6 +638,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
             secret_name: Some(database::SECRET.into()),
             data_claim_uid: recorded_claim(system, observed, lost.as_ref()),
             restart: observed.database_restart,
+            bootstrap: observed.bootstrap.clone(),
         }),
         backup: Some(BackupStatus {
             last_successful_time: observed.last_success.map(Time),

@@ -134,10 +134,10 @@ pub(crate) fn agent_mount() -> k8s_openapi::api::core::v1::VolumeMount {
     mount("agent", AGENT_DIR)
 }
 
-/// Where the store is, the system's prefix, and credentials from `secret` (keys
-/// `accessKeyId`, `secretAccessKey`).
+/// Where the store is, the prefix (a system's namespace name), and credentials from `secret`
+/// (keys `accessKeyId`, `secretAccessKey`).
 pub(crate) fn store_env(
-    system: &HealthSystem,
+    prefix: &str,
     store: &ObjectStore,
     secret: &str,
 ) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
@@ -145,7 +145,7 @@ pub(crate) fn store_env(
         env("HS_BACKUP_ENDPOINT", &store.endpoint),
         env("HS_BACKUP_BUCKET", &store.bucket),
         env("HS_BACKUP_REGION", &store.region),
-        env("HS_BACKUP_PREFIX", &labels::namespace(system)),
+        env("HS_BACKUP_PREFIX", prefix),
         secret_key_env("AWS_ACCESS_KEY_ID", secret, "accessKeyId"),
         secret_key_env("AWS_SECRET_ACCESS_KEY", secret, "secretAccessKey"),
     ];
@@ -165,7 +165,11 @@ fn agent_pod(
     let backup = &system.spec.backup;
     let install = install_agent(config);
     let mut environment = database_client_env(roles::BACKUP);
-    environment.extend(store_env(system, store, &store.credentials_secret));
+    environment.extend(store_env(
+        &labels::namespace(system),
+        store,
+        &store.credentials_secret,
+    ));
     environment.extend([
         env("HS_BACKUP_RECIPIENTS", &config.backup.recipients.join(",")),
         env("HS_BACKUP_KEEP_DAYS", &backup.retention.daily.to_string()),

@@ -58,7 +58,11 @@ pub fn job(
     if let Some(request) = request {
         annotations.insert(REQUEST.to_string(), request.to_string());
     }
-    let mut environment = store_env(system, store, &drills.credentials_secret);
+    let mut environment = store_env(
+        &labels::namespace(system),
+        store,
+        &drills.credentials_secret,
+    );
     environment.extend([
         secret_key_env("HS_RESTORE_IDENTITY", &drills.identity_secret, "identity"),
         env("HS_DRILL_SCRATCH", "/scratch"),

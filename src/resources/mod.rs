@@ -3,6 +3,7 @@
 
 pub mod application;
 pub mod backup;
+pub mod bootstrap;
 pub mod database;
 pub mod drill;
 pub mod labels;

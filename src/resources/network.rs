@@ -111,6 +111,15 @@ fn database_clients(system: &HealthSystem) -> LabelSelector {
     }
 }
 
+/// The database's clients; and, while spec.database.bootstrap restores it, the restore pod.
+fn database_clients_and_restore(system: &HealthSystem, config: &Config) -> Vec<NetworkPolicyPeer> {
+    let mut from = vec![pods_of(database_clients(system))];
+    if super::bootstrap::pending(system) && config.backup.object_store.is_some() {
+        from.push(super::bootstrap::database_peer(system, config));
+    }
+    from
+}
+
 /// Every NetworkPolicy of `system`, the default deny first.
 pub fn policies(system: &HealthSystem, config: &Config) -> Vec<NetworkPolicy> {
     let mut out = vec![default_deny(system), allow_dns(system, config)];
@@ -122,7 +131,7 @@ pub fn policies(system: &HealthSystem, config: &Config) -> Vec<NetworkPolicy> {
         match_labels(labels::selector(system, database::COMPONENT_NAME)),
         Some(vec![
             NetworkPolicyIngressRule {
-                from: Some(vec![pods_of(database_clients(system))]),
+                from: Some(database_clients_and_restore(system, config)),
                 ports: Some(vec![tcp(database::PORT)]),
             },
             NetworkPolicyIngressRule {

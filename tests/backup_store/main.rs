@@ -100,6 +100,9 @@ fn write_config() -> PathBuf {
     path
 }
 
+/// The restore namespace's read credentials (every prefix).
+static READER_CREDENTIALS: OnceLock<(String, String)> = OnceLock::new();
+
 /// The platform's restore namespace: the private key and read access to every prefix,
 /// where drills run and nowhere else.
 const RESTORE_NAMESPACE: &str = "healthsystem-restore";
@@ -133,12 +136,13 @@ where
 
 async fn setup() -> Client {
     static CONFIG: OnceLock<PathBuf> = OnceLock::new();
-    static READER: OnceLock<(String, String)> = OnceLock::new();
+
     cluster::use_real_node();
     let path = CONFIG.get_or_init(write_config).clone();
     operator::use_config(path);
     let client = cluster::client().await;
-    let (access, secret_key) = READER.get_or_init(|| store().add_reader("platform-restore"));
+    let (access, secret_key) =
+        READER_CREDENTIALS.get_or_init(|| store().add_reader("platform-restore"));
     let namespace = k8s_openapi::api::core::v1::Namespace {
         metadata: kube::api::ObjectMeta {
             name: Some(RESTORE_NAMESPACE.into()),
@@ -172,7 +176,20 @@ async fn setup() -> Client {
 /// A Ready system on the node whose namespace holds its own store credentials, as the
 /// platform's provisioning puts them there: its namespace and those credentials.
 async fn system_with_store(client: &Client, prefix: &str) -> (String, String, (String, String)) {
-    let name = systems::create(client, prefix, "lab-biomedica.yaml", node::small_system).await;
+    system_with_store_after(client, prefix, |_| {}).await
+}
+
+/// Like `system_with_store`, the manifest edited by `edit` first.
+async fn system_with_store_after(
+    client: &Client,
+    prefix: &str,
+    edit: impl FnOnce(&mut Value),
+) -> (String, String, (String, String)) {
+    let name = systems::create(client, prefix, "lab-biomedica.yaml", |m| {
+        node::small_system(m);
+        edit(m);
+    })
+    .await;
     systems::wait_ready(client, &name).await;
     let namespace = format!("hs-{name}");
     let (access, secret_key) = store().add_user(&namespace);
@@ -194,7 +211,7 @@ async fn backup_now(client: &Client, name: &str, namespace: &str, job: &str) -> 
     let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), namespace);
     until(
         &format!("backup Job {job} of {name} succeeded"),
-        Duration::from_secs(300),
+        Duration::from_secs(1800),
         || async {
             let status = jobs
                 .get(job)
@@ -483,7 +500,7 @@ async fn wait_drill(
     done: impl Fn(&healthsystem_operator::api::DrillStatus) -> bool,
 ) -> healthsystem_operator::api::DrillStatus {
     let systems = Api::<healthsystem_operator::api::HealthSystem>::all(client.clone());
-    until(what, Duration::from_secs(300), || async {
+    until(what, Duration::from_secs(1800), || async {
         let system = systems.get(name).await.map_err(|e| e.to_string())?;
         let drill = system
             .status
@@ -602,4 +619,168 @@ async fn a_restore_drill_proves_the_latest_backup_and_a_changed_byte_fails_the_n
         || systems::has_warning(&client, &name, "BackupDrillFailed"),
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_new_system_starts_from_the_backup_of_a_deleted_one() {
+    let client = setup().await;
+    let (old, old_ns, _) = system_with_store_after(&client, "s3src", |m| {
+        m["spec"]["deletionPolicy"] = json!("Delete");
+    })
+    .await;
+    pods::run_ok(
+        &client,
+        pods::psql_client(
+            &old_ns,
+            "writer",
+            &old,
+            "CREATE TABLE visits (id int PRIMARY KEY, note text); \
+             INSERT INTO visits SELECT g, md5(g::text) FROM generate_series(1, 4000) g; \
+             CREATE FUNCTION visit_count() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM visits'",
+        ),
+    )
+    .await;
+    let log = backup_now(&client, &old, &old_ns, "backup-1").await;
+    let summary: Value = serde_json::from_str(log.trim().lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("summary ({e}):\n{log}"));
+    let id = summary["backup"].as_str().unwrap().to_string();
+
+    // The system and its namespace are deleted (Delete): only the store keeps its data.
+    let systems_api = Api::<healthsystem_operator::api::HealthSystem>::all(client.clone());
+    systems_api
+        .delete(&old, &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
+    until(
+        "the old namespace is gone",
+        Duration::from_secs(180),
+        || async {
+            match namespaces
+                .get_opt(&old_ns)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                None => Ok(()),
+                Some(_) => Err("still there".to_string()),
+            }
+        },
+    )
+    .await;
+
+    let new = systems::create(&client, "s3dst", "lab-biomedica.yaml", |m| {
+        node::small_system(m);
+        m["spec"]["database"]["bootstrap"] =
+            json!({ "fromBackup": { "namespace": old_ns, "backup": "latest" } });
+    })
+    .await;
+    let system = systems::wait_ready(&client, &new).await;
+    let restored = system.status.unwrap().database.unwrap().bootstrap.unwrap();
+    assert_eq!(restored.phase, "Restored", "{restored:?}");
+    assert_eq!(restored.backup, id);
+    assert_eq!((restored.tables, restored.rows), (1, 4000), "{restored:?}");
+
+    // The new system's own credentials open the same rows, owned by its own app role.
+    let new_ns = format!("hs-{new}");
+    let read = pods::run_ok(
+        &client,
+        pods::psql_client(
+            &new_ns,
+            "reader",
+            &new,
+            "SELECT count(*), sum(id), visit_count(), (SELECT tableowner FROM pg_tables \
+             WHERE tablename = 'visits') FROM visits",
+        ),
+    )
+    .await;
+    assert_eq!(pods::last_line(&read), "4000|8002000|4000|app");
+    // The copied login and the opened path are gone again.
+    let name = format!("bootstrap-{new}");
+    let copied = Api::<Secret>::namespaced(client.clone(), RESTORE_NAMESPACE)
+        .get_opt(&name)
+        .await
+        .unwrap();
+    assert!(
+        copied.is_none(),
+        "the new database's login stayed in the restore namespace"
+    );
+    let policy = Api::<k8s_openapi::api::networking::v1::NetworkPolicy>::namespaced(
+        client.clone(),
+        RESTORE_NAMESPACE,
+    )
+    .get_opt(&name)
+    .await
+    .unwrap();
+    assert!(policy.is_none(), "the restore pod's path stayed open");
+}
+
+/// The size of the database the timing test fills, in MiB: `HS_BACKUP_SIZE_MIB`, 16 unless
+/// given (what CI runs; the README's figures are for 1024).
+fn size_mib() -> u64 {
+    std::env::var("HS_BACKUP_SIZE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16)
+}
+
+#[tokio::test]
+async fn a_backup_and_its_drill_of_a_sized_database_are_timed() {
+    let client = setup().await;
+    let mib = size_mib();
+    let storage_gib = (mib * 3).div_ceil(1024) + 1;
+    let (name, namespace, _) = system_with_store_after(&client, "s3size", |m| {
+        m["spec"]["database"]["storage"] = json!(format!("{storage_gib}Gi"));
+    })
+    .await;
+    // About 1 KiB per row of hex text from many digests: compresses like real data, not like
+    // a repeated string. Filled in batches of 64 MiB, each its own statement.
+    let rows = mib * 1024;
+    let mut sql = String::from("CREATE TABLE records (id bigint PRIMARY KEY, body text); ");
+    let mut start = 1;
+    while start <= rows {
+        let end = (start + 64 * 1024 - 1).min(rows);
+        sql.push_str(&format!(
+            "INSERT INTO records SELECT g, (SELECT string_agg(md5(g::text || ':' || i::text), '') \
+             FROM generate_series(1, 30) i) FROM generate_series({start}, {end}) g; "
+        ));
+        start = end + 1;
+    }
+    sql.push_str("SELECT pg_database_size('app'), count(*) FROM records");
+    let filled = pods::run_ok(
+        &client,
+        pods::psql_client(&namespace, "filler", &name, &sql),
+    )
+    .await;
+    let (db_bytes, counted) = pods::last_line(&filled).split_once('|').unwrap();
+    assert_eq!(counted, rows.to_string());
+
+    let log = backup_now(&client, &name, &namespace, "backup-sized").await;
+    let summary: Value = serde_json::from_str(log.trim().lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("summary ({e}):\n{log}"));
+    assert_eq!(summary["rows"], json!(rows), "{summary}");
+    let id = summary["backup"].as_str().unwrap().to_string();
+    let reader = READER_CREDENTIALS.get().unwrap();
+    let restore_view = store::connect(&store().settings(&reader.0, &reader.1)).unwrap();
+    let manifest: Manifest = serde_json::from_slice(
+        &read(&restore_view, &format!("{namespace}/{id}/manifest.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let backup_seconds = manifest
+        .finished_at
+        .duration_since(manifest.started_at)
+        .as_secs_f64();
+
+    let drill = wait_drill(&client, &name, "the sized backup's drill passed", |d| {
+        d.backup == id && d.result == "Passed"
+    })
+    .await;
+    assert_eq!(drill.rows, rows as i64);
+    println!(
+        "backup timing: {mib} MiB asked, database {db_bytes} bytes, {rows} rows; dump {} bytes \
+         encrypted; backup (snapshot, counts, dump, encrypt, upload, read back) {backup_seconds:.1} s; \
+         drill (download, verify, decrypt, pg_restore, count) {} s",
+        manifest.size, drill.duration_seconds
+    );
 }

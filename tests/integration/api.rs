@@ -157,7 +157,7 @@ async fn transition_rules_protect_the_data() {
     install_crd(&client).await;
     let systems = Api::<HealthSystem>::all(client);
 
-    let cases: [(&str, Change, &str); 6] = [
+    let cases: [(&str, Change, &str); 7] = [
         (
             "namespace set later",
             |m| m["spec"]["namespace"] = json!("elsewhere"),
@@ -196,6 +196,14 @@ async fn transition_rules_protect_the_data() {
                     "network": { "cidr": "10.40.12.7/32" } } })
             },
             "migration can only be declared when the system is created",
+        ),
+        (
+            "bootstrap declared on a live system",
+            |m| {
+                m["spec"]["database"]["bootstrap"] =
+                    json!({ "fromBackup": { "namespace": "hs-lab-old" } })
+            },
+            "bootstrap can only be declared when the system is created",
         ),
     ];
     for (what, change, message) in cases {
