@@ -16,6 +16,10 @@ pub enum Error {
     /// The system's namespace is being deleted; cleanup waits for it to go.
     #[error("namespace {0} is still terminating")]
     NamespaceTerminating(String),
+    /// Deleted with Delete: the final backup runs (or failed); the finalizer stays until it
+    /// succeeded.
+    #[error("the final backup of namespace {0} has not succeeded yet")]
+    FinalBackupPending(String),
     /// The namespace exists and is not this HealthSystem's: nothing is written into it.
     #[error("{0}")]
     NamespaceNotOwned(String),
@@ -33,6 +37,7 @@ impl Error {
             Self::Finalizer(_) => "finalizer",
             Self::InvalidSpec(_) => "invalid_spec",
             Self::NamespaceTerminating(_) => "namespace_terminating",
+            Self::FinalBackupPending(_) => "final_backup_pending",
             Self::NamespaceNotOwned(_) => "namespace_not_owned",
             Self::Random(_) => "random",
         }

@@ -238,10 +238,11 @@ pub struct BackupSource {
     #[schemars(length(min = 1, max = 63))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("fromBackup.namespace must be a namespace name such as hs-lab-old"))]
     pub namespace: String,
-    /// The backup's id (its start time, YYYYMMDDTHHMMSSZ), or latest.
+    /// The backup's id (its start time, YYYYMMDDTHHMMSSZ, with -final for the backup taken
+    /// when a system was deleted), or latest (the newest of either kind).
     #[serde(default = "latest")]
-    #[schemars(length(min = 1, max = 16))]
-    #[x_kube(validation = Rule::new("self == 'latest' || self.matches('^[0-9]{8}T[0-9]{6}Z$')").message("fromBackup.backup must be latest or a backup id such as 20261129T071503Z"))]
+    #[schemars(length(min = 1, max = 22))]
+    #[x_kube(validation = Rule::new("self == 'latest' || self.matches('^[0-9]{8}T[0-9]{6}Z(-final)?$')").message("fromBackup.backup must be latest or a backup id such as 20261129T071503Z"))]
     pub backup: String,
 }
 
@@ -335,6 +336,12 @@ pub struct Backup {
     #[schemars(length(max = 16))]
     #[x_kube(validation = Rule::new("self.matches('^[0-9]+(h|m)$') && duration(self) >= duration('1h') && duration(self) <= duration('168h')").message("rpo must be a duration in hours or minutes between 1h and 168h, such as 24h"))]
     pub rpo: String,
+
+    /// With deletionPolicy Delete and an object store, a last backup is taken (kept apart
+    /// from retention: `ID-final` in the store) and its manifest awaited before the namespace
+    /// is deleted; true deletes without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_final_backup: bool,
 }
 
 impl Default for Backup {
@@ -343,6 +350,7 @@ impl Default for Backup {
             schedule: default_schedule(),
             retention: Retention::default(),
             rpo: default_rpo(),
+            skip_final_backup: false,
         }
     }
 }
@@ -355,7 +363,9 @@ fn default_rpo() -> String {
     "24h".to_string()
 }
 
-/// Number of daily, weekly and monthly backups kept.
+/// How long backups are kept. In the object store, by age whatever the schedule: every backup
+/// of the last `daily` days, the newest of each of the last `weekly` weeks and of each of the
+/// last `monthly` months. On a backup claim, by count.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Retention {

@@ -43,6 +43,8 @@ pub struct Run {
     pub deadline: Duration,
     /// How to reach the database (libpq's PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE).
     pub database: tokio_postgres::Config,
+    /// The system's last backup, taken as it is deleted: kept apart from retention.
+    pub final_backup: bool,
 }
 
 /// What a run did.
@@ -94,11 +96,14 @@ async fn run_unbounded(job: &Run) -> Result<Outcome, AgentError> {
     let keys = encryption::recipients(&job.recipients.join(",")).map_err(AgentError::Config)?;
     let store = store::connect(&job.store)?;
     let started_at = Timestamp::now();
-    let id = manifest::id(started_at);
+    let id = if job.final_backup {
+        manifest::final_id(started_at)
+    } else {
+        manifest::id(started_at)
+    };
     let dump_path = Path::from(format!("{}/{id}/{DUMP}", job.prefix));
 
-    let (client, connection) = job.database.connect(tokio_postgres::NoTls).await?;
-    let connection = tokio::spawn(connection);
+    let client = super::database::connect(&job.database).await?;
     // The counts and the dump see the same snapshot: the transaction exporting it stays open
     // until pg_dump is done.
     client
@@ -113,7 +118,6 @@ async fn run_unbounded(job: &Run) -> Result<Outcome, AgentError> {
     let (size, sha256) = dump_and_upload(&store, &dump_path, &snapshot, &keys).await?;
     client.batch_execute("COMMIT").await?;
     drop(client);
-    let _ = connection.await;
 
     verify(&store, &dump_path, size, &sha256).await?;
     let manifest = Manifest {
@@ -129,6 +133,7 @@ async fn run_unbounded(job: &Run) -> Result<Outcome, AgentError> {
         encryption: "age-x25519".into(),
         recipients: job.recipients.clone(),
         tables,
+        final_backup: job.final_backup,
     };
     let body = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
     store

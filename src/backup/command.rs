@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// The system's store secret key.
     #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
     secret_access_key: String,
+    /// The system's final backup (it is being deleted): stored as ID-final, never pruned.
+    #[arg(long, env = "HS_BACKUP_FINAL")]
+    final_backup: bool,
 }
 
 /// Settings of one restore drill.
@@ -183,6 +186,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         deadline: Duration::from_secs(args.deadline_seconds),
         database: database_from_env()?,
+        final_backup: args.final_backup,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let outcome = runtime.block_on(agent::run(&job))?;

@@ -155,10 +155,11 @@ async fn choose(
                     .into_iter()
                     .flatten()
                     .collect();
+                let time = |id: &str| super::manifest::time_of_any(id);
                 if let [id, name] = parts.as_slice()
                     && name.as_ref() == MANIFEST
-                    && super::manifest::time_of(id.as_ref()).is_some()
-                    && newest.as_deref() < Some(id.as_ref())
+                    && let Some(t) = time(id.as_ref())
+                    && newest.as_deref().and_then(time).is_none_or(|n| n < t)
                 {
                     newest = Some(id.as_ref().to_string());
                 }
@@ -318,11 +319,9 @@ async fn restore(drill: &Drill, backup: &mut String) -> Result<(usize, i64), Fai
 /// A bootstrap restores only into a database without tables: never over live data.
 async fn refuse_unless_empty(config: &tokio_postgres::Config) -> Result<(), Failure> {
     let unreachable = |e: tokio_postgres::Error| fail("TargetUnreachable", e.to_string());
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
+    let client = super::database::connect(config)
         .await
         .map_err(unreachable)?;
-    tokio::spawn(connection);
     let tables: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -348,11 +347,7 @@ async fn compare_rows(
     manifest: &Manifest,
 ) -> Result<(usize, i64), Failure> {
     let scratch = |e: tokio_postgres::Error| fail("ScratchDatabaseFailed", e.to_string());
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(scratch)?;
-    tokio::spawn(connection);
+    let client = super::database::connect(config).await.map_err(scratch)?;
     let mut rows = 0;
     let mut wrong = Vec::new();
     for table in &manifest.tables {

@@ -38,6 +38,9 @@ pub struct Manifest {
     pub recipients: Vec<String>,
     /// Exact row counts of every table, taken in the dump's own snapshot.
     pub tables: Vec<TableRows>,
+    /// The backup taken when the system was deleted: kept apart from retention.
+    #[serde(default, rename = "final")]
+    pub final_backup: bool,
 }
 
 /// A table's exact row count.
@@ -56,7 +59,18 @@ pub fn id(time: Timestamp) -> String {
     time.strftime("%Y%m%dT%H%M%SZ").to_string()
 }
 
-/// The start time an id names; `None` for anything else (never pruned: not ours).
+/// The id of a system's final backup (taken when it is deleted): never pruned by retention.
+pub fn final_id(time: Timestamp) -> String {
+    format!("{}-final", id(time))
+}
+
+/// The start time of any backup id, final ones included (what restores choose from).
+pub fn time_of_any(id: &str) -> Option<Timestamp> {
+    time_of(id.strip_suffix("-final").unwrap_or(id))
+}
+
+/// The start time a (non-final) id names; `None` for anything else, final backups included:
+/// retention never prunes those.
 pub fn time_of(id: &str) -> Option<Timestamp> {
     if id.len() != 16 || !id.ends_with('Z') {
         return None;

@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod command;
+pub mod database;
 pub mod drill;
 pub mod encryption;
 pub mod manifest;

@@ -2,7 +2,8 @@
 //! nothing: namespace, volumes, data and credentials stay, and a HealthSystem re-created
 //! under the same name takes them over as they are. `Delete` removes the namespace, and the
 //! finalizer is released only once the namespace is gone; a namespace that does not carry
-//! this HealthSystem's UID is never deleted.
+//! this HealthSystem's UID is never deleted. With an object store, `Delete` first takes a
+//! final backup (`final_backup`) unless spec.backup.skipFinalBackup.
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
@@ -45,6 +46,11 @@ pub async fn cleanup(system: &HealthSystem, ctx: &Context) -> Result<Action> {
                 return Ok(Action::await_change());
             }
             if existing.metadata.deletion_timestamp.is_none() {
+                // An Err keeps the finalizer (an Ok would release it with the namespace
+                // still there).
+                if super::final_backup::pending(system, ctx).await? {
+                    return Err(Error::FinalBackupPending(namespace));
+                }
                 info!(namespace, "deleted with Delete: deleting the namespace");
                 api.delete(&namespace, &DeleteParams::foreground()).await?;
             }

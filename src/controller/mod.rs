@@ -10,6 +10,7 @@ pub mod context;
 pub mod credentials;
 pub mod drills;
 pub mod events;
+pub mod final_backup;
 pub mod leader;
 pub mod migration;
 pub mod ownership;

@@ -385,6 +385,8 @@ pub fn error_policy(
             Action::await_change()
         }
         Error::NamespaceTerminating(_) => Action::requeue(Duration::from_secs(2)),
+        // The final backup Job's changes wake the system sooner.
+        Error::FinalBackupPending(_) => Action::requeue(Duration::from_secs(10)),
         _ => {
             warn!(healthsystem = %system.name_any(), category = error.category(), %error, "will retry");
             Action::requeue(Duration::from_secs(10))

@@ -241,13 +241,18 @@ async fn backup_now(client: &Client, name: &str, namespace: &str, job: &str) -> 
     job_logs(&pods, job).await
 }
 
+/// The logs of the Job's pods, the succeeded one last (a Job may have retried).
 async fn job_logs(pods: &Api<k8s_openapi::api::core::v1::Pod>, job: &str) -> String {
-    let list = pods
+    let mut list = pods
         .list(&kube::api::ListParams::default().labels(&format!("job-name={job}")))
         .await
-        .unwrap();
+        .unwrap()
+        .items;
+    list.sort_by_key(|p| {
+        p.status.as_ref().and_then(|s| s.phase.clone()).as_deref() == Some("Succeeded")
+    });
     let mut out = String::new();
-    for pod in list.items {
+    for pod in list {
         let name = pod.metadata.name.unwrap_or_default();
         let params = kube::api::LogParams {
             container: Some("backup".into()),
@@ -640,12 +645,21 @@ async fn a_new_system_starts_from_the_backup_of_a_deleted_one() {
         ),
     )
     .await;
-    let log = backup_now(&client, &old, &old_ns, "backup-1").await;
-    let summary: Value = serde_json::from_str(log.trim().lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("summary ({e}):\n{log}"));
-    let id = summary["backup"].as_str().unwrap().to_string();
+    backup_now(&client, &old, &old_ns, "backup-1").await;
+    // Rows written after the last scheduled backup: only the final backup holds them.
+    pods::run_ok(
+        &client,
+        pods::psql_client(
+            &old_ns,
+            "late-writer",
+            &old,
+            "INSERT INTO visits SELECT g, 'late' FROM generate_series(4001, 4010) g",
+        ),
+    )
+    .await;
 
-    // The system and its namespace are deleted (Delete): only the store keeps its data.
+    // The system is deleted (Delete): a final backup is taken, then the namespace goes, and
+    // only the store keeps the data.
     let systems_api = Api::<healthsystem_operator::api::HealthSystem>::all(client.clone());
     systems_api
         .delete(&old, &kube::api::DeleteParams::default())
@@ -677,8 +691,19 @@ async fn a_new_system_starts_from_the_backup_of_a_deleted_one() {
     let system = systems::wait_ready(&client, &new).await;
     let restored = system.status.unwrap().database.unwrap().bootstrap.unwrap();
     assert_eq!(restored.phase, "Restored", "{restored:?}");
-    assert_eq!(restored.backup, id);
-    assert_eq!((restored.tables, restored.rows), (1, 4000), "{restored:?}");
+    assert!(
+        restored.backup.ends_with("-final"),
+        "latest is the final backup: {restored:?}"
+    );
+    assert_eq!((restored.tables, restored.rows), (1, 4010), "{restored:?}");
+    let reader = READER_CREDENTIALS.get().unwrap();
+    let restore_view = store::connect(&store().settings(&reader.0, &reader.1)).unwrap();
+    let kept = list(&restore_view, &old_ns).await.unwrap();
+    assert_eq!(
+        kept.len(),
+        4,
+        "the scheduled and the final backup: {kept:?}"
+    );
 
     // The new system's own credentials open the same rows, owned by its own app role.
     let new_ns = format!("hs-{new}");
@@ -693,7 +718,7 @@ async fn a_new_system_starts_from_the_backup_of_a_deleted_one() {
         ),
     )
     .await;
-    assert_eq!(pods::last_line(&read), "4000|8002000|4000|app");
+    assert_eq!(pods::last_line(&read), "4010|8042055|4010|app");
     // The copied login and the opened path are gone again.
     let name = format!("bootstrap-{new}");
     let copied = Api::<Secret>::namespaced(client.clone(), RESTORE_NAMESPACE)
