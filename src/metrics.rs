@@ -61,6 +61,7 @@ pub struct Metrics {
     database_restarts: IntGaugeVec,
     /// The bound on restarts under way (operator configuration).
     pub database_restarts_max: IntGauge,
+    backup_last_size: GaugeVec,
     drill_last_success: GaugeVec,
     drill_passed: IntGaugeVec,
     drill_duration: GaugeVec,
@@ -218,7 +219,15 @@ impl Metrics {
             "backup_drill_max_age_seconds",
             "How old a last successful restore drill may be (operator configuration backup.drills.maxAgeHours).",
         )));
+        let backup_last_size = must(GaugeVec::new(
+            opts(
+                "backup_last_size_bytes",
+                "Bytes stored of the newest backup in the object store (encrypted), from its manifest.",
+            ),
+            &["healthsystem"],
+        ));
         let metrics = Self {
+            backup_last_size,
             drill_last_success,
             drill_passed,
             drill_duration,
@@ -269,6 +278,7 @@ impl Metrics {
             Box::new(self.migration_import_stuck_after.clone()),
             Box::new(self.database_restarts.clone()),
             Box::new(self.database_restarts_max.clone()),
+            Box::new(self.backup_last_size.clone()),
             Box::new(self.drill_last_success.clone()),
             Box::new(self.drill_passed.clone()),
             Box::new(self.drill_duration.clone()),
@@ -362,6 +372,11 @@ impl Metrics {
         }
         self.backup_rpo.with_label_values(&[name]).set(rpo_seconds);
         let backup = status.backup.as_ref();
+        if let Some(last) = backup.and_then(|b| b.last_backup.as_ref()) {
+            self.backup_last_size
+                .with_label_values(&[name])
+                .set(last.size as f64);
+        }
         if let Some(time) = backup.and_then(|b| b.last_successful_drill_time.as_ref()) {
             self.drill_last_success
                 .with_label_values(&[name])
@@ -442,6 +457,7 @@ impl Metrics {
         let _ = self.backup_last_success.remove_label_values(&[name]);
         let _ = self.backup_rpo.remove_label_values(&[name]);
         let _ = self.drill_last_success.remove_label_values(&[name]);
+        let _ = self.backup_last_size.remove_label_values(&[name]);
         let _ = self.drill_passed.remove_label_values(&[name]);
         let _ = self.drill_duration.remove_label_values(&[name]);
         self.remove_info(name);

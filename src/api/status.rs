@@ -124,12 +124,31 @@ pub struct BackupStatus {
     /// When the last failed backup finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failed_time: Option<Time>,
+    /// The newest backup in the object store, from its manifest (with an object store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<LastBackup>,
     /// The evidence of the last restore drill (with an object store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drill: Option<DrillStatus>,
     /// When the last drill that passed started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_drill_time: Option<Time>,
+}
+
+/// The newest backup in the object store, as its manifest describes it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LastBackup {
+    /// Its id in the store (its start time).
+    pub id: String,
+    /// When its upload was verified.
+    pub finished_at: Time,
+    /// Bytes stored (encrypted).
+    pub size: i64,
+    /// Tables in it.
+    pub tables: i64,
+    /// Rows in it, counted in the dump's snapshot.
+    pub rows: i64,
 }
 
 /// What a restore drill proved: the latest backup restored into a throwaway PostgreSQL,

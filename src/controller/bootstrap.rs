@@ -12,10 +12,10 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
-use serde_json::Value;
 use tracing::{info, warn};
 
 use super::context::Context;
+use super::jobs::{condition as condition_true, finished};
 use crate::api::{BootstrapStatus, HealthSystem};
 use crate::backup::drill::{Evidence, Outcome};
 use crate::error::Result;
@@ -28,16 +28,6 @@ fn restoring(message: String) -> BootstrapStatus {
         message,
         ..BootstrapStatus::default()
     }
-}
-
-fn condition_true(job: &DynamicObject, type_: &str) -> Option<Value> {
-    job.data
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == type_ && c["status"] == "True")
-        .cloned()
 }
 
 /// The end of a restore from its Job's evidence (its pod's termination message).
@@ -104,18 +94,16 @@ pub async fn bootstrap(
             j.labels().get(labels::HEALTHSYSTEM).map(String::as_str) == Some(labels::name(system))
         });
     if let Some(job) = job {
-        let done =
-            condition_true(&job, "Complete").is_some() || condition_true(&job, "Failed").is_some();
-        if !done {
+        if !finished(&job) {
             return Ok(Some(restoring(format!(
                 "restoring backup {} of {} (Job {namespace}/{name})",
                 source.backup, source.namespace
             ))));
         }
-        let pod = super::pods::newest_pod(&ctx.client, namespace, &name).await?;
+        let pod = super::jobs::newest_pod(&ctx.client, namespace, &name).await?;
         let status = ended(
             &job,
-            super::pods::termination_message(pod.as_ref()).as_deref(),
+            super::jobs::termination_message(pod.as_ref()).as_deref(),
         );
         info!(
             phase = status.phase,
@@ -227,6 +215,8 @@ async fn remove_path(ctx: &Context, namespace: &str, name: &str) {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     fn job(failed: Option<&str>) -> DynamicObject {

@@ -20,6 +20,7 @@ use crate::resources::labels::{self, OWNER_UID};
 pub async fn cleanup(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     let namespace = labels::namespace(system);
     ctx.restarts.forget(&namespace);
+    ctx.store_status.forget(&namespace);
     match system.spec.deletion_policy {
         DeletionPolicy::Retain => {
             info!(

@@ -27,4 +27,6 @@ pub struct Context {
     pub restarts: Restarts,
     /// Restore drills started, bounded across the fleet.
     pub drills: super::drills::Drills,
+    /// Each system's last backup read from the object store.
+    pub store_status: super::store_status::StoreStatus,
 }

@@ -14,10 +14,10 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
-use serde_json::Value;
 use tracing::{info, warn};
 
 use super::context::Context;
+use super::jobs::{condition as condition_true, finished};
 use crate::api::{DrillStatus, HealthSystem};
 use crate::backup::drill::{Evidence, Outcome};
 use crate::error::Result;
@@ -44,20 +44,6 @@ pub struct Observed {
     pub last_success: Option<Timestamp>,
     /// When to look again: a drill becomes due, or waits for a slot.
     pub wake: Option<Duration>,
-}
-
-fn condition_true(job: &DynamicObject, type_: &str) -> Option<Value> {
-    job.data
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == type_ && c["status"] == "True")
-        .cloned()
-}
-
-fn finished(job: &DynamicObject) -> bool {
-    condition_true(job, "Complete").is_some() || condition_true(job, "Failed").is_some()
 }
 
 fn created(job: &DynamicObject) -> Option<Timestamp> {
@@ -157,10 +143,10 @@ pub async fn drill(
             .as_ref()
             .is_none_or(|d| created(job) > Some(d.time.0))
     {
-        let pod = super::pods::newest_pod(&ctx.client, namespace, &job.name_any()).await?;
+        let pod = super::jobs::newest_pod(&ctx.client, namespace, &job.name_any()).await?;
         let status = recorded(
             job,
-            super::pods::termination_message(pod.as_ref()).as_deref(),
+            super::jobs::termination_message(pod.as_ref()).as_deref(),
         );
         let passed = status.result == "Passed";
         if passed {

@@ -8,7 +8,6 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::Resource;
 use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
 use kube::runtime::events::EventType;
-use serde_json::Value;
 use tracing::info;
 
 use super::context::Context;
@@ -46,12 +45,7 @@ pub fn job(system: &HealthSystem, desired: &Desired) -> Option<Job> {
 }
 
 fn condition(job: &DynamicObject, type_: &str) -> Option<String> {
-    job.data
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == type_ && c["status"] == "True")
+    super::jobs::condition(job, type_)
         .map(|c| c["message"].as_str().unwrap_or_default().to_string())
 }
 
@@ -111,7 +105,7 @@ pub async fn pending(system: &HealthSystem, ctx: &Context) -> Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::api::validation::validate;

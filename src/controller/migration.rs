@@ -411,14 +411,14 @@ pub async fn observe(
                 (at, why)
             })
     };
-    let pod = super::pods::newest_pod(client, &namespace, &name).await?;
+    let pod = super::jobs::newest_pod(client, &namespace, &name).await?;
     let state = if let Some((at, _)) = finished("Complete") {
         JobState::Succeeded(
             at,
-            super::pods::termination_message(pod.as_ref()).unwrap_or_default(),
+            super::jobs::termination_message(pod.as_ref()).unwrap_or_default(),
         )
     } else if let Some((at, why)) = finished("Failed") {
-        let message = super::pods::termination_message(pod.as_ref())
+        let message = super::jobs::termination_message(pod.as_ref())
             .filter(|m| !m.trim().is_empty())
             .unwrap_or(why);
         JobState::Failed(at, last_lines(&message))

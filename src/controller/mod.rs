@@ -11,14 +11,15 @@ pub mod credentials;
 pub mod drills;
 pub mod events;
 pub mod final_backup;
+pub mod jobs;
 pub mod leader;
 pub mod migration;
 pub mod ownership;
-pub mod pods;
 pub mod quota;
 pub mod reconcile;
 pub mod restarts;
 pub mod status;
+pub mod store_status;
 pub mod takeback;
 
 use std::sync::Arc;
@@ -199,6 +200,7 @@ async fn reconcile_until_stopped(
         metrics: metrics.clone(),
         restarts: Restarts::default(),
         drills: drills::Drills::default(),
+        store_status: store_status::StoreStatus::default(),
     });
 
     let mut controller = Controller::new(systems, watcher::Config::default())

@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
 use super::context::Context;
-use super::{apply, bootstrap, cleanup, drills, events, migration, status};
+use super::{apply, bootstrap, cleanup, drills, events, migration, status, store_status};
 use crate::api::{DatabaseRestart, HealthSystem, MigrationPhase, MigrationStatus};
 use crate::error::{Error, Result};
 use crate::resources::{Desired, database};
@@ -95,6 +95,19 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     .await?;
     observed.migration = migration;
     observed.refused = applied.refused.clone();
+    // With an object store, the store's newest manifest is the last backup.
+    if ctx.config.backup.object_store.is_some()
+        && let Some(from_store) = store_status::last_backup(
+            ctx,
+            &crate::resources::labels::namespace(system),
+            observed.last_success,
+            now,
+        )
+        .await
+    {
+        observed.last_success = from_store.as_ref().map(|b| b.finished_at.0);
+        observed.last_backup = from_store;
+    }
     observed.database_restart = restart_database(system, ctx).await?;
     let has_backup = observed.last_success.is_some()
         || system

@@ -100,6 +100,8 @@ pub struct Observed {
     pub database_quota_shortfall: Option<String>,
     /// Where the restore of spec.database.bootstrap stands.
     pub bootstrap: Option<crate::api::BootstrapStatus>,
+    /// The newest backup in the object store (then `last_success` is its time).
+    pub last_backup: Option<crate::api::LastBackup>,
     /// The newest restore drill's evidence.
     pub drill: Option<crate::api::DrillStatus>,
     /// When the newest drill that passed started.
@@ -211,6 +213,7 @@ pub async fn observe(
 
     Ok(Observed {
         bootstrap: None,
+        last_backup: None,
         drill: None,
         drill_success: None,
         namespace_not_owned: None,
@@ -643,6 +646,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
         backup: Some(BackupStatus {
             last_successful_time: observed.last_success.map(Time),
             last_failed_time: observed.last_failure.map(Time),
+            last_backup: observed.last_backup.clone(),
             // Evidence is kept: a pass that did not look at drills carries it over.
             last_drill: observed
                 .drill

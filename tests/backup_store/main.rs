@@ -451,6 +451,56 @@ async fn a_backup_lands_encrypted_in_the_systems_prefix_with_a_manifest_matching
         objects, want,
         "kept: 2 and 15 days old (a week's newest), both real backups"
     );
+
+    // Status comes from the store's newest manifest, not from the Jobs: with every backup Job
+    // gone, the last backup is still the second one, and fresh.
+    let last = |system: &healthsystem_operator::api::HealthSystem| {
+        system
+            .status
+            .as_ref()
+            .and_then(|s| s.backup.as_ref())
+            .and_then(|b| b.last_backup.clone())
+    };
+    let systems_api = Api::<healthsystem_operator::api::HealthSystem>::all(client.clone());
+    until(
+        "status names the second backup",
+        Duration::from_secs(60),
+        || async {
+            let system = systems_api.get(&name).await.map_err(|e| e.to_string())?;
+            match last(&system) {
+                Some(b) if b.id == second => Ok(b),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let jobs = Api::<Job>::namespaced(client.clone(), &namespace);
+    for job in ["backup-1", "backup-2"] {
+        jobs.delete(job, &kube::api::DeleteParams::background())
+            .await
+            .unwrap();
+    }
+    let annotate = json!({ "metadata": { "annotations": { "test/poke": "1" } } });
+    systems_api
+        .patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&annotate),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let system = systems_api.get(&name).await.unwrap();
+    let kept = last(&system).expect("the last backup stays in status without its Job");
+    assert_eq!(
+        (kept.id.as_str(), kept.tables, kept.rows),
+        (second, 2, 5042)
+    );
+    let backup_ready = systems::condition(&system, "BackupReady").unwrap();
+    assert_eq!(
+        (backup_ready.status.as_str(), backup_ready.reason.as_str()),
+        ("True", "BackupFresh")
+    );
 }
 
 #[tokio::test]

@@ -1,9 +1,11 @@
-//! What the operator reads of the pods of its Jobs: the newest pod of a Job (one list, only
-//! when a Job runs or has just finished) and its termination message (never its logs).
+//! What the operator reads of its Jobs: a condition that holds (from the watch store), the
+//! newest pod of a Job (one list, only when a Job runs or has just finished) and its
+//! termination message (never its logs).
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DynamicObject, ListParams};
+use serde_json::Value;
 
 use crate::error::Result;
 
@@ -27,4 +29,20 @@ pub fn termination_message(pod: Option<&Pod>) -> Option<String> {
         .as_ref()?
         .iter()
         .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
+}
+
+/// The Job's condition `type_` (Complete, Failed) when it is True.
+pub fn condition(job: &DynamicObject, type_: &str) -> Option<Value> {
+    job.data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_ && c["status"] == "True")
+        .cloned()
+}
+
+/// Whether the Job has finished, either way.
+pub fn finished(job: &DynamicObject) -> bool {
+    condition(job, "Complete").is_some() || condition(job, "Failed").is_some()
 }
