@@ -10,9 +10,9 @@ use super::agent::{self, Run};
 use super::retention::Policy;
 use super::store::Settings;
 
-/// Settings of one backup run.
+/// Where the store is, which prefix, and whose credentials: what every agent command needs.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub struct StoreArgs {
     /// The object store's URL.
     #[arg(long, env = "HS_BACKUP_ENDPOINT")]
     endpoint: String,
@@ -25,9 +25,38 @@ pub struct RunArgs {
     /// PEM certificates the store's TLS certificate is checked against.
     #[arg(long, env = "HS_BACKUP_CA_BUNDLE")]
     ca_bundle: Option<String>,
-    /// The system's prefix in the bucket.
+    /// A system's prefix in the bucket (its namespace name).
     #[arg(long, env = "HS_BACKUP_PREFIX")]
     prefix: String,
+    /// The store access key id.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    access_key_id: String,
+    /// The store secret key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_access_key: String,
+}
+
+impl StoreArgs {
+    fn settings(self) -> (Settings, String) {
+        (
+            Settings {
+                endpoint: self.endpoint,
+                bucket: self.bucket,
+                region: self.region,
+                ca_bundle: self.ca_bundle.map(String::into_bytes),
+                access_key_id: self.access_key_id,
+                secret_access_key: self.secret_access_key,
+            },
+            self.prefix,
+        )
+    }
+}
+
+/// Settings of one backup run.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    store: StoreArgs,
     /// Age public keys, comma-separated.
     #[arg(long, env = "HS_BACKUP_RECIPIENTS")]
     recipients: String,
@@ -43,12 +72,6 @@ pub struct RunArgs {
     /// The run is stopped after this many seconds.
     #[arg(long, env = "HS_BACKUP_DEADLINE_SECONDS", default_value_t = 21600)]
     deadline_seconds: u64,
-    /// The system's store access key id.
-    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
-    access_key_id: String,
-    /// The system's store secret key.
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
-    secret_access_key: String,
     /// The system's final backup (it is being deleted): stored as ID-final, never pruned.
     #[arg(long, env = "HS_BACKUP_FINAL")]
     final_backup: bool,
@@ -57,21 +80,8 @@ pub struct RunArgs {
 /// Settings of one restore drill.
 #[derive(Debug, clap::Args)]
 pub struct DrillArgs {
-    /// The object store's URL.
-    #[arg(long, env = "HS_BACKUP_ENDPOINT")]
-    endpoint: String,
-    /// The bucket.
-    #[arg(long, env = "HS_BACKUP_BUCKET")]
-    bucket: String,
-    /// The region requests are signed for.
-    #[arg(long, env = "HS_BACKUP_REGION", default_value = "us-east-1")]
-    region: String,
-    /// PEM certificates the store's TLS certificate is checked against.
-    #[arg(long, env = "HS_BACKUP_CA_BUNDLE")]
-    ca_bundle: Option<String>,
-    /// The system's prefix in the bucket.
-    #[arg(long, env = "HS_BACKUP_PREFIX")]
-    prefix: String,
+    #[command(flatten)]
+    store: StoreArgs,
     /// The backup to restore (its id); the latest when absent.
     #[arg(long, env = "HS_DRILL_BACKUP")]
     backup: Option<String>,
@@ -95,12 +105,6 @@ pub struct DrillArgs {
     /// The platform's age private key (AGE-SECRET-KEY-1...).
     #[arg(long, env = "HS_RESTORE_IDENTITY", hide_env_values = true)]
     identity: String,
-    /// Read access key id.
-    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
-    access_key_id: String,
-    /// Read secret key.
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
-    secret_access_key: String,
 }
 
 /// Runs a drill, prints its evidence as one JSON line and writes it to the evidence file;
@@ -110,16 +114,10 @@ pub fn drill(args: DrillArgs) -> anyhow::Result<()> {
         args.identity.trim().parse().map_err(|e: &str| {
             anyhow::anyhow!("HS_RESTORE_IDENTITY is not an age private key: {e}")
         })?;
+    let (store, prefix) = args.store.settings();
     let drill = super::drill::Drill {
-        store: Settings {
-            endpoint: args.endpoint,
-            bucket: args.bucket,
-            region: args.region,
-            ca_bundle: args.ca_bundle.map(String::into_bytes),
-            access_key_id: args.access_key_id,
-            secret_access_key: args.secret_access_key,
-        },
-        prefix: args.prefix,
+        store,
+        prefix,
         identity,
         backup: args.backup,
         target: if args.into_database {
@@ -163,16 +161,10 @@ fn database_from_env() -> anyhow::Result<tokio_postgres::Config> {
 
 /// Runs one backup and prints its outcome as one JSON line.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let (store, prefix) = args.store.settings();
     let job = Run {
-        store: Settings {
-            endpoint: args.endpoint,
-            bucket: args.bucket,
-            region: args.region,
-            ca_bundle: args.ca_bundle.map(String::into_bytes),
-            access_key_id: args.access_key_id,
-            secret_access_key: args.secret_access_key,
-        },
-        prefix: args.prefix,
+        store,
+        prefix,
         recipients: args
             .recipients
             .split(',')

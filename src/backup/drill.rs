@@ -144,28 +144,10 @@ async fn choose(
     let unreachable = |e: object_store::Error| fail("StoreUnreachable", e.to_string());
     let id = match wanted {
         Some(id) => id.to_string(),
-        None => {
-            let root = Path::from(prefix);
-            let mut newest: Option<String> = None;
-            let mut listing = store.list(Some(&root));
-            while let Some(object) = listing.try_next().await.map_err(unreachable)? {
-                let parts: Vec<_> = object
-                    .location
-                    .prefix_match(&root)
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                let time = |id: &str| super::manifest::time_of_any(id);
-                if let [id, name] = parts.as_slice()
-                    && name.as_ref() == MANIFEST
-                    && let Some(t) = time(id.as_ref())
-                    && newest.as_deref().and_then(time).is_none_or(|n| n < t)
-                {
-                    newest = Some(id.as_ref().to_string());
-                }
-            }
-            newest.ok_or_else(|| fail("NoBackup", format!("no complete backup under {prefix}/")))?
-        }
+        None => store::newest_backup(store, prefix)
+            .await
+            .map_err(unreachable)?
+            .ok_or_else(|| fail("NoBackup", format!("no complete backup under {prefix}/")))?,
     };
     let key = Path::from(format!("{prefix}/{id}/{MANIFEST}"));
     let bytes = store

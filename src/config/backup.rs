@@ -233,6 +233,29 @@ impl BackupConfig {
     }
 }
 
+impl ObjectStore {
+    /// A store for tests: s3.sdc.gov.rs, bucket healthsystem-backups, 10.220.0.0/24 on 443.
+    #[cfg(test)]
+    pub(crate) fn example() -> Self {
+        Self {
+            endpoint: "https://s3.sdc.gov.rs".into(),
+            bucket: "healthsystem-backups".into(),
+            region: default_region(),
+            ca_bundle: None,
+            credentials_secret: default_credentials_secret(),
+            network: PlatformService {
+                cidrs: vec!["10.220.0.0/24".into()],
+                namespace_selector: None,
+                pod_selector: None,
+                ports: vec![super::ServicePort {
+                    port: 443,
+                    protocol: "TCP".into(),
+                }],
+            },
+        }
+    }
+}
+
 fn is_bucket_name(s: &str) -> bool {
     (3..=63).contains(&s.len())
         && s.bytes()

@@ -426,6 +426,27 @@ async fn prune(
     Ok(pruned)
 }
 
+/// Server-side applies one object of ours outside the systems' namespaces (the restore
+/// namespace's drill policy, a bootstrap's login and policy), as the operator's field manager.
+pub async fn apply_one<K>(client: &Client, object: &K) -> Result<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let namespace = object.meta().namespace.clone().unwrap_or_default();
+    Api::<K>::namespaced(client.clone(), &namespace)
+        .patch(
+            &object.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&crate::resources::manifest(object)),
+        )
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

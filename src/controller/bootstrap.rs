@@ -162,21 +162,8 @@ async fn start(
         .filter(|(k, _)| ["username", "database", database::PASSWORD_KEY].contains(&k.as_str()))
         .collect();
     let copy = bootstrap::login_secret(system, &ctx.config, data);
-    let restore_secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
-    let params = PatchParams::apply(MANAGER).force();
-    let mut value = serde_json::to_value(&copy).unwrap_or_default();
-    value["apiVersion"] = "v1".into();
-    value["kind"] = "Secret".into();
-    restore_secrets
-        .patch(&bootstrap::name(system), &params, &Patch::Apply(&value))
-        .await?;
-    let policy = bootstrap::policy(system, &ctx.config, store);
-    let mut value = serde_json::to_value(&policy).unwrap_or_default();
-    value["apiVersion"] = "networking.k8s.io/v1".into();
-    value["kind"] = NetworkPolicy::kind(&()).into_owned().into();
-    Api::<NetworkPolicy>::namespaced(ctx.client.clone(), namespace)
-        .patch(&bootstrap::name(system), &params, &Patch::Apply(&value))
-        .await?;
+    super::apply::apply_one(&ctx.client, &copy).await?;
+    super::apply::apply_one(&ctx.client, &bootstrap::policy(system, &ctx.config, store)).await?;
     let job = bootstrap::job(system, &ctx.config, store, source);
     match Api::<Job>::namespaced(ctx.client.clone(), namespace)
         .create(&PostParams::default(), &job)

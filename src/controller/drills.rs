@@ -226,17 +226,7 @@ async fn start(ctx: &Context, job: &Job) -> Result<()> {
     if !ctx.drills.policy_applied.load(Ordering::Relaxed)
         && let Some(store) = &config.object_store
     {
-        let policy = drill::policy(&ctx.config, store);
-        let mut value = serde_json::to_value(&policy).unwrap_or_default();
-        value["apiVersion"] = "networking.k8s.io/v1".into();
-        value["kind"] = NetworkPolicy::kind(&()).into_owned().into();
-        Api::<NetworkPolicy>::namespaced(ctx.client.clone(), namespace)
-            .patch(
-                drill::POLICY,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&value),
-            )
-            .await?;
+        super::apply::apply_one(&ctx.client, &drill::policy(&ctx.config, store)).await?;
         ctx.drills.policy_applied.store(true, Ordering::Relaxed);
     }
     Api::<Job>::namespaced(ctx.client.clone(), namespace)

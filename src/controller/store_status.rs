@@ -7,18 +7,17 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStoreExt;
 use tracing::warn;
 
 use super::context::Context;
 use crate::api::LastBackup;
-use crate::backup::manifest::{self, MANIFEST, Manifest};
+use crate::backup::manifest::{MANIFEST, Manifest};
 use crate::backup::store::{self, Settings};
 
 /// How long a system's last backup read from the store is trusted.
@@ -46,25 +45,7 @@ impl StoreStatus {
 /// The newest backup of a prefix from its manifest; `None` when the store has none; `Err`
 /// when it cannot be read.
 async fn read_latest(client: &AmazonS3, prefix: &str) -> object_store::Result<Option<LastBackup>> {
-    let root = Path::from(prefix);
-    let mut newest: Option<(Timestamp, String)> = None;
-    let mut listing = client.list(Some(&root));
-    while let Some(object) = listing.try_next().await? {
-        let parts: Vec<_> = object
-            .location
-            .prefix_match(&root)
-            .into_iter()
-            .flatten()
-            .collect();
-        if let [id, name] = parts.as_slice()
-            && name.as_ref() == MANIFEST
-            && let Some(time) = manifest::time_of_any(id.as_ref())
-            && newest.as_ref().is_none_or(|(t, _)| *t < time)
-        {
-            newest = Some((time, id.as_ref().to_string()));
-        }
-    }
-    let Some((_, id)) = newest else {
+    let Some(id) = store::newest_backup(client, prefix).await? else {
         return Ok(None);
     };
     let bytes = client

@@ -120,18 +120,37 @@ pub(crate) fn install_agent(config: &Config) -> Container {
     }
 }
 
-/// The agent's command line, once installed.
-pub(crate) fn agent_command(subcommand: &str) -> Vec<String> {
-    vec![
-        format!("{AGENT_DIR}/healthsystem-operator"),
-        "backup".into(),
-        subcommand.into(),
-    ]
-}
-
-/// The mount of the installed agent.
-pub(crate) fn agent_mount() -> k8s_openapi::api::core::v1::VolumeMount {
-    mount("agent", AGENT_DIR)
+/// A container `name` of the database's image (its client tools match the server) running
+/// the installed agent's `backup SUBCOMMAND` with `environment`, the agent and `mounts`
+/// mounted, under the restricted container context.
+pub(crate) fn agent_container(
+    system: &HealthSystem,
+    config: &Config,
+    name: &str,
+    subcommand: &str,
+    environment: Vec<k8s_openapi::api::core::v1::EnvVar>,
+    mounts: Vec<k8s_openapi::api::core::v1::VolumeMount>,
+) -> Container {
+    let mut volume_mounts = vec![mount("agent", AGENT_DIR)];
+    volume_mounts.extend(mounts);
+    Container {
+        name: name.into(),
+        image: Some(
+            config
+                .images
+                .postgres(system.spec.database.version)
+                .to_string(),
+        ),
+        command: Some(vec![
+            format!("{AGENT_DIR}/healthsystem-operator"),
+            "backup".into(),
+            subcommand.into(),
+        ]),
+        env: Some(environment),
+        volume_mounts: Some(volume_mounts),
+        security_context: Some(container_security()),
+        ..Container::default()
+    }
 }
 
 /// Where the store is, the prefix (a system's namespace name), and credentials from `secret`
@@ -183,20 +202,7 @@ fn agent_pod(
             &config.backup.deadline_seconds.to_string(),
         ),
     ]);
-    let run = Container {
-        name: "backup".into(),
-        image: Some(
-            config
-                .images
-                .postgres(system.spec.database.version)
-                .to_string(),
-        ),
-        command: Some(agent_command("run")),
-        env: Some(environment),
-        volume_mounts: Some(vec![agent_mount()]),
-        security_context: Some(container_security()),
-        ..Container::default()
-    };
+    let run = agent_container(system, config, "backup", "run", environment, Vec::new());
     (vec![install], vec![run], vec![empty_dir("agent")])
 }
 
@@ -260,7 +266,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use crate::api::validation::validate;
-    use crate::config::{Config, ObjectStore, PlatformService, ServicePort};
+    use crate::config::{Config, ObjectStore};
     use crate::resources::Desired;
 
     fn system() -> crate::api::HealthSystem {
@@ -282,20 +288,8 @@ mod tests {
         config.images.operator = Some("registry.sdc.gov.rs/healthsystem-operator:9.9.9".into());
         config.backup.recipients = vec!["age1key".into()];
         config.backup.object_store = Some(ObjectStore {
-            endpoint: "https://s3.sdc.gov.rs".into(),
-            bucket: "healthsystem-backups".into(),
             region: "eu-rs-1".into(),
-            ca_bundle: None,
-            credentials_secret: "backup-store-credentials".into(),
-            network: PlatformService {
-                cidrs: vec!["10.220.0.0/24".into()],
-                namespace_selector: None,
-                pod_selector: None,
-                ports: vec![ServicePort {
-                    port: 443,
-                    protocol: "TCP".into(),
-                }],
-            },
+            ..ObjectStore::example()
         });
         config
     }

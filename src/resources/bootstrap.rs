@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 
-use super::backup::{agent_command, agent_mount, install_agent, store_env};
+use super::backup::{agent_container, install_agent, store_env};
 use super::database;
 use super::labels::{self, COMPONENT, HEALTHSYSTEM, MANAGED_BY, MANAGER, OWNER_UID};
 use super::pod::{container_security, empty_dir, env, pod_security, secret_key_env};
@@ -118,20 +118,7 @@ pub fn job(
     if source.backup != "latest" {
         environment.push(env("HS_DRILL_BACKUP", &source.backup));
     }
-    let restore = Container {
-        name: "restore".into(),
-        image: Some(
-            config
-                .images
-                .postgres(system.spec.database.version)
-                .to_string(),
-        ),
-        command: Some(agent_command("drill")),
-        env: Some(environment),
-        volume_mounts: Some(vec![agent_mount()]),
-        security_context: Some(container_security()),
-        ..Container::default()
-    };
+    let restore = agent_container(system, config, "restore", "drill", environment, Vec::new());
     let metadata = meta(system, config);
     Job {
         spec: Some(JobSpec {
@@ -235,7 +222,6 @@ mod tests {
 
     use super::*;
     use crate::api::validation::validate;
-    use crate::config::{PlatformService, ServicePort};
     use crate::resources::Desired;
 
     fn system(status: Option<&str>) -> HealthSystem {
@@ -261,22 +247,7 @@ mod tests {
     fn config() -> Config {
         let mut config = Config::default();
         config.backup.recipients = vec!["age1key".into()];
-        config.backup.object_store = Some(ObjectStore {
-            endpoint: "https://s3.sdc.gov.rs".into(),
-            bucket: "healthsystem-backups".into(),
-            region: "us-east-1".into(),
-            ca_bundle: None,
-            credentials_secret: "backup-store-credentials".into(),
-            network: PlatformService {
-                cidrs: vec!["10.220.0.0/24".into()],
-                namespace_selector: None,
-                pod_selector: None,
-                ports: vec![ServicePort {
-                    port: 443,
-                    protocol: "TCP".into(),
-                }],
-            },
-        });
+        config.backup.object_store = Some(ObjectStore::example());
         config
     }
 

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ObjectMeta;
 
-use super::backup::{agent_command, agent_mount, install_agent, store_env};
+use super::backup::{agent_container, install_agent, store_env};
 use super::labels::{self, COMPONENT, MANAGED_BY, MANAGER, OWNER_UID};
 use super::pod::{container_security, empty_dir, env, mount, pod_security, secret_key_env};
 use crate::api::HealthSystem;
@@ -71,20 +71,14 @@ pub fn job(
             &drills.deadline_seconds.to_string(),
         ),
     ]);
-    let drill = Container {
-        name: "drill".into(),
-        image: Some(
-            config
-                .images
-                .postgres(system.spec.database.version)
-                .to_string(),
-        ),
-        command: Some(agent_command("drill")),
-        env: Some(environment),
-        volume_mounts: Some(vec![agent_mount(), mount("scratch", "/scratch")]),
-        security_context: Some(container_security()),
-        ..Container::default()
-    };
+    let drill = agent_container(
+        system,
+        config,
+        "drill",
+        "drill",
+        environment,
+        vec![mount("scratch", "/scratch")],
+    );
     Job {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -154,7 +148,6 @@ mod tests {
 
     use super::*;
     use crate::api::validation::validate;
-    use crate::config::{PlatformService, ServicePort};
 
     fn system() -> HealthSystem {
         let mut system = validate(&json!({
@@ -172,22 +165,7 @@ mod tests {
     }
 
     fn store() -> ObjectStore {
-        ObjectStore {
-            endpoint: "https://s3.sdc.gov.rs".into(),
-            bucket: "healthsystem-backups".into(),
-            region: "us-east-1".into(),
-            ca_bundle: None,
-            credentials_secret: "backup-store-credentials".into(),
-            network: PlatformService {
-                cidrs: vec!["10.220.0.0/24".into()],
-                namespace_selector: None,
-                pod_selector: None,
-                ports: vec![ServicePort {
-                    port: 443,
-                    protocol: "TCP".into(),
-                }],
-            },
-        }
+        ObjectStore::example()
     }
 
     #[test]

@@ -66,28 +66,11 @@ fn identity() -> &'static age::x25519::Identity {
     IDENTITY.get_or_init(age::x25519::Identity::generate)
 }
 
-/// The operator's image, built from this build's binary by `testenv/operator-image.sh` and
-/// imported into the node: where the backup Jobs take the agent from.
-fn operator_image() -> String {
-    let output = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("testenv/operator-image.sh"))
-        .arg(env!("CARGO_BIN_EXE_healthsystem-operator"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("testenv/operator-image.sh runs");
-    assert!(output.status.success(), "testenv/operator-image.sh failed");
-    let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    cluster::import_node_image(&dir.join("operator.tar"));
-    let env = std::fs::read_to_string(dir.join("operator.env")).unwrap();
-    env.trim()
-        .strip_prefix("HS_IMAGE_OPERATOR=")
-        .expect("operator.env names the image")
-        .to_string()
-}
-
 fn write_config() -> PathBuf {
     let mut config = node::operator_config();
-    config["images"]["operator"] = json!(operator_image());
+    // The backup Jobs take the agent from the operator's image, built from this build.
+    let binary = Path::new(env!("CARGO_BIN_EXE_healthsystem-operator"));
+    config["images"]["operator"] = json!(node::operator_image(binary));
     config["backup"] = json!({
         "objectStore": store().config(),
         "recipients": [identity().to_public().to_string()],
@@ -268,6 +251,12 @@ async fn job_logs(pods: &Api<k8s_openapi::api::core::v1::Pod>, job: &str) -> Str
     out
 }
 
+/// The agent's summary: the last line of a backup Job's log.
+fn agent_summary(log: &str) -> Value {
+    serde_json::from_str(log.trim().lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("the agent's last line is its summary ({e}):\n{log}"))
+}
+
 /// Every object of `prefix` as the store lists it to `client`.
 async fn list(client: &impl ObjectStore, prefix: &str) -> object_store::Result<Vec<String>> {
     let mut names: Vec<String> = client
@@ -349,8 +338,7 @@ async fn a_backup_lands_encrypted_in_the_systems_prefix_with_a_manifest_matching
     assert_eq!(pods::last_line(&written), "5000");
 
     let log = backup_now(&client, &name, &namespace, "backup-1").await;
-    let summary: Value = serde_json::from_str(log.trim().lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("the agent's last line is its summary ({e}):\n{log}"));
+    let summary = agent_summary(&log);
     assert_eq!(summary["rows"], json!(5042), "{summary}");
 
     let ours = store::connect(&store().settings(&access, &secret)).unwrap();
@@ -429,8 +417,7 @@ async fn a_backup_lands_encrypted_in_the_systems_prefix_with_a_manifest_matching
             .unwrap();
     }
     let log = backup_now(&client, &name, &namespace, "backup-2").await;
-    let summary: Value = serde_json::from_str(log.trim().lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("summary ({e}):\n{log}"));
+    let summary = agent_summary(&log);
     assert_eq!(summary["pruned"], json!(1), "{summary}");
     assert_eq!(summary["incompleteRemoved"], json!(1), "{summary}");
     let second = summary["backup"].as_str().unwrap();
@@ -593,8 +580,7 @@ async fn a_restore_drill_proves_the_latest_backup_and_a_changed_byte_fails_the_n
     )
     .await;
     let log = backup_now(&client, &name, &namespace, "backup-1").await;
-    let summary: Value = serde_json::from_str(log.trim().lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("summary ({e}):\n{log}"));
+    let summary = agent_summary(&log);
     let id = summary["backup"].as_str().unwrap().to_string();
 
     // The first backup makes a drill due: it runs in the restore namespace by itself.
@@ -830,8 +816,7 @@ async fn a_backup_and_its_drill_of_a_sized_database_are_timed() {
     assert_eq!(counted, rows.to_string());
 
     let log = backup_now(&client, &name, &namespace, "backup-sized").await;
-    let summary: Value = serde_json::from_str(log.trim().lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("summary ({e}):\n{log}"));
+    let summary = agent_summary(&log);
     assert_eq!(summary["rows"], json!(rows), "{summary}");
     let id = summary["backup"].as_str().unwrap().to_string();
     let reader = READER_CREDENTIALS.get().unwrap();

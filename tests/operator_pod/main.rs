@@ -78,24 +78,6 @@ fn release_binary() -> PathBuf {
     root().join("target/release/healthsystem-operator")
 }
 
-/// The operator's image, built by `testenv/operator-image.sh` from the release binary and
-/// imported into the node: returns its name.
-fn operator_image() -> String {
-    let output = Command::new("bash")
-        .arg(root().join("testenv/operator-image.sh"))
-        .arg(release_binary())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("testenv/operator-image.sh runs");
-    assert!(output.status.success(), "testenv/operator-image.sh failed");
-    let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    cluster::import_node_image(&dir.join("operator.tar"));
-    let env = std::fs::read_to_string(dir.join("operator.env")).unwrap();
-    env.trim()
-        .strip_prefix("HS_IMAGE_OPERATOR=")
-        .expect("operator.env names the image")
-        .to_string()
-}
 
 fn helm(args: &[&str]) -> String {
     let output = Command::new(cluster::testenv_bin().join("helm"))
@@ -147,7 +129,7 @@ async fn the_chart_runs_the_operator_on_the_real_node_and_uninstall_keeps_the_da
     cluster::use_real_node();
     let client = cluster::client().await;
     phase("cluster ready");
-    let image = operator_image();
+    let image = node::operator_image(&release_binary());
     phase("operator image built and imported");
 
     let values_path = Path::new(env!("CARGO_TARGET_TMPDIR"))

@@ -64,3 +64,22 @@ pub fn small_system(manifest: &mut Value) {
     spec.remove("sizing");
     spec.remove("application");
 }
+
+/// The operator's image, built by `testenv/operator-image.sh` from `binary` and imported into
+/// the node: its name.
+pub fn operator_image(binary: &std::path::Path) -> String {
+    let output = std::process::Command::new("bash")
+        .arg(corpus::root().join("testenv/operator-image.sh"))
+        .arg(binary)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("testenv/operator-image.sh runs");
+    assert!(output.status.success(), "testenv/operator-image.sh failed");
+    let dir = std::path::PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    cluster::import_node_image(&dir.join("operator.tar"));
+    let env = std::fs::read_to_string(dir.join("operator.env")).unwrap();
+    env.trim()
+        .strip_prefix("HS_IMAGE_OPERATOR=")
+        .expect("operator.env names the image")
+        .to_string()
+}
