@@ -8,7 +8,11 @@
 # databases really run there, from images built from Debian packages. That node has
 # PostgreSQL 15, a stand-in application and two cores only, so the examples are applied with
 # version 15, that application image and small requests (the copies are in
-# target/local-cluster/examples/).
+# target/local-cluster/examples/). Backups go to a real S3-compatible store on the node's
+# bridge address (versitygw), encrypted to a key pair made for the run
+# (target/local-cluster/restore.key); each system gets store credentials of its own, the
+# restore namespace the private key; a first backup of every system is taken once they are
+# Ready, and the restore drills follow by themselves.
 #
 # Usage: scripts/run-local.sh [--kubeconfig PATH] [--simulated] [--exit]
 #   --kubeconfig PATH  use an existing cluster instead of starting the local one
@@ -81,6 +85,20 @@ if [ "$real_node" -eq 1 ]; then
     -e "s|^\(  postgres1[567]:\).*|\1 $HS_IMAGE_POSTGRES15|" \
     -e "s|^\(  exporter:\).*|\1 $HS_IMAGE_EXPORTER|" \
     -e "s|^\(  addresses:\).*|\1 [10.244.0.1/32]|" config/operator.yaml >"$config"
+  # Backups to a real S3-compatible store (versitygw, pinned in testenv) on the node's bridge
+  # address, encrypted to a key pair made here; drills run in the restore namespace.
+  store_port=7480 store_root=platform-root store_secret=$(openssl rand -hex 16)
+  mkdir -p "$dir/objectstore/data" "$dir/objectstore/iam"
+  bash testenv/owned.sh $$ "$bin/versitygw" --port "10.244.0.1:$store_port" --access "$store_root" \
+    --secret "$store_secret" --quiet --iam-dir "$dir/objectstore/iam" posix "$dir/objectstore/data" \
+    >"$dir/objectstore/versitygw.log" 2>&1 &
+  children+=($!)
+  store="http://10.244.0.1:$store_port"
+  for _ in $(seq 1 100); do (echo >"/dev/tcp/10.244.0.1/$store_port") 2>/dev/null && break; sleep 0.2; done
+  "$bin/s3setup" -endpoint "$store" -access "$store_root" -secret "$store_secret" -bucket healthsystem-backups
+  "$operator" backup keygen >"$dir/restore.key"
+  recipient=$(sed -n 's/^# public key: //p' "$dir/restore.key")
+  sed -i "s|^  recipients: \[\]|  recipients: [$recipient]\n  objectStore: { endpoint: \"$store\", bucket: healthsystem-backups, network: { cidrs: [10.244.0.1/32], ports: [{ port: $store_port }] } }|" "$config"
   mkdir -p "$examples"
   for f in examples/*.yaml; do
     sed -e 's|^\(    version:\).*|\1 "15"|' -e "s|^\(    image:\).*|\1 $HS_IMAGE_APP|" \
@@ -89,6 +107,31 @@ if [ "$real_node" -eq 1 ]; then
   done
 fi
 
+# A store user that reaches only `prefix` (or reads everything), put in the bucket policy.
+store_users=()
+store_user() { # NAME PREFIX|*
+  local secret
+  secret=$(openssl rand -hex 16)
+  "$bin/versitygw" admin --access "$store_root" --secret "$store_secret" --endpoint-url "$store" \
+    create-user --access "$1" --secret "$secret" --role user >/dev/null
+  store_users+=("$1=$2")
+  local statements="" user prefix
+  for entry in "${store_users[@]}"; do
+    user=${entry%%=*} prefix=${entry#*=}
+    if [ "$prefix" = "*" ]; then
+      statements+="{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":[\"$user\"]},\"Action\":[\"s3:GetObject\"],\"Resource\":\"arn:aws:s3:::healthsystem-backups/*\"},"
+      statements+="{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":[\"$user\"]},\"Action\":[\"s3:ListBucket\"],\"Resource\":\"arn:aws:s3:::healthsystem-backups\"},"
+    else
+      statements+="{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":[\"$user\"]},\"Action\":[\"s3:GetObject\",\"s3:PutObject\",\"s3:DeleteObject\",\"s3:AbortMultipartUpload\",\"s3:ListMultipartUploadParts\"],\"Resource\":\"arn:aws:s3:::healthsystem-backups/$prefix/*\"},"
+      statements+="{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":[\"$user\"]},\"Action\":[\"s3:ListBucket\"],\"Resource\":\"arn:aws:s3:::healthsystem-backups\",\"Condition\":{\"StringLike\":{\"s3:prefix\":[\"$prefix/*\"]}}},"
+    fi
+  done
+  echo "{\"Version\":\"2012-10-17\",\"Statement\":[${statements%,}]}" >"$dir/objectstore/policy.json"
+  "$bin/s3setup" -endpoint "$store" -access "$store_root" -secret "$store_secret" \
+    -bucket healthsystem-backups -policy "$dir/objectstore/policy.json"
+  store_key=$secret
+}
+
 echo "run-local: installing the HealthSystem CRD"
 kubectl apply --server-side -f crds/healthsystem.yaml
 kubectl wait --for=condition=Established --timeout=60s crd/healthsystems.sdc.gov.rs
@@ -96,11 +139,39 @@ echo "run-local: starting the operator (log: target/operator.log, metrics: http:
 KUBECONFIG="$kubeconfig" bash testenv/owned.sh $$ "$operator" run --config "$config" --http-addr 127.0.0.1:8080 \
   >"$root/target/operator.log" 2>&1 &
 children+=($!)
+if [ "$real_node" -eq 1 ]; then
+  echo "run-local: restore namespace (private key, read access to the bucket) and the store's users"
+  kubectl create namespace healthsystem-restore
+  store_user platform-restore '*'
+  kubectl -n healthsystem-restore create secret generic backup-restore-credentials \
+    --from-literal=accessKeyId=platform-restore --from-literal=secretAccessKey="$store_key"
+  kubectl -n healthsystem-restore create secret generic backup-restore-identity \
+    --from-literal=identity="$(sed -n '/^AGE-SECRET-KEY-/p' "$dir/restore.key")"
+fi
 echo "run-local: applying $examples"
 kubectl apply --server-side -f "$examples"
+if [ "$real_node" -eq 1 ]; then
+  # Each system's own store credentials, as the platform's provisioning would put them.
+  for name in $(kubectl get healthsystems -o jsonpath='{.items[*].metadata.name}'); do
+    until kubectl get namespace "hs-$name" >/dev/null 2>&1; do sleep 0.5; done
+    store_user "backup-hs-$name" "hs-$name"
+    kubectl -n "hs-$name" create secret generic backup-store-credentials \
+      --from-literal=accessKeyId="backup-hs-$name" --from-literal=secretAccessKey="$store_key"
+  done
+fi
 echo "run-local: waiting until every HealthSystem is Ready"
 ready=0
 if kubectl wait --for=condition=Ready --timeout=300s healthsystems --all; then ready=1; fi
+if [ "$real_node" -eq 1 ] && [ $ready -eq 1 ]; then
+  echo "run-local: a first backup of every system, now (then a restore drill of each runs by itself)"
+  for name in $(kubectl get healthsystems -o jsonpath='{.items[*].metadata.name}'); do
+    kubectl -n "hs-$name" create job backup-now --from=cronjob/backup
+  done
+  for name in $(kubectl get healthsystems -o jsonpath='{.items[*].metadata.name}'); do
+    kubectl -n "hs-$name" wait --for=condition=Complete --timeout=300s job/backup-now || ready=0
+  done
+  echo "run-local: backups in $store (bucket healthsystem-backups), private key $dir/restore.key"
+fi
 echo
 kubectl get healthsystems -o wide
 echo

@@ -100,6 +100,9 @@ enum BackupCommand {
     /// Restore a backup into a throwaway PostgreSQL in this pod and check it against its
     /// manifest (a restore drill); prints the evidence.
     Drill(crate::backup::command::DrillArgs),
+    /// Print a new age key pair for the platform: the private key (AGE-SECRET-KEY-1..., for
+    /// the restore namespace) and, as a comment, its public key (for backup.recipients).
+    Keygen,
     /// Copy this binary into a directory (the backup pod's init container: the operator's
     /// image has no shell or cp).
     Install {
@@ -209,6 +212,12 @@ impl Cli {
             } => {
                 init_logging(LogFormat::Json);
                 crate::backup::command::drill(args)
+            }
+            Command::Backup {
+                command: BackupCommand::Keygen,
+            } => {
+                print!("{}", crate::backup::encryption::keygen());
+                Ok(())
             }
             Command::Backup {
                 command: BackupCommand::Install { dir },

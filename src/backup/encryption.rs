@@ -25,6 +25,18 @@ pub fn recipients(text: &str) -> Result<Vec<Recipient>, String> {
     Ok(keys)
 }
 
+/// A new key pair as age-keygen writes it: a comment with the public key, then the private
+/// key on a line of its own.
+pub fn keygen() -> String {
+    use age::secrecy::ExposeSecret;
+    let identity = age::x25519::Identity::generate();
+    format!(
+        "# public key: {}\n{}\n",
+        identity.to_public(),
+        identity.to_string().expose_secret()
+    )
+}
+
 /// A writer that encrypts everything written to it into `output`, to every recipient;
 /// `finish` writes the last chunk and gives `output` back.
 pub fn encrypting_writer<W: Write>(
@@ -74,6 +86,10 @@ mod tests {
                 .starts_with("AGE-SECRET-KEY-")
         );
         assert!(recipients("").is_err());
+        let pair = keygen();
+        let public = pair.lines().next().unwrap().strip_prefix("# public key: ").unwrap();
+        let private: age::x25519::Identity = pair.lines().nth(1).unwrap().parse().unwrap();
+        assert_eq!(private.to_public().to_string(), public);
         assert!(recipients("age1nope").is_err());
     }
 }
