@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use k8s_openapi::jiff::Timestamp;
+use object_store::ObjectStoreExt;
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 

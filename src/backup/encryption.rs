@@ -87,7 +87,12 @@ mod tests {
         );
         assert!(recipients("").is_err());
         let pair = keygen();
-        let public = pair.lines().next().unwrap().strip_prefix("# public key: ").unwrap();
+        let public = pair
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("# public key: ")
+            .unwrap();
         let private: age::x25519::Identity = pair.lines().nth(1).unwrap().parse().unwrap();
         assert_eq!(private.to_public().to_string(), public);
         assert!(recipients("age1nope").is_err());

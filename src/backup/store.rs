@@ -46,7 +46,10 @@ pub fn connect(settings: &Settings) -> object_store::Result<AmazonS3> {
 
 /// The id of the newest complete backup (one with a manifest, final ones included) under
 /// `prefix`; `None` when there is none.
-pub async fn newest_backup(client: &AmazonS3, prefix: &str) -> object_store::Result<Option<String>> {
+pub async fn newest_backup(
+    client: &AmazonS3,
+    prefix: &str,
+) -> object_store::Result<Option<String>> {
     use futures::TryStreamExt;
     use object_store::ObjectStore;
     use object_store::path::Path;
@@ -57,7 +60,12 @@ pub async fn newest_backup(client: &AmazonS3, prefix: &str) -> object_store::Res
     let mut newest: Option<(k8s_openapi::jiff::Timestamp, String)> = None;
     let mut listing = client.list(Some(&root));
     while let Some(object) = listing.try_next().await? {
-        let parts: Vec<_> = object.location.prefix_match(&root).into_iter().flatten().collect();
+        let parts: Vec<_> = object
+            .location
+            .prefix_match(&root)
+            .into_iter()
+            .flatten()
+            .collect();
         if let [id, name] = parts.as_slice()
             && name.as_ref() == MANIFEST
             && let Some(time) = manifest::time_of_any(id.as_ref())

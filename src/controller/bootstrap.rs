@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
@@ -19,7 +19,7 @@ use super::jobs::{condition as condition_true, finished};
 use crate::api::{BootstrapStatus, HealthSystem};
 use crate::backup::drill::{Evidence, Outcome};
 use crate::error::Result;
-use crate::resources::labels::{self, MANAGER};
+use crate::resources::labels;
 use crate::resources::{bootstrap, database};
 
 fn restoring(message: String) -> BootstrapStatus {

@@ -8,10 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
@@ -22,7 +21,7 @@ use crate::api::{DrillStatus, HealthSystem};
 use crate::backup::drill::{Evidence, Outcome};
 use crate::error::Result;
 use crate::resources::drill::{self, COMPONENT_NAME, REQUEST};
-use crate::resources::labels::{self, COMPONENT, HEALTHSYSTEM, MANAGER};
+use crate::resources::labels::{self, COMPONENT, HEALTHSYSTEM};
 
 /// How often a system whose drill waits for a free slot asks again.
 pub const SLOT_POLL: Duration = Duration::from_secs(30);

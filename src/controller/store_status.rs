@@ -10,9 +10,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
+use object_store::ObjectStoreExt;
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
-use object_store::ObjectStoreExt;
 use tracing::warn;
 
 use super::context::Context;

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Secret};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, Secret};
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
 };
@@ -19,7 +19,7 @@ use kube::api::ObjectMeta;
 use super::backup::{agent_container, install_agent, store_env};
 use super::database;
 use super::labels::{self, COMPONENT, HEALTHSYSTEM, MANAGED_BY, MANAGER, OWNER_UID};
-use super::pod::{container_security, empty_dir, env, pod_security, secret_key_env};
+use super::pod::{empty_dir, env, pod_security, secret_key_env};
 use crate::api::{BackupSource, HealthSystem};
 use crate::config::{Config, ObjectStore};
 

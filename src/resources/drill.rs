@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
@@ -15,7 +15,7 @@ use kube::api::ObjectMeta;
 
 use super::backup::{agent_container, install_agent, store_env};
 use super::labels::{self, COMPONENT, MANAGED_BY, MANAGER, OWNER_UID};
-use super::pod::{container_security, empty_dir, env, mount, pod_security, secret_key_env};
+use super::pod::{empty_dir, env, mount, pod_security, secret_key_env};
 use crate::api::HealthSystem;
 use crate::config::{Config, Drills, ObjectStore};
 

@@ -78,7 +78,6 @@ fn release_binary() -> PathBuf {
     root().join("target/release/healthsystem-operator")
 }
 
-
 fn helm(args: &[&str]) -> String {
     let output = Command::new(cluster::testenv_bin().join("helm"))
         .args(args)
