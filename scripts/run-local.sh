@@ -97,6 +97,13 @@ if [ "$real_node" -eq 1 ]; then
   for _ in $(seq 1 100); do (echo >"/dev/tcp/10.244.0.1/$store_port") 2>/dev/null && break; sleep 0.2; done
   "$bin/s3setup" -endpoint "$store" -access "$store_root" -secret "$store_secret" -bucket healthsystem-backups
   "$operator" backup keygen >"$dir/restore.key"
+  # The backup Jobs take the agent from the operator's image: built from this binary and
+  # imported into the node.
+  operator_image=$(bash testenv/operator-image.sh "$operator")
+  ctr --address "$dir/node/containerd/containerd.sock" -n k8s.io images import --all-platforms \
+    "$operator_image/operator.tar" >/dev/null
+  . "$operator_image/operator.env"
+  sed -i "s|^  # operator: .*|  operator: $HS_IMAGE_OPERATOR|" "$config"
   recipient=$(sed -n 's/^# public key: //p' "$dir/restore.key")
   sed -i "s|^  recipients: \[\]|  recipients: [$recipient]\n  objectStore: { endpoint: \"$store\", bucket: healthsystem-backups, network: { cidrs: [10.244.0.1/32], ports: [{ port: $store_port }] } }|" "$config"
   mkdir -p "$examples"
