@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, Secret};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
 };
@@ -16,17 +16,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 
-use super::backup::{agent_container, install_agent, store_env};
+use super::backup::{agent_container, store_env};
 use super::database;
 use super::labels::{self, COMPONENT, HEALTHSYSTEM, MANAGED_BY, MANAGER, OWNER_UID};
-use super::pod::{empty_dir, env, pod_security, secret_key_env};
+use super::pod::{empty_dir, env, secret_key_env};
 use crate::api::{BackupSource, HealthSystem};
 use crate::config::{Config, ObjectStore};
 
 /// Component label of the restore Job and its pod.
 pub const COMPONENT_NAME: &str = "bootstrap";
-/// Slack of the Job's deadline over the agent's own.
-const JOB_DEADLINE_SLACK_SECONDS: i64 = 600;
 
 /// The source of the system's bootstrap, when it has one.
 pub fn source(system: &HealthSystem) -> Option<&BackupSource> {
@@ -121,28 +119,13 @@ pub fn job(
     let restore = agent_container(system, config, "restore", "drill", environment, Vec::new());
     let metadata = meta(system, config);
     Job {
-        spec: Some(JobSpec {
-            backoff_limit: Some(0),
-            active_deadline_seconds: Some(
-                i64::from(drills.deadline_seconds) + JOB_DEADLINE_SLACK_SECONDS,
-            ),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: metadata.labels.clone(),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    automount_service_account_token: Some(false),
-                    security_context: Some(pod_security(999)),
-                    init_containers: Some(vec![install_agent(config)]),
-                    containers: vec![restore],
-                    volumes: Some(vec![empty_dir("agent")]),
-                    ..PodSpec::default()
-                }),
-            },
-            ..JobSpec::default()
-        }),
+        spec: Some(super::drill::restore_job_spec(
+            config,
+            metadata.labels.clone().unwrap_or_default(),
+            restore,
+            vec![empty_dir("agent")],
+            None,
+        )),
         metadata,
         ..Job::default()
     }

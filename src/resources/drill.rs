@@ -87,30 +87,48 @@ pub fn job(
             annotations: Some(annotations),
             ..ObjectMeta::default()
         },
-        spec: Some(JobSpec {
-            backoff_limit: Some(0),
-            active_deadline_seconds: Some(
-                i64::from(drills.deadline_seconds) + JOB_DEADLINE_SLACK_SECONDS,
-            ),
-            ttl_seconds_after_finished: Some(TTL_SECONDS),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    automount_service_account_token: Some(false),
-                    security_context: Some(pod_security(999)),
-                    init_containers: Some(vec![install_agent(config)]),
-                    containers: vec![drill],
-                    volumes: Some(vec![empty_dir("agent"), empty_dir("scratch")]),
-                    ..PodSpec::default()
-                }),
-            },
-            ..JobSpec::default()
-        }),
+        spec: Some(restore_job_spec(
+            config,
+            pod_labels,
+            drill,
+            vec![empty_dir("agent"), empty_dir("scratch")],
+            Some(TTL_SECONDS),
+        )),
         ..Job::default()
+    }
+}
+
+/// The spec of a Job in the restore namespace (a drill, a bootstrap's restore): one try,
+/// the agent installed by an init container, the pod restricted and without a token.
+pub(crate) fn restore_job_spec(
+    config: &Config,
+    pod_labels: BTreeMap<String, String>,
+    container: k8s_openapi::api::core::v1::Container,
+    volumes: Vec<k8s_openapi::api::core::v1::Volume>,
+    ttl_seconds: Option<i32>,
+) -> JobSpec {
+    JobSpec {
+        backoff_limit: Some(0),
+        active_deadline_seconds: Some(
+            i64::from(config.backup.drills.deadline_seconds) + JOB_DEADLINE_SLACK_SECONDS,
+        ),
+        ttl_seconds_after_finished: ttl_seconds,
+        template: PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(pod_labels),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(PodSpec {
+                restart_policy: Some("Never".into()),
+                automount_service_account_token: Some(false),
+                security_context: Some(pod_security(999)),
+                init_containers: Some(vec![install_agent(config)]),
+                containers: vec![container],
+                volumes: Some(volumes),
+                ..PodSpec::default()
+            }),
+        },
+        ..JobSpec::default()
     }
 }
 
