@@ -169,18 +169,27 @@ impl Cli {
                 let runtime = tokio::runtime::Runtime::new()?;
                 runtime.block_on(async {
                     let metrics = crate::metrics::Metrics::new();
-                    let client = crate::controller::counting_client(&metrics).await?;
+                    let identity = identity();
+                    let fence = if leader_elect {
+                        crate::controller::fence::Fence::closed()
+                    } else {
+                        crate::controller::fence::Fence::open()
+                    };
+                    let client =
+                        crate::controller::counting_client(&metrics, &identity, fence.clone())
+                            .await?;
                     crate::controller::run(
                         client,
                         config,
                         crate::controller::Settings {
                             concurrency: concurrency.max(1),
                             http_addr,
-                            leader: leader_elect.then(|| crate::controller::LeaderElection {
+                            leader: leader_elect.then_some(crate::controller::LeaderElection {
                                 namespace: lease_namespace,
                                 name: lease_name,
-                                identity: identity(),
+                                identity,
                             }),
+                            fence,
                         },
                         metrics,
                     )

@@ -1,5 +1,6 @@
 //! The operator's HTTP endpoint, one port: `/metrics` (Prometheus text format), `/healthz`
-//! (the process serves) and `/readyz` (caches loaded, reconciling).
+//! (the process serves) and `/readyz` (caches loaded, reconciling, and the API server
+//! reachable).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,14 +35,17 @@ fn route(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
             metrics.render(),
         ),
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" if metrics.up.get() >= 1.0 => {
-            respond(StatusCode::OK, "text/plain", "ready\n".into())
-        }
-        "/readyz" => respond(
+        "/readyz" if metrics.up.get() < 1.0 => respond(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
             "loading caches\n".into(),
         ),
+        "/readyz" if metrics.api_reachable.get() < 1.0 => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "the API server is unreachable\n".into(),
+        ),
+        "/readyz" => respond(StatusCode::OK, "text/plain", "ready\n".into()),
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
 }
@@ -81,14 +85,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn readiness_follows_the_caches() {
+    fn readiness_follows_the_caches_and_the_api_server() {
         let metrics = Metrics::new();
+        metrics.api_reachable.set(1.0);
         assert_eq!(
             route(&metrics, "/readyz").status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
         metrics.up.set(1.0);
         assert_eq!(route(&metrics, "/readyz").status(), StatusCode::OK);
+        metrics.api_reachable.set(0.0);
+        assert_eq!(
+            route(&metrics, "/readyz").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        metrics.api_reachable.set(1.0);
         assert_eq!(route(&metrics, "/healthz").status(), StatusCode::OK);
         assert_eq!(route(&metrics, "/nope").status(), StatusCode::NOT_FOUND);
     }

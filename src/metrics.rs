@@ -43,6 +43,8 @@ pub struct Metrics {
     pub writes: IntCounterVec,
     /// Whether the operator has loaded its caches and reconciles.
     pub up: Gauge,
+    /// Whether the API server answered the last probe.
+    pub api_reachable: Gauge,
     /// Requests the operator sent to the API server, by verb.
     pub api_requests: IntCounterVec,
     /// 1 while this replica holds the leader Lease (always 1 without leader election).
@@ -128,6 +130,10 @@ impl Metrics {
         let up = must(Gauge::with_opts(opts(
             "operator_ready",
             "1 when the operator serves its role: the leader once its caches are loaded, or a standby waiting for leadership.",
+        )));
+        let api_reachable = must(Gauge::with_opts(opts(
+            "operator_api_server_reachable",
+            "1 when the API server answered the operator's last readiness probe (every 3 s), 0 while it is unreachable.",
         )));
         let ready = must(IntGaugeVec::new(
             opts("ready", "1 when the HealthSystem is Ready, 0 otherwise."),
@@ -239,6 +245,7 @@ impl Metrics {
             in_flight,
             writes,
             up,
+            api_reachable,
             api_requests,
             leader,
             ready,
@@ -265,6 +272,7 @@ impl Metrics {
             Box::new(self.in_flight.clone()),
             Box::new(self.writes.clone()),
             Box::new(self.up.clone()),
+            Box::new(self.api_reachable.clone()),
             Box::new(self.api_requests.clone()),
             Box::new(self.leader.clone()),
             Box::new(self.ready.clone()),

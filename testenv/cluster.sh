@@ -9,18 +9,25 @@
 # Ports are free ones picked at start. When everything is ready it writes DIR/kubeconfig
 # (admin credentials) and then DIR/ready; logs go to DIR/logs/. On exit every process it
 # started is stopped and the etcd data is removed.
+# Fault tests restart etcd or kube-apiserver by writing DIR/restart/NAME (its content: the
+# seconds to stay down): the component is killed (SIGKILL), started again with the same
+# command line (etcd keeps its data), and the file is removed once it is healthy again.
 #
-# Usage: testenv/cluster.sh [--dir DIR] [--owner PID] [--nodes N] [--real-node]
+# With --audit the API server writes an audit log of every write (metadata only, one JSON
+# event per request) to DIR/logs/audit.log: the leader tests read who wrote when from it.
+#
+# Usage: testenv/cluster.sh [--dir DIR] [--owner PID] [--nodes N] [--real-node] [--audit]
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-dir="" owner="" nodes=3 real_node=false
+dir="" owner="" nodes=3 real_node=false audit=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir=$2; shift 2 ;;
     --owner) owner=$2; shift 2 ;;
     --nodes) nodes=$2; shift 2 ;;
     --real-node) real_node=true; nodes=0; shift ;;
+    --audit) audit=true; shift ;;
     *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -31,9 +38,9 @@ if $real_node; then images=$("$here/images.sh"); fi
 [ -n "$dir" ] || dir=$(mktemp -d -t hs-testenv.XXXXXX)
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
-rm -f "$dir/ready" "$dir/kubeconfig"
+rm -rf "$dir/ready" "$dir/kubeconfig" "$dir/restart"
 pki="$dir/pki" logs="$dir/logs" data="$dir/etcd"
-mkdir -p "$pki" "$logs" "$data"
+mkdir -p "$pki" "$logs" "$data" "$dir/restart"
 
 log() { echo "testenv: $*" >&2; }
 
@@ -136,8 +143,23 @@ start etcd "$bin/etcd" --name testenv --data-dir "$data" \
   --initial-cluster "testenv=http://127.0.0.1:$peer_port" --unsafe-no-fsync --log-level warn
 wait_for etcd 30 curl -sf "http://127.0.0.1:$etcd_port/health"
 
+audit_flags=()
+if $audit; then
+  cat >"$dir/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+EOF
+  audit_flags=(--audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$logs/audit.log"
+    --audit-log-format json --audit-log-maxsize 0)
+fi
+
 log "kube-apiserver on https://127.0.0.1:$api_port"
-start kube-apiserver "$bin/kube-apiserver" \
+start kube-apiserver "$bin/kube-apiserver" "${audit_flags[@]}" \
   --etcd-servers "http://127.0.0.1:$etcd_port" \
   --bind-address 127.0.0.1 --advertise-address "$advertise" --secure-port "$api_port" \
   --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
@@ -228,11 +250,28 @@ cp "$kubeconfig" "$dir/kubeconfig"
 echo "$dir/kubeconfig" >"$dir/ready"
 log "ready in ${SECONDS}s: export KUBECONFIG=$dir/kubeconfig"
 
+# healthy NAME: whether a restarted component serves again.
+healthy() {
+  case "$1" in
+    etcd) curl -sf "http://127.0.0.1:$etcd_port/health" ;;
+    kube-apiserver) kubectl get --raw /readyz ;;
+    *) true ;;
+  esac
+}
+
 while :; do
   if [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null; then
     log "owner $owner exited"
     exit 0
   fi
+  for request in "$dir"/restart/*; do
+    [ -f "$request" ] || continue
+    name=$(basename "$request") down=$(cat "$request")
+    log "restarting $name (killed, down ${down:-0}s)"
+    restart "$name" "${down:-0}" || exit 1
+    wait_for "$name after its restart" 120 healthy "$name"
+    rm -f "$request"
+  done
   check_alive
   sleep 1 &
   wait $! || true

@@ -4,6 +4,7 @@
 
 pids=()
 names=()
+cmds=()
 
 # start NAME CMD...: runs a component in the background with its log in $logs/NAME.log. File
 # descriptor 9 (node.sh's machine-wide lock) is never handed to a component.
@@ -12,6 +13,26 @@ start() {
   "$@" >"$logs/$name.log" 2>&1 9>&- &
   pids+=($!)
   names+=("$name")
+  cmds+=("$(printf '%q ' "$@")")
+}
+
+# restart NAME DOWN: kills the component outright (SIGKILL: a crash, nothing flushed), keeps
+# it down for DOWN seconds, then starts it again with the same command line, its log
+# appended. The fault tests ask for it (cluster.sh's restart requests).
+restart() {
+  local name=$1 down=$2 i
+  for i in "${!names[@]}"; do
+    [ "${names[$i]}" = "$name" ] || continue
+    kill -KILL "${pids[$i]}" 2>/dev/null || true
+    wait "${pids[$i]}" 2>/dev/null || true
+    sleep "$down"
+    echo "--- restarted by the fault tests ---" >>"$logs/$name.log"
+    eval "${cmds[$i]}" '>>"$logs/$name.log" 2>&1 9>&- &'
+    pids[i]=$!
+    return 0
+  done
+  log "restart: no component named $name"
+  return 1
 }
 
 # check_alive: exits (so the EXIT trap stops the rest) when a component has exited.

@@ -45,9 +45,9 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// Whether an API error refuses this object for good (until the spec changes), rather than
-/// a moment's trouble: a 4xx other than a conflict or throttling, or a 500 for an object
-/// the API server cannot decode.
+/// Whether an API error refuses this object for good (until the spec changes or a webhook is
+/// fixed), rather than a moment's trouble: a 4xx other than a conflict or throttling, a 500
+/// for an object the API server cannot decode, or a 500 of a failing admission webhook.
 fn refusal(error: &kube::Error) -> Option<String> {
     match error {
         kube::Error::Api(status)
@@ -59,6 +59,13 @@ fn refusal(error: &kube::Error) -> Option<String> {
         // 500 before validation runs; it fails the same way every time.
         kube::Error::Api(status)
             if status.code == 500 && status.message.starts_with("failed to convert new object") =>
+        {
+            Some(status.message.clone())
+        }
+        // An admission webhook that cannot be reached or answers too late fails the object
+        // the same way until it is fixed: reported, not a failure of the whole system.
+        kube::Error::Api(status)
+            if status.code == 500 && status.message.contains("failed calling webhook") =>
         {
             Some(status.message.clone())
         }
@@ -470,6 +477,16 @@ mod tests {
         assert!(refusal(&api_error(500, "etcdserver: request timed out")).is_none());
         assert!(refusal(&api_error(409, "conflict")).is_none());
         assert!(refusal(&api_error(429, "slow down")).is_none());
+    }
+
+    /// Issue 16: an admission webhook that cannot be reached or answers too late fails the
+    /// object with a 500 every time until the webhook is fixed: like a refusal, it is
+    /// reported in its subsystem with the API server's words, the rest is applied, and it is
+    /// retried with a growing delay, instead of failing the whole system every 10 s.
+    #[test]
+    fn a_failing_admission_webhook_is_a_refusal() {
+        let late = r#"Internal error occurred: failed calling webhook "networkpolicies.policy.sdc": failed to call webhook: Post "https://policy.sdc:443/validate?timeout=3s": context deadline exceeded"#;
+        assert!(refusal(&api_error(500, late)).is_some());
     }
 
     #[test]

@@ -19,6 +19,8 @@ use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tracing::{info, warn};
 
+use super::fence::Fence;
+
 /// How long a Lease holds without renewal.
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// How often the leader renews, and a standby retries.
@@ -31,6 +33,8 @@ pub struct Elector {
     identity: String,
     /// The Lease as last seen held by another replica, and when (by our clock).
     observed: Mutex<Option<Observation>>,
+    /// Opened for a term by each renewal; what the client checks before every write.
+    fence: Fence,
 }
 
 /// A version of the Lease another replica holds, and when this replica first saw it.
@@ -75,13 +79,15 @@ pub enum Held {
 }
 
 impl Elector {
-    /// An elector for the Lease `name` in `namespace`, as `identity`.
-    pub fn new(client: Client, namespace: &str, name: &str, identity: &str) -> Self {
+    /// An elector for the Lease `name` in `namespace`, as `identity`, opening `fence` for as
+    /// long as each renewal holds.
+    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, fence: Fence) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             name: name.to_string(),
             identity: identity.to_string(),
             observed: Mutex::new(None),
+            fence,
         }
     }
 
@@ -108,6 +114,17 @@ impl Elector {
 
     /// Takes or renews the Lease if this replica may hold it.
     pub async fn try_acquire(&self) -> Result<Held, kube::Error> {
+        // The term is counted from before the first request: another replica sees the
+        // renewal only after it was sent.
+        let sent = Instant::now();
+        let held = self.take_or_renew().await;
+        if let Ok(Held::Yes) = held {
+            self.fence.renewed(sent);
+        }
+        held
+    }
+
+    async fn take_or_renew(&self) -> Result<Held, kube::Error> {
         let now = Timestamp::now();
         let duration = LEASE_DURATION.as_secs() as i32;
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
@@ -189,6 +206,7 @@ impl Elector {
             match self.try_acquire().await {
                 Ok(Held::Yes) => last_renewal = tokio::time::Instant::now(),
                 Ok(Held::No) => {
+                    self.fence.close();
                     warn!(lease = self.name, "leadership lost to another replica");
                     return;
                 }
@@ -196,6 +214,7 @@ impl Elector {
                     warn!(error = %e, "lease renewal failed");
                     // Stop before the Lease expires, so two leaders never overlap.
                     if last_renewal.elapsed() + RETRY >= LEASE_DURATION {
+                        self.fence.close();
                         return;
                     }
                 }
@@ -205,6 +224,7 @@ impl Elector {
 
     /// Gives the Lease up so that a standby takes over without waiting for it to expire.
     pub async fn release(&self) {
+        self.fence.close();
         let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
             return;
         };

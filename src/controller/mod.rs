@@ -2,6 +2,7 @@
 //! through our labels, every child, reconciles with bounded concurrency and stops cleanly on
 //! SIGINT or SIGTERM.
 
+pub mod api_health;
 pub mod apply;
 pub mod bootstrap;
 pub mod children;
@@ -10,6 +11,7 @@ pub mod context;
 pub mod credentials;
 pub mod drills;
 pub mod events;
+pub mod fence;
 pub mod final_backup;
 pub mod jobs;
 pub mod leader;
@@ -29,8 +31,9 @@ use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::utils::Backoff;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
@@ -51,6 +54,8 @@ pub struct Settings {
     pub http_addr: std::net::SocketAddr,
     /// Leader election, when several replicas run.
     pub leader: Option<LeaderElection>,
+    /// What the client checks before each write (open without leader election).
+    pub fence: fence::Fence,
 }
 
 /// Where the leader Lease lives and who this replica is.
@@ -75,6 +80,26 @@ pub async fn monitoring_api_served(client: &Client) -> bool {
     }
 }
 
+/// The controller's backoff on errors of its merged trigger streams: none, because each
+/// stream (the HealthSystem watch and every child watch) already backs off on its own.
+/// kube's default pauses the merged stream after an error of any one of them, growing to
+/// 30 s: after an API server restart two dozen watches fail at once, and the whole
+/// controller stood still for minutes after the API server was back.
+struct NoPause;
+
+impl Iterator for NoPause {
+    type Item = std::time::Duration;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // `None` would end the stream: never give up, never wait.
+        Some(std::time::Duration::ZERO)
+    }
+}
+
+impl Backoff for NoPause {
+    fn reset(&mut self) {}
+}
+
 /// Resolves on SIGTERM (what Kubernetes sends to stop a pod).
 async fn terminated() {
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -85,17 +110,33 @@ async fn terminated() {
     }
 }
 
-/// A client that counts every request it sends in `metrics`.
-pub async fn counting_client(metrics: &Metrics) -> anyhow::Result<Client> {
-    let config = kube::Config::infer().await?;
+/// The operator's client: it names this replica in its User-Agent (the API server's audit
+/// log then tells replicas apart), counts every request it sends in `metrics`, and sends a
+/// write only while `fence` allows it.
+pub async fn counting_client(
+    metrics: &Metrics,
+    identity: &str,
+    fence: fence::Fence,
+) -> anyhow::Result<Client> {
+    let mut config = kube::Config::infer().await?;
+    config.headers.push((
+        hyper::header::USER_AGENT,
+        format!(
+            "healthsystem-operator/{} ({identity})",
+            env!("CARGO_PKG_VERSION")
+        )
+        .parse()?,
+    ));
     let metrics = metrics.clone();
-    let layer =
+    let count =
         tower::util::MapRequestLayer::new(move |request: hyper::Request<kube::client::Body>| {
             metrics.count_request(request.method().as_str(), request.uri().query());
             request
         });
+    let fence = tower::filter::FilterLayer::new(move |request| fence.check(request));
     Ok(kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&layer)
+        .with_layer(&count)
+        .with_layer(&fence)
         .build())
 }
 
@@ -107,6 +148,7 @@ pub async fn run(
     metrics: Metrics,
 ) -> anyhow::Result<()> {
     crate::http::serve(settings.http_addr, metrics.clone()).await?;
+    tokio::spawn(api_health::probe(client.clone(), metrics.clone()));
     let Some(election) = settings.leader.clone() else {
         metrics.leader.set(1);
         return reconcile_until_stopped(client, config, settings, metrics).await;
@@ -116,6 +158,7 @@ pub async fn run(
         &election.namespace,
         &election.name,
         &election.identity,
+        settings.fence.clone(),
     ));
     // A standby serves its role: it is ready, and waits.
     metrics.up.set(1.0);
@@ -203,7 +246,17 @@ async fn reconcile_until_stopped(
         store_status: store_status::StoreStatus::default(),
     });
 
-    let mut controller = Controller::new(systems, watcher::Config::default())
+    // Every trigger stream backs off on its own, so the controller's merged stream must not
+    // pause on their errors too (see `NoPause`).
+    let writer = reflector::store::Writer::default();
+    let reader = writer.as_reader();
+    let trigger = reflector::reflector(
+        writer,
+        watcher::watcher(systems, watcher::Config::default()).default_backoff(),
+    )
+    .applied_objects();
+    let mut controller = Controller::for_stream(trigger, reader)
+        .trigger_backoff(NoPause)
         .with_config(controller::Config::default().concurrency(settings.concurrency));
     for (stream, resource) in streams {
         controller = controller.watches_stream_with(

@@ -24,6 +24,8 @@ mod operator;
 mod systems;
 #[path = "../support/wait.rs"]
 mod wait;
+#[path = "../support/webhook.rs"]
+mod webhook;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -301,4 +303,323 @@ async fn the_operator_rides_out_a_frozen_api_server_and_a_stalled_etcd() {
         before,
         "the operator wrote while idle after the faults"
     );
+}
+
+/// Asks the local control plane to kill `component` (SIGKILL), keep it down for `down`
+/// seconds and start it again (`testenv/cluster.sh` restart requests); returns once it is
+/// healthy again. Meanwhile `during` is polled every 250 ms (what the operator reports).
+async fn restart(component: &str, down: u64, mut during: impl FnMut()) {
+    let dir = cluster::kubeconfig().parent().unwrap().join("restart");
+    let request = dir.join(component);
+    std::fs::write(&request, down.to_string()).unwrap();
+    let asked = Instant::now();
+    while request.exists() {
+        assert!(
+            asked.elapsed() < Duration::from_secs(180),
+            "{component} did not come back within 180 s (logs in {})",
+            dir.parent().unwrap().join("logs").display()
+        );
+        during();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The operator's /readyz: (status code, body), or (0, error) when it does not answer.
+fn readiness() -> (u16, String) {
+    operator::http_get("/readyz").unwrap_or_else(|e| (0, e.to_string()))
+}
+
+async fn until_operator_ready() {
+    wait::until(
+        "the operator to report ready",
+        Duration::from_secs(60),
+        || async {
+            match readiness() {
+                (200, _) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_operator_recovers_by_itself_from_api_server_and_etcd_restarts() {
+    let _turn = TURN.lock().await;
+    let systems_count = setting("CHAOS_SYSTEMS", 24) as usize;
+    let api_restarts = setting("CHAOS_API_RESTARTS", 4);
+    let etcd_restarts = setting("CHAOS_ETCD_RESTARTS", 2);
+    let down = setting("CHAOS_DOWN_SECONDS", 8);
+    let client = cluster::client().await;
+    operator::ensure_running(&client).await;
+    until_operator_ready().await;
+
+    // Half the restarts while the systems converge, half once they are idle; each API
+    // server restart is watched from the operator's side: /readyz must say it is cut off.
+    let mut faults = Vec::new();
+    for i in 0..api_restarts.max(etcd_restarts) {
+        if i < api_restarts {
+            faults.push("kube-apiserver");
+        }
+        if i < etcd_restarts {
+            faults.push("etcd");
+        }
+    }
+    let (converging, idle) = faults.split_at(faults.len() / 2);
+
+    let started = Instant::now();
+    let mut names = Vec::new();
+    for _ in 0..systems_count {
+        names.push(systems::create(&client, "restart", "poliklinika-medicus.yaml", |_| {}).await);
+    }
+    let mut unready_while_down = 0;
+    let mut api_server_restarts = 0;
+    let mut recoveries = Vec::new();
+    for component in converging {
+        let mut seen_unready = false;
+        restart(component, down, || {
+            if readiness().0 == 503 {
+                seen_unready = true;
+            }
+        })
+        .await;
+        if *component == "kube-apiserver" {
+            api_server_restarts += 1;
+            unready_while_down += u32::from(seen_unready);
+        }
+    }
+    for name in &names {
+        systems::wait_ready(&client, name).await;
+    }
+    println!(
+        "chaos: {systems_count} systems Ready {:.1} s after the first apply, through {converging:?} restarts (down {down} s each)",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Idle: the restarts must not make the operator write anything.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let before = writes();
+    for component in idle {
+        let mut seen_unready = false;
+        restart(component, down, || {
+            if readiness().0 == 503 {
+                seen_unready = true;
+            }
+        })
+        .await;
+        let back = Instant::now();
+        until_operator_ready().await;
+        recoveries.push(back.elapsed().as_secs_f64());
+        if *component == "kube-apiserver" {
+            api_server_restarts += 1;
+            unready_while_down += u32::from(seen_unready);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(
+        writes(),
+        before,
+        "the operator wrote while idle through {idle:?} restarts"
+    );
+    assert_eq!(
+        unready_while_down, api_server_restarts,
+        "the operator's /readyz said ready while the API server was down"
+    );
+    assert!(
+        operator::still_running(),
+        "the operator exited during the restarts"
+    );
+
+    // The watches are back: a new system converges, and a child deleted by hand comes back.
+    let late = systems::create(&client, "restart", "poliklinika-medicus.yaml", |_| {}).await;
+    systems::wait_ready(&client, &late).await;
+    let policies = Api::<k8s_openapi::api::networking::v1::NetworkPolicy>::namespaced(
+        client.clone(),
+        &format!("hs-{}", names[0]),
+    );
+    let policy = policies
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .next()
+        .expect("a NetworkPolicy")
+        .name_any();
+    policies.delete(&policy, &Default::default()).await.unwrap();
+    wait::until(
+        "the deleted NetworkPolicy to come back",
+        Duration::from_secs(60),
+        || async {
+            match policies.get_opt(&policy).await {
+                Ok(Some(_)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    println!(
+        "chaos: {api_server_restarts} API server restarts and {} etcd restarts survived; /readyz unready during every API server outage; ready again {recoveries:.1?} s after each idle restart; 0 writes while idle",
+        faults.len() as u64 - api_server_restarts as u64
+    );
+}
+
+/// Groups a namespace's reviews into attempts (a reconcile applies its policies together)
+/// and returns the gaps between attempts, in seconds.
+fn attempt_gaps(reviews: &[webhook::Review]) -> Vec<f64> {
+    let mut starts: Vec<Instant> = Vec::new();
+    for review in reviews {
+        if starts
+            .last()
+            .is_none_or(|last| review.at.duration_since(*last) > Duration::from_secs(2))
+        {
+            starts.push(review.at);
+        }
+    }
+    starts
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]).as_secs_f64())
+        .collect()
+}
+
+/// Issue 16, a slow and refusing API: an admission webhook refuses one system's
+/// NetworkPolicies, answers another's after its timeout and a third's slowly but in time.
+/// Expected: the refused and the timed-out policies land in the Network condition with the
+/// API server's words, the rest of those systems is applied, their retries come further and
+/// further apart, every other system (the slow one too) becomes Ready meanwhile, and once
+/// the webhook is fixed and a system is touched it converges.
+#[tokio::test]
+async fn a_refusing_or_slow_webhook_lands_in_the_condition_and_stalls_nothing_else() {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+
+    let _turn = TURN.lock().await;
+    let client = cluster::client().await;
+    operator::ensure_running(&client).await;
+    let hook = webhook::Webhook::start().await;
+    let refused = cluster::unique("refused");
+    let late = cluster::unique("late");
+    let slow = cluster::unique("slow");
+    let others: Vec<String> = (0..4).map(|_| cluster::unique("webhook")).collect();
+    hook.answer(
+        &format!("hs-{refused}"),
+        webhook::Answer::Deny(
+            "refused by the data centre's policy review: ticket SDC-1234 pending".into(),
+        ),
+    );
+    hook.answer(
+        &format!("hs-{late}"),
+        webhook::Answer::Late(Duration::from_secs(8)),
+    );
+    hook.answer(
+        &format!("hs-{slow}"),
+        webhook::Answer::Late(Duration::from_millis(1500)),
+    );
+    let watched: Vec<String> = [&refused, &late, &slow]
+        .iter()
+        .map(|n| format!("hs-{n}"))
+        .collect();
+    let configurations = Api::<ValidatingWebhookConfiguration>::all(client.clone());
+    let configuration: ValidatingWebhookConfiguration = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": format!("chaos-{refused}") },
+        "webhooks": [{
+            "name": "networkpolicies.chaos.test",
+            "clientConfig": {
+                "url": hook.url,
+                "caBundle": k8s_openapi::ByteString(hook.ca_bundle.clone()),
+            },
+            "rules": [{
+                "apiGroups": ["networking.k8s.io"], "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE"], "resources": ["networkpolicies"],
+            }],
+            "namespaceSelector": { "matchExpressions": [{
+                "key": "kubernetes.io/metadata.name", "operator": "In", "values": watched,
+            }]},
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 3,
+        }],
+    }))
+    .unwrap();
+    configurations
+        .create(&Default::default(), &configuration)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    for name in [&refused, &late, &slow].into_iter().chain(&others) {
+        systems::create_named(&client, name, "poliklinika-medicus.yaml", |_| {}).await;
+    }
+    for name in others.iter().chain([&slow]) {
+        systems::wait_ready(&client, name).await;
+    }
+    let others_ready = started.elapsed().as_secs_f64();
+    for (name, words) in [
+        (&refused, "ticket SDC-1234 pending"),
+        (&late, "failed calling webhook"),
+    ] {
+        wait::until(
+            &format!("{name}'s refusal in its NetworkIsolated condition"),
+            Duration::from_secs(120),
+            || async {
+                let system = Api::<healthsystem_operator::api::HealthSystem>::all(client.clone())
+                    .get(name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let network = systems::condition(&system, "NetworkIsolated").cloned();
+                match network {
+                    Some(c)
+                        if c.status == "False"
+                            && c.reason == "NetworkPolicyRefused"
+                            && c.message.contains(words) =>
+                    {
+                        Ok(())
+                    }
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
+        // The rest of the system is applied: its database runs.
+        let statefulsets = count::<StatefulSet>(&client, &format!("hs-{name}")).await;
+        assert_eq!(statefulsets, 1, "{name}: the database is applied");
+    }
+
+    // Retries come further apart: watched for 80 s, the refused system is asked about a
+    // handful of times, not every 10 s.
+    tokio::time::sleep(Duration::from_secs(80).saturating_sub(started.elapsed())).await;
+    let gaps = attempt_gaps(&hook.reviews(&format!("hs-{refused}")));
+    println!(
+        "chaos: others Ready after {others_ready:.1} s while the webhook refused; gaps between the refused system's attempts: {gaps:.1?} s"
+    );
+    assert!(
+        gaps.len() >= 2 && gaps.len() <= 6,
+        "attempts on the refused system: gaps {gaps:?}"
+    );
+    // A fixed retry would leave 10 to 13 s between attempts.
+    assert!(
+        *gaps.last().unwrap() >= 20.0,
+        "retries do not back off: gaps {gaps:?}"
+    );
+
+    // The webhook is fixed: a touched system converges at once.
+    hook.answer(&format!("hs-{refused}"), webhook::Answer::Allow);
+    hook.answer(&format!("hs-{late}"), webhook::Answer::Allow);
+    for name in [&refused, &late] {
+        Api::<healthsystem_operator::api::HealthSystem>::all(client.clone())
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(serde_json::json!({
+                    "metadata": { "annotations": { "chaos.test/touched": "1" } }
+                })),
+            )
+            .await
+            .unwrap();
+        systems::wait_ready(&client, name).await;
+    }
+    configurations
+        .delete(&format!("chaos-{refused}"), &Default::default())
+        .await
+        .unwrap();
 }

@@ -1,6 +1,12 @@
 //! Leader election between two replicas of the real operator on the local control plane:
 //! only the leader reconciles; when it is killed the standby takes over within the lease
-//! duration; a replica stopped with SIGTERM gives the Lease up at once.
+//! duration; a replica stopped with SIGTERM gives the Lease up at once. Under load (issue
+//! 16), leaders killed and paused while systems converge: the API server's audit log proves
+//! that two replicas never wrote at once.
+//!
+//! The tests take turns: every replica reconciles every HealthSystem of the cluster. The
+//! long failover run is `LEADER_SYSTEMS=200 LEADER_KILLS=10 cargo test --test leader --
+//! --nocapture failover` (figures in the README).
 
 #[path = "../support/cluster.rs"]
 mod cluster;
@@ -78,6 +84,11 @@ impl Replica {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
+    /// Whether the replica has exited (its wrapper exits with it).
+    fn exited(&mut self) -> bool {
+        matches!(self.wrapper.try_wait(), Ok(Some(_)))
+    }
+
     fn signal(&self, signal: &str) {
         let pid = self.operator_pid();
         assert!(!pid.is_empty(), "the operator runs");
@@ -94,6 +105,9 @@ impl Drop for Replica {
     }
 }
 
+/// One test at a time: each test's leader would reconcile the others' systems.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn create_and_wait_ready(client: &Client) -> String {
     let name = systems::create(client, "leader", "lab-biomedica.yaml", |_| {}).await;
     systems::wait_ready(client, &name).await;
@@ -102,6 +116,8 @@ async fn create_and_wait_ready(client: &Client) -> String {
 
 #[tokio::test]
 async fn one_leader_reconciles_and_a_standby_takes_over() {
+    let _turn = TURN.lock().await;
+    cluster::use_audit_log();
     let client = client().await;
     install_crd(&client).await;
     let a = Replica::start("replica-a");
@@ -193,6 +209,8 @@ async fn a_live_leader_with_a_skewed_clock_keeps_the_lease() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    let _turn = TURN.lock().await;
+    cluster::use_audit_log();
     let client = client().await;
     install_crd(&client).await;
     let leases = Api::<Lease>::namespaced(client.clone(), "default");
@@ -267,4 +285,166 @@ async fn a_live_leader_with_a_skewed_clock_keeps_the_lease() {
         waited >= Duration::from_secs(10),
         "took over after {waited:?}: before the lease duration"
     );
+}
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The writes the API server received from replicas whose identity starts with `prefix`,
+/// from its audit log, in the order it received them: (time, replica, verb and object).
+/// The Lease's own requests are how replicas compete, not writes of the fleet.
+fn writes_received(prefix: &str) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(cluster::audit_log()).expect("the audit log");
+    let mut writes: Vec<_> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|e| e["stage"] == "ResponseComplete" && e["objectRef"]["resource"] != "leases")
+        .filter_map(|e| {
+            let agent = e["userAgent"].as_str()?;
+            let replica = agent
+                .strip_prefix("healthsystem-operator/")?
+                .split_once('(')?
+                .1
+                .trim_end_matches(')');
+            replica.starts_with(prefix).then(|| {
+                (
+                    e["requestReceivedTimestamp"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    replica.to_string(),
+                    format!(
+                        "{} {}/{}/{}",
+                        e["verb"].as_str().unwrap_or(""),
+                        e["objectRef"]["resource"].as_str().unwrap_or(""),
+                        e["objectRef"]["namespace"].as_str().unwrap_or(""),
+                        e["objectRef"]["name"].as_str().unwrap_or("")
+                    ),
+                )
+            })
+        })
+        .collect();
+    // Fixed-width UTC microsecond timestamps: their text order is their time order.
+    writes.sort();
+    writes
+}
+
+/// Issue 16: one leader paused longer than the Lease (SIGSTOP, then SIGCONT), then leaders
+/// killed (SIGKILL), each while a batch of systems converges. A paused leader wakes with reconciles mid-flight
+/// after a standby took over: it must not send one more write. Proven from the API server's
+/// audit log: each replica's writes form one unbroken run in the order the server received
+/// them, so no two replicas ever wrote at once.
+#[tokio::test]
+async fn failover_under_load_never_has_two_writers() {
+    let _turn = TURN.lock().await;
+    cluster::use_audit_log();
+    let systems_count = setting("LEADER_SYSTEMS", 30);
+    let kills = setting("LEADER_KILLS", 3);
+    let client = client().await;
+    install_crd(&client).await;
+    let lease = "failover-test";
+    let mut replicas: Vec<Replica> = (0..2)
+        .map(|i| Replica::start_with_lease(&format!("failover-{i}"), lease))
+        .collect();
+    let mut started = replicas.len();
+    until("one leader", Duration::from_secs(60), || async {
+        match replicas.iter().filter(|r| r.is_leader()).count() {
+            1 => Ok(()),
+            n => Err(format!("{n} leaders")),
+        }
+    })
+    .await;
+    // Each fault strikes while a new batch of systems converges; the first is the pause.
+    let mut names = Vec::new();
+    let mut takeovers = Vec::new();
+    for round in 0..=kills {
+        let batch = systems_count / (kills + 1) + u64::from(round < systems_count % (kills + 1));
+        for _ in 0..batch {
+            names.push(systems::create(&client, "failover", "lab-biomedica.yaml", |_| {}).await);
+        }
+        tokio::time::sleep(Duration::from_millis(500 + (round * 700) % 1500)).await;
+        let leader = replicas.iter().position(Replica::is_leader).unwrap();
+        let pause = round == 0;
+        replicas[leader].signal(if pause { "-STOP" } else { "-KILL" });
+        let at = Instant::now();
+        until(
+            "a standby to take over",
+            Duration::from_secs(60),
+            || async {
+                let leaders = replicas
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, r)| *i != leader && r.is_leader())
+                    .count();
+                if leaders == 1 {
+                    Ok(())
+                } else {
+                    Err(format!("{leaders} new leaders"))
+                }
+            },
+        )
+        .await;
+        takeovers.push(at.elapsed().as_secs_f64());
+        if pause {
+            // The new leader writes for a while; then the old one wakes up.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            replicas[leader].signal("-CONT");
+            let old = &mut replicas[leader];
+            until("the woken leader to stop", Duration::from_secs(30), || {
+                let exited = old.exited();
+                async move { if exited { Ok(()) } else { Err("still running") } }
+            })
+            .await;
+            assert!(
+                old.log().contains("leadership lost"),
+                "the woken leader did not stop for a lost Lease:\n{}",
+                old.log()
+            );
+        }
+        replicas.remove(leader);
+        replicas.push(Replica::start_with_lease(
+            &format!("failover-{started}"),
+            lease,
+        ));
+        started += 1;
+    }
+    for name in &names {
+        systems::wait_ready(&client, name).await;
+    }
+    drop(replicas);
+
+    let writes = writes_received("failover-");
+    let mut runs: Vec<(String, usize)> = Vec::new();
+    for (_, replica, _) in &writes {
+        match runs.last_mut() {
+            Some((last, count)) if last == replica => *count += 1,
+            _ => runs.push((replica.clone(), 1)),
+        }
+    }
+    eprintln!(
+        "failover: {systems_count} systems, {kills} leaders killed and 1 paused; takeovers after {takeovers:.1?} s; writes per leader in the server's order: {runs:?}"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for (replica, _) in &runs {
+        assert!(
+            seen.insert(replica.clone()),
+            "{replica} wrote again after another replica had written: two writers at once. Runs: {runs:?}; the writes around it: {:?}",
+            writes
+                .iter()
+                .filter(|(_, r, _)| r == replica)
+                .map(|(t, _, w)| format!("{t} {w}"))
+                .collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        runs.len() >= 2,
+        "the writes came from fewer than two leaders: {runs:?}"
+    );
+    for takeover in &takeovers {
+        assert!(*takeover <= 20.0, "a takeover took {takeover:.1} s");
+    }
 }

@@ -35,6 +35,20 @@ pub fn use_real_node() {
     REAL_NODE.store(true, Ordering::SeqCst);
 }
 
+/// Whether the local cluster of this binary writes an audit log of writes.
+static AUDIT_LOG: AtomicBool = AtomicBool::new(false);
+
+/// Makes the API server of this binary's local cluster log every write (`cluster.sh
+/// --audit`). Call it before anything else touches the cluster.
+pub fn use_audit_log() {
+    AUDIT_LOG.store(true, Ordering::SeqCst);
+}
+
+/// The API server's audit log of this binary's local cluster: one JSON event per write.
+pub fn audit_log() -> PathBuf {
+    kubeconfig().parent().unwrap().join("logs/audit.log")
+}
+
 /// The images the real node holds, by variable name of `testenv/images.sh`'s images.env
 /// (`HS_IMAGE_POSTGRES15`, `HS_IMAGE_EXPORTER`, `HS_IMAGE_APP`, `HS_IMAGE_PAUSE`).
 pub fn node_images() -> std::collections::BTreeMap<String, String> {
@@ -117,6 +131,7 @@ pub fn start_in(dir: &Path) -> Result<LocalCluster, String> {
         .arg("--owner")
         .arg(std::process::id().to_string())
         .args(REAL_NODE.load(Ordering::SeqCst).then_some("--real-node"))
+        .args(AUDIT_LOG.load(Ordering::SeqCst).then_some("--audit"))
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)

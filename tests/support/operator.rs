@@ -114,6 +114,14 @@ fn restart_after(signal: &str) -> u64 {
     offset
 }
 
+/// Whether the operator started by this binary still runs (it never exited by itself since
+/// its last start: no crash, no exit on lost contact).
+pub fn still_running() -> bool {
+    let operator = OPERATOR.get().expect("operator started");
+    let mut operator = operator.lock().unwrap();
+    matches!(operator.child.try_wait(), Ok(None))
+}
+
 /// What the operator logged from byte `offset` on.
 pub fn log_since(offset: u64) -> String {
     let operator = OPERATOR.get().expect("operator started");
