@@ -3,6 +3,7 @@
 //! nothing else of this crate.
 
 mod migration;
+mod selector;
 mod spec;
 mod status;
 pub mod validation;

@@ -205,6 +205,7 @@ pub struct Database {
     /// StorageClass of the database volume; the cluster default when absent. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("storageClassName must be the name of a StorageClass: lower-case letters, digits, '-' and '.'"))]
     pub storage_class_name: Option<String>,
 
     /// A person's acceptance that the data volume with this claim UID is lost for good. When
@@ -291,6 +292,7 @@ pub struct Application {
     /// Container image of the application, from the data centre's registry mirror.
     #[schemars(length(min = 1, max = 512))]
     #[x_kube(validation = Rule::new("!self.matches('\\\\s')").message("image must not contain white space"))]
+    #[x_kube(validation = Rule::new(IMAGE_RULE).message("image must be an image reference such as registry.sdc.gov.rs/his/app:1.0, optionally with @sha256:<digest>"))]
     pub image: String,
 
     /// Number of application pods (0 stops the application, keeping everything else).
@@ -306,7 +308,46 @@ pub struct Application {
     /// CPU and memory requests and limits of each application container. Defaults come from
     /// the namespace's LimitRange.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = bounded_resources)]
+    #[x_kube(validation = Rule::new(RESOURCES_RULE).message("resources: requests and limits of cpu, memory or ephemeral-storage only, each a quantity of at least 0 such as 500m or 1Gi, no request above its limit, and no claims"))]
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+}
+
+/// An image reference as container runtimes read it: an optional registry host (and port),
+/// lower-case path components, an optional tag and an optional sha256 digest. Anything else
+/// (a control character, an upper-case path) would fail only when the pod starts, or make
+/// the API server refuse the Deployment.
+const IMAGE_RULE: &str = "self.matches('^([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*(:[0-9]+)?/)?[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)*(:[A-Za-z0-9_][-A-Za-z0-9_.]{0,127})?(@sha256:[a-f0-9]{64})?$')";
+
+/// What the API server accepts of a container's resources (checked at admission, naming
+/// the spec's field, instead of a Deployment refused later).
+const RESOURCES_RULE: &str = "!has(self.claims) \
+    && (!has(self.limits) || self.limits.all(k, k in ['cpu', 'memory', 'ephemeral-storage'] \
+        && isQuantity(string(self.limits[k])) && !quantity(string(self.limits[k])).isLessThan(quantity('0')))) \
+    && (!has(self.requests) || self.requests.all(k, k in ['cpu', 'memory', 'ephemeral-storage'] \
+        && isQuantity(string(self.requests[k])) && !quantity(string(self.requests[k])).isLessThan(quantity('0')) \
+        && (!has(self.limits) || !(k in self.limits) || !isQuantity(string(self.limits[k])) \
+            || quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)))";
+
+/// Bounds the maps of container resources and their values, so that the API server's cost
+/// estimate admits the rule that checks each value is a quantity (an unbounded map of
+/// unbounded strings is estimated at the size limit of a whole request).
+fn bounded_resources(schema: &mut schemars::Schema) {
+    for map in ["limits", "requests"] {
+        let Some(map) = schema
+            .pointer_mut(&format!("/properties/{map}"))
+            .and_then(|m| m.as_object_mut())
+        else {
+            continue;
+        };
+        map.insert("maxProperties".into(), 3.into());
+        if let Some(values) = map
+            .get_mut("additionalProperties")
+            .and_then(|v| v.as_object_mut())
+        {
+            values.insert("maxLength".into(), 64.into());
+        }
+    }
 }
 
 fn default_replicas() -> i32 {
@@ -430,10 +471,14 @@ pub struct IngressSource {
     /// Namespaces whose pods may connect. With podSelector, only the matching pods of the
     /// matching namespaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = super::selector::bounded)]
+    #[x_kube(validation = Rule::new(super::selector::rule()).message(super::selector::MESSAGE))]
     pub namespace_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
 
     /// Pods that may connect; in the system's own namespace unless namespaceSelector is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = super::selector::bounded)]
+    #[x_kube(validation = Rule::new(super::selector::rule()).message(super::selector::MESSAGE))]
     pub pod_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
 }
 

@@ -6,6 +6,9 @@ mod api;
 mod cluster;
 #[path = "../support/corpus.rs"]
 mod corpus;
+mod dry_run;
+#[path = "../support/fuzzing.rs"]
+mod fuzzing;
 mod smoke;
 #[path = "../support/wait.rs"]
 mod wait;
