@@ -175,7 +175,12 @@ wait_for kube-apiserver 90 kubectl get --raw /readyz
 common=(--kubeconfig "$kubeconfig" --authentication-kubeconfig "$kubeconfig"
   --authorization-kubeconfig "$kubeconfig" --bind-address 127.0.0.1 --leader-elect=false)
 log "kube-controller-manager, kube-scheduler, kwok and the volume provisioner"
-start kube-controller-manager "$bin/kube-controller-manager" "${common[@]}" --secure-port "$kcm_port" \
+# kwok's simulated kubelets never mark a pod Ready again once the node lifecycle controller
+# marked it NotReady (a real kubelet does): a long grace keeps the fault tests' API server
+# restarts, which delay their node leases, from leaving pods NotReady for good.
+kcm_node_grace=()
+$real_node || kcm_node_grace=(--node-monitor-grace-period 10m)
+start kube-controller-manager "$bin/kube-controller-manager" "${common[@]}" "${kcm_node_grace[@]}" --secure-port "$kcm_port" \
   --cert-dir "$pki/kcm" --service-account-private-key-file "$pki/sa.key" \
   --root-ca-file "$pki/ca.crt" --use-service-account-credentials --controllers '*'
 start kube-scheduler "$bin/kube-scheduler" "${common[@]}" --secure-port "$sched_port" --cert-dir "$pki/sched"
