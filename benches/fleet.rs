@@ -11,7 +11,11 @@
 //! 6. the operator's peak and settled resident memory.
 //!
 //! Run: `cargo bench --bench fleet -- [--sizes 100,500,1000] [--idle-seconds 300]
-//! [--changes 50] [--json target/fleet.json]`
+//! [--changes 50] [--json target/fleet.json] [--check]`
+//!
+//! `--check` (what `.ci/run` uses, at N = 100) exits non-zero on a regression of what must
+//! never change with the machine's speed: more than 3 mutating requests while idle, or a
+//! restarted operator that writes.
 //!
 //! `--inventory tests/data/sdc-inventory.csv` measures something else: the migration
 //! inventory onboarded (`onboard`, the configuration's default rules), every manifest applied
@@ -49,6 +53,7 @@ struct Args {
     changes: usize,
     json: Option<PathBuf>,
     inventory: Option<PathBuf>,
+    check: bool,
 }
 
 fn args() -> Args {
@@ -58,6 +63,7 @@ fn args() -> Args {
         changes: 50,
         json: None,
         inventory: None,
+        check: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -77,6 +83,7 @@ fn args() -> Args {
             "--changes" => args.changes = it.next().and_then(|s| s.parse().ok()).unwrap_or(50),
             "--json" => args.json = it.next().map(PathBuf::from),
             "--inventory" => args.inventory = it.next().map(PathBuf::from),
+            "--check" => args.check = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -651,4 +658,32 @@ fn main() {
         std::fs::write(path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     }
     let _ = HealthSystem::kind(&());
+    if args.check {
+        let failed: Vec<String> = rows.iter().flat_map(regressions).collect();
+        for failure in &failed {
+            eprintln!("regression: {failure}");
+        }
+        if !failed.is_empty() {
+            std::process::exit(1);
+        }
+        eprintln!("check: no regression (idle writes at most 3, a restart writes nothing)");
+    }
+}
+
+/// What `--check` refuses in a row: the targets that do not depend on the machine's speed.
+fn regressions(row: &Row) -> Vec<String> {
+    let mut failed = Vec::new();
+    if row.idle_mutating > 3.0 {
+        failed.push(format!(
+            "N = {}: {} mutating requests while idle for {} s (at most 3)",
+            row.n, row.idle_mutating, row.idle_s
+        ));
+    }
+    if row.restart_writes > 0.0 {
+        failed.push(format!(
+            "N = {}: the restarted operator wrote {} times (none allowed)",
+            row.n, row.restart_writes
+        ));
+    }
+    failed
 }
