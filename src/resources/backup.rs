@@ -6,15 +6,14 @@
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-    Volume,
+    Container, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::database;
 use super::labels;
 use super::metadata::component_meta;
-use super::pod::pod_security;
+use super::pod::job_pod;
 use super::pod::{
     container_security, database_client_env, database_script_container, empty_dir, env, mount,
     secret_key_env,
@@ -235,23 +234,18 @@ pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {
                 spec: Some(JobSpec {
                     backoff_limit: Some(2),
                     active_deadline_seconds: deadline,
-                    template: PodTemplateSpec {
-                        metadata: Some(ObjectMeta {
-                            labels: Some(pod_labels),
-                            ..ObjectMeta::default()
-                        }),
-                        spec: Some(PodSpec {
-                            restart_policy: Some("Never".into()),
+                    template: job_pod(
+                        pod_labels,
+                        999,
+                        PodSpec {
                             service_account_name: Some(NAME.into()),
-                            automount_service_account_token: Some(false),
-                            security_context: Some(pod_security(999)),
                             init_containers: (!init_containers.is_empty())
                                 .then_some(init_containers),
                             containers,
                             volumes: Some(volumes),
                             ..PodSpec::default()
-                        }),
-                    },
+                        },
+                    ),
                     ..JobSpec::default()
                 }),
             },

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
@@ -15,7 +15,7 @@ use kube::api::ObjectMeta;
 
 use super::backup::{agent_container, install_agent, store_env};
 use super::labels::{self, COMPONENT, MANAGED_BY, MANAGER, OWNER_UID};
-use super::pod::{empty_dir, env, mount, pod_security, secret_key_env};
+use super::pod::{empty_dir, env, job_pod, mount, secret_key_env};
 use crate::api::HealthSystem;
 use crate::config::{Config, Drills, ObjectStore};
 
@@ -113,21 +113,16 @@ pub(crate) fn restore_job_spec(
             i64::from(config.backup.drills.deadline_seconds) + JOB_DEADLINE_SLACK_SECONDS,
         ),
         ttl_seconds_after_finished: ttl_seconds,
-        template: PodTemplateSpec {
-            metadata: Some(ObjectMeta {
-                labels: Some(pod_labels),
-                ..ObjectMeta::default()
-            }),
-            spec: Some(PodSpec {
-                restart_policy: Some("Never".into()),
-                automount_service_account_token: Some(false),
-                security_context: Some(pod_security(999)),
+        template: job_pod(
+            pod_labels,
+            999,
+            PodSpec {
                 init_containers: Some(vec![install_agent(config)]),
                 containers: vec![container],
                 volumes: Some(volumes),
                 ..PodSpec::default()
-            }),
-        },
+            },
+        ),
         ..JobSpec::default()
     }
 }

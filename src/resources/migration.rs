@@ -8,20 +8,18 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, SecretKeySelector,
-};
+use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, PodSpec, SecretKeySelector};
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::backup;
 use super::labels;
 use super::metadata::{component_meta, meta};
-use super::pod::{database_script_container, empty_dir, env, mount, pod_security};
+use super::pod::{database_script_container, empty_dir, env, job_pod, mount};
 use super::roles;
 
 use crate::api::{HealthSystem, Migration, MigrationPhase};
@@ -208,22 +206,17 @@ fn job(
             // One try: a failure is reported, and raising spec.migration.attempt retries.
             backoff_limit: Some(0),
             active_deadline_seconds: Some(deadline_seconds),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
+            template: job_pod(
+                pod_labels,
+                POSTGRES_UID,
+                PodSpec {
                     // No API access: the backup ServiceAccount has no token and no roles.
                     service_account_name: Some(backup::NAME.into()),
-                    automount_service_account_token: Some(false),
-                    security_context: Some(pod_security(POSTGRES_UID)),
                     containers: vec![container],
                     volumes: Some(vec![empty_dir("tmp")]),
                     ..PodSpec::default()
-                }),
-            },
+                },
+            ),
             ..JobSpec::default()
         }),
         ..Job::default()

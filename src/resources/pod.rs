@@ -3,10 +3,14 @@
 //! seccomp profile), environment variables (plain, or from the credentials Secret), mounts
 //! and scratch volumes.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSecurityContext,
-    SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    PodSpec, PodTemplateSpec, SeccompProfile, SecretKeySelector, SecurityContext, Volume,
+    VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::database;
 use super::roles::Role;
@@ -25,6 +29,24 @@ pub fn pod_security(uid: i64) -> PodSecurityContext {
             ..SeccompProfile::default()
         }),
         ..PodSecurityContext::default()
+    }
+}
+
+/// The pod of a run-once Job (backup, restore drill, bootstrap restore, migration): labelled
+/// `labels`, never restarted in place (the Job decides about retries), no API token, running
+/// as `uid`. `spec` brings the containers, volumes and service account.
+pub fn job_pod(labels: BTreeMap<String, String>, uid: i64, spec: PodSpec) -> PodTemplateSpec {
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            automount_service_account_token: Some(false),
+            security_context: Some(pod_security(uid)),
+            ..spec
+        }),
     }
 }
 
