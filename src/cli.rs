@@ -176,7 +176,7 @@ impl Cli {
                         crate::controller::fence::Fence::open()
                     };
                     let client =
-                        crate::controller::counting_client(&metrics, &identity, fence.clone())
+                        crate::controller::operator_client(&metrics, &identity, fence.clone())
                             .await?;
                     crate::controller::run(
                         client,

@@ -2,8 +2,8 @@
 //! reconciles. A replica takes the Lease when it is free or expired, renews it every few
 //! seconds with optimistic concurrency (the Lease's resourceVersion) from the moment it has
 //! it (its caches may take long to load), and gives it up on shutdown so a standby takes
-//! over at once. A leader that cannot renew within the lease duration stops: it may no
-//! longer be the only writer.
+//! over at once. A leader that cannot renew before its write fence closes (the lease duration
+//! less a margin, `fence.rs`) stops: it may no longer be the only writer.
 //!
 //! Expiry is judged as client-go does: by this replica's own monotonic clock, from when it
 //! last saw the Lease change. Another replica's renewTime is never compared with the local
@@ -198,13 +198,14 @@ impl Elector {
         }
     }
 
-    /// Renews the Lease until it is lost; returns when it is (or cannot be renewed in time).
+    /// Renews the Lease until it is lost; returns when it is, or when the fence (opened by
+    /// each renewal) would be closed before the next attempt: this replica writes nothing
+    /// more then, so it stops rather than linger as a leader that cannot lead.
     pub async fn hold(&self) {
-        let mut last_renewal = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(RETRY).await;
             match self.try_acquire().await {
-                Ok(Held::Yes) => last_renewal = tokio::time::Instant::now(),
+                Ok(Held::Yes) => {}
                 Ok(Held::No) => {
                     self.fence.close();
                     warn!(lease = self.name, "leadership lost to another replica");
@@ -212,8 +213,7 @@ impl Elector {
                 }
                 Err(e) => {
                     warn!(error = %e, "lease renewal failed");
-                    // Stop before the Lease expires, so two leaders never overlap.
-                    if last_renewal.elapsed() + RETRY >= LEASE_DURATION {
+                    if !self.fence.allows(Instant::now() + RETRY) {
                         self.fence.close();
                         return;
                     }

@@ -113,7 +113,7 @@ async fn terminated() {
 /// The operator's client: it names this replica in its User-Agent (the API server's audit
 /// log then tells replicas apart), counts every request it sends in `metrics`, and sends a
 /// write only while `fence` allows it.
-pub async fn counting_client(
+pub async fn operator_client(
     metrics: &Metrics,
     identity: &str,
     fence: fence::Fence,
