@@ -135,13 +135,21 @@ current-context: hs-testenv
 EOF
 chmod 600 "$kubeconfig"
 kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
+# healthy NAME: whether etcd or the API server serves (at start and after a restart).
+healthy() {
+  case "$1" in
+    etcd) curl -sf "http://127.0.0.1:$etcd_port/health" ;;
+    kube-apiserver) kubectl get --raw /readyz ;;
+    *) true ;;
+  esac
+}
 
 log "etcd on 127.0.0.1:$etcd_port"
 start etcd "$bin/etcd" --name testenv --data-dir "$data" \
   --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
   --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
   --initial-cluster "testenv=http://127.0.0.1:$peer_port" --unsafe-no-fsync --log-level warn
-wait_for etcd 30 curl -sf "http://127.0.0.1:$etcd_port/health"
+wait_for etcd 30 healthy etcd
 
 audit_flags=()
 if $audit; then
@@ -170,7 +178,7 @@ start kube-apiserver "$bin/kube-apiserver" "${audit_flags[@]}" \
   --service-cluster-ip-range 10.96.0.0/16 --allow-privileged=false \
   --kubelet-client-certificate "$pki/kubelet-client.crt" --kubelet-client-key "$pki/kubelet-client.key" \
   --kubelet-preferred-address-types InternalIP
-wait_for kube-apiserver 90 kubectl get --raw /readyz
+wait_for kube-apiserver 90 healthy kube-apiserver
 
 common=(--kubeconfig "$kubeconfig" --authentication-kubeconfig "$kubeconfig"
   --authorization-kubeconfig "$kubeconfig" --bind-address 127.0.0.1 --leader-elect=false)
@@ -254,15 +262,6 @@ wait_for "default service account" 60 kubectl get serviceaccount default -n defa
 cp "$kubeconfig" "$dir/kubeconfig"
 echo "$dir/kubeconfig" >"$dir/ready"
 log "ready in ${SECONDS}s: export KUBECONFIG=$dir/kubeconfig"
-
-# healthy NAME: whether a restarted component serves again.
-healthy() {
-  case "$1" in
-    etcd) curl -sf "http://127.0.0.1:$etcd_port/health" ;;
-    kube-apiserver) kubectl get --raw /readyz ;;
-    *) true ;;
-  esac
-}
 
 while :; do
   if [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null; then

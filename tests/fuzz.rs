@@ -12,7 +12,7 @@ use proptest::prelude::*;
 #[path = "support/fuzzing.rs"]
 mod fuzzing;
 
-use fuzzing::{examples, json_value, pointers};
+use fuzzing::{examples, json_value, with_a_leaf_replaced};
 use healthsystem_operator::api::validation::validate;
 use healthsystem_operator::config::Config;
 use healthsystem_operator::render::{Source, render};
@@ -48,12 +48,7 @@ proptest! {
         pick in any::<prop::sample::Index>(),
         value in json_value(),
     ) {
-        let mut manifest = examples()[example].clone();
-        let mut leaves = Vec::new();
-        pointers(&manifest, String::new(), &mut leaves);
-        leaves.retain(|p| p.starts_with("/spec") || p.starts_with("/metadata"));
-        let pointer = pick.get(&leaves).clone();
-        *manifest.pointer_mut(&pointer).unwrap() = value;
+        let (manifest, _) = with_a_leaf_replaced(&examples()[example], &pick, |_| value);
         match validate(&manifest) {
             Ok(system) => {
                 let desired = Desired::build(&system, &Config::default());

@@ -91,13 +91,13 @@ pub struct SourceNetwork {
 
     /// Namespaces of the source pods, when the source runs in this cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = super::selector::bounded)]
+    #[schemars(transform = super::bounds::selector)]
     #[x_kube(validation = Rule::new(super::selector::rule()).message(super::selector::MESSAGE))]
     pub namespace_selector: Option<LabelSelector>,
 
     /// The source pods, when the source runs in this cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = super::selector::bounded)]
+    #[schemars(transform = super::bounds::selector)]
     #[x_kube(validation = Rule::new(super::selector::rule()).message(super::selector::MESSAGE))]
     pub pod_selector: Option<LabelSelector>,
 }

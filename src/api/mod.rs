@@ -2,6 +2,7 @@
 //! client-side validation `render` shares with admission. The ground floor: it imports
 //! nothing else of this crate.
 
+mod bounds;
 mod migration;
 mod selector;
 mod spec;

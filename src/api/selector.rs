@@ -1,7 +1,7 @@
 //! Label selectors in the spec (allowFrom, a migration's source) are copied into
 //! NetworkPolicies: what the API server would refuse there is refused at admission here,
 //! naming the spec's field, instead of surfacing later as a refused child. The maps and lists
-//! are bounded so that the API server's cost estimate admits the rule.
+//! are bounded (`bounds::selector`) so that the API server's cost estimate admits the rule.
 
 /// A label key: an optional DNS-subdomain prefix and '/', then a name of letters, digits,
 /// '-', '_' and '.' that starts and ends with a letter or digit.
@@ -21,41 +21,3 @@ pub fn rule() -> String {
 
 /// The rule's message.
 pub const MESSAGE: &str = "a label selector needs label keys and values as Kubernetes accepts them (letters, digits, '-', '_' and '.', at most 63 characters, a key optionally prefixed by a DNS subdomain and '/'), and expressions with operator In or NotIn and values, or Exists or DoesNotExist without";
-
-/// Bounds a selector's schema: at most 16 labels and 16 expressions of 16 values each, keys
-/// of at most 317 characters (a 253-character prefix, '/', a 63-character name), values of
-/// at most 63.
-pub fn bounded(schema: &mut schemars::Schema) {
-    let mut set = |pointer: &str, key: &str, value: u64| {
-        if let Some(object) = schema.pointer_mut(pointer).and_then(|s| s.as_object_mut()) {
-            object.insert(key.into(), value.into());
-        }
-    };
-    set("/properties/matchLabels", "maxProperties", 16);
-    set(
-        "/properties/matchLabels/additionalProperties",
-        "maxLength",
-        63,
-    );
-    set("/properties/matchExpressions", "maxItems", 16);
-    set(
-        "/properties/matchExpressions/items/properties/key",
-        "maxLength",
-        317,
-    );
-    set(
-        "/properties/matchExpressions/items/properties/operator",
-        "maxLength",
-        12,
-    );
-    set(
-        "/properties/matchExpressions/items/properties/values",
-        "maxItems",
-        16,
-    );
-    set(
-        "/properties/matchExpressions/items/properties/values/items",
-        "maxLength",
-        63,
-    );
-}

@@ -308,7 +308,7 @@ pub struct Application {
     /// CPU and memory requests and limits of each application container. Defaults come from
     /// the namespace's LimitRange.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = bounded_resources)]
+    #[schemars(transform = super::bounds::resources)]
     #[x_kube(validation = Rule::new(RESOURCES_RULE).message("resources: requests and limits of cpu, memory or ephemeral-storage only, each a quantity of at least 0 such as 500m or 1Gi, no request above its limit, and no claims"))]
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
 }
@@ -328,27 +328,6 @@ const RESOURCES_RULE: &str = "!has(self.claims) \
         && isQuantity(string(self.requests[k])) && !quantity(string(self.requests[k])).isLessThan(quantity('0')) \
         && (!has(self.limits) || !(k in self.limits) || !isQuantity(string(self.limits[k])) \
             || quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)))";
-
-/// Bounds the maps of container resources and their values, so that the API server's cost
-/// estimate admits the rule that checks each value is a quantity (an unbounded map of
-/// unbounded strings is estimated at the size limit of a whole request).
-fn bounded_resources(schema: &mut schemars::Schema) {
-    for map in ["limits", "requests"] {
-        let Some(map) = schema
-            .pointer_mut(&format!("/properties/{map}"))
-            .and_then(|m| m.as_object_mut())
-        else {
-            continue;
-        };
-        map.insert("maxProperties".into(), 3.into());
-        if let Some(values) = map
-            .get_mut("additionalProperties")
-            .and_then(|v| v.as_object_mut())
-        {
-            values.insert("maxLength".into(), 64.into());
-        }
-    }
-}
 
 fn default_replicas() -> i32 {
     2
@@ -471,13 +450,13 @@ pub struct IngressSource {
     /// Namespaces whose pods may connect. With podSelector, only the matching pods of the
     /// matching namespaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = super::selector::bounded)]
+    #[schemars(transform = super::bounds::selector)]
     #[x_kube(validation = Rule::new(super::selector::rule()).message(super::selector::MESSAGE))]
     pub namespace_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
 
     /// Pods that may connect; in the system's own namespace unless namespaceSelector is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(transform = super::selector::bounded)]
+    #[schemars(transform = super::bounds::selector)]
     #[x_kube(validation = Rule::new(super::selector::rule()).message(super::selector::MESSAGE))]
     pub pod_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
 }

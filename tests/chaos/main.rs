@@ -29,6 +29,8 @@ mod cluster;
 mod corpus;
 #[path = "../support/operator.rs"]
 mod operator;
+#[path = "../support/settings.rs"]
+mod settings;
 #[path = "../support/systems.rs"]
 mod systems;
 #[path = "../support/wait.rs"]
@@ -49,12 +51,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use settings::setting;
 
 /// What the watches saw: per object (namespace/name), the values of interest it ever had,
 /// and the objects seen deleted.

@@ -22,7 +22,8 @@ use healthsystem_operator::controller::children;
 use healthsystem_operator::resources::Desired;
 
 use crate::cluster;
-use crate::fuzzing::{examples, json_value, pointers};
+use crate::fuzzing::{examples, json_value, with_a_leaf_replaced};
+use crate::settings::setting;
 
 /// Sends `manifest` to the API server as a dry-run create of a HealthSystem: the object as
 /// it would be stored (defaults applied), or the API server's refusal.
@@ -88,10 +89,7 @@ fn every_spec_the_api_server_admits_builds_children_it_admits() {
         .into_iter()
         .map(|k| (k.resource.kind.clone(), (k.resource, k.namespaced)))
         .collect();
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(48);
+    let cases = setting("PROPTEST_CASES", 48) as u32;
     let mut runner = TestRunner::new(RunnerConfig {
         cases,
         failure_persistence: None,
@@ -117,18 +115,13 @@ fn every_spec_the_api_server_admits_builds_children_it_admits() {
     let result = runner.run(
         &strategy,
         |(example, pick, value, same_type, text, number)| {
-            let mut manifest = examples[example].clone();
-            let mut leaves = Vec::new();
-            pointers(&manifest, String::new(), &mut leaves);
-            leaves.retain(|p| p.starts_with("/spec") || p.starts_with("/metadata"));
-            let pointer = pick.get(&leaves).clone();
-            let slot = manifest.pointer_mut(&pointer).unwrap();
-            *slot = match (&*slot, same_type, text) {
-                (Value::String(_), true, s) => Value::String(s),
-                (Value::Number(_), true, _) => Value::from(number),
-                (Value::Bool(b), true, _) => Value::Bool(!b),
-                _ => value,
-            };
+            let (manifest, pointer) =
+                with_a_leaf_replaced(&examples[example], &pick, |old| match (old, same_type) {
+                    (Value::String(_), true) => Value::String(text),
+                    (Value::Number(_), true) => Value::from(number),
+                    (Value::Bool(b), true) => Value::Bool(!b),
+                    _ => value,
+                });
             // What a refusal must name: the changed key or one above it (`spec`, `metadata`).
             let keys: Vec<String> = pointer
                 .split('/')

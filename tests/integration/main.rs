@@ -9,6 +9,8 @@ mod corpus;
 mod dry_run;
 #[path = "../support/fuzzing.rs"]
 mod fuzzing;
+#[path = "../support/settings.rs"]
+mod settings;
 mod smoke;
 #[path = "../support/wait.rs"]
 mod wait;

@@ -12,6 +12,8 @@
 mod cluster;
 #[path = "../support/corpus.rs"]
 mod corpus;
+#[path = "../support/settings.rs"]
+mod settings;
 #[path = "../support/systems.rs"]
 mod systems;
 #[path = "../support/wait.rs"]
@@ -25,6 +27,7 @@ use kube::Client;
 
 use cluster::{client, install_crd};
 use corpus::root;
+use settings::setting;
 use wait::until;
 
 /// One replica, run under testenv/owned.sh so it never outlives the test binary.
@@ -285,13 +288,6 @@ async fn a_live_leader_with_a_skewed_clock_keeps_the_lease() {
         waited >= Duration::from_secs(10),
         "took over after {waited:?}: before the lease duration"
     );
-}
-
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// The writes the API server received from replicas whose identity starts with `prefix`,

@@ -29,6 +29,23 @@ pub fn pointers(value: &Value, prefix: String, out: &mut Vec<String>) {
     out.push(prefix);
 }
 
+/// `manifest` with one leaf under /spec or /metadata (the one `pick` chooses) replaced by
+/// what `replace` makes of its current value; and that leaf's JSON pointer.
+pub fn with_a_leaf_replaced(
+    manifest: &Value,
+    pick: &prop::sample::Index,
+    replace: impl FnOnce(&Value) -> Value,
+) -> (Value, String) {
+    let mut manifest = manifest.clone();
+    let mut leaves = Vec::new();
+    pointers(&manifest, String::new(), &mut leaves);
+    leaves.retain(|p| p.starts_with("/spec") || p.starts_with("/metadata"));
+    let pointer = pick.get(&leaves).clone();
+    let slot = manifest.pointer_mut(&pointer).unwrap();
+    *slot = replace(slot);
+    (manifest, pointer)
+}
+
 pub fn examples() -> Vec<Value> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut paths: Vec<_> = std::fs::read_dir(root)
