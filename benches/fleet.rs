@@ -3,15 +3,22 @@
 //!
 //! 1. the floor: server-side applying the very objects `render` builds for N systems with a
 //!    tight client (32 requests in flight), on a cluster of its own;
-//! 2. the operator: N HealthSystems created (varied tiers, with and without application) until
-//!    all are Ready, and its API requests by verb (its own request counter);
+//! 2. the operator: N HealthSystems created (varied tiers, with and without application): the
+//!    time until every child exists (metadata watches, `fleet/applied.rs`) and until all are
+//!    Ready, its API requests by verb (its own request counter), and the API server's CPU
+//!    seconds meanwhile (`fleet/apiserver.rs`);
 //! 3. idle: mutating requests from the operator over the idle period (target zero);
 //! 4. change latency: p50 and p99 over repeated one-field changes until the child shows them;
 //! 5. restart: time until the restarted operator is idle again, and its writes;
 //! 6. the operator's peak and settled resident memory.
 //!
+//! With `--peers`, the same objects for N systems are also installed by one Helm release per
+//! system (`fleet/helm.rs`) on a cluster of its own, and a second table sets the floor, Helm
+//! and the operator side by side: time until every object exists, the API server's requests
+//! and CPU seconds per system, the client's peak memory.
+//!
 //! Run: `cargo bench --bench fleet -- [--sizes 100,500,1000] [--idle-seconds 300]
-//! [--changes 50] [--json target/fleet.json] [--check]`
+//! [--changes 50] [--peers] [--json target/fleet.json] [--check]`
 //!
 //! `--check` (what `.ci/run` uses, at N = 100) exits non-zero on a regression of what must
 //! never change with the machine's speed: more than 3 mutating requests while idle, or a
@@ -26,6 +33,13 @@
 mod cluster;
 #[path = "../tests/support/wait.rs"]
 mod wait;
+
+#[path = "fleet/apiserver.rs"]
+mod apiserver;
+#[path = "fleet/applied.rs"]
+mod applied;
+#[path = "fleet/helm.rs"]
+mod helm;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,7 +57,7 @@ use healthsystem_operator::api::HealthSystem;
 use healthsystem_operator::api::validation::validate;
 use healthsystem_operator::config::Config;
 use healthsystem_operator::resources::Desired;
-use healthsystem_operator::resources::labels::MANAGED_BY;
+use healthsystem_operator::resources::labels::{MANAGED_BY, MANAGER};
 
 const IN_FLIGHT: usize = 32;
 
@@ -54,6 +68,7 @@ struct Args {
     json: Option<PathBuf>,
     inventory: Option<PathBuf>,
     check: bool,
+    peers: bool,
 }
 
 fn args() -> Args {
@@ -64,6 +79,7 @@ fn args() -> Args {
         json: None,
         inventory: None,
         check: false,
+        peers: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -84,6 +100,7 @@ fn args() -> Args {
             "--json" => args.json = it.next().map(PathBuf::from),
             "--inventory" => args.inventory = it.next().map(PathBuf::from),
             "--check" => args.check = true,
+            "--peers" => args.peers = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -136,12 +153,12 @@ async fn apply_value(client: &Client, object: &Value, manager: &str) {
     .unwrap_or_else(|e| panic!("{} {name}: {e}", gvk.kind));
 }
 
-/// The floor: the same children, applied by a tight client, on a cluster of their own.
-async fn floor(n: usize, dir: &Path) -> Duration {
-    let cluster = cluster::start_in(dir).expect("cluster");
-    let client = client_for(&cluster.kubeconfig).await;
+/// The children `render` builds for each of `n` systems (no monitoring kinds: the benchmark
+/// clusters do not serve them), labelled as managed by `manager` so that no operator picks
+/// them up; the Secret gets a fixed password (the operator generates its own).
+fn rendered(n: usize, manager: &str) -> Vec<Vec<Value>> {
     let config = Config::default();
-    let systems: Vec<Vec<Value>> = (0..n)
+    (0..n)
         .map(|i| {
             let system = validate(&manifest(i)).unwrap();
             Desired::build(&system, &config)
@@ -154,16 +171,32 @@ async fn floor(n: usize, dir: &Path) -> Duration {
                         .starts_with("monitoring.coreos.com")
                 })
                 .map(|mut m| {
-                    // Not ours, so no operator would ever pick them up.
-                    m["metadata"]["labels"][MANAGED_BY] = json!("benchmark-floor");
+                    m["metadata"]["labels"][MANAGED_BY] = json!(manager);
                     if m["kind"] == "Secret" {
-                        m["stringData"]["password"] = json!("benchmark-floor-password");
+                        m["stringData"]["password"] = json!("benchmark-password");
                     }
                     m
                 })
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+/// One way of getting every object to exist: its time and what it cost.
+#[derive(Default, Debug, Clone)]
+struct PeerRun {
+    name: &'static str,
+    seconds: f64,
+    apiserver: apiserver::Usage,
+    peak_rss_mib: f64,
+}
+
+/// The floor: the same children, applied by a tight client, on a cluster of their own.
+async fn floor(n: usize, dir: &Path) -> PeerRun {
+    let cluster = cluster::start_in(dir).expect("cluster");
+    let client = client_for(&cluster.kubeconfig).await;
+    let systems = rendered(n, "benchmark-floor");
+    let before = apiserver::usage(&client, dir).await;
     let started = Instant::now();
     // Each system in order (namespace first); 32 requests in flight across systems.
     let namespaces = futures::stream::iter(systems.iter().map(|objects| {
@@ -182,9 +215,33 @@ async fn floor(n: usize, dir: &Path) -> Duration {
     .buffer_unordered(IN_FLIGHT)
     .collect::<Vec<()>>();
     rest.await;
-    let took = started.elapsed();
+    let seconds = started.elapsed().as_secs_f64();
+    let apiserver = apiserver::usage(&client, dir).await - before;
     cluster.stop();
-    took
+    PeerRun {
+        name: "floor (server-side apply, 32 in flight)",
+        seconds,
+        apiserver,
+        peak_rss_mib: 0.0,
+    }
+}
+
+/// The Helm peer: one release per system, on a cluster of its own.
+async fn helm_peer(n: usize, dir: &Path) -> PeerRun {
+    let cluster = cluster::start_in(dir).expect("cluster");
+    let client = client_for(&cluster.kubeconfig).await;
+    let systems = rendered(n, "benchmark-helm");
+    let before = apiserver::usage(&client, dir).await;
+    let helm = cluster::testenv_bin().join("helm");
+    let run = helm::install_all(&helm, &cluster.kubeconfig, dir, &systems, IN_FLIGHT).await;
+    let apiserver = apiserver::usage(&client, dir).await - before;
+    cluster.stop();
+    PeerRun {
+        name: "Helm, one release per system (32 in flight)",
+        seconds: run.seconds,
+        apiserver,
+        peak_rss_mib: run.peak_rss_bytes as f64 / 1048576.0,
+    }
 }
 
 /// The operator process, killed when dropped.
@@ -360,9 +417,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 struct Row {
     n: usize,
     floor_s: f64,
+    /// Until the last child existed.
+    applied_s: f64,
     ready_s: f64,
     ratio: f64,
+    /// Children of one system (on average), for requests per system.
+    children_per_system: f64,
     requests_per_system: BTreeMap<String, f64>,
+    /// The API server during the convergence (until all Ready).
+    apiserver: apiserver::Usage,
+    /// The floor, the operator and the peers (with `--peers`), to all objects existing.
+    peers: Vec<PeerRun>,
     idle_mutating: f64,
     idle_s: f64,
     change_p50_ms: f64,
@@ -379,30 +444,55 @@ async fn measure(n: usize, args: &Args, base: &Path) -> Row {
         ..Row::default()
     };
     eprintln!("== N = {n}: floor");
-    row.floor_s = floor(n, &base.join(format!("floor-{n}")))
-        .await
-        .as_secs_f64();
+    let floor = floor(n, &base.join(format!("floor-{n}"))).await;
+    row.floor_s = floor.seconds;
+    row.peers.push(floor);
+    if args.peers {
+        eprintln!("== N = {n}: Helm, one release per system");
+        row.peers
+            .push(helm_peer(n, &base.join(format!("helm-{n}"))).await);
+    }
 
     eprintln!("== N = {n}: operator convergence");
-    let cluster = cluster::start_in(&base.join(format!("operator-{n}"))).expect("cluster");
+    let dir = base.join(format!("operator-{n}"));
+    let cluster = cluster::start_in(&dir).expect("cluster");
     let client = client_for(&cluster.kubeconfig).await;
     cluster::install_crd(&client).await;
     let mut operator =
         Operator::start(&cluster.kubeconfig, &base.join(format!("operator-{n}.log")));
     operator.wait_ready().await;
     let systems = Api::<HealthSystem>::all(client.clone());
-    let started = Instant::now();
     let manifests: Vec<Value> = (0..n).map(manifest).collect();
+    let children = applied::expected(rendered(n, MANAGER).iter().flatten());
+    row.children_per_system =
+        children.values().map(|names| names.len()).sum::<usize>() as f64 / n as f64;
+    let before = apiserver::usage(&client, &dir).await;
+    let started = Instant::now();
+    let all_applied = applied::watch_until_all_exist(
+        &client,
+        children,
+        &healthsystem_operator::controller::children::selector(),
+        started,
+        Duration::from_secs(1800),
+    );
     apply_systems(&systems, &manifests, "benchmark").await;
     wait_all_ready(&client, n, started).await;
     row.ready_s = started.elapsed().as_secs_f64();
-    row.ratio = row.ready_s / row.floor_s;
+    row.apiserver = apiserver::usage(&client, &dir).await - before;
+    row.applied_s = all_applied.await.expect("every child exists").as_secs_f64();
+    row.ratio = row.applied_s / row.floor_s;
     let after_converge = requests(&operator.metrics());
     row.requests_per_system = after_converge
         .iter()
         .map(|(k, v)| (k.clone(), v / n as f64))
         .collect();
     row.peak_rss_mib = operator.memory().0 as f64 / 1048576.0;
+    row.peers.push(PeerRun {
+        name: "this operator",
+        seconds: row.applied_s,
+        apiserver: row.apiserver,
+        peak_rss_mib: row.peak_rss_mib,
+    });
 
     eprintln!("== N = {n}: idle for {:?}", args.idle);
     // Let the last status writes of the convergence land before counting.
@@ -496,7 +586,7 @@ async fn measure(n: usize, args: &Args, base: &Path) -> Row {
 
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "|     N | floor s | ready s | ratio | req/system (verb) | idle mutating | change p50 ms | change p99 ms | restart->idle s | restart writes | peak MiB | settled MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "|     N | floor s | all applied s | applied/floor | all Ready s | children/system | req/system (verb) | API server CPU s/system | idle mutating | change p50 ms | change p99 ms | restart->idle s | restart writes | peak MiB | settled MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let per: Vec<String> = r
@@ -504,11 +594,35 @@ fn table(rows: &[Row]) -> String {
             .iter()
             .map(|(k, v)| format!("{k} {v:.1}"))
             .collect();
+        let total: f64 = r.requests_per_system.values().sum();
         out.push_str(&format!(
-            "| {:5} | {:7.1} | {:7.1} | {:5.2} | {} | {} in {:.0}s | {:.0} | {:.0} | {:.1} | {} | {:.0} | {:.0} |\n",
-            r.n, r.floor_s, r.ready_s, r.ratio, per.join(", "), r.idle_mutating, r.idle_s, r.change_p50_ms,
+            "| {:5} | {:7.1} | {:.1} | {:.2} | {:.1} | {:.1} | {total:.1} ({}) | {:.3} | {} in {:.0}s | {:.0} | {:.0} | {:.1} | {} | {:.0} | {:.0} |\n",
+            r.n, r.floor_s, r.applied_s, r.ratio, r.ready_s, r.children_per_system, per.join(", "),
+            r.apiserver.cpu_seconds / r.n as f64, r.idle_mutating, r.idle_s, r.change_p50_ms,
             r.change_p99_ms, r.restart_idle_s, r.restart_writes, r.peak_rss_mib, r.settled_rss_mib
         ));
+    }
+    out
+}
+
+/// Every way of getting the objects to exist, side by side, as ratios to the floor.
+fn peers_table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "|     N | how | all objects exist s | x floor | API server requests/system | API server CPU s/system | peak MiB of the client |\n|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        for p in &r.peers {
+            out.push_str(&format!(
+                "| {:5} | {} | {:.1} | {:.2} | {:.1} | {:.3} | {:.0} |\n",
+                r.n,
+                p.name,
+                p.seconds,
+                p.seconds / r.floor_s,
+                p.apiserver.requests / r.n as f64,
+                p.apiserver.cpu_seconds / r.n as f64,
+                p.peak_rss_mib
+            ));
+        }
     }
     out
 }
@@ -639,15 +753,27 @@ fn main() {
     for &n in &args.sizes {
         let row = runtime.block_on(measure(n, &args, &base));
         eprintln!("{}", table(std::slice::from_ref(&row)));
+        eprintln!("{}", peers_table(std::slice::from_ref(&row)));
         rows.push(row);
     }
     println!("{}", table(&rows));
+    println!("{}", peers_table(&rows));
     if let Some(path) = &args.json {
         let json: Vec<Value> = rows
             .iter()
             .map(|r| {
                 json!({
-                    "n": r.n, "floor_seconds": r.floor_s, "ready_seconds": r.ready_s, "ratio": r.ratio,
+                    "n": r.n, "floor_seconds": r.floor_s, "applied_seconds": r.applied_s,
+                    "ready_seconds": r.ready_s, "applied_to_floor": r.ratio,
+                    "children_per_system": r.children_per_system,
+                    "apiserver_cpu_seconds": r.apiserver.cpu_seconds,
+                    "apiserver_requests": r.apiserver.requests,
+                    "peers": r.peers.iter().map(|p| json!({
+                        "name": p.name, "seconds": p.seconds,
+                        "apiserver_requests": p.apiserver.requests,
+                        "apiserver_cpu_seconds": p.apiserver.cpu_seconds,
+                        "peak_rss_mib": p.peak_rss_mib,
+                    })).collect::<Vec<_>>(),
                     "requests_per_system": r.requests_per_system, "idle_mutating_requests": r.idle_mutating,
                     "idle_seconds": r.idle_s, "change_p50_ms": r.change_p50_ms, "change_p99_ms": r.change_p99_ms,
                     "restart_to_idle_seconds": r.restart_idle_s, "restart_writes": r.restart_writes,
