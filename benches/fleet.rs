@@ -13,8 +13,9 @@
 //! 6. the operator's peak and settled resident memory.
 //!
 //! With `--peers`, the same objects for N systems are also installed by one Helm release per
-//! system (`fleet/helm.rs`) on a cluster of its own, and a second table sets the floor, Helm
-//! and the operator side by side: time until every object exists, the API server's requests
+//! system (`fleet/helm.rs`) and by kro (`fleet/kro.rs`, built once by testenv/kro/build.sh),
+//! each on a cluster of its own, and a second table sets the floor, Helm, kro and the
+//! operator side by side: time until every object exists, the API server's requests
 //! and CPU seconds per system, the client's peak memory.
 //!
 //! Run: `cargo bench --bench fleet -- [--sizes 100,500,1000] [--idle-seconds 300]
@@ -40,6 +41,8 @@ mod apiserver;
 mod applied;
 #[path = "fleet/helm.rs"]
 mod helm;
+#[path = "fleet/kro.rs"]
+mod kro;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -242,6 +245,95 @@ async fn helm_peer(n: usize, dir: &Path) -> PeerRun {
         apiserver,
         peak_rss_mib: run.peak_rss_bytes as f64 / 1048576.0,
     }
+}
+
+/// The kro peer: one ResourceGraphDefinition per kind of system, one instance per system,
+/// on a cluster of its own.
+async fn kro_peer(n: usize, dir: &Path) -> PeerRun {
+    let kro_dir = kro::build();
+    let cluster = cluster::start_in(dir).expect("cluster");
+    let client = client_for(&cluster.kubeconfig).await;
+    for entry in std::fs::read_dir(kro_dir.join("crds")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let crd: Value = serde_saphyr::from_str(&text).unwrap();
+        apply_value(&client, &crd, "benchmark").await;
+    }
+    let _controller = kro::Controller::start(&kro_dir, &cluster.kubeconfig, &dir.join("kro.log"));
+    let controller_pid = _controller.pid();
+    let systems = rendered(n, "kro");
+    for (variant, kind) in kro::KINDS.iter().enumerate().take(n) {
+        let graph = kro::graph(kind, &format!("bench-{variant:04}"), &systems[variant]);
+        wait::until("kro's CRDs served", Duration::from_secs(60), || async {
+            let object = graph.clone();
+            let api: Api<DynamicObject> = Api::all_with(
+                client.clone(),
+                &kube::core::ApiResource::from_gvk(&GroupVersionKind::gvk(
+                    "kro.run",
+                    "v1alpha1",
+                    "ResourceGraphDefinition",
+                )),
+            );
+            let name = object["metadata"]["name"].as_str().unwrap().to_string();
+            api.patch(&name, &PatchParams::apply("benchmark").force(), &Patch::Apply(&object))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        kro::wait_active(&client, graph["metadata"]["name"].as_str().unwrap(), kind).await;
+    }
+    let expected = applied::expected(systems.iter().flatten());
+    let before = apiserver::usage(&client, dir).await;
+    let started = Instant::now();
+    let all_exist = applied::watch_until_all_exist(
+        &client,
+        expected,
+        "app.kubernetes.io/managed-by=kro",
+        started,
+        Duration::from_secs(3600),
+    );
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(resident(controller_pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    futures::stream::iter((0..n).map(|i| {
+        let client = client.clone();
+        async move {
+            let instance = kro::instance(i, &format!("bench-{i:04}"));
+            apply_value(&client, &instance, "benchmark").await
+        }
+    }))
+    .buffer_unordered(IN_FLIGHT)
+    .collect::<Vec<()>>()
+    .await;
+    let seconds = all_exist.await.expect("every object exists").as_secs_f64();
+    let apiserver = apiserver::usage(&client, dir).await - before;
+    sampler.abort();
+    drop(_controller);
+    cluster.stop();
+    PeerRun {
+        name: "kro, one instance per system (16 at once)",
+        seconds,
+        apiserver,
+        peak_rss_mib: peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1048576.0,
+    }
+}
+
+/// Resident memory of `pid` in bytes.
+fn resident(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
 }
 
 /// The operator process, killed when dropped.
@@ -451,6 +543,9 @@ async fn measure(n: usize, args: &Args, base: &Path) -> Row {
         eprintln!("== N = {n}: Helm, one release per system");
         row.peers
             .push(helm_peer(n, &base.join(format!("helm-{n}"))).await);
+        eprintln!("== N = {n}: kro, one instance per system");
+        row.peers
+            .push(kro_peer(n, &base.join(format!("kro-{n}"))).await);
     }
 
     eprintln!("== N = {n}: operator convergence");

@@ -37,16 +37,6 @@ fn write_chart(dir: &Path) -> PathBuf {
     chart
 }
 
-fn resident_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
 /// Installs one release per system (`systems[i]` its objects) with `helm`, IN_FLIGHT
 /// releases at a time; release records live in the namespace `default`.
 pub async fn install_all(
@@ -73,7 +63,7 @@ pub async fn install_all(
         tokio::spawn(async move {
             loop {
                 let pids: Vec<u32> = running.lock().unwrap().iter().copied().collect();
-                let sum: u64 = pids.into_iter().map(resident_bytes).sum();
+                let sum: u64 = pids.into_iter().map(crate::resident).sum();
                 peak.fetch_max(sum, std::sync::atomic::Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use futures::StreamExt;
+
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -169,14 +171,8 @@ pub async fn apply(
     let mut applied = Applied::default();
     let namespace = desired.namespace.metadata.name.clone().unwrap_or_default();
     ownership::ensure_namespace(client, stores, system_name, uid, &desired.namespace).await?;
-    for template in &desired.database_secrets {
-        if ensure_credentials(client, stores, template).await? {
-            applied.written += 1;
-            applied.written_kinds.push("Secret".into());
-        }
-    }
     let mut wanted: HashSet<(String, String)> = HashSet::new();
-
+    let mut writes: Vec<Write> = Vec::new();
     for mut object in desired.applied_manifests() {
         let api_version = object["apiVersion"]
             .as_str()
@@ -210,34 +206,106 @@ pub async fn apply(
             applied.unchanged += 1;
             continue;
         }
-        let api = kind_api(client, kind_info, &namespace);
-        if foreign {
-            take_ownership(&api, &api_version, &name).await?;
+        writes.push(Write {
+            order: writes.len(),
+            api: kind_api(client, kind_info, &namespace),
+            api_version,
+            kind,
+            name,
+            object,
+            foreign,
+        });
+    }
+    // What confines and configures pods (quota, limits, policies, accounts, credentials)
+    // exists before the workloads that start them; within a stage the writes are
+    // independent and sent together.
+    let (first, workloads): (Vec<_>, Vec<_>) = writes
+        .into_iter()
+        .partition(|w| !STARTS_PODS.contains(&w.kind.as_str()));
+    let credentials = futures::future::join_all(
+        desired
+            .database_secrets
+            .iter()
+            .map(|template| ensure_credentials(client, stores, template)),
+    );
+    let (credentials, first) = futures::join!(credentials, send(first));
+    for created in credentials {
+        if created? {
+            applied.written += 1;
+            applied.written_kinds.push("Secret".into());
         }
-        // A refused object does not stop the others: it is reported in its subsystem.
-        match write(&api, &name, &object).await {
-            Ok(()) => {
-                applied.written += 1;
-                applied.written_kinds.push(kind);
+    }
+    for stage in [first, send(workloads).await] {
+        for (write, result) in stage {
+            match result {
+                Ok(()) => {
+                    applied.written += 1;
+                    applied.written_kinds.push(write.kind);
+                }
+                // A refused object does not stop the others: it is reported in its subsystem.
+                Err(crate::error::Error::Kube(e)) if refusal(&e).is_some() => {
+                    let message = refusal(&e).unwrap_or_default();
+                    warn!(
+                        kind = write.kind,
+                        name = write.name,
+                        message,
+                        "refused by the API server"
+                    );
+                    applied.refused.push(Refusal {
+                        kind: write.kind,
+                        name: write.name,
+                        message,
+                    });
+                }
+                Err(e) => return Err(e),
             }
-            Err(crate::error::Error::Kube(e)) if refusal(&e).is_some() => {
-                let message = refusal(&e).unwrap_or_default();
-                warn!(kind, name, message, "refused by the API server");
-                applied.refused.push(Refusal {
-                    kind,
-                    name,
-                    message,
-                });
-            }
-            Err(e) => return Err(e),
         }
     }
     if grow_data_claim(client, stores, &namespace, &desired.database).await? {
         applied.written += 1;
         applied.written_kinds.push("PersistentVolumeClaim".into());
     }
-    applied.pruned += prune(client, stores, uid, &namespace, &wanted).await?;
+    applied.pruned += prune(client, stores, system_name, uid, &namespace, &wanted).await?;
     Ok(applied)
+}
+
+/// The kinds that start pods: applied once everything else of the system exists.
+const STARTS_PODS: &[&str] = &["StatefulSet", "Deployment", "CronJob", "Job"];
+
+/// Writes of one system sent at once (the controller's concurrency multiplies it).
+const IN_FLIGHT: usize = 8;
+
+/// One object that differs from its live copy, ready to be sent.
+struct Write {
+    /// Its place in the desired set: results are reported in that order.
+    order: usize,
+    api: Api<DynamicObject>,
+    api_version: String,
+    kind: String,
+    name: String,
+    object: Value,
+    foreign: bool,
+}
+
+/// Sends `writes` IN_FLIGHT at a time; each comes back with its result, in the desired set's
+/// order (so refusals are always reported the same way).
+async fn send(writes: Vec<Write>) -> Vec<(Write, Result<()>)> {
+    let mut results: Vec<(Write, Result<()>)> = futures::stream::iter(writes)
+        .map(|write| async move {
+            let mut result = Ok(());
+            if write.foreign {
+                result = take_ownership(&write.api, &write.api_version, &write.name).await;
+            }
+            if result.is_ok() {
+                result = self::write(&write.api, &write.name, &write.object).await;
+            }
+            (write, result)
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    results.sort_by_key(|(write, _)| write.order);
+    results
 }
 
 /// Server-side apply of one object. Force: these objects are ours alone, and a hand edit
@@ -395,17 +463,18 @@ async fn grow_data_claim(
 async fn prune(
     client: &Client,
     stores: &Stores,
+    system_name: &str,
     uid: &str,
     namespace: &str,
     wanted: &HashSet<(String, String)>,
 ) -> Result<usize> {
     let mut pruned = 0;
-    for (kind, store) in stores.all() {
+    for (kind, cache) in stores.all() {
         if !kind.prunable {
             continue;
         }
         let key = format!("{}/{}", kind.resource.api_version, kind.resource.kind);
-        for object in store.state() {
+        for object in cache.of_system(system_name) {
             let ours = object.annotations().get(OWNER_UID).map(String::as_str) == Some(uid);
             let here = object.namespace().as_deref() == Some(namespace);
             if !ours || !here || wanted.contains(&(key.clone(), object.name_any())) {

@@ -1,7 +1,7 @@
 //! The kinds of child the operator manages, each watched cluster-wide through our
 //! managed-by label (never every Secret of the cluster), with managedFields trimmed to others'
-//! writes inside a spec, into an
-//! in-memory store the reconciler compares against before it writes anything.
+//! writes inside a spec, into an in-memory cache ([`super::cache`]) the reconciler compares
+//! against before it writes anything.
 
 use std::collections::HashMap;
 
@@ -14,6 +14,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::PartialObjectMeta;
 use kube::api::{Api, DynamicObject};
 use kube::core::ApiResource;
 use kube::runtime::WatchStreamExt;
@@ -21,7 +23,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
-use super::takeback;
+use super::cache::Cache;
+use super::{slim, takeback};
 use crate::resources::labels::{MANAGED_BY, MANAGER};
 use crate::resources::monitoring;
 
@@ -98,10 +101,12 @@ pub fn selector() -> String {
     format!("{MANAGED_BY}={MANAGER}")
 }
 
-/// The stores of every watched kind, keyed by "apiVersion/Kind".
+/// The caches of every watched kind, keyed by "apiVersion/Kind", and the cluster's
+/// StorageClasses (names only).
 #[derive(Clone, Default)]
 pub struct Stores {
-    stores: HashMap<String, (Kind, Store<DynamicObject>)>,
+    stores: HashMap<String, (Kind, Cache)>,
+    storage_classes: Option<Store<PartialObjectMeta<StorageClass>>>,
 }
 
 fn key(api_version: &str, kind: &str) -> String {
@@ -109,8 +114,8 @@ fn key(api_version: &str, kind: &str) -> String {
 }
 
 impl Stores {
-    /// The store of a kind, if it is watched.
-    pub fn kind(&self, api_version: &str, kind: &str) -> Option<&(Kind, Store<DynamicObject>)> {
+    /// The cache of a kind, if it is watched.
+    pub fn kind(&self, api_version: &str, kind: &str) -> Option<&(Kind, Cache)> {
         self.stores.get(&key(api_version, kind))
     }
 
@@ -122,24 +127,48 @@ impl Stores {
         namespace: Option<&str>,
         name: &str,
     ) -> Option<std::sync::Arc<DynamicObject>> {
-        let (k, store) = self.kind(api_version, kind)?;
-        let mut reference = ObjectRef::new_with(name, k.resource.clone());
-        if k.namespaced {
-            reference = reference.within(namespace.unwrap_or_default());
-        }
-        store.get(&reference)
+        let (k, cache) = self.kind(api_version, kind)?;
+        let namespace = if k.namespaced {
+            namespace.unwrap_or_default()
+        } else {
+            ""
+        };
+        cache.get(namespace, name)
     }
 
-    /// Every watched kind with its store.
-    pub fn all(&self) -> impl Iterator<Item = &(Kind, Store<DynamicObject>)> {
+    /// The live objects of `kind` labelled as the HealthSystem `system`'s, in any namespace.
+    pub fn of_system(
+        &self,
+        api_version: &str,
+        kind: &str,
+        system: &str,
+    ) -> Vec<std::sync::Arc<DynamicObject>> {
+        self.kind(api_version, kind)
+            .map(|(_, cache)| cache.of_system(system))
+            .unwrap_or_default()
+    }
+
+    /// Whether the StorageClass `name` exists (true when they are not watched: no claim is
+    /// then blamed on its class).
+    pub fn storage_class_exists(&self, name: &str) -> bool {
+        self.storage_classes
+            .as_ref()
+            .is_none_or(|classes| classes.get(&ObjectRef::new(name)).is_some())
+    }
+
+    /// Every watched kind with its cache.
+    pub fn all(&self) -> impl Iterator<Item = &(Kind, Cache)> {
         self.stores.values()
     }
 
-    /// Waits until every store has its first full list, so a restarted operator compares
+    /// Waits until every cache has its first full list, so a restarted operator compares
     /// against the real cluster rather than an empty cache.
     pub async fn ready(&self) {
-        for (_, store) in self.stores.values() {
-            let _ = store.wait_until_ready().await;
+        for (_, cache) in self.stores.values() {
+            cache.ready().await;
+        }
+        if let Some(classes) = &self.storage_classes {
+            let _ = classes.wait_until_ready().await;
         }
     }
 }
@@ -169,32 +198,48 @@ pub fn watch(client: &Client, kinds: Vec<Kind>) -> (Stores, Vec<(ChildStream, Ap
     let mut stores = Stores::default();
     let mut streams = Vec::new();
     for kind in kinds {
-        let writer = reflector::store::Writer::new(kind.resource.clone());
-        let reader = writer.as_reader();
+        let cache = Cache::default();
         let api = Api::<DynamicObject>::all_with(client.clone(), &kind.resource);
         let config = watcher::Config::default().labels(&selector());
         let secrets = kind.resource.kind == "Secret";
-        let stream = reflector::reflector(
-            writer,
+        let exact = kind.exact;
+        let events =
             watcher(api, config)
                 .default_backoff()
-                // Only others' writes inside a spec are kept: what takeback needs to see.
                 .modify(move |object: &mut DynamicObject| {
-                    object
-                        .managed_fields_mut()
-                        .retain(takeback::is_foreign_spec_entry);
+                    if exact {
+                        // What is compared and observed, nothing else (`slim`).
+                        slim::slim(object);
+                    } else {
+                        // Only others' writes inside a spec are kept: what takeback needs.
+                        object
+                            .managed_fields_mut()
+                            .retain(takeback::is_foreign_spec_entry);
+                    }
                     if secrets {
                         forget_secret_values(object);
                     }
-                }),
-        )
-        // Deletions too: a child deleted by hand wakes its owner, which restores it at once.
-        .touched_objects();
+                });
         let (sender, receiver) = futures::channel::mpsc::unbounded();
+        let writer = cache.clone();
         tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(item) = stream.next().await {
-                if sender.unbounded_send(item).is_err() {
+            let mut events = std::pin::pin!(events);
+            while let Some(item) = events.next().await {
+                let touched = match item {
+                    Ok(event) => {
+                        writer.write(&event);
+                        match event {
+                            // Deletions too: a child deleted by hand wakes its owner, which
+                            // restores it at once.
+                            watcher::Event::Apply(object)
+                            | watcher::Event::Delete(object)
+                            | watcher::Event::InitApply(object) => Ok(object),
+                            watcher::Event::Init | watcher::Event::InitDone => continue,
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                if sender.unbounded_send(touched).is_err() {
                     break; // the controller has stopped
                 }
             }
@@ -202,10 +247,27 @@ pub fn watch(client: &Client, kinds: Vec<Kind>) -> (Stores, Vec<(ChildStream, Ap
         streams.push((Box::pin(receiver) as ChildStream, kind.resource.clone()));
         stores.stores.insert(
             key(&kind.resource.api_version, &kind.resource.kind),
-            (kind, reader),
+            (kind, cache),
         );
     }
+    stores.storage_classes = Some(watch_storage_classes(client));
     (stores, streams)
+}
+
+/// Watches the cluster's StorageClasses, names only (a handful in any cluster): a claim pending
+/// on a class that does not exist is explained without a GET per reconcile.
+fn watch_storage_classes(client: &Client) -> Store<PartialObjectMeta<StorageClass>> {
+    let api = Api::<PartialObjectMeta<StorageClass>>::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while stream.next().await.is_some() {}
+    });
+    reader
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use crate::api::{DrillStatus, HealthSystem};
 use crate::backup::drill::{Evidence, Outcome};
 use crate::error::Result;
 use crate::resources::drill::{self, COMPONENT_NAME, REQUEST};
-use crate::resources::labels::{self, COMPONENT, HEALTHSYSTEM};
+use crate::resources::labels::{self, COMPONENT};
 
 /// How often a system whose drill waits for a free slot asks again.
 pub const SLOT_POLL: Duration = Duration::from_secs(30);
@@ -116,18 +116,12 @@ pub async fn drill(
     };
     let namespace = &config.drills.namespace;
     let name = labels::name(system);
-    let all: Vec<_> = ctx
+    let mine: Vec<_> = ctx
         .stores
-        .kind("batch/v1", "Job")
-        .map(|(_, store)| store.state())
-        .unwrap_or_default()
+        .of_system("batch/v1", "Job", name)
         .into_iter()
         .filter(|j| j.namespace().as_deref() == Some(namespace.as_str()))
         .filter(|j| j.labels().get(COMPONENT).map(String::as_str) == Some(COMPONENT_NAME))
-        .collect();
-    let mine: Vec<_> = all
-        .iter()
-        .filter(|j| j.labels().get(HEALTHSYSTEM).map(String::as_str) == Some(name))
         .collect();
 
     let newest_finished = mine
@@ -192,6 +186,17 @@ pub async fn drill(
         return Ok(observed);
     }
 
+    // The fleet's drills, for the limit on how many run at once: a scan of every Job, but only
+    // when this system's drill is due, not on every reconcile.
+    let all: Vec<_> = ctx
+        .stores
+        .kind("batch/v1", "Job")
+        .map(|(_, cache)| cache.all())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|j| j.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|j| j.labels().get(COMPONENT).map(String::as_str) == Some(COMPONENT_NAME))
+        .collect();
     let mut started = ctx.drills.started.lock().await;
     let visible: Vec<String> = all.iter().map(|j| j.name_any()).collect();
     started.retain(|(job, at)| !visible.contains(job) && now.duration_since(*at).as_secs() < 120);

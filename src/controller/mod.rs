@@ -5,6 +5,7 @@
 pub mod api_health;
 pub mod apply;
 pub mod bootstrap;
+pub mod cache;
 pub mod children;
 pub mod cleanup;
 pub mod context;
@@ -20,6 +21,7 @@ pub mod ownership;
 pub mod quota;
 pub mod reconcile;
 pub mod restarts;
+pub mod slim;
 pub mod status;
 pub mod store_status;
 pub mod takeback;
@@ -99,6 +101,12 @@ impl Iterator for NoPause {
 impl Backoff for NoPause {
     fn reset(&mut self) {}
 }
+
+/// How long a burst of events for one system (its ~20 children appearing, each one's
+/// status moving while it starts) is gathered into one reconcile. Trailing: each event
+/// restarts it, so it must stay short (a system's children settle within it; an edit of
+/// the spec is applied this much later).
+const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Resolves on SIGTERM (what Kubernetes sends to stop a pod).
 async fn terminated() {
@@ -252,12 +260,19 @@ async fn reconcile_until_stopped(
     let reader = writer.as_reader();
     let trigger = reflector::reflector(
         writer,
-        watcher::watcher(systems, watcher::Config::default()).default_backoff(),
+        watcher::watcher(systems, watcher::Config::default())
+            .default_backoff()
+            // Nothing reads who wrote which field of a HealthSystem: not kept in memory.
+            .modify(|system| system.managed_fields_mut().clear()),
     )
     .applied_objects();
     let mut controller = Controller::for_stream(trigger, reader)
         .trigger_backoff(NoPause)
-        .with_config(controller::Config::default().concurrency(settings.concurrency));
+        .with_config(
+            controller::Config::default()
+                .concurrency(settings.concurrency)
+                .debounce(DEBOUNCE),
+        );
     for (stream, resource) in streams {
         controller = controller.watches_stream_with(
             stream,

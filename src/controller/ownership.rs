@@ -78,17 +78,27 @@ pub async fn ensure_namespace(
         .get("v1", "Namespace", None, &ns_name)
         .and_then(|o| serde_json::to_value(&*o).ok())
         .and_then(|v| serde_json::from_value::<Namespace>(v).ok());
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..PostParams::default()
+    };
     if live.is_none() {
-        // The store only sees namespaces we labelled: ask the API server before creating.
-        live = api.get_opt(&ns_name).await?;
+        // The store only sees namespaces we labelled. Creating it is what onboarding needs
+        // (no GET first); AlreadyExists means it has to be judged as it is.
+        match api.create(&params, desired).await {
+            Ok(_) => {
+                info!(namespace = ns_name, "namespace created");
+                return Ok(());
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                live = api.get_opt(&ns_name).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     match judge(live.as_ref(), name, uid) {
         Standing::Owned => Ok(()),
         Standing::Absent => {
-            let params = PostParams {
-                field_manager: Some(MANAGER.into()),
-                ..PostParams::default()
-            };
             match api.create(&params, desired).await {
                 Ok(_) => {
                     info!(namespace = ns_name, "namespace created");

@@ -85,14 +85,12 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
         );
     }
     let mut observed = status::observe(
-        &ctx.client,
         &ctx.stores,
         &ctx.config,
         &view,
         &desired,
         ctx.monitoring_api,
-    )
-    .await?;
+    );
     observed.migration = migration;
     observed.refused = applied.refused.clone();
     // With an object store, the store's newest manifest is the last backup.

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -17,7 +16,7 @@ use super::children::Stores;
 use crate::api::{BackupStatus, DatabaseStatus, HealthSystem, HealthSystemStatus, Phase};
 use crate::config::Config;
 use crate::error::Result;
-use crate::resources::labels::{self, COMPONENT, HEALTHSYSTEM, MANAGER};
+use crate::resources::labels::{self, COMPONENT, MANAGER};
 use crate::resources::{Desired, application, backup, database, namespace, network};
 
 /// Condition types.
@@ -108,15 +107,14 @@ pub struct Observed {
     pub drill_success: Option<Timestamp>,
 }
 
-/// Reads the state of `system`'s children.
-pub async fn observe(
-    client: &Client,
+/// Reads the state of `system`'s children from the watch caches (no request).
+pub fn observe(
     stores: &Stores,
     config: &Config,
     system: &HealthSystem,
     desired: &Desired,
     monitoring_api: bool,
-) -> Result<Observed> {
+) -> Observed {
     let namespace = labels::namespace(system);
     let ns = Some(namespace.as_str());
     let field = |object: &Option<std::sync::Arc<kube::api::DynamicObject>>, pointer: &str| {
@@ -140,43 +138,37 @@ pub async fn observe(
         let class =
             field(&claim, "/spec/storageClassName").and_then(|v| v.as_str().map(String::from));
         if let Some(class) = class
-            && Api::<StorageClass>::all(client.clone())
-                .get_opt(&class)
-                .await?
-                .is_none()
+            && !stores.storage_class_exists(&class)
         {
             missing_storage_class = Some(class);
         }
     }
 
     let (mut last_success, mut last_failure) = (None, None);
-    if let Some((_, jobs)) = stores.kind("batch/v1", "Job") {
-        for job in jobs.state() {
-            let labels = job.labels();
-            if job.namespace().as_deref() != ns
-                || labels.get(HEALTHSYSTEM).map(String::as_str) != Some(labels::name(system))
-                || labels.get(COMPONENT).map(String::as_str) != Some(backup::COMPONENT_NAME)
-            {
-                continue;
-            }
-            for condition in job
-                .data
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let time = condition["lastTransitionTime"]
-                    .as_str()
-                    .and_then(|t| t.parse::<Timestamp>().ok());
-                let target = match (condition["type"].as_str(), condition["status"].as_str()) {
-                    (Some("Complete"), Some("True")) => &mut last_success,
-                    (Some("Failed"), Some("True")) => &mut last_failure,
-                    _ => continue,
-                };
-                if time > *target {
-                    *target = time;
-                }
+    for job in stores.of_system("batch/v1", "Job", labels::name(system)) {
+        let labels = job.labels();
+        if job.namespace().as_deref() != ns
+            || labels.get(COMPONENT).map(String::as_str) != Some(backup::COMPONENT_NAME)
+        {
+            continue;
+        }
+        for condition in job
+            .data
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let time = condition["lastTransitionTime"]
+                .as_str()
+                .and_then(|t| t.parse::<Timestamp>().ok());
+            let target = match (condition["type"].as_str(), condition["status"].as_str()) {
+                (Some("Complete"), Some("True")) => &mut last_success,
+                (Some("Failed"), Some("True")) => &mut last_failure,
+                _ => continue,
+            };
+            if time > *target {
+                *target = time;
             }
         }
     }
@@ -211,7 +203,7 @@ pub async fn observe(
         None
     };
 
-    Ok(Observed {
+    Observed {
         bootstrap: None,
         last_backup: None,
         drill: None,
@@ -250,7 +242,7 @@ pub async fn observe(
         migration: None,
         refused: Vec::new(),
         database_restart: None,
-    })
+    }
 }
 
 /// The subsystem condition a child of `kind` belongs to.
@@ -711,13 +703,31 @@ pub async fn write_if_changed(
     )
     .await?;
 
+    let events = events(old, &status);
+    let reference = system.object_ref(&());
+    for (type_, reason, message) in events {
+        super::events::publish(recorder, &reference, type_, reason, message, "Reconcile").await;
+    }
+    Ok(true)
+}
+
+/// The events a status change publishes: Ready flipping (Normal when it becomes True,
+/// Warning when False), and once each, a reason only a person can resolve as it appears.
+pub fn events(
+    old: Option<&HealthSystemStatus>,
+    status: &HealthSystemStatus,
+) -> Vec<(EventType, String, String)> {
     let ready = |s: Option<&HealthSystemStatus>| {
         s.and_then(|s| s.conditions.iter().find(|c| c.type_ == types::READY))
             .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
     };
-    let (before, after) = (ready(old), ready(Some(&status)));
+    let (before, after) = (ready(old), ready(Some(status)));
     let mut events = Vec::new();
+    // A new system is not Ready while it is provisioned: that is no warning (at fleet
+    // scale, one per system onboarded). One found Degraded at its first look is.
+    let provisioning = before.is_none() && status.phase == Some(Phase::Provisioning);
     if before.as_ref().map(|b| &b.0) != after.as_ref().map(|a| &a.0)
+        && !provisioning
         && let Some((state, reason, message)) = after
     {
         let type_ = if state == "True" {
@@ -745,11 +755,7 @@ pub async fn write_if_changed(
             ));
         }
     }
-    let reference = system.object_ref(&());
-    for (type_, reason, message) in events {
-        super::events::publish(recorder, &reference, type_, reason, message, "Reconcile").await;
-    }
-    Ok(true)
+    events
 }
 
 /// Reasons that only a person can resolve: each gets a Warning event when it appears.

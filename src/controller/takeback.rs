@@ -168,7 +168,7 @@ fn is_empty_set(fields: &Value) -> bool {
 }
 
 /// Adds the field set `other` to `into`.
-fn union(into: &mut Value, other: Value) {
+pub(super) fn union(into: &mut Value, other: Value) {
     match (into.as_object_mut(), other) {
         (Some(into), Value::Object(other)) => {
             for (key, value) in other {

@@ -290,3 +290,31 @@ fn a_refused_child_lands_in_its_subsystem_and_blocks_ready() {
         "the other subsystems stand"
     );
 }
+
+/// Issue 15: onboarding 1,000 systems published 1,000 Warning events ("not Ready") for
+/// systems that were only being provisioned. A first look that finds a system provisioning
+/// says nothing; one that finds it Degraded warns; Ready flipping later is still told.
+#[test]
+fn a_new_system_being_provisioned_publishes_no_warning() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let new = system("24h", now);
+    let mut starting = healthy();
+    starting.database_ready_replicas = 0;
+    let provisioning = evaluate(&new, &starting, now);
+    assert_eq!(provisioning.phase, Some(Phase::Provisioning));
+    assert!(events(None, &provisioning).is_empty());
+
+    let ready = evaluate(&new, &healthy(), now);
+    let told = events(Some(&provisioning), &ready);
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].0, EventType::Normal);
+
+    let mut missing_class = starting.clone();
+    missing_class.claim_phase = Some("Pending".into());
+    missing_class.missing_storage_class = Some("gold".into());
+    let degraded = evaluate(&new, &missing_class, now);
+    let warned = events(None, &degraded);
+    assert_eq!(warned.len(), 1);
+    assert_eq!(warned[0].0, EventType::Warning);
+    assert_eq!(warned[0].1, "StorageClassNotFound");
+}

@@ -1,0 +1,221 @@
+//! One watched kind's objects in memory, found by name and by the system they belong to
+//! (their `HEALTHSYSTEM` label). kube's reflector store can only be scanned whole: pruning
+//! and the Job lookups then walked every object of the fleet on every reconcile, a cost
+//! that grew with the square of the fleet.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use kube::ResourceExt;
+use kube::api::DynamicObject;
+use kube::runtime::watcher;
+
+use crate::resources::labels::HEALTHSYSTEM;
+
+/// Namespace ("" for cluster-scoped objects) and name.
+type Key = (String, String);
+
+#[derive(Default)]
+struct Inner {
+    objects: HashMap<Key, Arc<DynamicObject>>,
+    /// The keys of each system's objects.
+    by_system: HashMap<String, HashSet<Key>>,
+    /// Objects of a relist under way, swapped in whole when it completes (so objects deleted
+    /// while the watch was down disappear).
+    relist: Option<HashMap<Key, Arc<DynamicObject>>>,
+}
+
+impl Inner {
+    fn insert(&mut self, key: Key, object: Arc<DynamicObject>) {
+        self.forget(&key);
+        if let Some(system) = object.labels().get(HEALTHSYSTEM) {
+            self.by_system
+                .entry(system.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.objects.insert(key, object);
+    }
+
+    fn forget(&mut self, key: &Key) {
+        let Some(old) = self.objects.remove(key) else {
+            return;
+        };
+        if let Some(system) = old.labels().get(HEALTHSYSTEM)
+            && let Some(keys) = self.by_system.get_mut(system)
+        {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_system.remove(system);
+            }
+        }
+    }
+}
+
+/// The objects of one kind, shared by the watch that writes them and the reconciles that
+/// read them.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<RwLock<Inner>>,
+    ready: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            ready: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+}
+
+fn key(object: &DynamicObject) -> Key {
+    (object.namespace().unwrap_or_default(), object.name_any())
+}
+
+impl Cache {
+    /// The object named `name` in `namespace` ("" for a cluster-scoped kind).
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner
+            .objects
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// Every object labelled as belonging to the HealthSystem `system`, in any namespace.
+    pub fn of_system(&self, system: &str) -> Vec<Arc<DynamicObject>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner
+            .by_system
+            .get(system)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| inner.objects.get(key).cloned())
+            .collect()
+    }
+
+    /// Every object held (a scan: for what is rare, never per reconcile).
+    pub fn all(&self) -> Vec<Arc<DynamicObject>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.objects.values().cloned().collect()
+    }
+
+    /// How many objects are held.
+    pub fn len(&self) -> usize {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.objects.len()
+    }
+
+    /// Whether no object is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until the first full list has been taken in.
+    pub async fn ready(&self) {
+        let mut ready = self.ready.subscribe();
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
+
+    /// Takes one watch event in (only the watch's own task calls this).
+    pub fn write(&self, event: &watcher::Event<DynamicObject>) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        match event {
+            watcher::Event::Apply(object) => inner.insert(key(object), Arc::new(object.clone())),
+            watcher::Event::Delete(object) => inner.forget(&key(object)),
+            watcher::Event::Init => inner.relist = Some(HashMap::new()),
+            watcher::Event::InitApply(object) => {
+                if let Some(relist) = inner.relist.as_mut() {
+                    relist.insert(key(object), Arc::new(object.clone()));
+                }
+            }
+            watcher::Event::InitDone => {
+                let relist = inner.relist.take().unwrap_or_default();
+                inner.objects.clear();
+                inner.by_system.clear();
+                for (key, object) in relist {
+                    inner.insert(key, object);
+                }
+                drop(inner);
+                self.ready.send_replace(true);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(namespace: &str, name: &str, system: &str) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": { "name": name, "namespace": namespace,
+                          "labels": { HEALTHSYSTEM: system } }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn objects_are_found_by_name_and_by_system() {
+        let cache = Cache::default();
+        cache.write(&watcher::Event::Apply(object("hs-a", "backup-1", "a")));
+        cache.write(&watcher::Event::Apply(object("restore", "drill-a", "a")));
+        cache.write(&watcher::Event::Apply(object("hs-b", "backup-1", "b")));
+        assert!(cache.get("hs-a", "backup-1").is_some());
+        assert!(cache.get("hs-a", "drill-a").is_none());
+        let mut names: Vec<String> = cache.of_system("a").iter().map(|o| o.name_any()).collect();
+        names.sort();
+        assert_eq!(names, ["backup-1", "drill-a"]);
+        assert_eq!(cache.of_system("b").len(), 1);
+        assert!(cache.of_system("c").is_empty());
+    }
+
+    #[test]
+    fn a_relabelled_or_deleted_object_leaves_its_system() {
+        let cache = Cache::default();
+        cache.write(&watcher::Event::Apply(object("hs-a", "x", "a")));
+        cache.write(&watcher::Event::Apply(object("hs-a", "x", "b")));
+        assert!(cache.of_system("a").is_empty());
+        assert_eq!(cache.of_system("b").len(), 1);
+        cache.write(&watcher::Event::Delete(object("hs-a", "x", "b")));
+        assert!(cache.of_system("b").is_empty());
+        assert!(cache.is_empty());
+    }
+
+    /// A relist replaces what was held: an object deleted while the watch was down goes.
+    #[test]
+    fn a_relist_replaces_everything_and_only_when_done() {
+        let cache = Cache::default();
+        cache.write(&watcher::Event::Apply(object("hs-a", "gone", "a")));
+        cache.write(&watcher::Event::Init);
+        cache.write(&watcher::Event::InitApply(object("hs-a", "kept", "a")));
+        assert!(
+            cache.get("hs-a", "gone").is_some(),
+            "not before the relist ends"
+        );
+        cache.write(&watcher::Event::InitDone);
+        assert!(cache.get("hs-a", "gone").is_none());
+        let names: Vec<String> = cache.of_system("a").iter().map(|o| o.name_any()).collect();
+        assert_eq!(names, ["kept"]);
+    }
+
+    #[tokio::test]
+    async fn ready_after_the_first_list() {
+        let cache = Cache::default();
+        let waiting = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.ready().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        cache.write(&watcher::Event::Init);
+        cache.write(&watcher::Event::InitDone);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("ready once listed")
+            .unwrap();
+    }
+}
