@@ -274,10 +274,14 @@ async fn kro_peer(n: usize, dir: &Path) -> PeerRun {
                 )),
             );
             let name = object["metadata"]["name"].as_str().unwrap().to_string();
-            api.patch(&name, &PatchParams::apply("benchmark").force(), &Patch::Apply(&object))
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            api.patch(
+                &name,
+                &PatchParams::apply("benchmark").force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
         })
         .await;
         kro::wait_active(&client, graph["metadata"]["name"].as_str().unwrap(), kind).await;
@@ -297,7 +301,10 @@ async fn kro_peer(n: usize, dir: &Path) -> PeerRun {
         let peak = peak.clone();
         tokio::spawn(async move {
             loop {
-                peak.fetch_max(resident(controller_pid), std::sync::atomic::Ordering::Relaxed);
+                peak.fetch_max(
+                    resident(controller_pid),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
@@ -535,6 +542,9 @@ async fn measure(n: usize, args: &Args, base: &Path) -> Row {
         n,
         ..Row::default()
     };
+    // The three examples request about 10 GiB of memory per system on average, and a
+    // simulated node holds 1 TiB: room for all, so that no pod waits for capacity.
+    cluster::use_nodes(3.max(n.div_ceil(50)) as u32);
     eprintln!("== N = {n}: floor");
     let floor = floor(n, &base.join(format!("floor-{n}"))).await;
     row.floor_s = floor.seconds;

@@ -78,12 +78,8 @@ fn parameterise(value: &mut Value, name: &str) {
         Value::String(s) if s.contains(name) => {
             *s = s.replace(name, "${schema.spec.name}");
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|v| parameterise(v, name)),
-        Value::Object(map) => map
-            .values_mut()
-            .for_each(|v| parameterise(v, name)),
+        Value::Array(items) => items.iter_mut().for_each(|v| parameterise(v, name)),
+        Value::Object(map) => map.values_mut().for_each(|v| parameterise(v, name)),
         _ => {}
     }
 }

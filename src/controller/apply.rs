@@ -190,14 +190,7 @@ pub async fn apply(
         };
         let live = stores.get(&api_version, &kind, Some(&namespace), &name);
         let live = live.map(|l| serde_json::to_value(&*l).unwrap_or(Value::Null));
-        for pointer in kind_info.keep_from_live {
-            if let Some(value) = live.as_ref().and_then(|l| l.pointer(pointer))
-                && let Some(slot) = object.pointer_mut(pointer)
-            {
-                *slot = value.clone();
-            }
-        }
-        stamp_fingerprint(&mut object);
+        prepare(&mut object, live.as_ref(), kind_info.keep_from_live);
         let foreign = kind_info.exact
             && live
                 .as_ref()
@@ -267,6 +260,21 @@ pub async fn apply(
     }
     applied.pruned += prune(client, stores, system_name, uid, &namespace, &wanted).await?;
     Ok(applied)
+}
+
+/// Makes a desired object ready to compare and send: its fingerprint, and the immutable
+/// fields it must send back as they are live (`keep_from_live`).
+fn prepare(object: &mut Value, live: Option<&Value>, keep_from_live: &[&str]) {
+    // Before the copy: what is sent back as it is live never differs from it, and the
+    // server's defaults in it would change the fingerprint once the object exists.
+    stamp_fingerprint(object);
+    for pointer in keep_from_live {
+        if let Some(value) = live.and_then(|l| l.pointer(pointer))
+            && let Some(slot) = object.pointer_mut(pointer)
+        {
+            *slot = value.clone();
+        }
+    }
 }
 
 /// The kinds that start pods: applied once everything else of the system exists.
@@ -556,6 +564,28 @@ mod tests {
     fn a_failing_admission_webhook_is_a_refusal() {
         let late = r#"Internal error occurred: failed calling webhook "networkpolicies.policy.sdc": failed to call webhook: Post "https://policy.sdc:443/validate?timeout=3s": context deadline exceeded"#;
         assert!(refusal(&api_error(500, late)).is_some());
+    }
+
+    /// Issue 15: every new StatefulSet was written twice. The API server defaults its claim
+    /// templates; the next pass copies them from the live object (they are immutable) and
+    /// the fingerprint, taken after the copy, no longer matched the one applied. Fields sent
+    /// back as they are live take no part in the fingerprint.
+    #[test]
+    fn a_new_statefulset_is_not_written_again_for_its_defaulted_claim_templates() {
+        let keep = &["/spec/volumeClaimTemplates"];
+        let desired = json!({ "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": { "name": "database" },
+            "spec": { "replicas": 1, "volumeClaimTemplates": [{ "metadata": { "name": "data" },
+                "spec": { "resources": { "requests": { "storage": "10Gi" } } } }] } });
+        let mut first = desired.clone();
+        prepare(&mut first, None, keep);
+        // What the API server keeps: the object as applied, its claim template defaulted.
+        let mut live = first.clone();
+        live["spec"]["volumeClaimTemplates"][0]["spec"]["volumeMode"] = json!("Filesystem");
+        live["spec"]["volumeClaimTemplates"][0]["status"] = json!({ "phase": "Pending" });
+        let mut again = desired.clone();
+        prepare(&mut again, Some(&live), keep);
+        assert!(same_object(&live, &again), "{again:#}");
     }
 
     #[test]

@@ -79,6 +79,7 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     if applied.written + applied.pruned > 0 {
         info!(
             written = applied.written,
+            kinds = applied.written_kinds.join(","),
             pruned = applied.pruned,
             unchanged = applied.unchanged,
             "applied"

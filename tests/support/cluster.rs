@@ -44,6 +44,15 @@ pub fn use_audit_log() {
     AUDIT_LOG.store(true, Ordering::SeqCst);
 }
 
+/// Simulated nodes of the clusters this process starts (0: cluster.sh's default, 3).
+static NODES: AtomicU32 = AtomicU32::new(0);
+
+/// Gives the clusters this process starts `n` simulated nodes (each holds 1 TiB of memory
+/// requests: a large fleet needs more than three). Call it before starting one.
+pub fn use_nodes(n: u32) {
+    NODES.store(n, Ordering::SeqCst);
+}
+
 /// The API server's audit log of this binary's local cluster: one JSON event per write.
 pub fn audit_log() -> PathBuf {
     kubeconfig().parent().unwrap().join("logs/audit.log")
@@ -132,6 +141,10 @@ pub fn start_in(dir: &Path) -> Result<LocalCluster, String> {
         .arg(std::process::id().to_string())
         .args(REAL_NODE.load(Ordering::SeqCst).then_some("--real-node"))
         .args(AUDIT_LOG.load(Ordering::SeqCst).then_some("--audit"))
+        .args(match NODES.load(Ordering::SeqCst) {
+            0 => vec![],
+            n => vec!["--nodes".to_string(), n.to_string()],
+        })
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
