@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
 use super::children::{Kind, Stores};
-use super::{credentials, ownership, takeback};
+use super::{credentials, ownership, slim, takeback};
 use crate::error::Result;
 use crate::resources::labels::{MANAGER, OWNER_UID};
 use crate::resources::{Desired, database, roles};
@@ -142,7 +142,7 @@ pub fn stamp_fingerprint(object: &mut Value) {
 
 /// FNV-1a, 64 bits: stable across Rust releases (unlike `DefaultHasher`), so a new
 /// operator build does not rewrite every child of the fleet.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
     })
@@ -188,14 +188,25 @@ pub async fn apply(
             debug!(api_version, kind, name, "kind not served: skipped");
             continue;
         };
-        let live = stores.get(&api_version, &kind, Some(&namespace), &name);
-        let live = live.map(|l| serde_json::to_value(&*l).unwrap_or(Value::Null));
+        let cached = stores.get(&api_version, &kind, Some(&namespace), &name);
+        let live = cached
+            .as_ref()
+            .map(|l| serde_json::to_value(&l.object).unwrap_or(Value::Null));
         prepare(&mut object, live.as_ref(), kind_info.keep_from_live);
         let foreign = kind_info.exact
             && live
                 .as_ref()
                 .is_some_and(|l| takeback::has_foreign_additions(l, &object));
-        if !foreign && live.as_ref().is_some_and(|l| same_object(l, &object)) {
+        let same = match (&cached, &live) {
+            // Slimmed: its owned fields as a digest, its metadata as values.
+            (Some(cached), Some(live)) if cached.owned.is_some() => {
+                cached.owned == Some(slim::owned_digest(&object))
+                    && contains(&live["metadata"], &object["metadata"])
+            }
+            (_, Some(live)) => same_object(live, &object),
+            _ => false,
+        };
+        if !foreign && same {
             applied.unchanged += 1;
             continue;
         }

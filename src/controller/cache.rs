@@ -15,18 +15,45 @@ use crate::resources::labels::HEALTHSYSTEM;
 /// Namespace ("" for cluster-scoped objects) and name.
 type Key = (String, String);
 
+/// A live object as cached: what the operator reads of it and, for the kinds it applies, a
+/// digest of the fields it owns in place of their values ([`super::slim`]).
+#[derive(Clone, Debug)]
+pub struct Live {
+    /// The object, without the parts the operator never reads.
+    pub object: DynamicObject,
+    /// The digest of the fields this operator's field manager owns, when they were dropped.
+    pub owned: Option<u64>,
+}
+
+impl Live {
+    /// An object kept as it is.
+    pub fn whole(object: DynamicObject) -> Self {
+        Self {
+            object,
+            owned: None,
+        }
+    }
+}
+
+impl std::ops::Deref for Live {
+    type Target = DynamicObject;
+    fn deref(&self) -> &DynamicObject {
+        &self.object
+    }
+}
+
 #[derive(Default)]
 struct Inner {
-    objects: HashMap<Key, Arc<DynamicObject>>,
+    objects: HashMap<Key, Arc<Live>>,
     /// The keys of each system's objects.
     by_system: HashMap<String, HashSet<Key>>,
     /// Objects of a relist under way, swapped in whole when it completes (so objects deleted
     /// while the watch was down disappear).
-    relist: Option<HashMap<Key, Arc<DynamicObject>>>,
+    relist: Option<HashMap<Key, Arc<Live>>>,
 }
 
 impl Inner {
-    fn insert(&mut self, key: Key, object: Arc<DynamicObject>) {
+    fn insert(&mut self, key: Key, object: Arc<Live>) {
         self.forget(&key);
         if let Some(system) = object.labels().get(HEALTHSYSTEM) {
             self.by_system
@@ -69,13 +96,13 @@ impl Default for Cache {
     }
 }
 
-fn key(object: &DynamicObject) -> Key {
+fn key(object: &Live) -> Key {
     (object.namespace().unwrap_or_default(), object.name_any())
 }
 
 impl Cache {
     /// The object named `name` in `namespace` ("" for a cluster-scoped kind).
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Live>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner
             .objects
@@ -84,7 +111,7 @@ impl Cache {
     }
 
     /// Every object labelled as belonging to the HealthSystem `system`, in any namespace.
-    pub fn of_system(&self, system: &str) -> Vec<Arc<DynamicObject>> {
+    pub fn of_system(&self, system: &str) -> Vec<Arc<Live>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner
             .by_system
@@ -96,7 +123,7 @@ impl Cache {
     }
 
     /// Every object held (a scan: for what is rare, never per reconcile).
-    pub fn all(&self) -> Vec<Arc<DynamicObject>> {
+    pub fn all(&self) -> Vec<Arc<Live>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner.objects.values().cloned().collect()
     }
@@ -119,7 +146,7 @@ impl Cache {
     }
 
     /// Takes one watch event in (only the watch's own task calls this).
-    pub fn write(&self, event: &watcher::Event<DynamicObject>) {
+    pub fn write(&self, event: &watcher::Event<Live>) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         match event {
             watcher::Event::Apply(object) => inner.insert(key(object), Arc::new(object.clone())),
@@ -149,13 +176,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn object(namespace: &str, name: &str, system: &str) -> DynamicObject {
-        serde_json::from_value(json!({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": { "name": name, "namespace": namespace,
-                          "labels": { HEALTHSYSTEM: system } }
-        }))
-        .unwrap()
+    fn object(namespace: &str, name: &str, system: &str) -> Live {
+        Live::whole(
+            serde_json::from_value(json!({
+                "apiVersion": "batch/v1", "kind": "Job",
+                "metadata": { "name": name, "namespace": namespace,
+                              "labels": { HEALTHSYSTEM: system } }
+            }))
+            .unwrap(),
+        )
     }
 
     #[test]

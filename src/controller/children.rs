@@ -23,7 +23,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
-use super::cache::Cache;
+use super::cache::{Cache, Live};
 use super::{slim, takeback};
 use crate::resources::labels::{MANAGED_BY, MANAGER};
 use crate::resources::monitoring;
@@ -45,6 +45,8 @@ pub struct Kind {
     /// Immutable fields (JSON pointers) whose live value is sent back as it is: a
     /// StatefulSet's claim templates (the claim itself is grown instead).
     pub keep_from_live: &'static [&'static str],
+    /// Spec fields (JSON pointers) read besides the status, kept when the object is slimmed.
+    pub read: &'static [&'static str],
 }
 
 fn kind<K: Resource<DynamicType = ()>>(namespaced: bool, prunable: bool, exact: bool) -> Kind {
@@ -54,6 +56,7 @@ fn kind<K: Resource<DynamicType = ()>>(namespaced: bool, prunable: bool, exact: 
         prunable,
         exact,
         keep_from_live: &[],
+        read: &[],
     }
 }
 
@@ -71,6 +74,8 @@ pub fn kinds(with_monitoring: bool) -> Vec<Kind> {
         kind::<Service>(true, true, true),
         Kind {
             keep_from_live: &["/spec/volumeClaimTemplates"],
+            // Whether its pods run the current template (`restarts`).
+            read: &["/spec/replicas"],
             ..kind::<StatefulSet>(true, true, true)
         },
         kind::<PodDisruptionBudget>(true, true, true),
@@ -90,6 +95,7 @@ pub fn kinds(with_monitoring: bool) -> Vec<Kind> {
                 prunable: true,
                 exact: true,
                 keep_from_live: &[],
+                read: &[],
             });
         }
     }
@@ -126,7 +132,7 @@ impl Stores {
         kind: &str,
         namespace: Option<&str>,
         name: &str,
-    ) -> Option<std::sync::Arc<DynamicObject>> {
+    ) -> Option<std::sync::Arc<Live>> {
         let (k, cache) = self.kind(api_version, kind)?;
         let namespace = if k.namespaced {
             namespace.unwrap_or_default()
@@ -142,7 +148,7 @@ impl Stores {
         api_version: &str,
         kind: &str,
         system: &str,
-    ) -> Vec<std::sync::Arc<DynamicObject>> {
+    ) -> Vec<std::sync::Arc<Live>> {
         self.kind(api_version, kind)
             .map(|(_, cache)| cache.of_system(system))
             .unwrap_or_default()
@@ -186,6 +192,53 @@ pub fn forget_secret_values(secret: &mut DynamicObject) {
     }
 }
 
+/// What the cache keeps of a live child: a Secret without its values; a child of a kind the
+/// operator applies slimmed ([`slim`]); the others whole but for who wrote what, of which
+/// only others' writes inside a spec are kept (what takeback needs).
+fn to_live(mut object: DynamicObject, kind: &Kind) -> Live {
+    if kind.resource.kind == "Secret" {
+        forget_secret_values(&mut object);
+    }
+    if kind.exact {
+        let keep: Vec<&str> = kind
+            .keep_from_live
+            .iter()
+            .chain(kind.read)
+            .copied()
+            .collect();
+        slim::slim(object, &keep)
+    } else {
+        object
+            .managed_fields_mut()
+            .retain(takeback::is_foreign_spec_entry);
+        Live::whole(object)
+    }
+}
+
+fn live_event(event: watcher::Event<DynamicObject>, kind: &Kind) -> watcher::Event<Live> {
+    match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(to_live(o, kind)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(to_live(o, kind)),
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(to_live(o, kind)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+/// What the controller needs of a changed child to wake its system: its labels.
+fn trigger(object: &DynamicObject) -> DynamicObject {
+    DynamicObject {
+        types: object.types.clone(),
+        metadata: kube::core::ObjectMeta {
+            name: object.metadata.name.clone(),
+            namespace: object.metadata.namespace.clone(),
+            labels: object.metadata.labels.clone(),
+            ..Default::default()
+        },
+        data: serde_json::Value::Null,
+    }
+}
+
 /// A watch stream that keeps one store up to date; the controller polls it.
 pub type ChildStream =
     std::pin::Pin<Box<dyn Stream<Item = Result<DynamicObject, watcher::Error>> + Send>>;
@@ -201,40 +254,26 @@ pub fn watch(client: &Client, kinds: Vec<Kind>) -> (Stores, Vec<(ChildStream, Ap
         let cache = Cache::default();
         let api = Api::<DynamicObject>::all_with(client.clone(), &kind.resource);
         let config = watcher::Config::default().labels(&selector());
-        let secrets = kind.resource.kind == "Secret";
-        let exact = kind.exact;
-        let events =
-            watcher(api, config)
-                .default_backoff()
-                .modify(move |object: &mut DynamicObject| {
-                    if exact {
-                        // What is compared and observed, nothing else (`slim`).
-                        slim::slim(object);
-                    } else {
-                        // Only others' writes inside a spec are kept: what takeback needs.
-                        object
-                            .managed_fields_mut()
-                            .retain(takeback::is_foreign_spec_entry);
-                    }
-                    if secrets {
-                        forget_secret_values(object);
-                    }
-                });
+        let events = watcher(api, config).default_backoff();
         let (sender, receiver) = futures::channel::mpsc::unbounded();
-        let writer = cache.clone();
+        let (writer, of_kind) = (cache.clone(), kind.clone());
         tokio::spawn(async move {
             let mut events = std::pin::pin!(events);
             while let Some(item) = events.next().await {
                 let touched = match item {
                     Ok(event) => {
-                        writer.write(&event);
-                        match event {
-                            // Deletions too: a child deleted by hand wakes its owner, which
-                            // restores it at once.
+                        // Deletions too: a child deleted by hand wakes its owner, which
+                        // restores it at once.
+                        let touched = match &event {
                             watcher::Event::Apply(object)
                             | watcher::Event::Delete(object)
-                            | watcher::Event::InitApply(object) => Ok(object),
-                            watcher::Event::Init | watcher::Event::InitDone => continue,
+                            | watcher::Event::InitApply(object) => Some(trigger(object)),
+                            watcher::Event::Init | watcher::Event::InitDone => None,
+                        };
+                        writer.write(&live_event(event, &of_kind));
+                        match touched {
+                            Some(object) => Ok(object),
+                            None => continue,
                         }
                     }
                     Err(e) => Err(e),

@@ -76,7 +76,7 @@ pub async fn ensure_namespace(
     let api = Api::<Namespace>::all(client.clone());
     let mut live = stores
         .get("v1", "Namespace", None, &ns_name)
-        .and_then(|o| serde_json::to_value(&*o).ok())
+        .and_then(|o| serde_json::to_value(&o.object).ok())
         .and_then(|v| serde_json::from_value::<Namespace>(v).ok());
     let params = PostParams {
         field_manager: Some(MANAGER.into()),

@@ -182,7 +182,7 @@ async fn restart_database(system: &HealthSystem, ctx: &Context) -> Result<Option
             &ctx.client,
             &namespace,
             &database::pod_name(),
-            statefulset.as_deref(),
+            statefulset.as_deref().map(|l| &l.object),
             ctx.config.rollout.max_database_restarts,
         )
         .await?;

@@ -117,7 +117,7 @@ pub fn observe(
 ) -> Observed {
     let namespace = labels::namespace(system);
     let ns = Some(namespace.as_str());
-    let field = |object: &Option<std::sync::Arc<kube::api::DynamicObject>>, pointer: &str| {
+    let field = |object: &Option<std::sync::Arc<super::cache::Live>>, pointer: &str| {
         object
             .as_ref()
             .and_then(|o| o.data.pointer(pointer).cloned())
@@ -178,7 +178,7 @@ pub fn observe(
         .spec
         .application
         .as_ref()
-        .and_then(|_| deployment_failure(deployment.as_deref()));
+        .and_then(|_| deployment_failure(deployment.as_deref().map(|l| &l.object)));
     let application = system.spec.application.as_ref().map(|app| {
         let available = field(&deployment, "/status/availableReplicas")
             .and_then(|v| v.as_i64())
