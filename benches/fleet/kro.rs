@@ -96,10 +96,10 @@ pub fn graph(kind: &str, name: &str, objects: &[Value]) -> Value {
             let namespaced = template["metadata"].get("namespace").is_some();
             parameterise(&mut template, name);
             if namespaced {
-                template["metadata"]["namespace"] = json!("${namespace.metadata.name}");
+                template["metadata"]["namespace"] = json!("${systemNamespace.metadata.name}");
             }
             let id = if i == 0 {
-                "namespace".to_string()
+                "systemNamespace".to_string()
             } else {
                 format!("r{i}")
             };
