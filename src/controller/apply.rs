@@ -222,23 +222,17 @@ pub async fn apply(
     }
     // What confines and configures pods (quota, limits, policies, accounts, credentials)
     // exists before the workloads that start them; within a stage the writes are
-    // independent and sent together.
+    // independent (sent IN_FLIGHT at a time).
     let (first, workloads): (Vec<_>, Vec<_>) = writes
         .into_iter()
         .partition(|w| !STARTS_PODS.contains(&w.kind.as_str()));
-    let credentials = futures::future::join_all(
-        desired
-            .database_secrets
-            .iter()
-            .map(|template| ensure_credentials(client, stores, template)),
-    );
-    let (credentials, first) = futures::join!(credentials, send(first));
-    for created in credentials {
-        if created? {
+    for template in &desired.database_secrets {
+        if ensure_credentials(client, stores, template).await? {
             applied.written += 1;
             applied.written_kinds.push("Secret".into());
         }
     }
+    let first = send(first).await;
     for stage in [first, send(workloads).await] {
         for (write, result) in stage {
             match result {
@@ -291,8 +285,13 @@ fn prepare(object: &mut Value, live: Option<&Value>, keep_from_live: &[&str]) {
 /// The kinds that start pods: applied once everything else of the system exists.
 const STARTS_PODS: &[&str] = &["StatefulSet", "Deployment", "CronJob", "Job"];
 
-/// Writes of one system sent at once (the controller's concurrency multiplies it).
-const IN_FLIGHT: usize = 8;
+/// Writes of one system in flight: one. A write passes the leader's fence
+/// ([`super::fence`]) before it waits for a connection and its turn; one waiting while the
+/// replica is paused is sent when it wakes. Eight per system (128 across 16 reconciles) made
+/// a paused leader send 50 writes after a standby had taken over, and even 16 across the
+/// fleet at full pace let one through (`tests/leader`, failover under load). Sending them
+/// concurrently needs a fence checked where the bytes are written (the request body).
+const IN_FLIGHT: usize = 1;
 
 /// One object that differs from its live copy, ready to be sent.
 struct Write {
