@@ -481,7 +481,20 @@ async fn switching_off_the_application_prunes_it() {
     let service = ApiResource::erase::<k8s_openapi::api::core::v1::Service>(&());
     let services: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &service);
     wait_gone(&services, "application").await;
-    let system = wait_ready(&client, &name).await;
+    // The status that answers the change: the one written for its generation (the pruning
+    // reconcile writes it just after the deletes the test has seen).
+    let systems = Api::<HealthSystem>::all(client.clone());
+    let system = until("the status of the new generation", 2 * MINUTE, || async {
+        let system = systems.get(&name).await.map_err(|e| e.to_string())?;
+        let observed = system.status.as_ref().and_then(|s| s.observed_generation);
+        let ready = condition(&system, "Ready").is_some_and(|c| c.status == "True");
+        if ready && observed >= system.metadata.generation {
+            Ok(system)
+        } else {
+            Err(format!("observed generation {observed:?}"))
+        }
+    })
+    .await;
     assert!(condition(&system, "ApplicationReady").is_none());
     // The data stays.
     assert!(
