@@ -5,8 +5,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use futures::StreamExt;
-
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -148,7 +146,7 @@ pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-fn is_empty(value: &Value) -> bool {
+pub(super) fn is_empty(value: &Value) -> bool {
     match value {
         Value::Null => true,
         Value::Array(a) => a.is_empty(),
@@ -211,7 +209,6 @@ pub async fn apply(
             continue;
         }
         writes.push(Write {
-            order: writes.len(),
             api: kind_api(client, kind_info, &namespace),
             api_version,
             kind,
@@ -220,43 +217,40 @@ pub async fn apply(
             foreign,
         });
     }
-    // What confines and configures pods (quota, limits, policies, accounts, credentials)
-    // exists before the workloads that start them; within a stage the writes are
-    // independent (sent IN_FLIGHT at a time).
-    let (first, workloads): (Vec<_>, Vec<_>) = writes
-        .into_iter()
-        .partition(|w| !STARTS_PODS.contains(&w.kind.as_str()));
     for template in &desired.database_secrets {
         if ensure_credentials(client, stores, template).await? {
             applied.written += 1;
             applied.written_kinds.push("Secret".into());
         }
     }
-    let first = send(first).await;
-    for stage in [first, send(workloads).await] {
-        for (write, result) in stage {
-            match result {
-                Ok(()) => {
-                    applied.written += 1;
-                    applied.written_kinds.push(write.kind);
-                }
-                // A refused object does not stop the others: it is reported in its subsystem.
-                Err(crate::error::Error::Kube(e)) if refusal(&e).is_some() => {
-                    let message = refusal(&e).unwrap_or_default();
-                    warn!(
-                        kind = write.kind,
-                        name = write.name,
-                        message,
-                        "refused by the API server"
-                    );
-                    applied.refused.push(Refusal {
-                        kind: write.kind,
-                        name: write.name,
-                        message,
-                    });
-                }
-                Err(e) => return Err(e),
+    // What confines and configures pods (quota, limits, policies, accounts, credentials)
+    // exists before the workloads that start them: those go last, and not at all after an
+    // error. One at a time: see `send`.
+    let (first, workloads): (Vec<_>, Vec<_>) = writes
+        .into_iter()
+        .partition(|w| !STARTS_PODS.contains(&w.kind.as_str()));
+    for write in first.into_iter().chain(workloads) {
+        match send(&write).await {
+            Ok(()) => {
+                applied.written += 1;
+                applied.written_kinds.push(write.kind);
             }
+            // A refused object does not stop the others: it is reported in its subsystem.
+            Err(crate::error::Error::Kube(e)) if refusal(&e).is_some() => {
+                let message = refusal(&e).unwrap_or_default();
+                warn!(
+                    kind = write.kind,
+                    name = write.name,
+                    message,
+                    "refused by the API server"
+                );
+                applied.refused.push(Refusal {
+                    kind: write.kind,
+                    name: write.name,
+                    message,
+                });
+            }
+            Err(e) => return Err(e),
         }
     }
     if grow_data_claim(client, stores, &namespace, &desired.database).await? {
@@ -285,18 +279,8 @@ fn prepare(object: &mut Value, live: Option<&Value>, keep_from_live: &[&str]) {
 /// The kinds that start pods: applied once everything else of the system exists.
 const STARTS_PODS: &[&str] = &["StatefulSet", "Deployment", "CronJob", "Job"];
 
-/// Writes of one system in flight: one. A write passes the leader's fence
-/// ([`super::fence`]) before it waits for a connection and its turn; one waiting while the
-/// replica is paused is sent when it wakes. Eight per system (128 across 16 reconciles) made
-/// a paused leader send 50 writes after a standby had taken over, and even 16 across the
-/// fleet at full pace let one through (`tests/leader`, failover under load). Sending them
-/// concurrently needs a fence checked where the bytes are written (the request body).
-const IN_FLIGHT: usize = 1;
-
 /// One object that differs from its live copy, ready to be sent.
 struct Write {
-    /// Its place in the desired set: results are reported in that order.
-    order: usize,
     api: Api<DynamicObject>,
     api_version: String,
     kind: String,
@@ -305,25 +289,16 @@ struct Write {
     foreign: bool,
 }
 
-/// Sends `writes` IN_FLIGHT at a time; each comes back with its result, in the desired set's
-/// order (so refusals are always reported the same way).
-async fn send(writes: Vec<Write>) -> Vec<(Write, Result<()>)> {
-    let mut results: Vec<(Write, Result<()>)> = futures::stream::iter(writes)
-        .map(|write| async move {
-            let mut result = Ok(());
-            if write.foreign {
-                result = take_ownership(&write.api, &write.api_version, &write.name).await;
-            }
-            if result.is_ok() {
-                result = self::write(&write.api, &write.name, &write.object).await;
-            }
-            (write, result)
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-    results.sort_by_key(|(write, _)| write.order);
-    results
+/// Sends one write (taking back others' spec fields first when needed). Writes go one at a
+/// time: each passes the leader's fence ([`super::fence`]) before it waits for a connection,
+/// and one waiting while the replica is paused is sent when it wakes. Eight per system made a
+/// paused leader send 50 writes after a standby had taken over (`tests/leader`); concurrent
+/// writes need the fence checked where the bytes are written.
+async fn send(write: &Write) -> Result<()> {
+    if write.foreign {
+        take_ownership(&write.api, &write.api_version, &write.name).await?;
+    }
+    self::write(&write.api, &write.name, &write.object).await
 }
 
 /// Server-side apply of one object. Force: these objects are ours alone, and a hand edit

@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use kube::api::DynamicObject;
 use serde_json::{Map, Value, json};
 
-use super::apply::fnv1a;
+use super::apply::{fnv1a, is_empty};
 use super::cache::Live;
 use super::takeback::{is_foreign_spec_entry, union};
 use crate::resources::labels::MANAGER;
@@ -106,15 +106,6 @@ fn without_empty(value: &Value) -> Value {
         ),
         Value::Array(items) => Value::Array(items.iter().map(without_empty).collect()),
         other => other.clone(),
-    }
-}
-
-fn is_empty(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-        _ => false,
     }
 }
 
