@@ -175,9 +175,12 @@ impl Cli {
                     } else {
                         crate::controller::fence::Fence::open()
                     };
-                    let client =
-                        crate::controller::operator_client(&metrics, &identity, fence.clone())
-                            .await?;
+                    let client = crate::controller::client::operator_client(
+                        &metrics,
+                        &identity,
+                        fence.clone(),
+                    )
+                    .await?;
                     crate::controller::run(
                         client,
                         config,

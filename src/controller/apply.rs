@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -217,40 +218,52 @@ pub async fn apply(
             foreign,
         });
     }
-    for template in &desired.database_secrets {
-        if ensure_credentials(client, stores, template).await? {
-            applied.written += 1;
-            applied.written_kinds.push("Secret".into());
-        }
+    let created = futures::future::try_join_all(
+        desired
+            .database_secrets
+            .iter()
+            .map(|template| ensure_credentials(client, stores, template)),
+    )
+    .await?;
+    for _ in created.into_iter().filter(|created| *created) {
+        applied.written += 1;
+        applied.written_kinds.push("Secret".into());
     }
     // What confines and configures pods (quota, limits, policies, accounts, credentials)
     // exists before the workloads that start them: those go last, and not at all after an
-    // error. One at a time: see `send`.
+    // error. Within a stage the writes are independent, IN_FLIGHT at a time.
     let (first, workloads): (Vec<_>, Vec<_>) = writes
         .into_iter()
         .partition(|w| !STARTS_PODS.contains(&w.kind.as_str()));
-    for write in first.into_iter().chain(workloads) {
-        match send(&write).await {
-            Ok(()) => {
-                applied.written += 1;
-                applied.written_kinds.push(write.kind);
+    for stage in [first, workloads] {
+        let results: Vec<Result<()>> = futures::stream::iter(&stage)
+            .map(send)
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await;
+        for (write, result) in stage.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    applied.written += 1;
+                    applied.written_kinds.push(write.kind);
+                }
+                // A refused object does not stop the others: it is reported in its subsystem.
+                Err(crate::error::Error::Kube(e)) if refusal(&e).is_some() => {
+                    let message = refusal(&e).unwrap_or_default();
+                    warn!(
+                        kind = write.kind,
+                        name = write.name,
+                        message,
+                        "refused by the API server"
+                    );
+                    applied.refused.push(Refusal {
+                        kind: write.kind,
+                        name: write.name,
+                        message,
+                    });
+                }
+                Err(e) => return Err(e),
             }
-            // A refused object does not stop the others: it is reported in its subsystem.
-            Err(crate::error::Error::Kube(e)) if refusal(&e).is_some() => {
-                let message = refusal(&e).unwrap_or_default();
-                warn!(
-                    kind = write.kind,
-                    name = write.name,
-                    message,
-                    "refused by the API server"
-                );
-                applied.refused.push(Refusal {
-                    kind: write.kind,
-                    name: write.name,
-                    message,
-                });
-            }
-            Err(e) => return Err(e),
         }
     }
     if grow_data_claim(client, stores, &namespace, &desired.database).await? {
@@ -279,6 +292,11 @@ fn prepare(object: &mut Value, live: Option<&Value>, keep_from_live: &[&str]) {
 /// The kinds that start pods: applied once everything else of the system exists.
 const STARTS_PODS: &[&str] = &["StatefulSet", "Deployment", "CronJob", "Job"];
 
+/// Writes of one system sent at once (the controller's concurrency multiplies it). The
+/// leader's fence is checked as each one's body is written (`fence::FencedBody`), so writes
+/// waiting for a connection while the replica is paused do not slip past it.
+const IN_FLIGHT: usize = 8;
+
 /// One object that differs from its live copy, ready to be sent.
 struct Write {
     api: Api<DynamicObject>,
@@ -289,11 +307,7 @@ struct Write {
     foreign: bool,
 }
 
-/// Sends one write (taking back others' spec fields first when needed). Writes go one at a
-/// time: each passes the leader's fence ([`super::fence`]) before it waits for a connection,
-/// and one waiting while the replica is paused is sent when it wakes. Eight per system made a
-/// paused leader send 50 writes after a standby had taken over (`tests/leader`); concurrent
-/// writes need the fence checked where the bytes are written.
+/// Sends one write (taking back others' spec fields first when needed).
 async fn send(write: &Write) -> Result<()> {
     if write.foreign {
         take_ownership(&write.api, &write.api_version, &write.name).await?;

@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod cache;
 pub mod children;
 pub mod cleanup;
+pub mod client;
 pub mod context;
 pub mod credentials;
 pub mod drills;
@@ -116,36 +117,6 @@ async fn terminated() {
         }
         Err(_) => std::future::pending().await,
     }
-}
-
-/// The operator's client: it names this replica in its User-Agent (the API server's audit
-/// log then tells replicas apart), counts every request it sends in `metrics`, and sends a
-/// write only while `fence` allows it.
-pub async fn operator_client(
-    metrics: &Metrics,
-    identity: &str,
-    fence: fence::Fence,
-) -> anyhow::Result<Client> {
-    let mut config = kube::Config::infer().await?;
-    config.headers.push((
-        hyper::header::USER_AGENT,
-        format!(
-            "healthsystem-operator/{} ({identity})",
-            env!("CARGO_PKG_VERSION")
-        )
-        .parse()?,
-    ));
-    let metrics = metrics.clone();
-    let count =
-        tower::util::MapRequestLayer::new(move |request: hyper::Request<kube::client::Body>| {
-            metrics.count_request(request.method().as_str(), request.uri().query());
-            request
-        });
-    let fence = tower::filter::FilterLayer::new(move |request| fence.check(request));
-    Ok(kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&count)
-        .with_layer(&fence)
-        .build())
 }
 
 /// Runs the controller until a shutdown signal.
