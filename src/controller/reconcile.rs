@@ -119,15 +119,18 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     let drills = drills::drill(system, ctx, has_backup, now).await?;
     observed.drill = drills.last;
     observed.drill_success = drills.last_success;
-    let status_written = publish_status(system, ctx, &observed, now).await?;
+    let status = publish_status(system, ctx, &observed, now).await?;
     debug!(
         written = applied.written,
         pruned = applied.pruned,
-        status_written,
+        ?status,
         "reconciled"
     );
     let mut wait = status::next_backup_deadline(system, &observed, now)
         .map_or(RESYNC, |deadline| deadline.min(RESYNC));
+    if let status::Written::Held(left) = status {
+        wait = wait.min(left);
+    }
     if !applied.refused.is_empty() {
         wait = wait.min(refusal_backoff(system, now));
     }
@@ -315,12 +318,12 @@ async fn publish_status(
     ctx: &Context,
     observed: &status::Observed,
     now: Timestamp,
-) -> Result<bool> {
+) -> Result<status::Written> {
     let new_status = status::evaluate(system, observed, now);
     let rpo = status::parse_rpo(&system.spec.backup.rpo).unwrap_or_default();
     ctx.metrics
         .set_system(system, &new_status, rpo.as_secs_f64());
-    status::write_if_changed(&ctx.client, &ctx.recorder, system, new_status).await
+    status::write_if_changed(&ctx.client, &ctx.recorder, system, new_status, now).await
 }
 
 /// The system names a namespace that is not its own: nothing was written; status and a

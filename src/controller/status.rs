@@ -681,17 +681,63 @@ pub fn next_backup_deadline(
     rpo.checked_sub(elapsed).map(|d| d + Duration::from_secs(1))
 }
 
-/// Writes `status` when it differs from the object's, and publishes an event when Ready flips.
+/// While a system is provisioned its conditions move every few seconds (namespace, volume,
+/// pods starting): such a step is written at most once per this interval, and the reconcile
+/// comes back for the rest of it. At fleet scale each write is one more request per system.
+/// Ready, a new generation and anything that needs a person are written at once.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What became of a new status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    Unchanged,
+    Written,
+    /// A step of provisioning, to be written in this long (see [`PROGRESS_INTERVAL`]).
+    Held(Duration),
+}
+
+/// How long `new`, a step of provisioning, waits before it is written over `old` at `now`.
+pub fn progress_hold(
+    old: Option<&HealthSystemStatus>,
+    new: &HealthSystemStatus,
+    now: Timestamp,
+) -> Option<Duration> {
+    let old = old?;
+    let provisioning = |s: &HealthSystemStatus| s.phase == Some(Phase::Provisioning);
+    if !provisioning(old)
+        || !provisioning(new)
+        || old.observed_generation != new.observed_generation
+        || !events(Some(old), new).is_empty()
+    {
+        return None;
+    }
+    let last = old
+        .conditions
+        .iter()
+        .map(|c| c.last_transition_time.0)
+        .max()?;
+    let since = Duration::try_from(now.duration_since(last)).unwrap_or_default();
+    PROGRESS_INTERVAL
+        .checked_sub(since)
+        .filter(|left| !left.is_zero())
+}
+
+/// Writes `status` when it differs from the object's (a step of provisioning only once
+/// [`progress_hold`] allows), and publishes an event when Ready flips.
 pub async fn write_if_changed(
     client: &Client,
     recorder: &Recorder,
     system: &HealthSystem,
     status: HealthSystemStatus,
-) -> Result<bool> {
+    now: Timestamp,
+) -> Result<Written> {
     let old = system.status.as_ref();
     let status = merge(old, status);
     if old == Some(&status) {
-        return Ok(false);
+        return Ok(Written::Unchanged);
+    }
+    if let Some(left) = progress_hold(old, &status, now) {
+        return Ok(Written::Held(left));
     }
     let api = Api::<HealthSystem>::all(client.clone());
     let patch =
@@ -708,7 +754,7 @@ pub async fn write_if_changed(
     for (type_, reason, message) in events {
         super::events::publish(recorder, &reference, type_, reason, message, "Reconcile").await;
     }
-    Ok(true)
+    Ok(Written::Written)
 }
 
 /// The events a status change publishes: Ready flipping (Normal when it becomes True,

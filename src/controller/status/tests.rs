@@ -318,3 +318,45 @@ fn a_new_system_being_provisioned_publishes_no_warning() {
     assert_eq!(warned[0].0, EventType::Warning);
     assert_eq!(warned[0].1, "StorageClassNotFound");
 }
+
+/// Issue 15: a system being provisioned steps through its conditions within seconds (volume,
+/// database starting, running); at fleet scale each step written is one more request per
+/// system. A step is written at most once per PROGRESS_INTERVAL; Ready, a new generation and
+/// a reason that needs a person are written at once.
+#[test]
+fn steps_of_provisioning_are_written_at_most_once_per_interval() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let new = system("24h", now);
+    let at = |seconds: i64| Timestamp::from_second(100 * HOUR + seconds).unwrap();
+    let mut volume = healthy();
+    volume.database_ready_replicas = 0;
+    volume.claim_phase = Some("Pending".into());
+    let first = evaluate(&new, &volume, now);
+    assert_eq!(first.phase, Some(Phase::Provisioning));
+    let mut starting = healthy();
+    starting.database_ready_replicas = 0;
+    let step = |when| merge(Some(&first), evaluate(&new, &starting, when));
+    assert_ne!(step(at(2)), first);
+    assert_eq!(
+        progress_hold(Some(&first), &step(at(2)), at(2)),
+        Some(Duration::from_secs(3))
+    );
+    assert_eq!(progress_hold(Some(&first), &step(at(5)), at(5)), None);
+
+    let ready = merge(Some(&first), evaluate(&new, &healthy(), at(1)));
+    assert_eq!(ready.phase, Some(Phase::Ready));
+    assert_eq!(progress_hold(Some(&first), &ready, at(1)), None);
+
+    let mut edited = new.clone();
+    edited.metadata.generation = Some(4);
+    let next_generation = merge(Some(&first), evaluate(&edited, &starting, at(1)));
+    assert_eq!(progress_hold(Some(&first), &next_generation, at(1)), None);
+
+    let mut missing_class = volume.clone();
+    missing_class.missing_storage_class = Some("gold".into());
+    let needs_a_person = merge(Some(&first), evaluate(&new, &missing_class, at(1)));
+    assert_eq!(progress_hold(Some(&first), &needs_a_person, at(1)), None);
+
+    // The first status of a system is written at once.
+    assert_eq!(progress_hold(None, &first, now), None);
+}
