@@ -29,4 +29,6 @@ pub struct Context {
     pub drills: super::drills::Drills,
     /// Each system's last backup read from the object store.
     pub store_status: super::store_status::StoreStatus,
+    /// Statuses written that the HealthSystem cache may not show yet.
+    pub written_status: super::written_status::WrittenStatus,
 }

@@ -26,6 +26,7 @@ pub mod slim;
 pub mod status;
 pub mod store_status;
 pub mod takeback;
+pub mod written_status;
 
 use std::sync::Arc;
 
@@ -223,6 +224,7 @@ async fn reconcile_until_stopped(
         restarts: Restarts::default(),
         drills: drills::Drills::default(),
         store_status: store_status::StoreStatus::default(),
+        written_status: written_status::WrittenStatus::default(),
     });
 
     // Every trigger stream backs off on its own, so the controller's merged stream must not

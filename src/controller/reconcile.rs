@@ -46,6 +46,7 @@ pub async fn reconcile(
             Event::Cleanup(system) => {
                 let action = cleanup::cleanup(&system, &ctx).await?;
                 ctx.metrics.remove_system(&system.name_any());
+                ctx.written_status.forget(&system.uid().unwrap_or_default());
                 Ok(action)
             }
         }
@@ -323,7 +324,15 @@ async fn publish_status(
     let rpo = status::parse_rpo(&system.spec.backup.rpo).unwrap_or_default();
     ctx.metrics
         .set_system(system, &new_status, rpo.as_secs_f64());
-    status::write_if_changed(&ctx.client, &ctx.recorder, system, new_status, now).await
+    status::write_if_changed(
+        &ctx.client,
+        &ctx.recorder,
+        system,
+        new_status,
+        now,
+        &ctx.written_status,
+    )
+    .await
 }
 
 /// The system names a namespace that is not its own: nothing was written; status and a

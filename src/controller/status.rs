@@ -13,6 +13,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::children::Stores;
+use super::written_status::WrittenStatus;
 use crate::api::{BackupStatus, DatabaseStatus, HealthSystem, HealthSystemStatus, Phase};
 use crate::config::Config;
 use crate::error::Result;
@@ -722,16 +723,20 @@ pub fn progress_hold(
         .filter(|left| !left.is_zero())
 }
 
-/// Writes `status` when it differs from the object's (a step of provisioning only once
-/// [`progress_hold`] allows), and publishes an event when Ready flips.
+/// Writes `status` when it differs from the system's (as the cache shows it, or as this
+/// replica wrote it last when the cache does not show that yet; a step of provisioning only
+/// once [`progress_hold`] allows), and publishes an event when Ready flips.
 pub async fn write_if_changed(
     client: &Client,
     recorder: &Recorder,
     system: &HealthSystem,
     status: HealthSystemStatus,
     now: Timestamp,
+    written: &WrittenStatus,
 ) -> Result<Written> {
-    let old = system.status.as_ref();
+    let uid = system.uid().unwrap_or_default();
+    let current = written.current(&uid, system.status.as_ref(), std::time::Instant::now());
+    let old = current.as_ref();
     let status = merge(old, status);
     if old == Some(&status) {
         return Ok(Written::Unchanged);
@@ -748,8 +753,8 @@ pub async fn write_if_changed(
         &Patch::Apply(&patch),
     )
     .await?;
-
     let events = events(old, &status);
+    written.wrote(&uid, status, std::time::Instant::now());
     let reference = system.object_ref(&());
     for (type_, reason, message) in events {
         super::events::publish(recorder, &reference, type_, reason, message, "Reconcile").await;

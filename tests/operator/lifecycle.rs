@@ -304,7 +304,7 @@ async fn a_restarted_operator_keeps_credentials_and_children_and_writes_nothing(
     assert!(
         line.contains("written=0")
             && line.contains("pruned=0")
-            && line.contains("status_written=false"),
+            && line.contains("status=Unchanged"),
         "{line}"
     );
 
