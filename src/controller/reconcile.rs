@@ -220,8 +220,8 @@ fn hold_database_without_its_data(system: &HealthSystem, ctx: &Context, desired:
         Some(&namespace),
         &database::data_claim_name(),
     );
-    let live_uid = live.as_ref().and_then(|c| c.metadata.uid.as_deref());
-    if let Some(lost) = status::lost_data_claim(system, live_uid) {
+    let live_uid = status::data_claim_uid(live.as_ref().map(|c| &c.metadata));
+    if let Some(lost) = status::lost_data_claim(system, live_uid.as_deref()) {
         warn!(
             claim = lost,
             "data claim gone: the database is held stopped"

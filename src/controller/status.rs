@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{EventType, Recorder};
@@ -216,7 +216,7 @@ pub fn observe(
         database_pods,
         database_quota_shortfall,
         claim_phase,
-        claim_uid: claim.as_ref().and_then(|c| c.metadata.uid.clone()),
+        claim_uid: data_claim_uid(claim.as_ref().map(|c| &c.metadata)),
         missing_storage_class,
         credentials_exist: secret.is_some(),
         credentials_complete: secret.as_ref().is_some_and(|s| {
@@ -291,6 +291,15 @@ fn report_refusals(
 /// Whether a reason is a refusal of the API server (the spec must change).
 pub fn is_refusal(reason: &str) -> bool {
     reason.ends_with("Refused")
+}
+
+/// The UID of the data claim whose metadata is `claim`, unless it is being deleted: its data
+/// goes once the pod lets go of it, and the StatefulSet then makes a new, empty claim at once.
+/// Counted as lost from its deletion, the database is held stopped before that happens.
+pub fn data_claim_uid(claim: Option<&ObjectMeta>) -> Option<String> {
+    claim
+        .filter(|c| c.deletion_timestamp.is_none())
+        .and_then(|c| c.uid.clone())
 }
 
 /// The UID of the data claim this system's database was initialised on, when that claim is
@@ -433,7 +442,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
             Some(uid) => format!("; claim {} now there (UID {uid}) is a new, empty volume", database::data_claim_name()),
             None => String::new(),
         };
-        cond(types::DATABASE, false, DATA_MISSING, format!("the volume claim {} (UID {lost}) that holds this database's data is gone{now_there}. The database is held stopped so that no empty database replaces it. Restore the volume (re-bind its PersistentVolume if its class retains it) or restore from a backup; if the data is lost for good, set spec.database.acceptDataLoss: {lost} to start an empty database", database::data_claim_name()))
+        cond(types::DATABASE, false, DATA_MISSING, format!("the volume claim {} (UID {lost}) that holds this database's data is gone or being deleted{now_there}. The database is held stopped so that no empty database replaces it. Restore the volume (re-bind its PersistentVolume if its class retains it) or restore from a backup; if the data is lost for good, set spec.database.acceptDataLoss: {lost} to start an empty database", database::data_claim_name()))
     } else if !observed.credentials_exist && observed.claim_phase.is_some() {
         cond(types::DATABASE, false, CREDENTIALS_MISSING, format!("Secret {} is missing while the database volume {} holds data initialised with its password; the operator never generates a new one for it. Restore the Secret with the original password (from the platform's secret backup)", database::SECRET, database::data_claim_name()))
     } else if observed.credentials_exist && !observed.credentials_complete {

@@ -360,3 +360,32 @@ fn steps_of_provisioning_are_written_at_most_once_per_interval() {
     // The first status of a system is written at once.
     assert_eq!(progress_hold(None, &first, now), None);
 }
+
+/// A data claim being deleted is lost already: the database must be held stopped before it
+/// goes, or the StatefulSet makes a new, empty claim and starts an empty database on it the
+/// moment the old pod lets go (`tests/node` lost-volume test, CI: the hold came 300 ms late).
+#[test]
+fn a_data_claim_being_deleted_is_lost_already() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let mut system = system("24h", now);
+    system.status = Some(HealthSystemStatus {
+        database: Some(DatabaseStatus {
+            data_claim_uid: Some("uid-1".into()),
+            ..DatabaseStatus::default()
+        }),
+        ..HealthSystemStatus::default()
+    });
+    let mut claim = ObjectMeta {
+        name: Some("data-database-0".into()),
+        uid: Some("uid-1".into()),
+        ..ObjectMeta::default()
+    };
+    let live = data_claim_uid(Some(&claim));
+    assert_eq!(lost_data_claim(&system, live.as_deref()), None);
+    claim.deletion_timestamp = Some(Time(now));
+    let live = data_claim_uid(Some(&claim));
+    assert_eq!(
+        lost_data_claim(&system, live.as_deref()),
+        Some("uid-1".to_string())
+    );
+}
