@@ -251,10 +251,14 @@ async fn job_logs(pods: &Api<k8s_openapi::api::core::v1::Pod>, job: &str) -> Str
     out
 }
 
-/// The agent's summary: the last line of a backup Job's log.
+/// The agent's summary: the last line of a backup Job's log that is one (printed on stdout
+/// last; its log lines go to stderr, and the two streams may be recorded out of order).
 fn agent_summary(log: &str) -> Value {
-    serde_json::from_str(log.trim().lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("the agent's last line is its summary ({e}):\n{log}"))
+    log.lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line.get("backup").is_some())
+        .unwrap_or_else(|| panic!("no summary line in the agent's log:\n{log}"))
 }
 
 /// Every object of `prefix` as the store lists it to `client`.
