@@ -34,7 +34,9 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action> {
     let system = match &guard.0 {
-        Ok(system) => Arc::new(system.clone()),
+        // As this replica last wrote its status, when the cache does not show that yet: every
+        // step of the reconcile reads the same status.
+        Ok(system) => Arc::new(ctx.written_status.view(system, std::time::Instant::now())),
         Err(invalid) => return unreadable(&guard, invalid, &ctx).await,
     };
     let _timer = ctx.metrics.reconcile_started();

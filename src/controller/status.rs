@@ -732,9 +732,9 @@ pub fn progress_hold(
         .filter(|left| !left.is_zero())
 }
 
-/// Writes `status` when it differs from the system's (as the cache shows it, or as this
-/// replica wrote it last when the cache does not show that yet; a step of provisioning only
-/// once [`progress_hold`] allows), and publishes an event when Ready flips.
+/// Writes `status` when it differs from the system's (`system` as `WrittenStatus::view` gives
+/// it; a step of provisioning only once [`progress_hold`] allows), and publishes an event when
+/// Ready flips.
 pub async fn write_if_changed(
     client: &Client,
     recorder: &Recorder,
@@ -743,9 +743,7 @@ pub async fn write_if_changed(
     now: Timestamp,
     written: &WrittenStatus,
 ) -> Result<Written> {
-    let uid = system.uid().unwrap_or_default();
-    let current = written.current(&uid, system.status.as_ref(), std::time::Instant::now());
-    let old = current.as_ref();
+    let old = system.status.as_ref();
     let status = merge(old, status);
     if old == Some(&status) {
         return Ok(Written::Unchanged);
@@ -763,7 +761,11 @@ pub async fn write_if_changed(
     )
     .await?;
     let events = events(old, &status);
-    written.wrote(&uid, status, std::time::Instant::now());
+    written.wrote(
+        &system.uid().unwrap_or_default(),
+        status,
+        std::time::Instant::now(),
+    );
     let reference = system.object_ref(&());
     for (type_, reason, message) in events {
         super::events::publish(recorder, &reference, type_, reason, message, "Reconcile").await;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::api::HealthSystemStatus;
+use crate::api::{HealthSystem, HealthSystemStatus};
 
 /// How long a written status is trusted over the cache's copy (which normally catches up
 /// within milliseconds); after that the cache is the truth again, whoever wrote it.
@@ -39,6 +39,17 @@ impl WrittenStatus {
                 cached.cloned()
             }
             None => cached.cloned(),
+        }
+    }
+
+    /// `system` with the status it has at `now` (see [`Self::current`]).
+    pub fn view(&self, system: &HealthSystem, now: Instant) -> HealthSystem {
+        let uid = system.metadata.uid.as_deref().unwrap_or_default();
+        let status = self.current(uid, system.status.as_ref(), now);
+        HealthSystem {
+            metadata: system.metadata.clone(),
+            spec: system.spec.clone(),
+            status,
         }
     }
 
@@ -94,6 +105,27 @@ mod tests {
         );
         assert_eq!(written.kept(), 0);
         assert_eq!(written.current("uid-a", Some(&ready), now), Some(ready));
+    }
+
+    #[test]
+    fn a_reconcile_sees_its_system_with_the_status_just_written() {
+        let written = WrittenStatus::default();
+        let now = Instant::now();
+        let mut system = HealthSystem::new(
+            "dz-a",
+            serde_json::from_value(serde_json::json!({
+                "institution": { "displayName": "DZ", "registryId": "07151950", "ownership": "Public" },
+                "database": { "version": "16", "storage": "10Gi" },
+                "backup": { "rpo": "24h" }
+            }))
+            .unwrap(),
+        );
+        system.metadata.uid = Some("uid-a".into());
+        written.wrote("uid-a", status(Phase::Provisioning), now);
+        let view = written.view(&system, now);
+        assert_eq!(view.status, Some(status(Phase::Provisioning)));
+        assert_eq!(view.metadata, system.metadata);
+        assert_eq!(view.spec, system.spec);
     }
 
     #[test]
