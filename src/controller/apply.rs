@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use futures::StreamExt;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -139,6 +139,20 @@ pub fn stamp_fingerprint(object: &mut Value) {
     annotate(object, FINGERPRINT, &fingerprint);
 }
 
+/// `namespace` as it is applied (with its fingerprint): created that way, a new namespace
+/// needs no apply after its create.
+fn as_applied(namespace: &Namespace) -> Namespace {
+    let mut manifest = crate::resources::manifest(namespace);
+    stamp_fingerprint(&mut manifest);
+    let mut stamped = namespace.clone();
+    if let Some(fingerprint) = manifest["metadata"]["annotations"][FINGERPRINT].as_str() {
+        stamped
+            .annotations_mut()
+            .insert(FINGERPRINT.into(), fingerprint.into());
+    }
+    stamped
+}
+
 /// FNV-1a, 64 bits: stable across Rust releases (unlike `DefaultHasher`), so a new
 /// operator build does not rewrite every child of the fleet.
 pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
@@ -169,7 +183,18 @@ pub async fn apply(
 ) -> Result<Applied> {
     let mut applied = Applied::default();
     let namespace = desired.namespace.metadata.name.clone().unwrap_or_default();
-    ownership::ensure_namespace(client, stores, system_name, uid, &desired.namespace).await?;
+    let created = ownership::ensure_namespace(
+        client,
+        stores,
+        system_name,
+        uid,
+        &as_applied(&desired.namespace),
+    )
+    .await?;
+    if created {
+        applied.written += 1;
+        applied.written_kinds.push("Namespace".into());
+    }
     let mut wanted: HashSet<(String, String)> = HashSet::new();
     let mut writes: Vec<Write> = Vec::new();
     for mut object in desired.applied_manifests() {
@@ -187,6 +212,9 @@ pub async fn apply(
             debug!(api_version, kind, name, "kind not served: skipped");
             continue;
         };
+        if created && kind_info.resource.kind == "Namespace" {
+            continue; // just created as it is applied
+        }
         let cached = stores.get(&api_version, &kind, Some(&namespace), &name);
         let live = cached
             .as_ref()
@@ -533,6 +561,27 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A namespace created `as_applied` is exactly what the apply would send: skipping that
+    /// apply after the create loses nothing, and the next compare finds it the same.
+    #[test]
+    fn a_namespace_created_as_applied_is_what_the_apply_sends() {
+        let system = crate::api::validation::validate(&json!({
+            "apiVersion": "sdc.gov.rs/v1alpha1", "kind": "HealthSystem",
+            "metadata": { "name": "lab-test", "uid": "u1" },
+            "spec": {
+                "institution": { "displayName": "Lab", "registryId": "07151950", "ownership": "Private" },
+                "database": { "version": "16", "storage": "10Gi" }
+            }
+        }))
+        .unwrap();
+        let desired = Desired::build(&system, &crate::config::Config::default());
+        let mut sent = desired.applied_manifests().remove(0);
+        assert_eq!(sent["kind"], "Namespace");
+        prepare(&mut sent, None, &[]);
+        let created = crate::resources::manifest(&as_applied(&desired.namespace));
+        assert_eq!(created, sent);
+    }
 
     fn api_error(code: u16, message: &str) -> kube::Error {
         kube::Error::Api(

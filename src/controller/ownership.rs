@@ -62,16 +62,17 @@ pub fn judge(namespace: Option<&Namespace>, name: &str, uid: &str) -> Standing {
     }
 }
 
-/// Makes sure `desired` (the system's namespace) is this HealthSystem's before anything is
-/// written: creates it when absent, adopts it when it was kept for this name, and refuses
-/// with [`Error::NamespaceNotOwned`] otherwise.
+/// Makes sure `desired` (the system's namespace, as it is applied) is this HealthSystem's
+/// before anything is written: creates it when absent, adopts it when it was kept for this
+/// name, and refuses with [`Error::NamespaceNotOwned`] otherwise. True when this call
+/// created it: it is then exactly `desired` and needs no apply.
 pub async fn ensure_namespace(
     client: &Client,
     stores: &Stores,
     name: &str,
     uid: &str,
     desired: &Namespace,
-) -> Result<()> {
+) -> Result<bool> {
     let ns_name = desired.name_any();
     let api = Api::<Namespace>::all(client.clone());
     let mut live = stores
@@ -88,7 +89,7 @@ pub async fn ensure_namespace(
         match api.create(&params, desired).await {
             Ok(_) => {
                 info!(namespace = ns_name, "namespace created");
-                return Ok(());
+                return Ok(true);
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 live = api.get_opt(&ns_name).await?;
@@ -97,12 +98,12 @@ pub async fn ensure_namespace(
         }
     }
     match judge(live.as_ref(), name, uid) {
-        Standing::Owned => Ok(()),
+        Standing::Owned => Ok(false),
         Standing::Absent => {
             match api.create(&params, desired).await {
                 Ok(_) => {
                     info!(namespace = ns_name, "namespace created");
-                    Ok(())
+                    Ok(true)
                 }
                 // Someone created it meanwhile: judged again on the next pass.
                 Err(kube::Error::Api(status)) if status.code == 409 => {
@@ -128,7 +129,7 @@ pub async fn ensure_namespace(
             api.patch(&ns_name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
             info!(namespace = ns_name, previous = ?previous, "namespace adopted");
-            Ok(())
+            Ok(false)
         }
         Standing::NotOwned(reason) => Err(Error::NamespaceNotOwned(reason)),
     }

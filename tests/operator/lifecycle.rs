@@ -14,6 +14,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use healthsystem_operator::api::HealthSystem;
+use healthsystem_operator::resources::labels::MANAGER;
 
 use crate::cluster::client;
 use crate::objects::{self, wait_gone};
@@ -110,6 +111,42 @@ async fn a_system_becomes_ready_with_every_child() {
             "default-deny",
             "platform-services-egress"
         ]
+    );
+}
+
+/// A new namespace costs one write: it is created as it would be applied (with the
+/// fingerprint of the desired object), so the operator's field manager has the create's
+/// entry on it and no apply after it. It used to be created and then applied at once.
+#[tokio::test]
+async fn a_new_namespace_is_created_in_one_write() {
+    let client = client().await;
+    let name = create(&client, "lab-biomedica.yaml", |_| {}).await;
+    wait_ready(&client, &name).await;
+    let namespace = Api::<Namespace>::all(client.clone())
+        .get(&ns(&name))
+        .await
+        .unwrap();
+    let ours: Vec<(String, String)> = namespace
+        .managed_fields()
+        .iter()
+        .filter(|e| e.manager.as_deref() == Some(MANAGER))
+        .map(|e| {
+            (
+                e.operation.clone().unwrap_or_default(),
+                e.time.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ours.iter().map(|(op, _)| op.as_str()).collect::<Vec<_>>(),
+        ["Update"],
+        "the operator's writes to the namespace: {ours:?}"
+    );
+    assert!(
+        namespace
+            .annotations()
+            .contains_key(healthsystem_operator::controller::apply::FINGERPRINT),
+        "created with the fingerprint an apply sends"
     );
 }
 
