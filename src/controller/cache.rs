@@ -17,8 +17,13 @@ use kube::runtime::watcher;
 
 use crate::resources::labels::HEALTHSYSTEM;
 
-/// Namespace ("" for cluster-scoped objects) and name.
-type Key = (String, String);
+/// "namespace/name" ("/name" for cluster-scoped objects), one allocation shared by both
+/// indexes.
+type Key = Arc<str>;
+
+fn key_of(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
 
 /// A live object as cached: what the operator reads of it and, for the kinds it applies, a
 /// digest of the fields it owns in place of their values ([`super::slim`]).
@@ -51,8 +56,8 @@ impl std::ops::Deref for Live {
 struct Stored {
     json: Box<str>,
     owned: Option<u64>,
-    /// Its `HEALTHSYSTEM` label.
-    system: Option<Box<str>>,
+    /// Its `HEALTHSYSTEM` label (shared with the index of that system).
+    system: Option<Arc<str>>,
 }
 
 impl Stored {
@@ -80,20 +85,26 @@ impl Stored {
 struct Inner {
     objects: HashMap<Key, Stored>,
     /// The keys of each system's objects.
-    by_system: HashMap<Box<str>, HashSet<Key>>,
+    by_system: HashMap<Arc<str>, HashSet<Key>>,
     /// Objects of a relist under way, swapped in whole when it completes (so objects deleted
     /// while the watch was down disappear).
     relist: Option<HashMap<Key, Stored>>,
 }
 
 impl Inner {
-    fn insert(&mut self, key: Key, object: Stored) {
+    fn insert(&mut self, key: Key, mut object: Stored) {
         self.forget(&key);
-        if let Some(system) = &object.system {
+        if let Some(system) = object.system.take() {
+            // The system's name is held once, by its index entry.
+            let shared = match self.by_system.get_key_value(&system) {
+                Some((shared, _)) => shared.clone(),
+                None => system,
+            };
             self.by_system
-                .entry(system.clone())
+                .entry(shared.clone())
                 .or_default()
                 .insert(key.clone());
+            object.system = Some(shared);
         }
         self.objects.insert(key, object);
     }
@@ -131,7 +142,7 @@ impl Default for Cache {
 }
 
 fn key(object: &Live) -> Key {
-    (object.namespace().unwrap_or_default(), object.name_any())
+    key_of(&object.namespace().unwrap_or_default(), &object.name_any()).into()
 }
 
 impl Cache {
@@ -140,7 +151,7 @@ impl Cache {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner
             .objects
-            .get(&(namespace.to_string(), name.to_string()))
+            .get(key_of(namespace, name).as_str())
             .and_then(Stored::read)
     }
 
