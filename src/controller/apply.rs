@@ -13,6 +13,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
+use super::apply_body::apply_body;
 use super::children::{Kind, Stores};
 use super::{credentials, ownership, slim, takeback};
 use crate::error::Result;
@@ -349,7 +350,7 @@ async fn write(api: &Api<DynamicObject>, name: &str, object: &Value) -> Result<(
     api.patch(
         name,
         &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(object),
+        &Patch::Apply(apply_body(object)),
     )
     .await?;
     debug!(name, "applied");
@@ -552,7 +553,7 @@ where
         .patch(
             &object.name_any(),
             &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&crate::resources::manifest(object)),
+            &Patch::Apply(apply_body(&crate::resources::manifest(object))),
         )
         .await?;
     Ok(())

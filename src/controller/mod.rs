@@ -4,6 +4,7 @@
 
 pub mod api_health;
 pub mod apply;
+pub mod apply_body;
 pub mod bootstrap;
 pub mod cache;
 pub mod children;

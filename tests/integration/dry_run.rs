@@ -60,7 +60,10 @@ async fn admit_children(
         api.patch(
             &name,
             &PatchParams::apply("fuzz").force().dry_run(),
-            &Patch::Apply(&object),
+            // As the operator sends it.
+            &Patch::Apply(healthsystem_operator::controller::apply_body::apply_body(
+                &object,
+            )),
         )
         .await
         .map_err(|e| format!("{kind} {name} refused by the API server: {e}"))?;

@@ -150,6 +150,31 @@ async fn a_new_namespace_is_created_in_one_write() {
     );
 }
 
+/// The API server reads an apply as YAML, which refuses DEL and the C1 controls raw: a name
+/// with one of them, admitted by the schema, made the RoleBinding's every apply fail and the
+/// system never became Ready. Found by the dry-run fuzz test in CI.
+#[tokio::test]
+async fn an_admin_name_with_a_control_character_reaches_its_role_binding() {
+    let client = client().await;
+    let admin = "dba\u{7f}team\u{85}";
+    let name = create(&client, "lab-biomedica.yaml", |m| {
+        m["spec"]["access"]["admins"] = json!([admin]);
+    })
+    .await;
+    wait_ready(&client, &name).await;
+    let binding = Api::<RoleBinding>::namespaced(client.clone(), &ns(&name))
+        .get("hs-admins")
+        .await
+        .unwrap();
+    let subjects: Vec<String> = binding
+        .subjects
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(subjects, [admin]);
+}
+
 #[tokio::test]
 async fn spec_changes_reach_the_children() {
     let client = client().await;

@@ -43,7 +43,10 @@ pub async fn create_named(
         .patch(
             &name,
             &PatchParams::apply("tests"),
-            &Patch::Apply(&manifest),
+            // Escaped as the operator escapes its applies (a name may hold a control character).
+            &Patch::Apply(healthsystem_operator::controller::apply_body::apply_body(
+                &manifest,
+            )),
         )
         .await
         .unwrap();
