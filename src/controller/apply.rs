@@ -142,7 +142,7 @@ pub fn stamp_fingerprint(object: &mut Value) {
 
 /// `namespace` as it is applied (with its fingerprint): created that way, a new namespace
 /// needs no apply after its create.
-fn as_applied(namespace: &Namespace) -> Namespace {
+pub(super) fn as_applied(namespace: &Namespace) -> Namespace {
     let mut manifest = crate::resources::manifest(namespace);
     stamp_fingerprint(&mut manifest);
     let mut stamped = namespace.clone();
@@ -184,14 +184,8 @@ pub async fn apply(
 ) -> Result<Applied> {
     let mut applied = Applied::default();
     let namespace = desired.namespace.metadata.name.clone().unwrap_or_default();
-    let created = ownership::ensure_namespace(
-        client,
-        stores,
-        system_name,
-        uid,
-        &as_applied(&desired.namespace),
-    )
-    .await?;
+    let created =
+        ownership::ensure_namespace(client, stores, system_name, uid, &desired.namespace).await?;
     if created {
         applied.written += 1;
         applied.written_kinds.push("Namespace".into());
@@ -350,7 +344,7 @@ async fn write(api: &Api<DynamicObject>, name: &str, object: &Value) -> Result<(
     api.patch(
         name,
         &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(apply_body(object)),
+        &Patch::Apply(apply_body(object).map_err(kube::Error::SerdeError)?),
     )
     .await?;
     debug!(name, "applied");
@@ -553,7 +547,9 @@ where
         .patch(
             &object.name_any(),
             &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(apply_body(&crate::resources::manifest(object))),
+            &Patch::Apply(
+                apply_body(&crate::resources::manifest(object)).map_err(kube::Error::SerdeError)?,
+            ),
         )
         .await?;
     Ok(())

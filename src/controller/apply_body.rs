@@ -8,23 +8,16 @@
 use std::io;
 
 use serde::Serialize;
+use serde::ser::Error as _;
 use serde_json::value::RawValue;
 
 /// `object` as the body of a server-side apply.
-pub fn apply_body(object: &impl Serialize) -> Box<RawValue> {
+pub fn apply_body(object: &impl Serialize) -> serde_json::Result<Box<RawValue>> {
     let mut bytes = Vec::new();
-    let escaped = object
-        .serialize(&mut serde_json::Serializer::with_formatter(
-            &mut bytes, YamlSafe,
-        ))
-        .ok()
-        .and_then(|()| String::from_utf8(bytes).ok())
-        .and_then(|json| RawValue::from_string(json).ok());
-    // Serializing a manifest does not fail; if it ever did, the plain encoding is sent.
-    escaped.unwrap_or_else(|| {
-        serde_json::value::to_raw_value(object)
-            .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"))
-    })
+    object.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut bytes, YamlSafe,
+    ))?;
+    RawValue::from_string(String::from_utf8(bytes).map_err(serde_json::Error::custom)?)
 }
 
 /// Whether YAML cannot carry `c` raw inside a double-quoted string (JSON already escapes
@@ -67,7 +60,7 @@ mod tests {
     fn yaml_unsafe_characters_are_escaped_and_the_value_is_unchanged() {
         let object = json!({ "subjects": [{ "name": "dba\u{7f}\u{85}\u{9f}\u{2028}x" }],
                              "k\u{80}": "é – ok\t\n" });
-        let body = apply_body(&object);
+        let body = apply_body(&object).unwrap();
         let text = body.get();
         assert!(text.contains(r"dba\u007f\u0085\u009f\u2028x"), "{text}");
         assert!(text.contains(r"k\u0080"), "{text}");
@@ -82,7 +75,7 @@ mod tests {
         let object = json!({ "apiVersion": "v1", "kind": "ServiceAccount",
                              "metadata": { "name": "app", "labels": { "a": "b" } } });
         assert_eq!(
-            apply_body(&object).get(),
+            apply_body(&object).unwrap().get(),
             serde_json::to_string(&object).unwrap()
         );
     }

@@ -62,10 +62,10 @@ pub fn judge(namespace: Option<&Namespace>, name: &str, uid: &str) -> Standing {
     }
 }
 
-/// Makes sure `desired` (the system's namespace, as it is applied) is this HealthSystem's
-/// before anything is written: creates it when absent, adopts it when it was kept for this
-/// name, and refuses with [`Error::NamespaceNotOwned`] otherwise. True when this call
-/// created it: it is then exactly `desired` and needs no apply.
+/// Makes sure `desired` (the system's namespace) is this HealthSystem's before anything is
+/// written: creates it when absent, adopts it when it was kept for this name, and refuses
+/// with [`Error::NamespaceNotOwned`] otherwise. True when this call created it: it is then
+/// exactly as it is applied and needs no apply.
 pub async fn ensure_namespace(
     client: &Client,
     stores: &Stores,
@@ -79,14 +79,10 @@ pub async fn ensure_namespace(
         .get("v1", "Namespace", None, &ns_name)
         .and_then(|o| serde_json::to_value(&o.object).ok())
         .and_then(|v| serde_json::from_value::<Namespace>(v).ok());
-    let params = PostParams {
-        field_manager: Some(MANAGER.into()),
-        ..PostParams::default()
-    };
     if live.is_none() {
         // The store only sees namespaces we labelled. Creating it is what onboarding needs
         // (no GET first); AlreadyExists means it has to be judged as it is.
-        match api.create(&params, desired).await {
+        match create(&api, desired).await {
             Ok(_) => {
                 info!(namespace = ns_name, "namespace created");
                 return Ok(true);
@@ -100,7 +96,7 @@ pub async fn ensure_namespace(
     match judge(live.as_ref(), name, uid) {
         Standing::Owned => Ok(false),
         Standing::Absent => {
-            match api.create(&params, desired).await {
+            match create(&api, desired).await {
                 Ok(_) => {
                     info!(namespace = ns_name, "namespace created");
                     Ok(true)
@@ -133,6 +129,17 @@ pub async fn ensure_namespace(
         }
         Standing::NotOwned(reason) => Err(Error::NamespaceNotOwned(reason)),
     }
+}
+
+/// Creates the namespace as it is applied (fingerprint included), as the operator's field
+/// manager: no apply has to follow.
+async fn create(api: &Api<Namespace>, desired: &Namespace) -> kube::Result<Namespace> {
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..PostParams::default()
+    };
+    api.create(&params, &super::apply::as_applied(desired))
+        .await
 }
 
 #[cfg(test)]

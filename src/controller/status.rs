@@ -757,7 +757,7 @@ pub async fn write_if_changed(
     api.patch_status(
         &system.name_any(),
         &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(super::apply_body::apply_body(&patch)),
+        &Patch::Apply(super::apply_body::apply_body(&patch).map_err(kube::Error::SerdeError)?),
     )
     .await?;
     let events = events(old, &status);

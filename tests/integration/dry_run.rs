@@ -61,9 +61,10 @@ async fn admit_children(
             &name,
             &PatchParams::apply("fuzz").force().dry_run(),
             // As the operator sends it.
-            &Patch::Apply(healthsystem_operator::controller::apply_body::apply_body(
-                &object,
-            )),
+            &Patch::Apply(
+                healthsystem_operator::controller::apply_body::apply_body(&object)
+                    .map_err(|e| format!("{kind} {name}: {e}"))?,
+            ),
         )
         .await
         .map_err(|e| format!("{kind} {name} refused by the API server: {e}"))?;

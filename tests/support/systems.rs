@@ -44,9 +44,9 @@ pub async fn create_named(
             &name,
             &PatchParams::apply("tests"),
             // Escaped as the operator escapes its applies (a name may hold a control character).
-            &Patch::Apply(healthsystem_operator::controller::apply_body::apply_body(
-                &manifest,
-            )),
+            &Patch::Apply(
+                healthsystem_operator::controller::apply_body::apply_body(&manifest).unwrap(),
+            ),
         )
         .await
         .unwrap();
