@@ -5,8 +5,8 @@
 //!    tight client (32 requests in flight), on a cluster of its own;
 //! 2. the operator: N HealthSystems created (varied tiers, with and without application): the
 //!    time until every child exists (metadata watches, `fleet/applied.rs`) and until all are
-//!    Ready, its API requests by verb (its own request counter), and the API server's CPU
-//!    seconds meanwhile (`fleet/apiserver.rs`);
+//!    Ready, its API requests by verb (its own request counter), and the API server's and its
+//!    own CPU seconds meanwhile (`fleet/apiserver.rs`);
 //! 3. idle: mutating requests from the operator over the idle period (target zero);
 //! 4. change latency: p50 and p99 over repeated one-field changes until the child shows them;
 //! 5. restart: time until the restarted operator is idle again, and its writes;
@@ -409,6 +409,11 @@ impl Operator {
         (field("VmHWM:"), field("VmRSS:"))
     }
 
+    /// CPU seconds the operator has used, user and system.
+    fn cpu_seconds(&self) -> f64 {
+        apiserver::cpu_seconds(self.child.id())
+    }
+
     fn metrics(&self) -> BTreeMap<String, f64> {
         use std::io::{Read, Write};
         let mut out = BTreeMap::new();
@@ -525,6 +530,8 @@ struct Row {
     requests_per_system: BTreeMap<String, f64>,
     /// The API server during the convergence (until all Ready).
     apiserver: apiserver::Usage,
+    /// The operator's CPU seconds during the convergence.
+    operator_cpu_s: f64,
     /// The floor, the operator and the peers (with `--peers`), to all objects existing.
     peers: Vec<PeerRun>,
     idle_mutating: f64,
@@ -572,6 +579,7 @@ async fn measure(n: usize, args: &Args, base: &Path) -> Row {
     row.children_per_system =
         children.values().map(|names| names.len()).sum::<usize>() as f64 / n as f64;
     let before = apiserver::usage(&client, &dir).await;
+    let cpu_before = operator.cpu_seconds();
     let started = Instant::now();
     let all_applied = applied::watch_until_all_exist(
         &client,
@@ -584,6 +592,7 @@ async fn measure(n: usize, args: &Args, base: &Path) -> Row {
     wait_all_ready(&client, n, started).await;
     row.ready_s = started.elapsed().as_secs_f64();
     row.apiserver = apiserver::usage(&client, &dir).await - before;
+    row.operator_cpu_s = operator.cpu_seconds() - cpu_before;
     row.applied_s = all_applied.await.expect("every child exists").as_secs_f64();
     row.ratio = row.applied_s / row.floor_s;
     let after_converge = requests(&operator.metrics());
@@ -691,7 +700,7 @@ async fn measure(n: usize, args: &Args, base: &Path) -> Row {
 
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "|     N | floor s | all applied s | applied/floor | all Ready s | children/system | req/system (verb) | API server CPU s/system | idle mutating | change p50 ms | change p99 ms | restart->idle s | restart writes | peak MiB | settled MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "|     N | floor s | all applied s | applied/floor | all Ready s | children/system | req/system (verb) | API server CPU s/system | operator CPU s/system | idle mutating | change p50 ms | change p99 ms | restart->idle s | restart writes | peak MiB | settled MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let per: Vec<String> = r
@@ -701,9 +710,9 @@ fn table(rows: &[Row]) -> String {
             .collect();
         let total: f64 = r.requests_per_system.values().sum();
         out.push_str(&format!(
-            "| {:5} | {:7.1} | {:.1} | {:.2} | {:.1} | {:.1} | {total:.1} ({}) | {:.3} | {} in {:.0}s | {:.0} | {:.0} | {:.1} | {} | {:.0} | {:.0} |\n",
+            "| {:5} | {:7.1} | {:.1} | {:.2} | {:.1} | {:.1} | {total:.1} ({}) | {:.3} | {:.3} | {} in {:.0}s | {:.0} | {:.0} | {:.1} | {} | {:.0} | {:.0} |\n",
             r.n, r.floor_s, r.applied_s, r.ratio, r.ready_s, r.children_per_system, per.join(", "),
-            r.apiserver.cpu_seconds / r.n as f64, r.idle_mutating, r.idle_s, r.change_p50_ms,
+            r.apiserver.cpu_seconds / r.n as f64, r.operator_cpu_s / r.n as f64, r.idle_mutating, r.idle_s, r.change_p50_ms,
             r.change_p99_ms, r.restart_idle_s, r.restart_writes, r.peak_rss_mib, r.settled_rss_mib
         ));
     }
@@ -873,6 +882,7 @@ fn main() {
                     "children_per_system": r.children_per_system,
                     "apiserver_cpu_seconds": r.apiserver.cpu_seconds,
                     "apiserver_requests": r.apiserver.requests,
+                    "operator_cpu_seconds": r.operator_cpu_s,
                     "peers": r.peers.iter().map(|p| json!({
                         "name": p.name, "seconds": p.seconds,
                         "apiserver_requests": p.apiserver.requests,

@@ -34,6 +34,10 @@ enum Command {
         /// HealthSystems reconciled at once.
         #[arg(long, env = "HS_CONCURRENCY", default_value_t = 16)]
         concurrency: u16,
+        /// API requests in flight at once, watches aside (more only waits at the API server,
+        /// holding a connection each).
+        #[arg(long, env = "HS_API_IN_FLIGHT", default_value_t = crate::controller::in_flight::DEFAULT)]
+        api_in_flight: usize,
         /// Log format.
         #[arg(long, env = "HS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -158,6 +162,7 @@ impl Cli {
             Command::Run {
                 config,
                 concurrency,
+                api_in_flight,
                 log_format,
                 http_addr,
                 leader_elect,
@@ -179,6 +184,7 @@ impl Cli {
                         &metrics,
                         &identity,
                         fence.clone(),
+                        api_in_flight,
                     )
                     .await?;
                     crate::controller::run(

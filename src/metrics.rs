@@ -305,13 +305,7 @@ impl Metrics {
     pub fn count_request(&self, method: &str, query: Option<&str>) {
         let query = query.unwrap_or_default();
         let verb = match method {
-            "GET"
-                if query
-                    .split('&')
-                    .any(|p| p == "watch=true" || p == "watch=1") =>
-            {
-                "watch"
-            }
+            "GET" if crate::controller::in_flight::is_watch(Some(query)) => "watch",
             "GET"
                 if query.contains("labelSelector=")
                     || query.contains("limit=")
@@ -565,6 +559,126 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
+    }
+
+    fn system(name: &str, tier: &str, wave: &str) -> HealthSystem {
+        crate::api::validation::validate(&serde_json::json!({
+            "apiVersion": "sdc.gov.rs/v1alpha1",
+            "kind": "HealthSystem",
+            "metadata": { "name": name, "labels": { MIGRATION_WAVE: wave } },
+            "spec": {
+                "tier": tier,
+                "institution": { "displayName": "A", "registryId": "07151950", "ownership": "Private" },
+                "database": { "version": "16", "storage": "10Gi" },
+                "backup": { "rpo": "24h" }
+            }
+        }))
+        .unwrap()
+    }
+
+    fn status(phase: &str, migration: &str) -> HealthSystemStatus {
+        serde_json::from_value(serde_json::json!({
+            "phase": phase,
+            "namespace": "hs-a",
+            "conditions": [
+                { "type": "Ready", "status": "True", "reason": "R", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z" },
+                { "type": "BackupReady", "status": "False", "reason": "R", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z" }
+            ],
+            "backup": {
+                "lastSuccessfulTime": "2026-01-01T00:00:10Z",
+                "lastBackup": { "id": "b", "finishedAt": "2026-01-01T00:00:10Z", "size": 2048, "tables": 1, "rows": 1 },
+                "lastSuccessfulDrillTime": "2026-01-01T00:00:20Z",
+                "lastDrill": { "time": "2026-01-01T00:00:20Z", "durationSeconds": 42, "result": "Passed" }
+            },
+            "migration": { "phase": migration, "attempt": 1, "reason": "R", "lastTransitionTime": "2026-01-01T00:00:30Z" }
+        }))
+        .unwrap()
+    }
+
+    /// The series of the system `name`, as exposed, in order.
+    fn series(metrics: &Metrics, name: &str) -> Vec<String> {
+        let label = format!("healthsystem=\"{name}\"");
+        let mut lines: Vec<String> = metrics
+            .render()
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&label))
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// What a dashboard reads of one system, exactly; a second system's series stay apart,
+    /// a changed tier or migration phase replaces its series, and a deleted system leaves none.
+    #[test]
+    fn a_system_is_exposed_as_its_status_says() {
+        let metrics = Metrics::new();
+        let a = system("a", "Standard", "2");
+        metrics.set_system(&a, &status("Ready", "Importing"), 86400.0);
+        metrics.set_system(
+            &system("b", "Large", "1"),
+            &status("Degraded", "Pending"),
+            3600.0,
+        );
+        assert_eq!(
+            series(&metrics, "a"),
+            [
+                r#"healthsystem_backup_drill_duration_seconds{healthsystem="a"} 42"#,
+                r#"healthsystem_backup_drill_last_success_timestamp_seconds{healthsystem="a"} 1767225620"#,
+                r#"healthsystem_backup_drill_passed{healthsystem="a"} 1"#,
+                r#"healthsystem_backup_last_size_bytes{healthsystem="a"} 2048"#,
+                r#"healthsystem_backup_last_success_timestamp_seconds{healthsystem="a"} 1767225610"#,
+                r#"healthsystem_backup_rpo_seconds{healthsystem="a"} 86400"#,
+                r#"healthsystem_condition{condition="BackupReady",healthsystem="a"} 0"#,
+                r#"healthsystem_condition{condition="Ready",healthsystem="a"} 1"#,
+                r#"healthsystem_info{healthsystem="a",namespace="hs-a",ownership="Private",tier="Standard"} 1"#,
+                r#"healthsystem_migration_phase_since_timestamp_seconds{healthsystem="a",phase="Importing"} 1767225630"#,
+                r#"healthsystem_migration_phase{healthsystem="a",phase="AwaitingCutover",wave="2"} 0"#,
+                r#"healthsystem_migration_phase{healthsystem="a",phase="CutOver",wave="2"} 0"#,
+                r#"healthsystem_migration_phase{healthsystem="a",phase="Failed",wave="2"} 0"#,
+                r#"healthsystem_migration_phase{healthsystem="a",phase="Importing",wave="2"} 1"#,
+                r#"healthsystem_migration_phase{healthsystem="a",phase="Pending",wave="2"} 0"#,
+                r#"healthsystem_migration_phase{healthsystem="a",phase="Verifying",wave="2"} 0"#,
+                r#"healthsystem_phase{healthsystem="a",phase="Degraded"} 0"#,
+                r#"healthsystem_phase{healthsystem="a",phase="Deleting"} 0"#,
+                r#"healthsystem_phase{healthsystem="a",phase="Pending"} 0"#,
+                r#"healthsystem_phase{healthsystem="a",phase="Provisioning"} 0"#,
+                r#"healthsystem_phase{healthsystem="a",phase="Ready"} 1"#,
+                r#"healthsystem_ready{healthsystem="a"} 1"#,
+            ]
+        );
+
+        let moved = system("a", "Large", "2");
+        metrics.set_system(&moved, &status("Ready", "Verifying"), 86400.0);
+        let now = series(&metrics, "a");
+        let info: Vec<&String> = now
+            .iter()
+            .filter(|l| l.starts_with("healthsystem_info"))
+            .collect();
+        assert_eq!(
+            info,
+            [
+                r#"healthsystem_info{healthsystem="a",namespace="hs-a",ownership="Private",tier="Large"} 1"#
+            ]
+        );
+        let since: Vec<&String> = now
+            .iter()
+            .filter(|l| l.starts_with("healthsystem_migration_phase_since"))
+            .collect();
+        assert_eq!(
+            since,
+            [
+                r#"healthsystem_migration_phase_since_timestamp_seconds{healthsystem="a",phase="Verifying"} 1767225630"#
+            ]
+        );
+
+        metrics.remove_system("a");
+        assert_eq!(series(&metrics, "a"), Vec::<String>::new());
+        assert_eq!(
+            series(&metrics, "b").len(),
+            22,
+            "the other system is untouched"
+        );
     }
 
     #[test]

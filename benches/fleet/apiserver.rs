@@ -44,7 +44,7 @@ fn pid(dir: &Path) -> Option<u32> {
 
 /// User plus system CPU seconds of `pid` (fields 14 and 15 of /proc/PID/stat, in ticks of
 /// 1/100 s on Linux).
-fn cpu_seconds(pid: u32) -> f64 {
+pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name may hold spaces: count fields after its closing parenthesis.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();

@@ -1,7 +1,8 @@
 //! The operator's client to the API server: kube's stack (TLS and credentials from the
 //! kubeconfig or the pod, timeouts, retries of throttled requests) with this replica's name in
 //! the User-Agent (the API server's audit log tells replicas apart), a count of every request
-//! (the `apiserver_requests` metrics) and the write fence (`fence.rs`).
+//! (the `apiserver_requests` metrics), the write fence (`fence.rs`) and a limit on requests
+//! in flight (`in_flight.rs`).
 //!
 //! kube's `ClientBuilder::try_from(Config)` builds the same stack; it is assembled here
 //! because the fence must be checked where a write leaves the process, and only the request
@@ -17,6 +18,7 @@ use tower::retry::RetryLayer;
 use tower::{BoxError, ServiceBuilder};
 
 use super::fence::{Fence, FencedBody};
+use super::in_flight::InFlight;
 use crate::metrics::Metrics;
 
 /// The client of a controller run, from the kubeconfig or the pod's service account.
@@ -24,6 +26,7 @@ pub async fn operator_client(
     metrics: &Metrics,
     identity: &str,
     fence: Fence,
+    in_flight: usize,
 ) -> anyhow::Result<Client> {
     let config = kube::Config::infer().await?;
     let mut http = HttpConnector::new();
@@ -34,16 +37,20 @@ pub async fn operator_client(
     connector.set_read_timeout(config.read_timeout);
     connector.set_write_timeout(config.write_timeout);
     connector.set_reset_reader_on_write(config.reset_reader_on_write);
-    Ok(build(config, connector, metrics, identity, fence)?)
+    Ok(build(
+        config, connector, metrics, identity, fence, in_flight,
+    )?)
 }
 
-/// The stack over `connector` (any way of reaching the API server: tests slow it down).
+/// The stack over `connector` (any way of reaching the API server: tests slow it down), with
+/// at most `in_flight` requests other than watches sent at once.
 pub fn build<C>(
     mut config: kube::Config,
     connector: C,
     metrics: &Metrics,
     identity: &str,
     fence: Fence,
+    in_flight: usize,
 ) -> Result<Client, kube::Error>
 where
     C: Connect + Clone + Send + Sync + 'static,
@@ -76,6 +83,9 @@ where
         .layer(config.extra_headers_layer()?)
         .map_err(BoxError::from)
         .map_request(move |request| fence.wrap(request))
+        // Innermost: a request waiting for its turn has not been sent, and the fence is
+        // checked only as its body leaves.
+        .layer_fn(|hyper| InFlight::new(hyper, in_flight))
         .service(hyper);
     Ok(ClientBuilder::new(service, config.default_namespace.clone()).build())
 }
@@ -183,7 +193,15 @@ mod tests {
             inner: HttpConnector::new(),
             delay,
         };
-        build(config, connector, &Metrics::new(), "test", fence).unwrap()
+        build(
+            config,
+            connector,
+            &Metrics::new(),
+            "test",
+            fence,
+            crate::controller::in_flight::DEFAULT,
+        )
+        .unwrap()
     }
 
     fn patch() -> Patch<serde_json::Value> {

@@ -16,6 +16,7 @@ pub mod drills;
 pub mod events;
 pub mod fence;
 pub mod final_backup;
+pub mod in_flight;
 pub mod jobs;
 pub mod leader;
 pub mod migration;
