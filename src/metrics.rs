@@ -7,25 +7,19 @@
 use std::time::Instant;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
-use crate::api::{HealthSystem, HealthSystemStatus, MigrationPhase, MigrationStatus, Phase};
+use crate::api::{HealthSystem, HealthSystemStatus};
+
+mod fleet;
 
 /// The label `onboard` gives each system: its migration wave.
 pub const MIGRATION_WAVE: &str = "sdc.gov.rs/migration-wave";
 
 /// Every metric name starts with this.
 pub const PREFIX: &str = "healthsystem";
-
-const PHASES: [Phase; 5] = [
-    Phase::Pending,
-    Phase::Provisioning,
-    Phase::Ready,
-    Phase::Degraded,
-    Phase::Deleting,
-];
 
 /// The operator's metrics.
 #[derive(Clone)]
@@ -49,24 +43,14 @@ pub struct Metrics {
     pub api_requests: IntCounterVec,
     /// 1 while this replica holds the leader Lease (always 1 without leader election).
     pub leader: IntGauge,
-    ready: IntGaugeVec,
-    phase: IntGaugeVec,
-    condition: IntGaugeVec,
-    backup_last_success: GaugeVec,
-    backup_rpo: GaugeVec,
-    info: IntGaugeVec,
-    migration_phase: IntGaugeVec,
-    migration_since: GaugeVec,
+    /// One record per system (`fleet.rs`).
+    fleet: fleet::Fleet,
     /// How long an import may run before the fleet's alert calls it stuck (from the
     /// operator's configuration).
     pub migration_import_stuck_after: Gauge,
     database_restarts: IntGaugeVec,
     /// The bound on restarts under way (operator configuration).
     pub database_restarts_max: IntGauge,
-    backup_last_size: GaugeVec,
-    drill_last_success: GaugeVec,
-    drill_passed: IntGaugeVec,
-    drill_duration: GaugeVec,
     /// How old a system's last successful restore drill may be (operator configuration).
     pub drill_max_age: Gauge,
 }
@@ -135,56 +119,6 @@ impl Metrics {
             "operator_api_server_reachable",
             "1 when the API server answered the operator's last readiness probe (every 3 s), 0 while it is unreachable.",
         )));
-        let ready = must(IntGaugeVec::new(
-            opts("ready", "1 when the HealthSystem is Ready, 0 otherwise."),
-            &["healthsystem"],
-        ));
-        let phase = must(IntGaugeVec::new(
-            opts(
-                "phase",
-                "1 for the HealthSystem's current phase, 0 for the others.",
-            ),
-            &["healthsystem", "phase"],
-        ));
-        let condition = must(IntGaugeVec::new(
-            opts("condition", "1 when the condition is True, 0 otherwise."),
-            &["healthsystem", "condition"],
-        ));
-        let backup_last_success = must(GaugeVec::new(
-            opts(
-                "backup_last_success_timestamp_seconds",
-                "Completion time of the last successful backup (Unix seconds).",
-            ),
-            &["healthsystem"],
-        ));
-        let info = must(IntGaugeVec::new(
-            opts(
-                "info",
-                "Always 1: where a HealthSystem lives and what it is (namespace, tier, ownership).",
-            ),
-            &["healthsystem", "namespace", "tier", "ownership"],
-        ));
-        let backup_rpo = must(GaugeVec::new(
-            opts(
-                "backup_rpo_seconds",
-                "The recovery point objective: the oldest a last successful backup may be.",
-            ),
-            &["healthsystem"],
-        ));
-        let migration_phase = must(IntGaugeVec::new(
-            opts(
-                "migration_phase",
-                "1 for the current phase of a HealthSystem's migration, 0 for the others; wave from its sdc.gov.rs/migration-wave label.",
-            ),
-            &["healthsystem", "wave", "phase"],
-        ));
-        let migration_since = must(GaugeVec::new(
-            opts(
-                "migration_phase_since_timestamp_seconds",
-                "When the migration entered its current phase (Unix seconds); one series, for the current phase.",
-            ),
-            &["healthsystem", "phase"],
-        ));
         let migration_import_stuck_after = must(Gauge::with_opts(opts(
             "migration_import_stuck_after_seconds",
             "How long an import may run before it is reported stuck (operator configuration).",
@@ -200,43 +134,12 @@ impl Metrics {
             "database_restarts_max",
             "How many databases may restart at once (operator configuration rollout.maxDatabaseRestarts).",
         )));
-        let drill_last_success = must(GaugeVec::new(
-            opts(
-                "backup_drill_last_success_timestamp_seconds",
-                "Start of the last restore drill that passed (Unix seconds).",
-            ),
-            &["healthsystem"],
-        ));
-        let drill_passed = must(IntGaugeVec::new(
-            opts(
-                "backup_drill_passed",
-                "1 when the last restore drill passed, 0 when it failed (no series before the first drill).",
-            ),
-            &["healthsystem"],
-        ));
-        let drill_duration = must(GaugeVec::new(
-            opts(
-                "backup_drill_duration_seconds",
-                "How long the last restore drill took.",
-            ),
-            &["healthsystem"],
-        ));
         let drill_max_age = must(Gauge::with_opts(opts(
             "backup_drill_max_age_seconds",
             "How old a last successful restore drill may be (operator configuration backup.drills.maxAgeHours).",
         )));
-        let backup_last_size = must(GaugeVec::new(
-            opts(
-                "backup_last_size_bytes",
-                "Bytes stored of the newest backup in the object store (encrypted), from its manifest.",
-            ),
-            &["healthsystem"],
-        ));
         let metrics = Self {
-            backup_last_size,
-            drill_last_success,
-            drill_passed,
-            drill_duration,
+            fleet: fleet::Fleet::default(),
             drill_max_age,
             registry,
             reconciliations,
@@ -248,14 +151,6 @@ impl Metrics {
             api_reachable,
             api_requests,
             leader,
-            ready,
-            phase,
-            condition,
-            backup_last_success,
-            backup_rpo,
-            info,
-            migration_phase,
-            migration_since,
             migration_import_stuck_after,
             database_restarts,
             database_restarts_max,
@@ -275,22 +170,11 @@ impl Metrics {
             Box::new(self.api_reachable.clone()),
             Box::new(self.api_requests.clone()),
             Box::new(self.leader.clone()),
-            Box::new(self.ready.clone()),
-            Box::new(self.phase.clone()),
-            Box::new(self.condition.clone()),
-            Box::new(self.backup_last_success.clone()),
-            Box::new(self.backup_rpo.clone()),
-            Box::new(self.info.clone()),
-            Box::new(self.migration_phase.clone()),
-            Box::new(self.migration_since.clone()),
             Box::new(self.migration_import_stuck_after.clone()),
             Box::new(self.database_restarts.clone()),
             Box::new(self.database_restarts_max.clone()),
-            Box::new(self.backup_last_size.clone()),
-            Box::new(self.drill_last_success.clone()),
-            Box::new(self.drill_passed.clone()),
-            Box::new(self.drill_duration.clone()),
             Box::new(self.drill_max_age.clone()),
+            Box::new(self.fleet.clone()),
         ];
         for collector in collectors {
             // Names are unique constants: registration cannot collide.
@@ -345,71 +229,7 @@ impl Metrics {
     /// Publishes the state of one system.
     pub fn set_system(&self, system: &HealthSystem, status: &HealthSystemStatus, rpo_seconds: f64) {
         let name = system.metadata.name.as_deref().unwrap_or_default();
-        let is_ready = status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        self.ready
-            .with_label_values(&[name])
-            .set(i64::from(is_ready));
-        for phase in PHASES {
-            let current = status.phase == Some(phase);
-            self.phase
-                .with_label_values(&[name, &format!("{phase:?}")])
-                .set(i64::from(current));
-        }
-        for condition in &status.conditions {
-            self.condition
-                .with_label_values(&[name, &condition.type_])
-                .set(i64::from(condition.status == "True"));
-        }
-        if let Some(time) = status
-            .backup
-            .as_ref()
-            .and_then(|b| b.last_successful_time.as_ref())
-        {
-            self.backup_last_success
-                .with_label_values(&[name])
-                .set(time.0.as_second() as f64);
-        }
-        self.backup_rpo.with_label_values(&[name]).set(rpo_seconds);
         let backup = status.backup.as_ref();
-        if let Some(last) = backup.and_then(|b| b.last_backup.as_ref()) {
-            self.backup_last_size
-                .with_label_values(&[name])
-                .set(last.size as f64);
-        }
-        if let Some(time) = backup.and_then(|b| b.last_successful_drill_time.as_ref()) {
-            self.drill_last_success
-                .with_label_values(&[name])
-                .set(time.0.as_second() as f64);
-        }
-        if let Some(drill) = backup.and_then(|b| b.last_drill.as_ref()) {
-            self.drill_passed
-                .with_label_values(&[name])
-                .set(i64::from(drill.result == "Passed"));
-            self.drill_duration
-                .with_label_values(&[name])
-                .set(drill.duration_seconds as f64);
-        }
-        // One info series per system: drop the old one when the tier changes.
-        self.remove_info(name);
-        let namespace = status.namespace.as_deref().unwrap_or_default();
-        let tier = format!("{:?}", system.spec.tier);
-        let ownership = format!("{:?}", system.spec.institution.ownership);
-        self.info
-            .with_label_values(&[name, namespace, &tier, &ownership])
-            .set(1);
-        self.set_migration(system, status.migration.as_ref());
-    }
-
-    /// The migration's phase series (wave from the onboarding label) and when it began.
-    fn set_migration(&self, system: &HealthSystem, migration: Option<&MigrationStatus>) {
-        let name = system.metadata.name.as_deref().unwrap_or_default();
-        self.remove_migration(name);
-        let Some(migration) = migration else {
-            return;
-        };
         let wave = system
             .metadata
             .labels
@@ -417,62 +237,43 @@ impl Metrics {
             .and_then(|l| l.get(MIGRATION_WAVE))
             .map(String::as_str)
             .unwrap_or_default();
-        for phase in MigrationPhase::ALL {
-            self.migration_phase
-                .with_label_values(&[name, wave, phase.as_str()])
-                .set(i64::from(phase == migration.phase));
-        }
-        self.migration_since
-            .with_label_values(&[name, migration.phase.as_str()])
-            .set(migration.last_transition_time.0.as_second() as f64);
-    }
-
-    /// Drops every migration series of `name` (its wave or phase may have changed).
-    fn remove_migration(&self, name: &str) {
-        for labels in series_of(
-            &self.migration_phase,
-            name,
-            &["healthsystem", "wave", "phase"],
-        ) {
-            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-            let _ = self.migration_phase.remove_label_values(&labels);
-        }
-        for phase in MigrationPhase::ALL {
-            let _ = self
-                .migration_since
-                .remove_label_values(&[name, phase.as_str()]);
-        }
-    }
-
-    fn remove_info(&self, name: &str) {
-        let keys = ["healthsystem", "namespace", "tier", "ownership"];
-        for labels in series_of(&self.info, name, &keys) {
-            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-            let _ = self.info.remove_label_values(&labels);
-        }
+        self.fleet.update(name, |record| {
+            record.ready = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            record.phase = status.phase;
+            for condition in &status.conditions {
+                record.condition(&condition.type_, condition.status == "True");
+            }
+            if let Some(time) = backup.and_then(|b| b.last_successful_time.as_ref()) {
+                record.backup_last_success = Some(time.0.as_second() as f64);
+            }
+            record.backup_rpo = rpo_seconds;
+            if let Some(last) = backup.and_then(|b| b.last_backup.as_ref()) {
+                record.backup_last_size = Some(last.size as f64);
+            }
+            if let Some(time) = backup.and_then(|b| b.last_successful_drill_time.as_ref()) {
+                record.drill_last_success = Some(time.0.as_second() as f64);
+            }
+            if let Some(drill) = backup.and_then(|b| b.last_drill.as_ref()) {
+                record.drill_passed = Some(drill.result == "Passed");
+                record.drill_duration = Some(drill.duration_seconds as f64);
+            }
+            record.namespace = status.namespace.as_deref().unwrap_or_default().into();
+            record.tier = format!("{:?}", system.spec.tier).into();
+            record.ownership = format!("{:?}", system.spec.institution.ownership).into();
+            record.migration = status.migration.as_ref().map(|m| fleet::Migration {
+                wave: wave.into(),
+                phase: m.phase,
+                since: m.last_transition_time.0.as_second() as f64,
+            });
+        });
     }
 
     /// Removes every series of a deleted system.
     pub fn remove_system(&self, name: &str) {
-        self.remove_migration(name);
-        let _ = self.ready.remove_label_values(&[name]);
-        let _ = self.backup_last_success.remove_label_values(&[name]);
-        let _ = self.backup_rpo.remove_label_values(&[name]);
-        let _ = self.drill_last_success.remove_label_values(&[name]);
-        let _ = self.backup_last_size.remove_label_values(&[name]);
-        let _ = self.drill_passed.remove_label_values(&[name]);
-        let _ = self.drill_duration.remove_label_values(&[name]);
-        self.remove_info(name);
-        for phase in PHASES {
-            let _ = self
-                .phase
-                .remove_label_values(&[name, &format!("{phase:?}")]);
-        }
-        for labels in series_of(&self.condition, name, &["healthsystem", "condition"]) {
-            let _ = self
-                .condition
-                .remove_label_values(&[labels[0].as_str(), labels[1].as_str()]);
-        }
+        self.fleet.remove(name);
     }
 
     /// The text exposition of every metric.
@@ -487,32 +288,6 @@ impl Metrics {
         }
         String::from_utf8(buffer).unwrap_or_default()
     }
-}
-
-/// The label values (in the order of `keys`) of every series of `vec` whose healthsystem
-/// label is `name`.
-fn series_of(vec: &IntGaugeVec, name: &str, keys: &[&str]) -> Vec<Vec<String>> {
-    use prometheus::core::Collector;
-    vec.collect()
-        .iter()
-        .flat_map(|family| family.get_metric())
-        .filter(|m| {
-            m.get_label()
-                .iter()
-                .any(|l| l.name() == "healthsystem" && l.value() == name)
-        })
-        .map(|m| {
-            keys.iter()
-                .map(|key| {
-                    m.get_label()
-                        .iter()
-                        .find(|l| l.name() == *key)
-                        .map(|l| l.value().to_string())
-                        .unwrap_or_default()
-                })
-                .collect()
-        })
-        .collect()
 }
 
 /// Metric construction only fails on invalid names and labels, which are constants here (and

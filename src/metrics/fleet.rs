@@ -1,0 +1,269 @@
+//! The fleet's series: for each HealthSystem its readiness, phase, conditions, backups,
+//! drills, what it is and its migration. Each system is one small record, turned into series
+//! when Prometheus scrapes. As prometheus' labelled vectors they held a copy of each metric's
+//! name and help text per series (5.7 KB per system in heaptrack, most of what the operator
+//! kept per system after its caches), and replacing a system's info or migration series
+//! went through every system's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+
+use super::PREFIX;
+use crate::api::{MigrationPhase, Phase};
+
+/// Every phase as exposed, each with a series (1 for the current one).
+const PHASES: [(Phase, &str); 5] = [
+    (Phase::Pending, "Pending"),
+    (Phase::Provisioning, "Provisioning"),
+    (Phase::Ready, "Ready"),
+    (Phase::Degraded, "Degraded"),
+    (Phase::Deleting, "Deleting"),
+];
+
+/// What is exposed of one system. A value that was seen once stays until a newer one (a
+/// status without it does not take the series away); a system's series go with the system.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Record {
+    pub ready: bool,
+    pub phase: Option<Phase>,
+    /// Condition type and whether it is True.
+    pub conditions: Vec<(Box<str>, bool)>,
+    pub backup_last_success: Option<f64>,
+    pub backup_rpo: f64,
+    pub backup_last_size: Option<f64>,
+    pub drill_last_success: Option<f64>,
+    pub drill_passed: Option<bool>,
+    pub drill_duration: Option<f64>,
+    pub namespace: Box<str>,
+    pub tier: Box<str>,
+    pub ownership: Box<str>,
+    pub migration: Option<Migration>,
+}
+
+/// A system's migration as exposed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Migration {
+    /// Its wave (from the onboarding label; empty without one).
+    pub wave: Box<str>,
+    pub phase: MigrationPhase,
+    /// When it entered this phase (Unix seconds).
+    pub since: f64,
+}
+
+impl Record {
+    /// Sets a condition's state, keeping the others.
+    pub fn condition(&mut self, type_: &str, status: bool) {
+        match self.conditions.iter_mut().find(|(t, _)| &**t == type_) {
+            Some(slot) => slot.1 = status,
+            None => self.conditions.push((type_.into(), status)),
+        }
+    }
+}
+
+/// The families, in the order of [`Fleet::descs`]: name, help, label names (sorted, as the
+/// exposition writes them).
+const FAMILIES: [(&str, &str, &[&str]); 12] = [
+    (
+        "ready",
+        "1 when the HealthSystem is Ready, 0 otherwise.",
+        &["healthsystem"],
+    ),
+    (
+        "phase",
+        "1 for the HealthSystem's current phase, 0 for the others.",
+        &["healthsystem", "phase"],
+    ),
+    (
+        "condition",
+        "1 when the condition is True, 0 otherwise.",
+        &["condition", "healthsystem"],
+    ),
+    (
+        "backup_last_success_timestamp_seconds",
+        "Completion time of the last successful backup (Unix seconds).",
+        &["healthsystem"],
+    ),
+    (
+        "backup_rpo_seconds",
+        "The recovery point objective: the oldest a last successful backup may be.",
+        &["healthsystem"],
+    ),
+    (
+        "backup_last_size_bytes",
+        "Bytes stored of the newest backup in the object store (encrypted), from its manifest.",
+        &["healthsystem"],
+    ),
+    (
+        "backup_drill_last_success_timestamp_seconds",
+        "Start of the last restore drill that passed (Unix seconds).",
+        &["healthsystem"],
+    ),
+    (
+        "backup_drill_passed",
+        "1 when the last restore drill passed, 0 when it failed (no series before the first drill).",
+        &["healthsystem"],
+    ),
+    (
+        "backup_drill_duration_seconds",
+        "How long the last restore drill took.",
+        &["healthsystem"],
+    ),
+    (
+        "info",
+        "Always 1: where a HealthSystem lives and what it is (namespace, tier, ownership).",
+        &["healthsystem", "namespace", "ownership", "tier"],
+    ),
+    (
+        "migration_phase",
+        "1 for the current phase of a HealthSystem's migration, 0 for the others; wave from its sdc.gov.rs/migration-wave label.",
+        &["healthsystem", "phase", "wave"],
+    ),
+    (
+        "migration_phase_since_timestamp_seconds",
+        "When the migration entered its current phase (Unix seconds); one series, for the current phase.",
+        &["healthsystem", "phase"],
+    ),
+];
+
+/// The record of every system, shared by the reconciles that write it and the scrapes that
+/// read it.
+#[derive(Clone)]
+pub struct Fleet {
+    systems: Arc<RwLock<BTreeMap<Box<str>, Record>>>,
+    descs: Arc<Vec<Desc>>,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        let descs = FAMILIES
+            .iter()
+            .map(|(name, help, labels)| {
+                // Names and labels are constants (a unit test exposes them all).
+                Desc::new(
+                    format!("{PREFIX}_{name}"),
+                    (*help).to_string(),
+                    labels.iter().map(|l| (*l).to_string()).collect(),
+                    HashMap::new(),
+                )
+                .unwrap_or_else(|e| panic!("invalid metric definition {name}: {e}"))
+            })
+            .collect();
+        Self {
+            systems: Arc::default(),
+            descs: Arc::new(descs),
+        }
+    }
+}
+
+impl Fleet {
+    /// Changes the record of `name` (a new one starts empty).
+    pub fn update(&self, name: &str, change: impl FnOnce(&mut Record)) {
+        let mut systems = self.systems.write().unwrap_or_else(|e| e.into_inner());
+        match systems.get_mut(name) {
+            Some(record) => change(record),
+            None => {
+                let mut record = Record::default();
+                change(&mut record);
+                systems.insert(name.into(), record);
+            }
+        }
+    }
+
+    /// Takes every series of `name` away.
+    pub fn remove(&self, name: &str) {
+        let mut systems = self.systems.write().unwrap_or_else(|e| e.into_inner());
+        systems.remove(name);
+    }
+}
+
+/// One gauge sample with its labels (given in the family's label order).
+fn sample(labels: &[&str], values: &[&str], value: f64) -> Metric {
+    let pairs = labels
+        .iter()
+        .zip(values)
+        .map(|(name, value)| {
+            let mut pair = LabelPair::default();
+            pair.set_name((*name).to_string());
+            pair.set_value((*value).to_string());
+            pair
+        })
+        .collect();
+    let mut gauge = Gauge::default();
+    gauge.set_value(value);
+    let mut metric = Metric::default();
+    metric.set_label(pairs);
+    metric.set_gauge(gauge);
+    metric
+}
+
+fn flag(value: bool) -> f64 {
+    if value { 1.0 } else { 0.0 }
+}
+
+impl Collector for Fleet {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut samples: Vec<Vec<Metric>> = vec![Vec::new(); FAMILIES.len()];
+        let systems = self.systems.read().unwrap_or_else(|e| e.into_inner());
+        for (name, r) in systems.iter() {
+            let name: &str = name;
+            let mut push = |family: usize, values: &[&str], value: f64| {
+                samples[family].push(sample(FAMILIES[family].2, values, value));
+            };
+            push(0, &[name], flag(r.ready));
+            for (phase, label) in PHASES {
+                push(1, &[name, label], flag(r.phase == Some(phase)));
+            }
+            for (type_, status) in &r.conditions {
+                push(2, &[type_, name], flag(*status));
+            }
+            if let Some(time) = r.backup_last_success {
+                push(3, &[name], time);
+            }
+            push(4, &[name], r.backup_rpo);
+            if let Some(size) = r.backup_last_size {
+                push(5, &[name], size);
+            }
+            if let Some(time) = r.drill_last_success {
+                push(6, &[name], time);
+            }
+            if let Some(passed) = r.drill_passed {
+                push(7, &[name], flag(passed));
+            }
+            if let Some(seconds) = r.drill_duration {
+                push(8, &[name], seconds);
+            }
+            push(9, &[name, &r.namespace, &r.ownership, &r.tier], 1.0);
+            if let Some(migration) = &r.migration {
+                for phase in MigrationPhase::ALL {
+                    push(
+                        10,
+                        &[name, phase.as_str(), &migration.wave],
+                        flag(phase == migration.phase),
+                    );
+                }
+                push(11, &[name, migration.phase.as_str()], migration.since);
+            }
+        }
+        drop(systems);
+        self.descs
+            .iter()
+            .zip(samples)
+            .filter(|(_, samples)| !samples.is_empty())
+            .map(|(desc, samples)| {
+                let mut family = MetricFamily::default();
+                family.set_name(desc.fq_name.clone());
+                family.set_help(desc.help.clone());
+                family.set_field_type(MetricType::GAUGE);
+                *family.mut_metric() = samples;
+                family
+            })
+            .collect()
+    }
+}
