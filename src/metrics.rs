@@ -426,22 +426,19 @@ mod tests {
         let moved = system("a", "Large", "2");
         metrics.set_system(&moved, &status("Ready", "Verifying"), 86400.0);
         let now = series(&metrics, "a");
-        let info: Vec<&String> = now
-            .iter()
-            .filter(|l| l.starts_with("healthsystem_info"))
-            .collect();
+        let of = |family: &str| -> Vec<&String> {
+            now.iter()
+                .filter(|l| l.starts_with(&format!("{family}{{")))
+                .collect()
+        };
         assert_eq!(
-            info,
+            of("healthsystem_info"),
             [
                 r#"healthsystem_info{healthsystem="a",namespace="hs-a",ownership="Private",tier="Large"} 1"#
             ]
         );
-        let since: Vec<&String> = now
-            .iter()
-            .filter(|l| l.starts_with("healthsystem_migration_phase_since"))
-            .collect();
         assert_eq!(
-            since,
+            of("healthsystem_migration_phase_since_timestamp_seconds"),
             [
                 r#"healthsystem_migration_phase_since_timestamp_seconds{healthsystem="a",phase="Verifying"} 1767225630"#
             ]

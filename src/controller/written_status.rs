@@ -53,9 +53,12 @@ impl WrittenStatus {
         }
     }
 
-    /// `status` was written for the system `uid` at `now`.
+    /// `status` was written for the system `uid` at `now`. Copies older than [`TRUSTED`] go
+    /// (the cache is the truth for them): a system that settled is not read again for
+    /// minutes, and its copy would stay that long.
     pub fn wrote(&self, uid: &str, status: HealthSystemStatus, now: Instant) {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.retain(|_, (at, _)| now.duration_since(*at) < TRUSTED);
         recent.insert(uid.to_string(), (now, status));
     }
 
@@ -142,5 +145,28 @@ mod tests {
         written.wrote("uid-a", status(Phase::Provisioning), then);
         written.forget("uid-a");
         assert_eq!(written.current("uid-a", None, then), None);
+    }
+
+    /// Issue 15: a written status was let go only when its system was reconciled again, so
+    /// every system that settled kept a copy of its last status (at 1,000 systems, until
+    /// each one's resync ten minutes later). Past TRUSTED the cache is the truth anyway: the
+    /// next write lets every such copy go.
+    #[test]
+    fn a_settled_system_keeps_no_copy_of_its_status() {
+        let written = WrittenStatus::default();
+        let then = Instant::now();
+        written.wrote("uid-a", status(Phase::Ready), then);
+        written.wrote("uid-b", status(Phase::Ready), then + TRUSTED / 2);
+        assert_eq!(written.kept(), 2, "both may still be ahead of the cache");
+        written.wrote(
+            "uid-c",
+            status(Phase::Provisioning),
+            then + TRUSTED + TRUSTED / 4,
+        );
+        assert_eq!(written.kept(), 2, "uid-a's copy is stale: let go");
+        assert_eq!(
+            written.current("uid-b", None, then + TRUSTED / 2),
+            Some(status(Phase::Ready))
+        );
     }
 }
