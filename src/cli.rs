@@ -34,8 +34,8 @@ enum Command {
         /// HealthSystems reconciled at once.
         #[arg(long, env = "HS_CONCURRENCY", default_value_t = 16)]
         concurrency: u16,
-        /// API requests in flight at once, watches aside (more only waits at the API server,
-        /// holding a connection each).
+        /// API requests in flight at once, besides watches, the Lease and the API server probe
+        /// (more only waits at the API server, holding a connection each).
         #[arg(long, env = "HS_API_IN_FLIGHT", default_value_t = crate::controller::in_flight::DEFAULT)]
         api_in_flight: usize,
         /// Log format.

@@ -1,11 +1,15 @@
-//! At most a set number of the operator's API requests in flight at once, watches aside.
+//! At most a set number of the operator's API requests in flight at once, watches, the
+//! Lease and the API server probe aside.
 //!
 //! The API server serves a fleet's writes at its own pace: in the fleet benchmark (N = 300),
 //! four times the reconciles at once converged no sooner (38.2 s to every child either way)
 //! and each one waited four times as long, while every request waiting at the server held
 //! a connection and its buffers in the operator (settled memory 75 MiB instead of 45). Past
-//! this limit a request waits here, where it costs nothing. Watches are long-lived and never
-//! counted: the limit would otherwise be taken by them for good.
+//! this limit a request waits here, where it costs nothing. Never counted: watches (long-lived,
+//! they would take the limit for good), and what keeps the replica alive and honest, the
+//! leader's Lease and the API server probe (queued behind a hundred writes to a slow API
+//! server, a renewal would let the Lease expire and a probe would report the operator not
+//! ready).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,7 +29,17 @@ pub fn is_watch(query: Option<&str>) -> bool {
         .any(|p| p == "watch=true" || p == "watch=1")
 }
 
-/// Wraps a service so that at most `limit` requests other than watches are in it at once.
+/// Whether a request goes at once, whatever is in flight: a watch, the Lease, the probe.
+fn exempt<B>(request: &hyper::Request<B>) -> bool {
+    // Behind a proxy the cluster's URL may carry a path before the API's own.
+    let path = request.uri().path();
+    is_watch(request.uri().query())
+        || path.contains("/apis/coordination.k8s.io/")
+        || path.ends_with("/readyz")
+}
+
+/// Wraps a service so that at most `limit` requests that are not [`exempt`] are in it at
+/// once.
 #[derive(Clone)]
 pub struct InFlight<S> {
     inner: S,
@@ -59,7 +73,7 @@ where
         // The service made ready is the one called; a clone takes its place (tower's rule).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if is_watch(request.uri().query()) {
+        if exempt(&request) {
             return Box::pin(inner.call(request));
         }
         let permits = self.permits.clone();
@@ -158,6 +172,39 @@ mod tests {
             request.await.unwrap().unwrap();
         }
         watch.await.unwrap().unwrap();
+    }
+
+    /// While the fleet's writes take every turn, the leader's Lease renewal and the API
+    /// server probe must not wait behind them: a renewal queued behind a hundred writes to a
+    /// slow API server lets the Lease expire, a probe queued past its timeout reports the
+    /// operator not ready.
+    #[tokio::test]
+    async fn the_lease_and_the_probe_never_wait_behind_the_writes() {
+        let taken = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Semaphore::new(0));
+        let service = InFlight::new(held(taken.clone(), gate.clone()), 1);
+        let mut sent = Vec::new();
+        for uri in [
+            "/api/v1/namespaces/a/configmaps/c",
+            "/api/v1/namespaces/a/configmaps/d",
+            // Through a proxy whose URL carries a path of its own.
+            "https://proxy/k8s/clusters/c-1/apis/coordination.k8s.io/v1/namespaces/ops/leases/healthsystem-operator",
+            "https://127.0.0.1:6443/readyz",
+        ] {
+            let mut service = service.clone();
+            sent.push(tokio::spawn(async move {
+                service.ready().await.unwrap().call(request(uri)).await
+            }));
+        }
+        assert_eq!(
+            settled_at(&taken, 3).await,
+            3,
+            "one write in flight, the Lease and the probe beside it"
+        );
+        gate.add_permits(4);
+        for request in sent {
+            request.await.unwrap().unwrap();
+        }
     }
 
     #[test]
