@@ -13,7 +13,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
-use super::apply_body::apply_body;
+use super::apply_body::apply_patch;
 use super::children::{Kind, Stores};
 use super::{credentials, ownership, slim, takeback};
 use crate::error::Result;
@@ -344,7 +344,7 @@ async fn write(api: &Api<DynamicObject>, name: &str, object: &Value) -> Result<(
     api.patch(
         name,
         &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(apply_body(object).map_err(kube::Error::SerdeError)?),
+        &apply_patch(object)?,
     )
     .await?;
     debug!(name, "applied");
@@ -547,9 +547,7 @@ where
         .patch(
             &object.name_any(),
             &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(
-                apply_body(&crate::resources::manifest(object)).map_err(kube::Error::SerdeError)?,
-            ),
+            &apply_patch(&crate::resources::manifest(object))?,
         )
         .await?;
     Ok(())

@@ -7,9 +7,17 @@
 
 use std::io;
 
+use kube::api::Patch;
 use serde::Serialize;
 use serde::ser::Error as _;
 use serde_json::value::RawValue;
+
+/// `object` as a server-side apply patch, escaped as [`apply_body`] says.
+pub fn apply_patch(object: &impl Serialize) -> kube::Result<Patch<Box<RawValue>>> {
+    Ok(Patch::Apply(
+        apply_body(object).map_err(kube::Error::SerdeError)?,
+    ))
+}
 
 /// `object` as the body of a server-side apply.
 pub fn apply_body(object: &impl Serialize) -> serde_json::Result<Box<RawValue>> {

@@ -65,8 +65,8 @@ struct Stored {
 }
 
 impl Stored {
-    fn new(live: &Live) -> Self {
-        let mut object = live.object.clone();
+    fn new(live: Live) -> Self {
+        let Live { mut object, owned } = live;
         let labels = object.labels_mut();
         let system = labels.remove(HEALTHSYSTEM).map(Arc::<str>::from);
         let managed = labels.get(MANAGED_BY).map(String::as_str) == Some(MANAGER);
@@ -80,7 +80,7 @@ impl Stored {
             json: serde_json::to_string(&object)
                 .unwrap_or_default()
                 .into_boxed_str(),
-            owned: live.owned,
+            owned,
             system,
             managed,
         }
@@ -215,15 +215,15 @@ impl Cache {
     }
 
     /// Takes one watch event in (only the watch's own task calls this).
-    pub fn write(&self, event: &watcher::Event<Live>) {
+    pub fn write(&self, event: watcher::Event<Live>) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         match event {
-            watcher::Event::Apply(object) => inner.insert(key(object), Stored::new(object)),
-            watcher::Event::Delete(object) => inner.forget(&key(object)),
+            watcher::Event::Apply(object) => inner.insert(key(&object), Stored::new(object)),
+            watcher::Event::Delete(object) => inner.forget(&key(&object)),
             watcher::Event::Init => inner.relist = Some(HashMap::new()),
             watcher::Event::InitApply(object) => {
                 if let Some(relist) = inner.relist.as_mut() {
-                    relist.insert(key(object), Stored::new(object));
+                    relist.insert(key(&object), Stored::new(object));
                 }
             }
             watcher::Event::InitDone => {
@@ -259,9 +259,9 @@ mod tests {
     #[test]
     fn objects_are_found_by_name_and_by_system() {
         let cache = Cache::default();
-        cache.write(&watcher::Event::Apply(object("hs-a", "backup-1", "a")));
-        cache.write(&watcher::Event::Apply(object("restore", "drill-a", "a")));
-        cache.write(&watcher::Event::Apply(object("hs-b", "backup-1", "b")));
+        cache.write(watcher::Event::Apply(object("hs-a", "backup-1", "a")));
+        cache.write(watcher::Event::Apply(object("restore", "drill-a", "a")));
+        cache.write(watcher::Event::Apply(object("hs-b", "backup-1", "b")));
         assert!(cache.get("hs-a", "backup-1").is_some());
         assert!(cache.get("hs-a", "drill-a").is_none());
         let mut names: Vec<String> = cache.of_system("a").iter().map(|o| o.name_any()).collect();
@@ -282,7 +282,7 @@ mod tests {
         let labels = written.object.labels_mut();
         labels.insert(MANAGED_BY.into(), MANAGER.into());
         labels.insert("app.kubernetes.io/component".into(), "backup".into());
-        cache.write(&watcher::Event::Apply(written.clone()));
+        cache.write(watcher::Event::Apply(written.clone()));
         let read = cache.get("hs-a", "backup-1").unwrap();
         assert_eq!(read.object, written.object);
         assert_eq!(read.owned, Some(42));
@@ -298,7 +298,7 @@ mod tests {
         let mut bare = object("hs-a", "bare", "a");
         bare.object.metadata.labels = None;
         for written in [foreign, bare] {
-            cache.write(&watcher::Event::Apply(written.clone()));
+            cache.write(watcher::Event::Apply(written.clone()));
             let read = cache.get("hs-a", &written.name_any()).unwrap();
             assert_eq!(read.object, written.object);
         }
@@ -307,11 +307,11 @@ mod tests {
     #[test]
     fn a_relabelled_or_deleted_object_leaves_its_system() {
         let cache = Cache::default();
-        cache.write(&watcher::Event::Apply(object("hs-a", "x", "a")));
-        cache.write(&watcher::Event::Apply(object("hs-a", "x", "b")));
+        cache.write(watcher::Event::Apply(object("hs-a", "x", "a")));
+        cache.write(watcher::Event::Apply(object("hs-a", "x", "b")));
         assert!(cache.of_system("a").is_empty());
         assert_eq!(cache.of_system("b").len(), 1);
-        cache.write(&watcher::Event::Delete(object("hs-a", "x", "b")));
+        cache.write(watcher::Event::Delete(object("hs-a", "x", "b")));
         assert!(cache.of_system("b").is_empty());
         assert!(cache.is_empty());
     }
@@ -320,14 +320,14 @@ mod tests {
     #[test]
     fn a_relist_replaces_everything_and_only_when_done() {
         let cache = Cache::default();
-        cache.write(&watcher::Event::Apply(object("hs-a", "gone", "a")));
-        cache.write(&watcher::Event::Init);
-        cache.write(&watcher::Event::InitApply(object("hs-a", "kept", "a")));
+        cache.write(watcher::Event::Apply(object("hs-a", "gone", "a")));
+        cache.write(watcher::Event::Init);
+        cache.write(watcher::Event::InitApply(object("hs-a", "kept", "a")));
         assert!(
             cache.get("hs-a", "gone").is_some(),
             "not before the relist ends"
         );
-        cache.write(&watcher::Event::InitDone);
+        cache.write(watcher::Event::InitDone);
         assert!(cache.get("hs-a", "gone").is_none());
         let names: Vec<String> = cache.of_system("a").iter().map(|o| o.name_any()).collect();
         assert_eq!(names, ["kept"]);
@@ -342,8 +342,8 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
-        cache.write(&watcher::Event::Init);
-        cache.write(&watcher::Event::InitDone);
+        cache.write(watcher::Event::Init);
+        cache.write(watcher::Event::InitDone);
         tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
             .await
             .expect("ready once listed")

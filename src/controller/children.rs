@@ -285,7 +285,7 @@ pub fn watch(client: &Client, kinds: Vec<Kind>) -> (Stores, Vec<(ChildStream, Ap
                             | watcher::Event::InitApply(object) => Some(trigger(object)),
                             watcher::Event::Init | watcher::Event::InitDone => None,
                         };
-                        writer.write(&live_event(event, &of_kind));
+                        writer.write(live_event(event, &of_kind));
                         match touched {
                             Some(object) => Ok(object),
                             None => continue,

@@ -43,7 +43,8 @@ pub async fn operator_client(
 }
 
 /// The stack over `connector` (any way of reaching the API server: tests slow it down), with
-/// at most `in_flight` requests other than watches sent at once.
+/// at most `in_flight` requests sent at once (watches, the Lease and the probe aside:
+/// `in_flight.rs`).
 pub fn build<C>(
     mut config: kube::Config,
     connector: C,

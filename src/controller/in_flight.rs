@@ -92,7 +92,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    use tower::{Service, ServiceExt};
+    use tower::ServiceExt;
 
     use super::*;
 
@@ -131,8 +131,20 @@ mod tests {
         taken.load(Ordering::SeqCst)
     }
 
-    fn request(uri: &str) -> hyper::Request<()> {
-        hyper::Request::get(uri).body(()).unwrap()
+    /// Sends a GET of `uri` through `service` in a task of its own.
+    fn send<S>(service: &S, uri: String) -> tokio::task::JoinHandle<Result<(), Infallible>>
+    where
+        S: tower::Service<hyper::Request<()>, Response = (), Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send,
+    {
+        let mut service = service.clone();
+        tokio::spawn(async move {
+            let request = hyper::Request::get(uri).body(()).unwrap();
+            service.ready().await?.call(request).await
+        })
     }
 
     #[tokio::test]
@@ -140,28 +152,16 @@ mod tests {
         let taken = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(Semaphore::new(0));
         let service = InFlight::new(held(taken.clone(), gate.clone()), 3);
-        let mut sent = Vec::new();
-        for i in 0..5 {
-            let mut service = service.clone();
-            let uri = format!("/api/v1/namespaces/a/configmaps/c{i}");
-            sent.push(tokio::spawn(async move {
-                service.ready().await.unwrap().call(request(&uri)).await
-            }));
-        }
+        let sent: Vec<_> = (0..5)
+            .map(|i| send(&service, format!("/api/v1/namespaces/a/configmaps/c{i}")))
+            .collect();
         assert_eq!(settled_at(&taken, 3).await, 3, "two wait past the limit");
 
         // A watch is not held back by the writes in flight.
-        let mut watching = service.clone();
-        let watch = tokio::spawn(async move {
-            watching
-                .ready()
-                .await
-                .unwrap()
-                .call(request(
-                    "/api/v1/configmaps?labelSelector=a&watch=true&timeoutSeconds=290",
-                ))
-                .await
-        });
+        let watch = send(
+            &service,
+            "/api/v1/configmaps?labelSelector=a&watch=true&timeoutSeconds=290".into(),
+        );
         assert_eq!(settled_at(&taken, 4).await, 4);
 
         // As answers come back, the waiting requests go.
@@ -183,19 +183,16 @@ mod tests {
         let taken = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(Semaphore::new(0));
         let service = InFlight::new(held(taken.clone(), gate.clone()), 1);
-        let mut sent = Vec::new();
-        for uri in [
+        let sent: Vec<_> = [
             "/api/v1/namespaces/a/configmaps/c",
             "/api/v1/namespaces/a/configmaps/d",
             // Through a proxy whose URL carries a path of its own.
             "https://proxy/k8s/clusters/c-1/apis/coordination.k8s.io/v1/namespaces/ops/leases/healthsystem-operator",
             "https://127.0.0.1:6443/readyz",
-        ] {
-            let mut service = service.clone();
-            sent.push(tokio::spawn(async move {
-                service.ready().await.unwrap().call(request(uri)).await
-            }));
-        }
+        ]
+        .into_iter()
+        .map(|uri| send(&service, uri.into()))
+        .collect();
         assert_eq!(
             settled_at(&taken, 3).await,
             3,

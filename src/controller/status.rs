@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PatchParams};
 use kube::runtime::events::{EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -757,7 +757,7 @@ pub async fn write_if_changed(
     api.patch_status(
         &system.name_any(),
         &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(super::apply_body::apply_body(&patch).map_err(kube::Error::SerdeError)?),
+        &super::apply_body::apply_patch(&patch)?,
     )
     .await?;
     let events = events(old, &status);

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, PatchParams, PostParams};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use serde_json::Value;
@@ -61,10 +61,8 @@ async fn admit_children(
             &name,
             &PatchParams::apply("fuzz").force().dry_run(),
             // As the operator sends it.
-            &Patch::Apply(
-                healthsystem_operator::controller::apply_body::apply_body(&object)
-                    .map_err(|e| format!("{kind} {name}: {e}"))?,
-            ),
+            &healthsystem_operator::controller::apply_body::apply_patch(&object)
+                .map_err(|e| format!("{kind} {name}: {e}"))?,
         )
         .await
         .map_err(|e| format!("{kind} {name} refused by the API server: {e}"))?;

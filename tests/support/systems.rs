@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use healthsystem_operator::api::HealthSystem;
@@ -44,9 +44,7 @@ pub async fn create_named(
             &name,
             &PatchParams::apply("tests"),
             // Escaped as the operator escapes its applies (a name may hold a control character).
-            &Patch::Apply(
-                healthsystem_operator::controller::apply_body::apply_body(&manifest).unwrap(),
-            ),
+            &healthsystem_operator::controller::apply_body::apply_patch(&manifest).unwrap(),
         )
         .await
         .unwrap();
