@@ -51,7 +51,8 @@ pub struct Metrics {
     database_restarts: IntGaugeVec,
     /// The bound on restarts under way (operator configuration).
     pub database_restarts_max: IntGauge,
-    /// How old a system's last successful restore drill may be (operator configuration).
+    /// How old a system's last successful restore drill may be (operator configuration;
+    /// +Inf when no drills run: no object store, or drills disabled).
     pub drill_max_age: Gauge,
 }
 
@@ -268,6 +269,11 @@ impl Metrics {
                 phase: m.phase,
                 since: m.last_transition_time.0.as_second() as f64,
             });
+            record.created = system
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second() as f64);
         });
     }
 
@@ -340,7 +346,8 @@ mod tests {
         crate::api::validation::validate(&serde_json::json!({
             "apiVersion": "sdc.gov.rs/v1alpha1",
             "kind": "HealthSystem",
-            "metadata": { "name": name, "labels": { MIGRATION_WAVE: wave } },
+            "metadata": { "name": name, "labels": { MIGRATION_WAVE: wave },
+                          "creationTimestamp": "2026-01-01T00:00:00Z" },
             "spec": {
                 "tier": tier,
                 "institution": { "displayName": "A", "registryId": "07151950", "ownership": "Private" },
@@ -406,6 +413,7 @@ mod tests {
                 r#"healthsystem_backup_rpo_seconds{healthsystem="a"} 86400"#,
                 r#"healthsystem_condition{condition="BackupReady",healthsystem="a"} 0"#,
                 r#"healthsystem_condition{condition="Ready",healthsystem="a"} 1"#,
+                r#"healthsystem_created_timestamp_seconds{healthsystem="a"} 1767225600"#,
                 r#"healthsystem_info{healthsystem="a",namespace="hs-a",ownership="Private",tier="Standard"} 1"#,
                 r#"healthsystem_migration_phase_since_timestamp_seconds{healthsystem="a",phase="Importing"} 1767225630"#,
                 r#"healthsystem_migration_phase{healthsystem="a",phase="AwaitingCutover",wave="2"} 0"#,
@@ -448,7 +456,7 @@ mod tests {
         assert_eq!(series(&metrics, "a"), Vec::<String>::new());
         assert_eq!(
             series(&metrics, "b").len(),
-            22,
+            23,
             "the other system is untouched"
         );
     }

@@ -268,10 +268,14 @@ fn operator_metric_names() -> std::collections::BTreeSet<String> {
     use healthsystem_operator::controller::status::{Observed, evaluate};
     use healthsystem_operator::metrics::Metrics;
     let metrics = Metrics::new();
-    let system = validate(&corpus::read_manifest(
+    let mut system = validate(&corpus::read_manifest(
         &root().join("examples/lab-biomedica.yaml"),
     ))
     .unwrap();
+    // As the API server sets it.
+    system.metadata.creation_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
     let observed = Observed {
         last_success: Some(k8s_openapi::jiff::Timestamp::now()),
         // A system being migrated, so the migration series exist too.
@@ -395,6 +399,38 @@ fn every_dashboard_query_parses_and_uses_real_metrics() {
         }
     }
     assert!(checked >= 20, "only {checked} queries checked");
+}
+
+/// The fleet's alert rules select only what the operator exposes (and Prometheus's `up`): a
+/// rule on a name nothing exposes never fires, and promtool's tests feed it series anyway.
+#[test]
+fn every_fleet_alert_rule_uses_real_metrics() {
+    let known = operator_metric_names();
+    let rules =
+        corpus::read_manifest(&root().join("charts/healthsystem-operator/files/fleet-rules.yaml"));
+    let mut checked = 0;
+    for rule in rules["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+    {
+        let query = rule["expr"].as_str().unwrap();
+        let expr = promql_parser::parser::parse(query)
+            .unwrap_or_else(|e| panic!("{}: {query}: {e}", rule["alert"]));
+        let mut names = Vec::new();
+        selector_names(&expr, &mut names);
+        assert!(!names.is_empty(), "{query} selects no metric");
+        for name in names {
+            assert!(
+                known.contains(&name) || name == "up",
+                "alert {}: {query} uses {name}, which the operator does not expose",
+                rule["alert"]
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} rules checked");
 }
 
 /// The inventory of 470 systems (`../shared/inventory/`, copied as test data).

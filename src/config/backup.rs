@@ -53,7 +53,7 @@ pub struct Drills {
     #[serde(default = "default_drill_deadline_seconds")]
     pub deadline_seconds: u32,
     /// The alert HealthSystemBackupDrillOverdue fires when a system's last successful drill
-    /// is older than this.
+    /// is older than this (or, none having passed, the system itself).
     #[serde(default = "default_max_age_hours")]
     pub max_age_hours: u32,
 }
@@ -153,6 +153,20 @@ fn default_credentials_secret() -> String {
 }
 
 impl BackupConfig {
+    /// The store drills restore from, when drills run (an object store, drills enabled).
+    pub fn drill_store(&self) -> Option<&ObjectStore> {
+        self.object_store.as_ref().filter(|_| self.drills.enabled)
+    }
+
+    /// How old a system's last passing drill may be, in seconds; unbounded when no drills
+    /// run (the alert HealthSystemBackupDrillOverdue compares against it).
+    pub fn drill_max_age_seconds(&self) -> f64 {
+        match self.drill_store() {
+            Some(_) => f64::from(self.drills.max_age_hours) * 3600.0,
+            None => f64::INFINITY,
+        }
+    }
+
     /// The first key that is wrong and why.
     pub(super) fn check(&self) -> Result<(), (String, String)> {
         if self.deadline_seconds < 60 {
@@ -274,6 +288,23 @@ mod tests {
 
     fn key() -> String {
         age::x25519::Identity::generate().to_public().to_string()
+    }
+
+    /// No drill is ever overdue where none runs.
+    #[test]
+    fn drills_have_a_maximum_age_only_where_they_run() {
+        let with_store = format!("{STORE}  recipients: [{}]\n", key());
+        let config = Config::parse(&with_store, "c.yaml").unwrap();
+        assert_eq!(config.backup.drill_max_age_seconds(), 336.0 * 3600.0);
+        let disabled = format!("{with_store}  drills: {{ enabled: false }}\n");
+        let config = Config::parse(&disabled, "c.yaml").unwrap();
+        assert!(config.backup.drill_store().is_none());
+        assert_eq!(config.backup.drill_max_age_seconds(), f64::INFINITY);
+        assert_eq!(
+            Config::default().backup.drill_max_age_seconds(),
+            f64::INFINITY,
+            "without an object store"
+        );
     }
 
     #[test]

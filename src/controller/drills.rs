@@ -107,11 +107,7 @@ pub async fn drill(
         wake: None,
     };
     let config = &ctx.config.backup;
-    let Some(store) = config
-        .object_store
-        .as_ref()
-        .filter(|_| config.drills.enabled)
-    else {
+    let Some(store) = config.drill_store() else {
         return Ok(observed);
     };
     let namespace = &config.drills.namespace;

@@ -215,7 +215,7 @@ async fn reconcile_until_stopped(
     metrics.set_restarts(0, 0);
     metrics
         .drill_max_age
-        .set(f64::from(config.backup.drills.max_age_hours) * 3600.0);
+        .set(config.backup.drill_max_age_seconds());
     let ctx = Arc::new(Context {
         client,
         config,

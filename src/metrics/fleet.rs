@@ -41,6 +41,8 @@ pub struct Record {
     pub tier: Box<str>,
     pub ownership: Box<str>,
     pub migration: Option<Migration>,
+    /// When the HealthSystem was created (Unix seconds).
+    pub created: Option<f64>,
 }
 
 /// A system's migration as exposed.
@@ -65,7 +67,7 @@ impl Record {
 
 /// The families, in the order of [`Fleet::descs`]: name, help, label names (sorted, as the
 /// exposition writes them).
-const FAMILIES: [(&str, &str, &[&str]); 12] = [
+const FAMILIES: [(&str, &str, &[&str]); 13] = [
     (
         "ready",
         "1 when the HealthSystem is Ready, 0 otherwise.",
@@ -125,6 +127,11 @@ const FAMILIES: [(&str, &str, &[&str]); 12] = [
         "migration_phase_since_timestamp_seconds",
         "When the migration entered its current phase (Unix seconds); one series, for the current phase.",
         &["healthsystem", "phase"],
+    ),
+    (
+        "created_timestamp_seconds",
+        "When the HealthSystem was created (Unix seconds): a system none of whose drills passed is overdue from then.",
+        &["healthsystem"],
     ),
 ];
 
@@ -249,6 +256,9 @@ impl Collector for Fleet {
                     );
                 }
                 push(11, &[name, migration.phase.as_str()], migration.since);
+            }
+            if let Some(time) = r.created {
+                push(12, &[name], time);
             }
         }
         drop(systems);
