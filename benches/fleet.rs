@@ -2,7 +2,8 @@
 //! assert). For each size N it measures, on fresh clusters:
 //!
 //! 1. the floor: server-side applying the very objects `render` builds for N systems with a
-//!    tight client (32 requests in flight), on a cluster of its own;
+//!    tight client (32 requests in flight), on a cluster of its own, and the time until their
+//!    pods are ready (`fleet/ready.rs`), the floor of the operator's time to all Ready;
 //! 2. the operator: N HealthSystems created (varied tiers, with and without application): the
 //!    time until every child exists (metadata watches, `fleet/applied.rs`) and until all are
 //!    Ready, its API requests by verb (its own request counter), and the API server's and its
@@ -43,6 +44,8 @@ mod applied;
 mod helm;
 #[path = "fleet/kro.rs"]
 mod kro;
+#[path = "fleet/ready.rs"]
+mod ready;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -194,13 +197,30 @@ struct PeerRun {
     peak_rss_mib: f64,
 }
 
-/// The floor: the same children, applied by a tight client, on a cluster of their own.
-async fn floor(n: usize, dir: &Path) -> PeerRun {
+/// The floor: the same children, applied by a tight client, on a cluster of their own; and
+/// then the time until the cluster has made their pods ready.
+struct Floor {
+    /// Until the last apply returned.
+    run: PeerRun,
+    /// Until the last StatefulSet and Deployment was ready (from the first apply).
+    ready_s: f64,
+    /// The API server until then.
+    ready_apiserver: apiserver::Usage,
+}
+
+async fn floor(n: usize, dir: &Path) -> Floor {
     let cluster = cluster::start_in(dir).expect("cluster");
     let client = client_for(&cluster.kubeconfig).await;
     let systems = rendered(n, "benchmark-floor");
     let before = apiserver::usage(&client, dir).await;
     let started = Instant::now();
+    let ready = ready::watch_until_all_ready(
+        &client,
+        &systems.iter().flatten().collect::<Vec<_>>(),
+        &format!("{MANAGED_BY}=benchmark-floor"),
+        started,
+        Duration::from_secs(1800),
+    );
     // Each system in order (namespace first); 32 requests in flight across systems.
     let namespaces = futures::stream::iter(systems.iter().map(|objects| {
         let client = client.clone();
@@ -220,12 +240,18 @@ async fn floor(n: usize, dir: &Path) -> PeerRun {
     rest.await;
     let seconds = started.elapsed().as_secs_f64();
     let apiserver = apiserver::usage(&client, dir).await - before;
+    let ready_s = ready.await.expect("every workload ready").as_secs_f64();
+    let ready_apiserver = apiserver::usage(&client, dir).await - before;
     cluster.stop();
-    PeerRun {
-        name: "floor (server-side apply, 32 in flight)",
-        seconds,
-        apiserver,
-        peak_rss_mib: 0.0,
+    Floor {
+        run: PeerRun {
+            name: "floor (server-side apply, 32 in flight)",
+            seconds,
+            apiserver,
+            peak_rss_mib: 0.0,
+        },
+        ready_s,
+        ready_apiserver,
     }
 }
 
@@ -525,6 +551,9 @@ struct Row {
     applied_s: f64,
     ready_s: f64,
     ratio: f64,
+    /// Until the floor's workloads were ready, and the API server until then.
+    floor_ready_s: f64,
+    floor_ready_apiserver: apiserver::Usage,
     /// Children of one system (on average), for requests per system.
     children_per_system: f64,
     requests_per_system: BTreeMap<String, f64>,
@@ -554,8 +583,10 @@ async fn measure(n: usize, args: &Args, base: &Path) -> Row {
     cluster::use_nodes(3.max(n.div_ceil(50)) as u32);
     eprintln!("== N = {n}: floor");
     let floor = floor(n, &base.join(format!("floor-{n}"))).await;
-    row.floor_s = floor.seconds;
-    row.peers.push(floor);
+    row.floor_s = floor.run.seconds;
+    row.floor_ready_s = floor.ready_s;
+    row.floor_ready_apiserver = floor.ready_apiserver;
+    row.peers.push(floor.run);
     if args.peers {
         eprintln!("== N = {n}: Helm, one release per system");
         row.peers
@@ -700,7 +731,7 @@ async fn measure(n: usize, args: &Args, base: &Path) -> Row {
 
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "|     N | floor s | all applied s | applied/floor | all Ready s | children/system | req/system (verb) | API server CPU s/system | operator CPU s/system | idle mutating | change p50 ms | change p99 ms | restart->idle s | restart writes | peak MiB | settled MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "|     N | floor s | all applied s | applied/floor | floor Ready s | all Ready s | Ready/floor Ready | children/system | req/system (verb) | API server CPU s/system (floor to Ready) | operator CPU s/system | idle mutating | change p50 ms | change p99 ms | restart->idle s | restart writes | peak MiB | settled MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let per: Vec<String> = r
@@ -710,9 +741,10 @@ fn table(rows: &[Row]) -> String {
             .collect();
         let total: f64 = r.requests_per_system.values().sum();
         out.push_str(&format!(
-            "| {:5} | {:7.1} | {:.1} | {:.2} | {:.1} | {:.1} | {total:.1} ({}) | {:.3} | {:.3} | {} in {:.0}s | {:.0} | {:.0} | {:.1} | {} | {:.0} | {:.0} |\n",
-            r.n, r.floor_s, r.applied_s, r.ratio, r.ready_s, r.children_per_system, per.join(", "),
-            r.apiserver.cpu_seconds / r.n as f64, r.operator_cpu_s / r.n as f64, r.idle_mutating, r.idle_s, r.change_p50_ms,
+            "| {:5} | {:7.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {total:.1} ({}) | {:.3} ({:.3}) | {:.3} | {} in {:.0}s | {:.0} | {:.0} | {:.1} | {} | {:.0} | {:.0} |\n",
+            r.n, r.floor_s, r.applied_s, r.ratio, r.floor_ready_s, r.ready_s, r.ready_s / r.floor_ready_s,
+            r.children_per_system, per.join(", "), r.apiserver.cpu_seconds / r.n as f64,
+            r.floor_ready_apiserver.cpu_seconds / r.n as f64, r.operator_cpu_s / r.n as f64, r.idle_mutating, r.idle_s, r.change_p50_ms,
             r.change_p99_ms, r.restart_idle_s, r.restart_writes, r.peak_rss_mib, r.settled_rss_mib
         ));
     }
@@ -879,6 +911,9 @@ fn main() {
                 json!({
                     "n": r.n, "floor_seconds": r.floor_s, "applied_seconds": r.applied_s,
                     "ready_seconds": r.ready_s, "applied_to_floor": r.ratio,
+                    "floor_ready_seconds": r.floor_ready_s,
+                    "floor_ready_apiserver_cpu_seconds": r.floor_ready_apiserver.cpu_seconds,
+                    "floor_ready_apiserver_requests": r.floor_ready_apiserver.requests,
                     "children_per_system": r.children_per_system,
                     "apiserver_cpu_seconds": r.apiserver.cpu_seconds,
                     "apiserver_requests": r.apiserver.requests,
