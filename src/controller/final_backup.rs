@@ -2,7 +2,8 @@
 //! the backup CronJob's template (its own retries included), storing `ID-final` (never pruned
 //! by retention), whose success the namespace's deletion waits for. A failed one is reported
 //! (a Warning event) and the namespace kept: delete that Job to try again, or set
-//! spec.backup.skipFinalBackup to delete without it.
+//! spec.backup.skipFinalBackup to delete without it. One whose pod cannot start (its store
+//! credentials gone) is reported as soon as its pod says why (`FinalBackupBlocked`).
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::Resource;
@@ -99,6 +100,32 @@ pub async fn pending(system: &HealthSystem, ctx: &Context) -> Result<bool> {
         )
         .await;
         return Ok(true);
+    }
+    // A pod that cannot start (the store credentials gone) would otherwise say nothing until
+    // the Job's deadline.
+    let pod = super::jobs::newest_pod(&ctx.client, &namespace, NAME).await?;
+    if let Some(why) = pod.as_ref().and_then(super::jobs::waiting_reason) {
+        let credentials = ctx
+            .config
+            .backup
+            .object_store
+            .as_ref()
+            .map(|s| s.credentials_secret.as_str())
+            .unwrap_or_default();
+        super::events::publish(
+            &ctx.recorder,
+            &reference,
+            EventType::Warning,
+            "FinalBackupBlocked".into(),
+            format!(
+                "the final backup Job {NAME} cannot start ({why}); the namespace is kept: \
+                 restore what it needs (the system's store credentials are the Secret \
+                 {credentials} in {namespace}), or set spec.backup.skipFinalBackup: true to \
+                 delete without it"
+            ),
+            "Delete",
+        )
+        .await;
     }
     Ok(true)
 }

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
@@ -423,7 +422,7 @@ pub async fn observe(
             .unwrap_or(why);
         JobState::Failed(at, last_lines(&message))
     } else {
-        JobState::Running(pod.as_ref().and_then(waiting_reason))
+        JobState::Running(pod.as_ref().and_then(super::jobs::waiting_reason))
     };
     Ok(Observed {
         database_ready,
@@ -433,21 +432,6 @@ pub async fn observe(
 
 fn spec_attempt(system: &HealthSystem) -> i32 {
     system.spec.migration.as_ref().map_or(0, |m| m.attempt)
-}
-
-fn waiting_reason(pod: &Pod) -> Option<String> {
-    pod.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .find_map(|c| {
-            let waiting = c.state.as_ref()?.waiting.as_ref()?;
-            let reason = waiting.reason.clone().unwrap_or_default();
-            // A container being created is not news.
-            (reason != "ContainerCreating")
-                .then(|| format!("{reason}: {}", waiting.message.clone().unwrap_or_default()))
-        })
 }
 
 /// The last lines of a log used as a message: at most five lines and 1,000 characters.

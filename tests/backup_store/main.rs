@@ -38,7 +38,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
@@ -227,7 +227,7 @@ async fn backup_now(client: &Client, name: &str, namespace: &str, job: &str) -> 
 /// The logs of the Job's pods, the succeeded one last (a Job may have retried).
 async fn job_logs(pods: &Api<k8s_openapi::api::core::v1::Pod>, job: &str) -> String {
     let mut list = pods
-        .list(&kube::api::ListParams::default().labels(&format!("job-name={job}")))
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
         .await
         .unwrap()
         .items;
@@ -662,6 +662,86 @@ async fn a_restore_drill_proves_the_latest_backup_and_a_changed_byte_fails_the_n
         "a Warning event BackupDrillFailed",
         Duration::from_secs(30),
         || systems::has_warning(&client, &name, "BackupDrillFailed"),
+    )
+    .await;
+}
+
+/// A final backup whose pod cannot start (the system's store credentials were removed) is
+/// reported at once, naming what is missing, instead of when its Job's deadline ends; the
+/// namespace stays until the credentials are back or the final backup is skipped.
+#[tokio::test]
+async fn a_final_backup_that_cannot_start_says_why_and_keeps_the_namespace() {
+    let client = setup().await;
+    // Ready, and deleted with Delete, but its namespace never got its store credentials.
+    let name = systems::create(&client, "s3nocred", "lab-biomedica.yaml", |m| {
+        node::small_system(m);
+        m["spec"]["deletionPolicy"] = json!("Delete");
+    })
+    .await;
+    systems::wait_ready(&client, &name).await;
+    let namespace = format!("hs-{name}");
+    let systems_api = Api::<healthsystem_operator::api::HealthSystem>::all(client.clone());
+    systems_api
+        .delete(&name, &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+
+    let events = Api::<k8s_openapi::api::core::v1::Event>::all(client.clone());
+    // Well before the Job's deadline (600 s here).
+    let message = until(
+        "a Warning that the final backup cannot start",
+        Duration::from_secs(150),
+        || async {
+            let list = events
+                .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("FinalBackupBlocked")
+                        && e.type_.as_deref() == Some("Warning")
+                })
+                .and_then(|e| e.message.clone())
+                .ok_or_else(|| {
+                    let seen: Vec<_> = list.items.iter().map(|e| e.reason.clone()).collect();
+                    format!("events: {seen:?}")
+                })
+        },
+    )
+    .await;
+    assert!(
+        message.contains("backup-store-credentials") && message.contains("skipFinalBackup"),
+        "names the missing Secret and the way out: {message}"
+    );
+    let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
+    assert!(
+        namespaces.get_opt(&namespace).await.unwrap().is_some(),
+        "the namespace is kept"
+    );
+
+    // Skipping the final backup lets the deletion finish.
+    systems_api
+        .patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({ "spec": { "backup": { "skipFinalBackup": true } } })),
+        )
+        .await
+        .unwrap();
+    until(
+        "the namespace is gone",
+        Duration::from_secs(180),
+        || async {
+            match namespaces
+                .get_opt(&namespace)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                None => Ok(()),
+                Some(_) => Err("still there".to_string()),
+            }
+        },
     )
     .await;
 }
