@@ -729,15 +729,17 @@ async fn a_final_backup_that_cannot_start_says_why_and_keeps_the_namespace() {
         )
         .await
         .unwrap();
+    namespace_gone(&client, &namespace).await;
+}
+
+/// Waits until the namespace `name` no longer exists.
+async fn namespace_gone(client: &Client, name: &str) {
+    let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
     until(
-        "the namespace is gone",
+        &format!("namespace {name} is gone"),
         Duration::from_secs(180),
         || async {
-            match namespaces
-                .get_opt(&namespace)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            match namespaces.get_opt(name).await.map_err(|e| e.to_string())? {
                 None => Ok(()),
                 Some(_) => Err("still there".to_string()),
             }
@@ -785,22 +787,7 @@ async fn a_new_system_starts_from_the_backup_of_a_deleted_one() {
         .delete(&old, &kube::api::DeleteParams::default())
         .await
         .unwrap();
-    let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
-    until(
-        "the old namespace is gone",
-        Duration::from_secs(180),
-        || async {
-            match namespaces
-                .get_opt(&old_ns)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                None => Ok(()),
-                Some(_) => Err("still there".to_string()),
-            }
-        },
-    )
-    .await;
+    namespace_gone(&client, &old_ns).await;
 
     let new = systems::create(&client, "s3dst", "lab-biomedica.yaml", |m| {
         node::small_system(m);
