@@ -208,23 +208,26 @@ struct Floor {
     ready_apiserver: apiserver::Usage,
 }
 
+/// The floor's field manager and managed-by label.
+const FLOOR_MANAGER: &str = "benchmark-floor";
+
 async fn floor(n: usize, dir: &Path) -> Floor {
     let cluster = cluster::start_in(dir).expect("cluster");
     let client = client_for(&cluster.kubeconfig).await;
-    let systems = rendered(n, "benchmark-floor");
+    let systems = rendered(n, FLOOR_MANAGER);
     let before = apiserver::usage(&client, dir).await;
     let started = Instant::now();
     let ready = ready::watch_until_all_ready(
         &client,
-        &systems.iter().flatten().collect::<Vec<_>>(),
-        &format!("{MANAGED_BY}=benchmark-floor"),
+        systems.iter().flatten(),
+        &format!("{MANAGED_BY}={FLOOR_MANAGER}"),
         started,
         Duration::from_secs(1800),
     );
     // Each system in order (namespace first); 32 requests in flight across systems.
     let namespaces = futures::stream::iter(systems.iter().map(|objects| {
         let client = client.clone();
-        async move { apply_value(&client, &objects[0], "benchmark-floor").await }
+        async move { apply_value(&client, &objects[0], FLOOR_MANAGER).await }
     }))
     .buffer_unordered(IN_FLIGHT)
     .collect::<Vec<()>>();
@@ -232,7 +235,7 @@ async fn floor(n: usize, dir: &Path) -> Floor {
     let rest = futures::stream::iter(systems.iter().flat_map(|objects| objects[1..].iter()).map(
         |object| {
             let client = client.clone();
-            async move { apply_value(&client, object, "benchmark-floor").await }
+            async move { apply_value(&client, object, FLOOR_MANAGER).await }
         },
     ))
     .buffer_unordered(IN_FLIGHT)

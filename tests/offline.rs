@@ -333,6 +333,17 @@ fn selector_names(expr: &promql_parser::parser::Expr, out: &mut Vec<String>) {
     }
 }
 
+/// The metric names `query` selects (it must parse and select at least one); `context`
+/// says where it comes from.
+fn selected_metrics(query: &str, context: &str) -> Vec<String> {
+    let expr =
+        promql_parser::parser::parse(query).unwrap_or_else(|e| panic!("{context}: {query}: {e}"));
+    let mut names = Vec::new();
+    selector_names(&expr, &mut names);
+    assert!(!names.is_empty(), "{context}: {query} selects no metric");
+    names
+}
+
 /// Every PromQL expression in a dashboard: panel targets and query variables.
 fn dashboard_queries(dashboard: &serde_json::Value) -> Vec<String> {
     let mut queries: Vec<String> = dashboard["panels"]
@@ -379,16 +390,7 @@ fn every_dashboard_query_parses_and_uses_real_metrics() {
                 .replace("$__rate_interval", "5m")
                 .replace("$healthsystem", "dz-x")
                 .replace("$namespace", "hs-dz-x");
-            let expr = promql_parser::parser::parse(&promql)
-                .unwrap_or_else(|e| panic!("{}: {query}: {e}", path.display()));
-            let mut names = Vec::new();
-            selector_names(&expr, &mut names);
-            assert!(
-                !names.is_empty(),
-                "{}: {query} selects no metric",
-                path.display()
-            );
-            for name in names {
+            for name in selected_metrics(&promql, &path.display().to_string()) {
                 assert!(
                     known.contains(&name) || EXTERNAL_METRICS.contains(&name.as_str()),
                     "{}: {query} uses {name}, which neither the operator nor the exporter exposes",
@@ -416,12 +418,7 @@ fn every_fleet_alert_rule_uses_real_metrics() {
         .flat_map(|g| g["rules"].as_array().unwrap())
     {
         let query = rule["expr"].as_str().unwrap();
-        let expr = promql_parser::parser::parse(query)
-            .unwrap_or_else(|e| panic!("{}: {query}: {e}", rule["alert"]));
-        let mut names = Vec::new();
-        selector_names(&expr, &mut names);
-        assert!(!names.is_empty(), "{query} selects no metric");
-        for name in names {
+        for name in selected_metrics(query, &format!("alert {}", rule["alert"])) {
             assert!(
                 known.contains(&name) || name == "up",
                 "alert {}: {query} uses {name}, which the operator does not expose",

@@ -8,7 +8,8 @@ use futures::StreamExt;
 use kube::api::{Api, PartialObjectMeta};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Expected objects by "apiVersion/kind": (namespace, name) of each.
@@ -39,6 +40,37 @@ pub fn expected<'a>(systems: impl IntoIterator<Item = &'a Value>) -> Expected {
     out
 }
 
+/// Watches `api` (labelled `selector`) and resolves with the time after `started` at which
+/// every object in `pending` had been seen `done`; panics after `timeout`, naming `what`.
+pub async fn until_all<K>(
+    api: Api<K>,
+    selector: &str,
+    mut pending: HashSet<(String, String)>,
+    done: impl Fn(&K) -> bool,
+    what: &str,
+    started: Instant,
+    timeout: Duration,
+) -> Duration
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let stream = watcher(api, watcher::Config::default().labels(selector))
+        .default_backoff()
+        .touched_objects();
+    let mut stream = std::pin::pin!(stream);
+    while !pending.is_empty() {
+        let next = tokio::time::timeout_at((started + timeout).into(), stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("{} {what} still missing after {timeout:?}", pending.len()));
+        if let Some(Ok(object)) = next
+            && done(&object)
+        {
+            pending.remove(&(object.namespace().unwrap_or_default(), object.name_any()));
+        }
+    }
+    started.elapsed()
+}
+
 /// Starts the watches (labelled `selector`) and resolves with the time after `started` at
 /// which the last expected object existed; panics after `timeout`.
 pub fn watch_until_all_exist(
@@ -55,26 +87,10 @@ pub fn watch_until_all_exist(
             let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &kind));
             // Metadata only: what an informer of names costs.
             let api = Api::<PartialObjectMeta<DynamicObject>>::all_with(client.clone(), &resource);
-            let config = watcher::Config::default().labels(selector);
+            let selector = selector.to_string();
             async move {
-                let mut pending = pending;
-                let stream = watcher(api, config).default_backoff().touched_objects();
-                let mut stream = std::pin::pin!(stream);
-                while !pending.is_empty() {
-                    let next = tokio::time::timeout_at((started + timeout).into(), stream.next())
-                        .await
-                        .unwrap_or_else(|_| {
-                            panic!(
-                                "{} {kind} objects still missing after {timeout:?}",
-                                pending.len()
-                            )
-                        });
-                    if let Some(Ok(object)) = next {
-                        pending
-                            .remove(&(object.namespace().unwrap_or_default(), object.name_any()));
-                    }
-                }
-                started.elapsed()
+                let what = format!("{kind} objects");
+                until_all(api, &selector, pending, |_| true, &what, started, timeout).await
             }
         })
         .collect();

@@ -52,7 +52,10 @@ fn condition(job: &DynamicObject, type_: &str) -> Option<String> {
 
 /// Whether the namespace must wait: the final backup has not succeeded (and one is wanted).
 pub async fn pending(system: &HealthSystem, ctx: &Context) -> Result<bool> {
-    if ctx.config.backup.object_store.is_none() || system.spec.backup.skip_final_backup {
+    let Some(store) = &ctx.config.backup.object_store else {
+        return Ok(false);
+    };
+    if system.spec.backup.skip_final_backup {
         return Ok(false);
     }
     let namespace = labels::namespace(system);
@@ -105,13 +108,6 @@ pub async fn pending(system: &HealthSystem, ctx: &Context) -> Result<bool> {
     // the Job's deadline.
     let pod = super::jobs::newest_pod(&ctx.client, &namespace, NAME).await?;
     if let Some(why) = pod.as_ref().and_then(super::jobs::waiting_reason) {
-        let credentials = ctx
-            .config
-            .backup
-            .object_store
-            .as_ref()
-            .map(|s| s.credentials_secret.as_str())
-            .unwrap_or_default();
         super::events::publish(
             &ctx.recorder,
             &reference,
@@ -120,8 +116,9 @@ pub async fn pending(system: &HealthSystem, ctx: &Context) -> Result<bool> {
             format!(
                 "the final backup Job {NAME} cannot start ({why}); the namespace is kept: \
                  restore what it needs (the system's store credentials are the Secret \
-                 {credentials} in {namespace}), or set spec.backup.skipFinalBackup: true to \
-                 delete without it"
+                 {} in {namespace}), or set spec.backup.skipFinalBackup: true to \
+                 delete without it",
+                store.credentials_secret
             ),
             "Delete",
         )

@@ -686,28 +686,11 @@ async fn a_final_backup_that_cannot_start_says_why_and_keeps_the_namespace() {
         .await
         .unwrap();
 
-    let events = Api::<k8s_openapi::api::core::v1::Event>::all(client.clone());
     // Well before the Job's deadline (600 s here).
     let message = until(
         "a Warning that the final backup cannot start",
         Duration::from_secs(150),
-        || async {
-            let list = events
-                .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
-                .await
-                .map_err(|e| e.to_string())?;
-            list.items
-                .iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some("FinalBackupBlocked")
-                        && e.type_.as_deref() == Some("Warning")
-                })
-                .and_then(|e| e.message.clone())
-                .ok_or_else(|| {
-                    let seen: Vec<_> = list.items.iter().map(|e| e.reason.clone()).collect();
-                    format!("events: {seen:?}")
-                })
-        },
+        || systems::has_warning(&client, &name, "FinalBackupBlocked"),
     )
     .await;
     assert!(

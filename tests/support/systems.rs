@@ -141,9 +141,9 @@ pub async fn create_backup_job(
         .unwrap();
 }
 
-/// `Ok` once a Warning event with `reason` was published about the HealthSystem `name`
-/// (for [`until`]).
-pub async fn has_warning(client: &Client, name: &str, reason: &str) -> Result<(), String> {
+/// `Ok` with its message once a Warning event with `reason` was published about the
+/// HealthSystem `name` (for [`until`]); `Err` names the reasons seen so far.
+pub async fn has_warning(client: &Client, name: &str, reason: &str) -> Result<String, String> {
     let events = Api::<k8s_openapi::api::core::v1::Event>::all(client.clone())
         .list(&kube::api::ListParams::default().fields(&format!("involvedObject.name={name}")))
         .await
@@ -151,7 +151,10 @@ pub async fn has_warning(client: &Client, name: &str, reason: &str) -> Result<()
     events
         .items
         .iter()
-        .any(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning"))
-        .then_some(())
-        .ok_or_else(|| "none yet".to_string())
+        .find(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning"))
+        .map(|e| e.message.clone().unwrap_or_default())
+        .ok_or_else(|| {
+            let seen: Vec<_> = events.items.iter().map(|e| e.reason.clone()).collect();
+            format!("events: {seen:?}")
+        })
 }
