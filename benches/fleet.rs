@@ -31,10 +31,8 @@
 //! to a fresh cluster with the operator running, the time until all are Ready, and the
 //! migration phases by wave from the operator's metrics.
 
-#[path = "../tests/support/cluster.rs"]
-mod cluster;
-#[path = "../tests/support/wait.rs"]
-mod wait;
+use healthsystem_test_support::cluster;
+use healthsystem_test_support::wait;
 
 #[path = "fleet/apiserver.rs"]
 mod apiserver;
@@ -618,7 +616,7 @@ async fn measure(n: usize, args: &Args, base: &Path) -> Row {
     let all_applied = applied::watch_until_all_exist(
         &client,
         children,
-        &healthsystem_operator::controller::children::selector(),
+        &healthsystem_operator::controller::cache::kinds::selector(),
         started,
         Duration::from_secs(1800),
     );
@@ -892,7 +890,8 @@ async fn onboarded(path: &Path, base: &Path) {
 
 fn main() {
     let args = args();
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-{}", std::process::id()));
+    let base =
+        healthsystem_test_support::target_tmpdir().join(format!("bench-{}", std::process::id()));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     if let Some(path) = &args.inventory {
         runtime.block_on(onboarded(path, &base));

@@ -36,7 +36,7 @@ enum Command {
         concurrency: u16,
         /// API requests in flight at once, besides watches, the Lease and the API server probe
         /// (more only waits at the API server, holding a connection each).
-        #[arg(long, env = "HS_API_IN_FLIGHT", default_value_t = crate::controller::in_flight::DEFAULT)]
+        #[arg(long, env = "HS_API_IN_FLIGHT", default_value_t = crate::controller::runtime::in_flight::DEFAULT)]
         api_in_flight: usize,
         /// Log format.
         #[arg(long, env = "HS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -176,11 +176,11 @@ impl Cli {
                     let metrics = crate::metrics::Metrics::new();
                     let identity = identity();
                     let fence = if leader_elect {
-                        crate::controller::fence::Fence::closed()
+                        crate::controller::runtime::fence::Fence::closed()
                     } else {
-                        crate::controller::fence::Fence::open()
+                        crate::controller::runtime::fence::Fence::open()
                     };
-                    let client = crate::controller::client::operator_client(
+                    let client = crate::controller::runtime::client::operator_client(
                         &metrics,
                         &identity,
                         fence.clone(),

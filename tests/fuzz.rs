@@ -1,4 +1,4 @@
-//! Issue 16, fuzzed input (property-based, proptest): `render` never panics, whatever it is
+//! Fuzzed input (property-based, proptest): `render` never panics, whatever it is
 //! given (arbitrary bytes, YAML-like noise, deep nesting, huge documents), and answers in
 //! bounded time; every manifest admission's schema and CEL accept (examples with fields
 //! replaced by arbitrary values) builds its children without panic, and every one refused
@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
-#[path = "support/fuzzing.rs"]
-mod fuzzing;
+use healthsystem_test_support::fuzzing;
 
 use fuzzing::{examples, json_value, with_a_leaf_replaced};
 use healthsystem_operator::api::validation::validate;

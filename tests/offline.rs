@@ -4,9 +4,8 @@
 
 use std::process::{Command, Output};
 
-#[path = "support/corpus.rs"]
-mod corpus;
 use corpus::{expectation, root, yaml_files};
+use healthsystem_test_support::corpus;
 
 /// Runs the operator binary with `args`, feeding `stdin`.
 fn operator(args: &[&str], stdin: Option<&str>) -> Output {
@@ -76,7 +75,7 @@ fn render_reads_several_documents_from_stdin() {
     assert!(yaml.contains("name: hs-poliklinika-medicus"));
 }
 
-/// Issue 12, defect 3: a valid file of 2,000 systems (a whole region's manifests) renders;
+/// A valid file of 2,000 systems (a whole region's manifests) renders;
 /// it used to fail with the YAML parser's default budget of 1,024 documents.
 #[test]
 fn render_handles_a_file_of_two_thousand_systems() {
@@ -154,7 +153,7 @@ fn render_reports_yaml_syntax_errors_with_the_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("<stdin>: not valid YAML"));
 }
 
-/// Issue 12, defect 3: input holding only empty documents is not a successful render of
+/// Input holding only empty documents is not a successful render of
 /// nothing: it says there is nothing to render and fails.
 #[test]
 fn render_says_so_when_there_is_nothing_to_render() {

@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::PlatformService;
+use crate::config::checks::is_dns_label;
+use crate::config::network::{PlatformService, check_peer};
 
 /// Where and how backups are kept.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -198,7 +199,7 @@ impl BackupConfig {
                 "must be at least 60 seconds".into(),
             ));
         }
-        if !super::is_dns_label(&drills.namespace) {
+        if !is_dns_label(&drills.namespace) {
             return Err((
                 "backup.drills.namespace".into(),
                 "must be a namespace name".into(),
@@ -243,7 +244,7 @@ impl BackupConfig {
                 "must hold PEM certificates".into(),
             ));
         }
-        super::check_peer("backup.objectStore.network", &store.network)
+        check_peer("backup.objectStore.network", &store.network)
     }
 }
 
@@ -261,7 +262,7 @@ impl ObjectStore {
                 cidrs: vec!["10.220.0.0/24".into()],
                 namespace_selector: None,
                 pod_selector: None,
-                ports: vec![super::ServicePort {
+                ports: vec![crate::config::network::ServicePort {
                     port: 443,
                     protocol: "TCP".into(),
                 }],

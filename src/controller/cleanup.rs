@@ -11,16 +11,16 @@ use kube::api::{Api, DeleteParams};
 use kube::runtime::controller::Action;
 use tracing::info;
 
-use super::context::Context;
 use crate::api::{DeletionPolicy, HealthSystem};
-use crate::error::{Error, Result};
+use crate::controller::context::Context;
+use crate::error::{AtStep, Error, Result, Step};
 use crate::resources::labels::{self, OWNER_UID};
 
 /// Runs the deletion policy of `system`. Tolerates an apply that never ran.
 pub async fn cleanup(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     let namespace = labels::namespace(system);
     ctx.restarts.forget(&namespace);
-    ctx.store_status.forget(&namespace);
+    ctx.store_reads.forget(&namespace);
     match system.spec.deletion_policy {
         DeletionPolicy::Retain => {
             info!(
@@ -31,7 +31,11 @@ pub async fn cleanup(system: &HealthSystem, ctx: &Context) -> Result<Action> {
         }
         DeletionPolicy::Delete => {
             let api = Api::<Namespace>::all(ctx.client.clone());
-            let Some(existing) = api.get_opt(&namespace).await? else {
+            let Some(existing) = api
+                .get_opt(&namespace)
+                .await
+                .at(Step::Cleanup, &namespace)?
+            else {
                 info!(namespace, "deleted with Delete: namespace gone");
                 return Ok(Action::await_change());
             };
@@ -49,11 +53,13 @@ pub async fn cleanup(system: &HealthSystem, ctx: &Context) -> Result<Action> {
             if existing.metadata.deletion_timestamp.is_none() {
                 // An Err keeps the finalizer (an Ok would release it with the namespace
                 // still there).
-                if super::final_backup::pending(system, ctx).await? {
+                if crate::controller::backup::final_backup::pending(system, ctx).await? {
                     return Err(Error::FinalBackupPending(namespace));
                 }
                 info!(namespace, "deleted with Delete: deleting the namespace");
-                api.delete(&namespace, &DeleteParams::foreground()).await?;
+                api.delete(&namespace, &DeleteParams::foreground())
+                    .await
+                    .at(Step::Cleanup, &namespace)?;
             }
             Err(Error::NamespaceTerminating(namespace))
         }

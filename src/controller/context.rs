@@ -4,9 +4,9 @@
 use kube::Client;
 use kube::runtime::events::Recorder;
 
-use super::children::Stores;
-use super::restarts::Restarts;
 use crate::config::Config;
+use crate::controller::cache::kinds::Stores;
+use crate::controller::database::restarts::Restarts;
 use crate::metrics::Metrics;
 
 /// Shared by every reconcile.
@@ -26,9 +26,9 @@ pub struct Context {
     /// Database restarts under way and waiting, bounded across the fleet.
     pub restarts: Restarts,
     /// Restore drills started, bounded across the fleet.
-    pub drills: super::drills::Drills,
+    pub drill_slots: crate::controller::backup::drill_slots::DrillSlots,
     /// Each system's last backup read from the object store.
-    pub store_status: super::store_status::StoreStatus,
+    pub store_reads: crate::controller::backup::store_reads::StoreReads,
     /// Statuses written that the HealthSystem cache may not show yet.
-    pub written_status: super::written_status::WrittenStatus,
+    pub written_status: crate::controller::status::written::WrittenStatus,
 }

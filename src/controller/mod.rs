@@ -2,33 +2,16 @@
 //! through our labels, every child, reconciles with bounded concurrency and stops cleanly on
 //! SIGINT or SIGTERM.
 
-pub mod api_health;
 pub mod apply;
-pub mod apply_body;
-pub mod bootstrap;
+pub mod backup;
 pub mod cache;
-pub mod children;
 pub mod cleanup;
-pub mod client;
 pub mod context;
-pub mod credentials;
-pub mod drills;
-pub mod events;
-pub mod fence;
-pub mod final_backup;
-pub mod in_flight;
-pub mod jobs;
-pub mod leader;
+pub mod database;
 pub mod migration;
-pub mod ownership;
-pub mod quota;
 pub mod reconcile;
-pub mod restarts;
-pub mod slim;
+pub mod runtime;
 pub mod status;
-pub mod store_status;
-pub mod takeback;
-pub mod written_status;
 
 use std::sync::Arc;
 
@@ -48,8 +31,12 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::resources::labels::{HEALTHSYSTEM, MANAGER};
 use crate::resources::monitoring;
+use backup::{drill_slots::DrillSlots, store_reads::StoreReads};
+use cache::kinds;
 use context::Context;
-use restarts::Restarts;
+use database::restarts::Restarts;
+use runtime::{api_health, fence, leader};
+use status::written::WrittenStatus;
 
 /// Settings of a controller run.
 #[derive(Clone, Debug)]
@@ -190,7 +177,7 @@ async fn reconcile_until_stopped(
             "monitoring.coreos.com is not served: PodMonitors and PrometheusRules are skipped until the operator restarts with it"
         );
     }
-    let (stores, streams) = children::watch(&client, children::kinds(monitoring_api));
+    let (stores, streams) = kinds::watch(&client, kinds::kinds(monitoring_api));
     // Compare with the cluster, never with an empty cache: a restart then writes nothing.
     // A signal while the first lists are still loading stops the operator at once.
     tokio::select! {
@@ -224,9 +211,9 @@ async fn reconcile_until_stopped(
         monitoring_api,
         metrics: metrics.clone(),
         restarts: Restarts::default(),
-        drills: drills::Drills::default(),
-        store_status: store_status::StoreStatus::default(),
-        written_status: written_status::WrittenStatus::default(),
+        drill_slots: DrillSlots::default(),
+        store_reads: StoreReads::default(),
+        written_status: WrittenStatus::default(),
     });
 
     // Every trigger stream backs off on its own, so the controller's merged stream must not

@@ -14,9 +14,17 @@ use kube::runtime::finalizer::{self, Event};
 use kube::{Resource, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
-use super::context::Context;
-use super::{apply, bootstrap, cleanup, drills, events, migration, status, store_status};
 use crate::api::{DatabaseRestart, HealthSystem, MigrationPhase, MigrationStatus};
+use crate::controller::apply;
+use crate::controller::backup::bootstrap;
+use crate::controller::backup::drills;
+use crate::controller::backup::store_status;
+use crate::controller::cleanup;
+use crate::controller::context::Context;
+use crate::controller::database::data_hold;
+use crate::controller::migration;
+use crate::controller::runtime::events;
+use crate::controller::status;
 use crate::error::{Error, Result};
 use crate::resources::{Desired, database};
 
@@ -68,7 +76,7 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     // The desired set follows the migration's new phase (its Job, its egress allowance).
     let view = with_migration(system, migration.clone());
     let mut desired = Desired::build(&view, &ctx.config);
-    hold_database_without_its_data(system, ctx, &mut desired);
+    data_hold::hold_database_without_its_data(system, ctx, &mut desired);
     let applied = match apply::apply(&ctx.client, &ctx.stores, &name, &uid, &desired).await {
         Ok(applied) => applied,
         Err(error @ Error::NamespaceNotOwned(_)) => {
@@ -210,28 +218,6 @@ async fn restart_database(system: &HealthSystem, ctx: &Context) -> Result<Option
         .await;
     }
     Ok(restart)
-}
-
-/// Keeps the database stopped while the claim its data was on is gone and nobody accepted
-/// the loss: a running StatefulSet would make a new claim and initialise an empty database.
-fn hold_database_without_its_data(system: &HealthSystem, ctx: &Context, desired: &mut Desired) {
-    let namespace = crate::resources::labels::namespace(system);
-    let live = ctx.stores.get(
-        "v1",
-        "PersistentVolumeClaim",
-        Some(&namespace),
-        &database::data_claim_name(),
-    );
-    let live_uid = status::data_claim_uid(live.as_ref().map(|c| &c.metadata));
-    if let Some(lost) = status::lost_data_claim(system, live_uid.as_deref()) {
-        warn!(
-            claim = lost,
-            "data claim gone: the database is held stopped"
-        );
-        if let Some(spec) = desired.database.spec.as_mut() {
-            spec.replicas = Some(0);
-        }
-    }
 }
 
 /// How long to wait before applying a refused child again: as long as the system has been

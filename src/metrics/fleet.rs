@@ -11,8 +11,8 @@ use std::sync::{Arc, RwLock};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 
-use super::PREFIX;
 use crate::api::{MigrationPhase, Phase};
+use crate::metrics::names::PREFIX;
 
 /// Every phase as exposed, each with a series (1 for the current one).
 const PHASES: [(Phase, &str); 5] = [

@@ -6,7 +6,6 @@
 //! `FILE:LINE (INSTITUTION): COLUMN: MESSAGE`; a bad row yields nothing.
 
 pub mod names;
-pub mod rules;
 pub mod table;
 
 use std::collections::BTreeMap;
@@ -17,7 +16,7 @@ use serde_json::{Value, json};
 use crate::api::Tier;
 use crate::api::validation::validate;
 use crate::config::Config;
-pub use rules::OnboardingConfig;
+pub use crate::config::onboarding::OnboardingConfig;
 use table::{Row, number};
 
 /// Which rows to onboard: all, or those of some waves, or some system ids.

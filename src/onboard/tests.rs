@@ -70,7 +70,7 @@ fn a_database_too_large_for_its_tier_moves_the_system_up() {
     assert_eq!(manifest_of(&row)["spec"]["tier"], "Standard");
 }
 
-/// Issue 12, defect 1: the backup claim is added to the quota on top of the tier's storage,
+/// The backup claim is added to the quota on top of the tier's storage,
 /// so a database that fits its tier stays in it (120 GiB x 1.5 = 180Gi of Small's 200Gi;
 /// with the backup counted against the tier it was moved up).
 #[test]

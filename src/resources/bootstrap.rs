@@ -18,34 +18,12 @@ use kube::api::ObjectMeta;
 
 use super::backup::{agent_container, store_env};
 use super::database;
-use super::labels::{self, COMPONENT, HEALTHSYSTEM, MANAGED_BY, MANAGER, OWNER_UID};
+use super::labels::{self, MANAGED_BY, MANAGER, OWNER_UID};
 use super::pod::{empty_dir, env, secret_key_env};
+use super::restore_pods::restore_pods;
+pub use super::restore_pods::{COMPONENT_NAME, database_peer, pending, source};
 use crate::api::{BackupSource, HealthSystem};
 use crate::config::{Config, ObjectStore};
-
-/// Component label of the restore Job and its pod.
-pub const COMPONENT_NAME: &str = "bootstrap";
-
-/// The source of the system's bootstrap, when it has one.
-pub fn source(system: &HealthSystem) -> Option<&BackupSource> {
-    system
-        .spec
-        .database
-        .bootstrap
-        .as_ref()
-        .map(|b| &b.from_backup)
-}
-
-/// Whether the system is still to be restored (the status has not recorded the end).
-pub fn pending(system: &HealthSystem) -> bool {
-    source(system).is_some()
-        && system
-            .status
-            .as_ref()
-            .and_then(|s| s.database.as_ref())
-            .and_then(|d| d.bootstrap.as_ref())
-            .is_none_or(|b| b.phase == "Restoring")
-}
 
 /// Name of the restore Job, its Secret and its policy in the restore namespace.
 pub fn name(system: &HealthSystem) -> String {
@@ -131,13 +109,6 @@ pub fn job(
     }
 }
 
-fn restore_pods(system: &HealthSystem) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (HEALTHSYSTEM.to_string(), labels::name(system).to_string()),
-        (COMPONENT.to_string(), COMPONENT_NAME.to_string()),
-    ])
-}
-
 /// The restore pod's policy in the restore namespace: no ingress; egress to the store, DNS
 /// and the new database's port.
 pub fn policy(system: &HealthSystem, config: &Config, store: &ObjectStore) -> NetworkPolicy {
@@ -180,25 +151,6 @@ pub fn policy(system: &HealthSystem, config: &Config, store: &ObjectStore) -> Ne
     }
 }
 
-/// Who may reach the new database's port while it is restored: the restore pod, in the
-/// restore namespace.
-pub fn database_peer(system: &HealthSystem, config: &Config) -> NetworkPolicyPeer {
-    NetworkPolicyPeer {
-        namespace_selector: Some(LabelSelector {
-            match_labels: Some(BTreeMap::from([(
-                "kubernetes.io/metadata.name".to_string(),
-                config.backup.drills.namespace.clone(),
-            )])),
-            ..LabelSelector::default()
-        }),
-        pod_selector: Some(LabelSelector {
-            match_labels: Some(restore_pods(system)),
-            ..LabelSelector::default()
-        }),
-        ..NetworkPolicyPeer::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
@@ -206,6 +158,7 @@ mod tests {
     use super::*;
     use crate::api::validation::validate;
     use crate::resources::Desired;
+    use crate::resources::labels::COMPONENT;
 
     fn system(status: Option<&str>) -> HealthSystem {
         let mut system = validate(&json!({

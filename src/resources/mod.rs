@@ -6,15 +6,18 @@ pub mod backup;
 pub mod bootstrap;
 pub mod database;
 pub mod drill;
+pub mod final_backup;
 pub mod labels;
 pub mod metadata;
 pub mod migration;
 pub mod monitoring;
+pub mod names;
 pub mod namespace;
 pub mod network;
 pub mod pod;
 pub mod quantity;
 pub mod rbac;
+pub mod restore_pods;
 pub mod roles;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};

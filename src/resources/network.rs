@@ -114,8 +114,8 @@ fn database_clients(system: &HealthSystem) -> LabelSelector {
 /// The database's clients; and, while spec.database.bootstrap restores it, the restore pod.
 fn database_clients_and_restore(system: &HealthSystem, config: &Config) -> Vec<NetworkPolicyPeer> {
     let mut from = vec![pods_of(database_clients(system))];
-    if super::bootstrap::pending(system) && config.backup.object_store.is_some() {
-        from.push(super::bootstrap::database_peer(system, config));
+    if super::restore_pods::pending(system) && config.backup.object_store.is_some() {
+        from.push(super::restore_pods::database_peer(system, config));
     }
     from
 }

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::database;
+use super::names;
 use super::roles::Role;
 use crate::api::HealthSystem;
 use crate::config::Config;
@@ -65,7 +65,7 @@ pub fn container_security() -> SecurityContext {
 
 /// An environment variable read from a key of the application's credentials Secret.
 pub fn secret_env(name: &str, key: &str) -> EnvVar {
-    secret_key_env(name, database::SECRET, key)
+    secret_key_env(name, super::roles::APPLICATION.secret, key)
 }
 
 /// An environment variable read from `key` of the Secret `secret`.
@@ -88,10 +88,10 @@ pub fn secret_key_env(name: &str, secret: &str, key: &str) -> EnvVar {
 /// the `database` Service, and the user, password and database from the role's Secret.
 pub fn database_client_env(role: Role) -> Vec<EnvVar> {
     vec![
-        env("PGHOST", database::SERVICE),
-        env("PGPORT", &database::PORT.to_string()),
+        env("PGHOST", names::SERVICE),
+        env("PGPORT", &names::PORT.to_string()),
         secret_key_env("PGUSER", role.secret, "username"),
-        secret_key_env("PGPASSWORD", role.secret, database::PASSWORD_KEY),
+        secret_key_env("PGPASSWORD", role.secret, names::PASSWORD_KEY),
         secret_key_env("PGDATABASE", role.secret, "database"),
     ]
 }

@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 
-use super::database;
 use super::labels;
 use super::metadata::component_meta;
+use super::names;
 use crate::api::HealthSystem;
 
 /// A login role and the Secret that holds its credentials (`username`, `password`, and where
@@ -73,7 +73,7 @@ impl Role {
 /// only when, it creates the Secret).
 pub fn secret(system: &HealthSystem, role: Role) -> Secret {
     let namespace = labels::namespace(system);
-    let mut metadata = component_meta(system, role.secret, database::COMPONENT_NAME);
+    let mut metadata = component_meta(system, role.secret, names::COMPONENT_NAME);
     metadata.annotations.get_or_insert_default().insert(
         "sdc.gov.rs/credentials".to_string(),
         if role.regenerable() {
@@ -90,9 +90,9 @@ pub fn secret(system: &HealthSystem, role: Role) -> Secret {
             ("database".to_string(), APPLICATION.user.to_string()),
             (
                 "host".to_string(),
-                format!("{}.{namespace}.svc", database::SERVICE),
+                format!("{}.{namespace}.svc", names::SERVICE),
             ),
-            ("port".to_string(), database::PORT.to_string()),
+            ("port".to_string(), names::PORT.to_string()),
         ])),
         type_: Some("Opaque".into()),
         ..Secret::default()

@@ -142,7 +142,7 @@ fn the_secrets_are_rendered_without_a_password() {
     );
 }
 
-/// Issue 12, defect 6: every container the operator asks for, and the Secrets it reads. Only
+/// Every container the operator asks for, and the Secrets it reads. Only
 /// the database server itself is given the superuser's password; the exporter logs in as
 /// the monitoring role, backups as the backup role, the application and migrations as the
 /// application's role.
@@ -365,7 +365,7 @@ fn dns_egress_reaches_the_configured_resolver_addresses() {
     assert_eq!(to[1]["ipBlock"]["cidr"], "169.254.20.10/32");
 }
 
-/// Issue 12, defect 7: DNS egress reaches the DNS pods only (by default those labelled
+/// DNS egress reaches the DNS pods only (by default those labelled
 /// `k8s-app: kube-dns`, as CoreDNS and kube-dns are), on the ports the configuration names
 /// (a resolver on 5353 behind its Service), not every pod of kube-system on 53.
 #[test]
@@ -408,7 +408,7 @@ fn dns_egress_reaches_only_the_dns_pods_on_their_ports() {
     );
 }
 
-/// Issue 12, defect 7: the PodMonitor and PrometheusRule carry the labels the platform's
+/// The PodMonitor and PrometheusRule carry the labels the platform's
 /// Prometheus selects them by (configuration `monitoring.resourceLabels`), never in place of
 /// the operator's own labels.
 #[test]
@@ -458,7 +458,7 @@ fn no_container_command_holds_what_kubernetes_would_expand() {
     }
 }
 
-/// Issue 12, defect 1: the backup claim is as large as the database and counts against the
+/// The backup claim is as large as the database and counts against the
 /// namespace's storage quota. A database of more than half its tier's storage could never
 /// converge; the quota holds the tier's storage for the data plus the backup claim.
 #[test]

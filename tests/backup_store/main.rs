@@ -1,26 +1,17 @@
-//! Issue 13: backups in object storage, on the real node with a real S3-compatible store
+//! Backups in object storage, on the real node with a real S3-compatible store
 //! (versitygw). The operator is configured with the store; each system's backup Job runs the
 //! backup agent copied from the operator's image into the database's image; the dump lands
 //! encrypted under the system's prefix with a manifest whose row counts match the database;
 //! retention prunes by age on the store; one system's credentials reach nothing of another's.
 //! Its own cluster, store and operator.
 
-#[path = "../support/cluster.rs"]
-mod cluster;
-#[path = "../support/corpus.rs"]
-mod corpus;
-#[path = "../support/node.rs"]
-mod node;
-#[path = "../support/objectstore.rs"]
-mod objectstore;
-#[path = "../support/operator.rs"]
-mod operator;
-#[path = "../node/pods.rs"]
-mod pods;
-#[path = "../support/systems.rs"]
-mod systems;
-#[path = "../support/wait.rs"]
-mod wait;
+use healthsystem_test_support::cluster;
+use healthsystem_test_support::node;
+use healthsystem_test_support::objectstore;
+use healthsystem_test_support::operator;
+use healthsystem_test_support::pods;
+use healthsystem_test_support::systems;
+use healthsystem_test_support::wait;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -54,7 +45,7 @@ fn store() -> &'static Store {
     STORE.get_or_init(|| {
         cluster::kubeconfig();
         Store::start(
-            &Path::new(env!("CARGO_TARGET_TMPDIR"))
+            &healthsystem_test_support::target_tmpdir()
                 .join(format!("objectstore-{}", std::process::id())),
         )
     })
@@ -77,7 +68,7 @@ fn write_config() -> PathBuf {
         "deadlineSeconds": 600,
         "drills": { "namespace": RESTORE_NAMESPACE, "deadlineSeconds": 600 },
     });
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+    let path = healthsystem_test_support::target_tmpdir()
         .join(format!("backup-store-config-{}.yaml", std::process::id()));
     std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
     path

@@ -1,4 +1,4 @@
-//! Issue 16, faults while systems converge.
+//! Faults while systems converge.
 //! - Operator kills: the operator is killed (SIGKILL, no chance to finish anything) at random
 //!   moments and started again. A watch that runs from the start records every password each
 //!   credentials Secret ever had and every UID each namespace and claim ever had. Expected:
@@ -23,20 +23,12 @@
 //! CHAOS_ETCD_RESTARTS=3 cargo test --test chaos -- --nocapture restarts` (figures in the
 //! README). `CHAOS_SEED` replays the kill moments of a run (each run prints its seed).
 
-#[path = "../support/cluster.rs"]
-mod cluster;
-#[path = "../support/corpus.rs"]
-mod corpus;
-#[path = "../support/operator.rs"]
-mod operator;
-#[path = "../support/settings.rs"]
-mod settings;
-#[path = "../support/systems.rs"]
-mod systems;
-#[path = "../support/wait.rs"]
-mod wait;
-#[path = "../support/webhook.rs"]
-mod webhook;
+use healthsystem_test_support::cluster;
+use healthsystem_test_support::operator;
+use healthsystem_test_support::settings;
+use healthsystem_test_support::systems;
+use healthsystem_test_support::wait;
+use healthsystem_test_support::webhook;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -479,7 +471,7 @@ fn attempt_gaps(reviews: &[webhook::Review]) -> Vec<f64> {
         .collect()
 }
 
-/// Issue 16, a slow and refusing API: an admission webhook refuses one system's
+/// A slow and refusing API: an admission webhook refuses one system's
 /// NetworkPolicies, answers another's after its timeout and a third's slowly but in time.
 /// Expected: the refused and the timed-out policies land in the Network condition with the
 /// API server's words, the rest of those systems is applied, their retries come further and

@@ -3,14 +3,10 @@
 //! authenticated as the chart's ServiceAccount and nothing more, runs a HealthSystem's whole
 //! lifecycle. One cluster for this binary, with no other operator on it.
 
-#[path = "../support/cluster.rs"]
-mod cluster;
-#[path = "../support/corpus.rs"]
-mod corpus;
-#[path = "../support/systems.rs"]
-mod systems;
-#[path = "../support/wait.rs"]
-mod wait;
+use healthsystem_test_support::cluster;
+use healthsystem_test_support::corpus;
+use healthsystem_test_support::systems;
+use healthsystem_test_support::wait;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -325,7 +321,7 @@ async fn the_operator_runs_a_whole_lifecycle_with_exactly_the_chart_rbac() {
     let kubeconfig = dir.path().join("operator.kubeconfig");
     kubeconfig_with_token(token, &kubeconfig);
 
-    let log = Path::new(env!("CARGO_TARGET_TMPDIR"))
+    let log = healthsystem_test_support::target_tmpdir()
         .join(format!("chart-operator-{}.log", std::process::id()));
     let file = std::fs::File::create(&log).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

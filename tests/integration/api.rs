@@ -401,7 +401,7 @@ async fn dry_run_apply(client: &Client, object: &Value) -> bool {
     true
 }
 
-/// Issue 14: every manifest `onboard` writes for the 470-system inventory is accepted by the
+/// Every manifest `onboard` writes for the 470-system inventory is accepted by the
 /// API server (a server-side dry-run with strict field validation).
 #[tokio::test]
 async fn every_onboarded_manifest_is_accepted_by_the_api_server() {
@@ -433,7 +433,7 @@ async fn every_onboarded_manifest_is_accepted_by_the_api_server() {
     assert!(accepted > 200, "only {accepted} manifests");
 }
 
-/// Issue 12, defect 3: `render` and the API server give the same verdict on one corpus: the
+/// Defect 3: `render` and the API server give the same verdict on one corpus: the
 /// examples, the invalid corpus, and `tests/agreement/` (the edge cases they used to judge
 /// differently: `8443.0` for an integer, fields set to null). The API server's verdict is a
 /// dry-run create of the manifest as kubectl sends it (YAML made JSON).

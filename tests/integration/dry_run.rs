@@ -1,4 +1,4 @@
-//! Issue 16, fuzzed input judged by the real API server: an example with one field replaced
+//! Fuzzed input judged by the real API server: an example with one field replaced
 //! by an arbitrary value is sent as a server-side dry run. Every spec the CRD's schema and
 //! CEL admit is either built into children the API server admits too (each child a dry-run
 //! apply; the namespaced ones into one namespace of the test's, their own namespace being
@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use healthsystem_operator::api::validation::validate;
 use healthsystem_operator::config::Config;
-use healthsystem_operator::controller::children;
+use healthsystem_operator::controller::cache::kinds;
 use healthsystem_operator::resources::Desired;
 
 use crate::cluster;
@@ -61,7 +61,7 @@ async fn admit_children(
             &name,
             &PatchParams::apply("fuzz").force().dry_run(),
             // As the operator sends it.
-            &healthsystem_operator::controller::apply_body::apply_patch(&object)
+            &healthsystem_operator::controller::apply::patch_body::apply_patch(&object)
                 .map_err(|e| format!("{kind} {name}: {e}"))?,
         )
         .await
@@ -87,7 +87,7 @@ fn every_spec_the_api_server_admits_builds_children_it_admits() {
             .unwrap();
         client
     });
-    let kinds: BTreeMap<String, (ApiResource, bool)> = children::kinds(true)
+    let kinds: BTreeMap<String, (ApiResource, bool)> = kinds::kinds(true)
         .into_iter()
         .map(|k| (k.resource.kind.clone(), (k.resource, k.namespaced)))
         .collect();

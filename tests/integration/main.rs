@@ -1,16 +1,11 @@
-//! Integration tests against a real Kubernetes control plane (see `support/cluster.rs`). One
+//! Integration tests against a real Kubernetes control plane (see `tests/support/cluster.rs`). One
 //! test binary, so one local cluster serves every test; each test works in names of its own.
 
 mod api;
-#[path = "../support/cluster.rs"]
-mod cluster;
-#[path = "../support/corpus.rs"]
-mod corpus;
+use healthsystem_test_support::cluster;
+use healthsystem_test_support::corpus;
 mod dry_run;
-#[path = "../support/fuzzing.rs"]
-mod fuzzing;
-#[path = "../support/settings.rs"]
-mod settings;
+use healthsystem_test_support::fuzzing;
+use healthsystem_test_support::settings;
 mod smoke;
-#[path = "../support/wait.rs"]
-mod wait;
+use healthsystem_test_support::wait;

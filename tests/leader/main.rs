@@ -8,18 +8,13 @@
 //! long failover run is `LEADER_SYSTEMS=200 LEADER_KILLS=10 cargo test --test leader --
 //! --nocapture failover` (figures in the README).
 
-#[path = "../support/cluster.rs"]
-mod cluster;
-#[path = "../support/corpus.rs"]
-mod corpus;
-#[path = "../support/settings.rs"]
-mod settings;
-#[path = "../support/systems.rs"]
-mod systems;
-#[path = "../support/wait.rs"]
-mod wait;
+use healthsystem_test_support::cluster;
+use healthsystem_test_support::corpus;
+use healthsystem_test_support::settings;
+use healthsystem_test_support::systems;
+use healthsystem_test_support::wait;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -42,7 +37,7 @@ impl Replica {
     }
 
     fn start_with_lease(name: &str, lease: &str) -> Self {
-        let log = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        let log = healthsystem_test_support::target_tmpdir()
             .join(format!("leader-{name}-{}.log", std::process::id()));
         let file = std::fs::File::create(&log).unwrap();
         let wrapper = Command::new("bash")
@@ -199,7 +194,7 @@ async fn one_leader_reconciles_and_a_standby_takes_over() {
     drop(leader);
 }
 
-/// Issue 12, defect 8: expiry is judged by this replica's own clock, from when it last saw the
+/// Expiry is judged by this replica's own clock, from when it last saw the
 /// Lease change, never by comparing another replica's renewTime with the local clock. A live
 /// leader whose clock runs an hour behind (its renewTimes look an hour old here) keeps the
 /// Lease while it renews; once it stops, the replica takes over after the lease duration.
@@ -329,7 +324,7 @@ fn writes_received(prefix: &str) -> Vec<(String, String, String)> {
     writes
 }
 
-/// Issue 16: one leader paused longer than the Lease (SIGSTOP, then SIGCONT), then leaders
+/// One leader paused longer than the Lease (SIGSTOP, then SIGCONT), then leaders
 /// killed (SIGKILL), each while a batch of systems converges. A paused leader wakes with reconciles mid-flight
 /// after a standby took over: it must not send one more write. Proven from the API server's
 /// audit log: each replica's writes form one unbroken run in the order the server received

@@ -3,16 +3,10 @@
 //! loses them when monitoring is switched off. A cluster and an operator of its own, since
 //! the API must be served before the operator starts.
 
-#[path = "../support/cluster.rs"]
-mod cluster;
-#[path = "../support/corpus.rs"]
-mod corpus;
-#[path = "../support/operator.rs"]
-mod operator;
-#[path = "../support/systems.rs"]
-mod systems;
-#[path = "../support/wait.rs"]
-mod wait;
+use healthsystem_test_support::cluster;
+use healthsystem_test_support::operator;
+use healthsystem_test_support::systems;
+use healthsystem_test_support::wait;
 
 use std::time::Duration;
 

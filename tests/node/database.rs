@@ -132,7 +132,7 @@ async fn exporter_reports_the_database_up_to_the_monitoring_namespace() {
     assert_eq!(logs.trim(), "pg_up 1");
 }
 
-/// Issue 12, defect 5: a data volume lost (its claim deleted by hand, the pod gone with it)
+/// A data volume lost (its claim deleted by hand, the pod gone with it)
 /// is never silently replaced by an empty database: status records the data claim's UID,
 /// reports `DataMissing` with a Warning event, and the database stays stopped until a
 /// person accepts the loss of that very claim (`spec.database.acceptDataLoss`); only then
@@ -254,7 +254,7 @@ async fn a_lost_data_volume_is_reported_and_no_empty_database_starts_until_accep
     assert_eq!(pods::last_line(&read), "0", "the accepted empty database");
 }
 
-/// Issue 12, defect 4: readiness proves a login with the Secret's credentials, not only that
+/// Readiness proves a login with the Secret's credentials, not only that
 /// the server answers: a Secret whose password no longer opens the database (a botched
 /// restore of it) makes the database not ready, with a reason that says where to look, and
 /// the right password makes it ready again.

@@ -5,19 +5,12 @@
 //! one real node and one operator process for this test binary; each test has systems of
 //! its own.
 
-#[path = "../support/cluster.rs"]
-mod cluster;
-#[path = "../support/corpus.rs"]
-mod corpus;
-#[path = "../support/node.rs"]
-mod node;
-#[path = "../support/operator.rs"]
-mod operator;
-mod pods;
-#[path = "../support/systems.rs"]
-mod systems;
-#[path = "../support/wait.rs"]
-mod wait;
+use healthsystem_test_support::cluster;
+use healthsystem_test_support::node;
+use healthsystem_test_support::operator;
+use healthsystem_test_support::pods;
+use healthsystem_test_support::systems;
+use healthsystem_test_support::wait;
 
 mod backup;
 mod database;
@@ -25,7 +18,7 @@ mod isolation;
 mod migration;
 mod roles;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use kube::Client;
@@ -35,7 +28,7 @@ pub use node::image;
 
 /// The operator's configuration on the real node, as a file.
 fn write_config() -> PathBuf {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+    let path = healthsystem_test_support::target_tmpdir()
         .join(format!("node-config-{}.yaml", std::process::id()));
     let config = serde_json::to_string_pretty(&node::operator_config()).unwrap();
     std::fs::write(&path, config).unwrap();

@@ -1,4 +1,4 @@
-//! Issue 12, defect 6: nobody works as the superuser. The application logs in as a role that
+//! Nobody works as the superuser. The application logs in as a role that
 //! owns its database and nothing more, the exporter as a `pg_monitor` member, backups as a
 //! read-only role; the superuser's password is in a Secret of its own. A database made before
 //! the roles existed (its superuser was the application's own role) is moved to this layout

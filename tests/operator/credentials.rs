@@ -1,4 +1,4 @@
-//! Issue 12: credentials that cannot drift from the database, and a database that does not
+//! Credentials that cannot drift from the database, and a database that does not
 //! block node drains.
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use crate::operator;
 use crate::systems::{self, condition, wait_condition, wait_ready};
 use crate::wait::until;
 
-/// Issue 12, defect 4: a credentials Secret deleted while the database holds data is never
+/// A credentials Secret deleted while the database holds data is never
 /// replaced by a new password (the data volume was initialised with the old one): the
 /// system reports `CredentialsMissing` and a Warning event says what to do.
 #[tokio::test]
@@ -51,7 +51,7 @@ async fn a_deleted_secret_is_reported_and_never_regenerated_while_data_exists() 
     );
 }
 
-/// Issue 12, defect 7: a node drain evicts the single database pod (the StatefulSet brings
+/// A node drain evicts the single database pod (the StatefulSet brings
 /// it back elsewhere) instead of being blocked by a budget no single instance can meet.
 #[tokio::test]
 async fn a_node_drain_can_evict_the_single_database_pod() {

@@ -1,4 +1,4 @@
-//! Tenant identity (issue 11): a HealthSystem writes only into the namespace the operator
+//! Tenant identity: a HealthSystem writes only into the namespace the operator
 //! created for it (recorded by its UID), never takes over another system's namespace nor
 //! deletes one it did not create, and a system re-created after a `Retain` deletion adopts
 //! what it kept.
@@ -54,7 +54,7 @@ async fn wait_not_owned(client: &Client, name: &str) -> HealthSystem {
     system
 }
 
-/// Issue 11, defect 1: a HealthSystem naming another system's namespace takes nothing over:
+/// A HealthSystem naming another system's namespace takes nothing over:
 /// the victim's objects (its RoleBindings, policies, credentials) stay byte-identical.
 #[tokio::test]
 async fn a_system_naming_another_systems_namespace_takes_nothing_over() {
@@ -84,7 +84,7 @@ async fn a_system_naming_another_systems_namespace_takes_nothing_over() {
     assert_eq!(condition(&victim_status, "Ready").unwrap().status, "True");
 }
 
-/// Issue 11, defect 2: a namespace the operator did not create is never written, and a
+/// A namespace the operator did not create is never written, and a
 /// HealthSystem pointed at it with `deletionPolicy: Delete` never deletes it.
 #[tokio::test]
 async fn a_namespace_the_operator_did_not_create_is_neither_written_nor_deleted() {

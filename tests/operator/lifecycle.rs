@@ -145,7 +145,7 @@ async fn a_new_namespace_is_created_in_one_write() {
     assert!(
         namespace
             .annotations()
-            .contains_key(healthsystem_operator::controller::apply::FINGERPRINT),
+            .contains_key(healthsystem_operator::controller::apply::fingerprint::FINGERPRINT),
         "created with the fingerprint an apply sends"
     );
 }
@@ -632,7 +632,7 @@ async fn a_backup_older_than_the_rpo_makes_backup_ready_false() {
     );
 }
 
-/// Issue 11, defect 4: a child deleted by hand is restored within seconds, not at the next
+/// A child deleted by hand is restored within seconds, not at the next
 /// resync (10 minutes), whatever its kind; nothing else is needed to wake the owner.
 #[tokio::test]
 async fn a_child_deleted_by_hand_is_restored_within_seconds() {
@@ -693,7 +693,7 @@ async fn a_child_deleted_by_hand_is_restored_within_seconds() {
     .await;
 }
 
-/// Issue 11, defect 5: a field removed from the spec is removed from the child. Removing the
+/// A field removed from the spec is removed from the child. Removing the
 /// namespaceSelector of an allowFrom entry narrows the ingress to the system's own pods; the
 /// policy must not keep the wider rule.
 #[tokio::test]
@@ -759,7 +759,7 @@ fn container_names(statefulset: &StatefulSet) -> Vec<String> {
         .collect()
 }
 
-/// Issue 11, defect 5: what someone else adds inside a child's spec is taken back (a
+/// What someone else adds inside a child's spec is taken back (a
 /// default-deny narrowed to some pods, an extra label on a policy's selector, a sidecar in
 /// the database pod), while labels and annotations others add to the objects stay.
 #[tokio::test]

@@ -2,20 +2,15 @@
 //! kwok): one cluster and one operator process for this test binary; each test works on a
 //! HealthSystem of its own.
 
-#[path = "../support/cluster.rs"]
-mod cluster;
-#[path = "../support/corpus.rs"]
-mod corpus;
+use healthsystem_test_support::cluster;
+use healthsystem_test_support::corpus;
 mod credentials;
 mod identity;
 mod lifecycle;
 mod objects;
 mod observability;
-#[path = "../support/operator.rs"]
-mod operator;
+use healthsystem_test_support::operator;
 mod reasons;
-#[path = "../support/systems.rs"]
-mod systems;
+use healthsystem_test_support::systems;
 mod unreadable;
-#[path = "../support/wait.rs"]
-mod wait;
+use healthsystem_test_support::wait;

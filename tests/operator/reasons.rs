@@ -1,4 +1,4 @@
-//! Issue 12, defect 2: reasons that say what is wrong, not "starting".
+//! Reasons that say what is wrong, not "starting".
 
 use kube::api::Api;
 use serde_json::json;
@@ -133,9 +133,9 @@ async fn cluster_policy(
     .await;
 }
 
-/// Issue 12, defect 1: application resources the cluster refuses (here a data centre's
+/// Application resources the cluster refuses (here a data centre's
 /// admission policy capping application memory; what Kubernetes itself refuses is refused
-/// at admission since issue 16) are reported in ApplicationReady with the API server's own
+/// at admission) are reported in ApplicationReady with the API server's own
 /// words, and Ready turns False.
 #[tokio::test]
 async fn application_resources_the_cluster_refuses_are_reported() {
@@ -187,9 +187,9 @@ async fn application_resources_the_cluster_refuses_are_reported() {
     assert_eq!(condition(&system, "Ready").unwrap().status, "False");
 }
 
-/// Issue 12, defect 1: a spec the API server admits but the cluster refuses (here a data
+/// A spec the API server admits but the cluster refuses (here a data
 /// centre's admission policy forbidding ingress from legacy proxies; a label key Kubernetes
-/// itself refuses is refused at admission since issue 16) is reported: the subsystem's
+/// itself refuses is refused at admission) is reported: the subsystem's
 /// condition says which object was refused and why, Ready turns False (no stale
 /// Ready=True), a Warning event is published, and the rest of the system is still applied.
 #[tokio::test]

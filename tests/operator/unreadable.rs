@@ -1,4 +1,4 @@
-//! Issue 12, defect 8: one HealthSystem the operator cannot read does not stop the others.
+//! One HealthSystem the operator cannot read does not stop the others.
 
 use std::time::Duration;
 

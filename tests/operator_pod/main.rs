@@ -6,20 +6,14 @@
 //! A test binary of its own: the operator here is the chart's pod, and no other operator may
 //! run beside it.
 
-#[path = "../support/cluster.rs"]
-mod cluster;
-#[path = "../support/corpus.rs"]
-mod corpus;
-#[path = "../support/node.rs"]
-mod node;
-#[path = "../node/pods.rs"]
-mod pods;
-#[path = "../support/systems.rs"]
-mod systems;
-#[path = "../support/wait.rs"]
-mod wait;
+use healthsystem_test_support::cluster;
+use healthsystem_test_support::corpus;
+use healthsystem_test_support::node;
+use healthsystem_test_support::pods;
+use healthsystem_test_support::systems;
+use healthsystem_test_support::wait;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -44,7 +38,7 @@ const SELECTOR: &str = "app.kubernetes.io/name=healthsystem-operator";
 /// --release`, which `.ci/run` does first), in its own profile directory so it does not wait
 /// for the test build's lock.
 fn release_binary() -> PathBuf {
-    let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("operator-release-build.log");
+    let log = healthsystem_test_support::target_tmpdir().join("operator-release-build.log");
     let file = std::fs::File::create(&log).unwrap();
     let mut cargo = Command::new(env!("CARGO"));
     // What cargo test sets for test binaries (CARGO_PKG_*, CARGO_MANIFEST_DIR, the library
@@ -131,7 +125,7 @@ async fn the_chart_runs_the_operator_on_the_real_node_and_uninstall_keeps_the_da
     let image = node::operator_image(&release_binary());
     phase("operator image built and imported");
 
-    let values_path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+    let values_path = healthsystem_test_support::target_tmpdir()
         .join(format!("operator-pod-values-{}.json", std::process::id()));
     std::fs::write(&values_path, values(&image).to_string()).unwrap();
     let chart = root().join("charts/healthsystem-operator");

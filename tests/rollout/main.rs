@@ -1,24 +1,17 @@
-//! Issue 12, defect 7: a change of the operator's configuration that changes every database's
+//! A change of the operator's configuration that changes every database's
 //! pod template (here a tier's database memory; an image works the same way) restarts the
 //! fleet's databases a bounded number at a time (`rollout.maxDatabaseRestarts`), each
 //! holding its slot until its new pod is ready, never all at once. On the real node, with
 //! databases that really restart: its own cluster and operator, as the configuration changes.
 
-#[path = "../support/cluster.rs"]
-mod cluster;
-#[path = "../support/corpus.rs"]
-mod corpus;
-#[path = "../support/node.rs"]
-mod node;
-#[path = "../support/operator.rs"]
-mod operator;
-#[path = "../support/systems.rs"]
-mod systems;
-#[path = "../support/wait.rs"]
-mod wait;
+use healthsystem_test_support::cluster;
+use healthsystem_test_support::node;
+use healthsystem_test_support::operator;
+use healthsystem_test_support::systems;
+use healthsystem_test_support::wait;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -30,7 +23,7 @@ use serde_json::{Value, json};
 const SYSTEMS: usize = 3;
 
 fn config_path() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
+    healthsystem_test_support::target_tmpdir()
         .join(format!("rollout-config-{}.yaml", std::process::id()))
 }
 

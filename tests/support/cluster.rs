@@ -1,8 +1,6 @@
 //! The cluster every integration test talks to: the local control plane (one per test
 //! binary, started on first use by `testenv/cluster.sh`) or an existing cluster named by
 //! `HS_TEST_KUBECONFIG`. It never skips: when no cluster can be had, the tests fail loudly.
-// Each binary (tests, benchmark) uses only some of these helpers.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -61,7 +59,7 @@ pub fn audit_log() -> PathBuf {
 /// The images the real node holds, by variable name of `testenv/images.sh`'s images.env
 /// (`HS_IMAGE_POSTGRES15`, `HS_IMAGE_EXPORTER`, `HS_IMAGE_APP`, `HS_IMAGE_PAUSE`).
 pub fn node_images() -> std::collections::BTreeMap<String, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testenv/images.sh");
+    let script = crate::repo_root().join("testenv/images.sh");
     let output = Command::new("bash")
         .arg(&script)
         .stderr(Stdio::inherit())
@@ -128,7 +126,7 @@ impl LocalCluster {
 /// (passing, panicking or killed) the script notices within a second and stops every
 /// component.
 pub fn start_in(dir: &Path) -> Result<LocalCluster, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = crate::repo_root();
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let log_path = dir.join("cluster.log");
     let log =
@@ -191,8 +189,7 @@ pub fn start_in(dir: &Path) -> Result<LocalCluster, String> {
 /// The cluster of this test binary: started once and left running; it stops by itself when
 /// the binary exits.
 fn start_local() -> Result<PathBuf, String> {
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cluster-{}", std::process::id()));
+    let dir = crate::target_tmpdir().join(format!("cluster-{}", std::process::id()));
     let cluster = start_in(&dir)?;
     let kubeconfig = cluster.kubeconfig.clone();
     // Deliberately never stopped here: it outlives every test of the binary.
@@ -202,10 +199,7 @@ fn start_local() -> Result<PathBuf, String> {
 
 /// Installs the committed CRD (idempotent) and waits until it is served.
 pub async fn install_crd(client: &kube::Client) {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/healthsystem.yaml"),
-    )
-    .unwrap();
+    let text = std::fs::read_to_string(crate::repo_root().join("crds/healthsystem.yaml")).unwrap();
     let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     let name = crd.metadata.name.clone().unwrap();
@@ -241,7 +235,7 @@ pub async fn install_crd(client: &kube::Client) {
 
 /// The directory of the pinned control-plane binaries (kubectl, helm, ...), built if missing.
 pub fn testenv_bin() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testenv/build.sh");
+    let script = crate::repo_root().join("testenv/build.sh");
     let out = Command::new("bash")
         .arg(script)
         .output()

@@ -1,12 +1,11 @@
 //! The manifests the tests feed in: `examples/` (valid) and `tests/invalid/` (each with the
 //! field and the message that both `render` and the API server must report).
 // Each test binary uses only some of these helpers.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
 pub fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    crate::repo_root()
 }
 
 /// The `.yaml` files of a directory of the repository, sorted.

@@ -1,8 +1,6 @@
 //! What the property tests over the spec share: the committed examples, every leaf of a
 //! manifest as a JSON pointer, and arbitrary JSON values (with the edge values of the spec's
 //! fields among them) to put there.
-// Each binary uses only some of these helpers.
-#![allow(dead_code)]
 
 use proptest::prelude::*;
 use serde_json::Value;
@@ -47,7 +45,7 @@ pub fn with_a_leaf_replaced(
 }
 
 pub fn examples() -> Vec<Value> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let root = crate::repo_root().join("examples");
     let mut paths: Vec<_> = std::fs::read_dir(root)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -1,7 +1,5 @@
 //! What tests on the real node share: its images, and the operator configuration that runs
 //! systems there (the node's images, its DNS address, requests small enough for one node).
-// Each binary uses only some of these helpers.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

@@ -3,8 +3,6 @@
 //! reach it and nothing outside the machine does, run under `testenv/owned.sh` so it stops
 //! with the test binary. Provisioned as a platform team would: a bucket, a user per system,
 //! and a bucket policy giving each user its own prefix only.
-// Each binary uses only some of these helpers.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -58,7 +56,7 @@ impl Store {
         let root_secret = random_secret();
         let log = std::fs::File::create(dir.join("versitygw.log")).unwrap();
         let process = Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("testenv/owned.sh"))
+            .arg(crate::repo_root().join("testenv/owned.sh"))
             .arg(std::process::id().to_string())
             .arg(cluster::testenv_bin().join("versitygw"))
             .arg("--port")

@@ -1,8 +1,6 @@
 //! The operator under test: the real `healthsystem-operator run` binary, one per test binary,
 //! against the cluster of `cluster.rs`, run under `testenv/owned.sh` so it stops when the
 //! test binary exits. Its log is kept to a file so tests can see what it did.
-// Each binary uses only some of these helpers.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,7 +26,7 @@ pub fn use_config(path: PathBuf) {
 }
 
 fn spawn(log: &Path, port: u16) -> Child {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = crate::repo_root();
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -37,7 +35,7 @@ fn spawn(log: &Path, port: u16) -> Child {
     Command::new("bash")
         .arg(root.join("testenv/owned.sh"))
         .arg(std::process::id().to_string())
-        .arg(env!("CARGO_BIN_EXE_healthsystem-operator"))
+        .arg(crate::operator_binary())
         .args(["run", "--concurrency", "8", "--http-addr"])
         .arg(format!("127.0.0.1:{port}"))
         .args(
@@ -59,8 +57,7 @@ fn spawn(log: &Path, port: u16) -> Child {
 pub async fn ensure_running(client: &kube::Client) -> PathBuf {
     cluster::install_crd(client).await;
     let operator = OPERATOR.get_or_init(|| {
-        let log = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("operator-{}.log", std::process::id()));
+        let log = crate::target_tmpdir().join(format!("operator-{}.log", std::process::id()));
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")

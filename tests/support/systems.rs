@@ -1,7 +1,5 @@
 //! HealthSystems in tests: created from an example under a name of their own, and waited on
 //! until a condition holds.
-// Each binary uses only some of these helpers.
-#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -44,7 +42,7 @@ pub async fn create_named(
             &name,
             &PatchParams::apply("tests"),
             // Escaped as the operator escapes its applies (a name may hold a control character).
-            &healthsystem_operator::controller::apply_body::apply_patch(&manifest).unwrap(),
+            &healthsystem_operator::controller::apply::patch_body::apply_patch(&manifest).unwrap(),
         )
         .await
         .unwrap();

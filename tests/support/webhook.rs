@@ -3,8 +3,6 @@
 //! answering each review as the test decides per namespace: allow, deny with a message, or
 //! answer late. It records every review it received, so a test can see how often the API
 //! server asked.
-// Each binary uses only some of these helpers.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -1,6 +1,12 @@
 //! Status rules on inline manifests.
 
 use super::*;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+use kube::runtime::events::EventType;
+use serde_json::json;
+
 use crate::api::validation::validate;
 
 fn system(rpo: &str, created: Timestamp) -> HealthSystem {
@@ -291,7 +297,7 @@ fn a_refused_child_lands_in_its_subsystem_and_blocks_ready() {
     );
 }
 
-/// Issue 15: onboarding 1,000 systems published 1,000 Warning events ("not Ready") for
+/// Onboarding 1,000 systems published 1,000 Warning events ("not Ready") for
 /// systems that were only being provisioned. A first look that finds a system provisioning
 /// says nothing; one that finds it Degraded warns; Ready flipping later is still told.
 #[test]
@@ -319,7 +325,7 @@ fn a_new_system_being_provisioned_publishes_no_warning() {
     assert_eq!(warned[0].1, "StorageClassNotFound");
 }
 
-/// Issue 15: a system being provisioned steps through its conditions within seconds (volume,
+/// A system being provisioned steps through its conditions within seconds (volume,
 /// database starting, running); at fleet scale each step written is one more request per
 /// system. A step is written at most once per PROGRESS_INTERVAL; Ready, a new generation and
 /// a reason that needs a person are written at once.

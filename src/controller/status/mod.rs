@@ -1,0 +1,130 @@
+//! Conditions and phase from what the cluster reports. `observed` reads the watch stores;
+//! one builder per subsystem turns that into its condition (`namespace`, `database`,
+//! `backup`, `network`, `monitoring`, `application`); `evaluate` here combines them into the
+//! phase and Ready, and is pure; `write` writes the status only when it changed.
+
+pub mod application;
+pub mod backup;
+pub mod condition;
+pub mod database;
+pub mod monitoring;
+pub mod namespace;
+pub mod network;
+pub mod observed;
+pub mod refusals;
+pub mod write;
+pub mod written;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::{BackupStatus, DatabaseStatus, HealthSystem, HealthSystemStatus, Phase};
+use crate::resources::{database as db, labels};
+
+pub use backup::{next_backup_deadline, parse_rpo};
+pub use condition::{
+    BOOTSTRAP_FAILED, CREDENTIALS_MISSING, DATA_MISSING, NAMESPACE_NOT_OWNED, QUOTA_EXCEEDED,
+    RESTORE_DRILL_FAILED, Stamp, is_refusal, types,
+};
+pub use database::lost_data_claim;
+pub use observed::{Observed, data_claim_uid, database_ready_replicas, observe};
+pub use write::{PROGRESS_INTERVAL, Written, events, merge, progress_hold, write_if_changed};
+
+/// The status `system` should have, given what was observed at `now`. Conditions carry `now`
+/// as their transition time; `merge` keeps the old time of those that did not flip.
+pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> HealthSystemStatus {
+    let generation = system.metadata.generation;
+    let stamp = Stamp { now, generation };
+    let cond = |type_: &str, ok: bool, reason: &str, message: String| {
+        stamp.condition(type_, ok, reason, message)
+    };
+    let namespace = labels::namespace(system);
+    let lost = lost_data_claim(system, observed.claim_uid.as_deref());
+    let mut conditions = vec![
+        namespace::condition(system, observed, stamp),
+        database::condition(system, observed, lost.as_ref(), stamp),
+        backup::condition(system, observed, stamp),
+        network::condition(observed, stamp),
+        monitoring::condition(system, observed, stamp),
+    ];
+    conditions.extend(application::condition(observed, stamp));
+
+    refusals::report_refusals(&mut conditions, &observed.refused, stamp);
+
+    // Monitoring is reported but does not gate readiness: a cluster without the Prometheus
+    // Operator still hosts systems.
+    let blocking = conditions
+        .iter()
+        .find(|c| c.type_ != types::MONITORING && c.status != "True")
+        .cloned();
+    let previous = system.status.as_ref().and_then(|s| s.phase);
+    let phase = match &blocking {
+        None => Phase::Ready,
+        Some(_) if matches!(previous, Some(Phase::Ready | Phase::Degraded)) => Phase::Degraded,
+        Some(c) if is_refusal(&c.reason) => Phase::Degraded,
+        Some(c)
+            if matches!(
+                c.reason.as_str(),
+                "StorageClassNotFound"
+                    | "UnknownPlatformService"
+                    | "CredentialsIncomplete"
+                    | CREDENTIALS_MISSING
+                    | DATA_MISSING
+                    | QUOTA_EXCEEDED
+                    | "BackupStale"
+                    | "NoSuccessfulBackup"
+            ) =>
+        {
+            Phase::Degraded
+        }
+        Some(_) => Phase::Provisioning,
+    };
+    let ready = match blocking {
+        None => cond(
+            types::READY,
+            true,
+            "AllSubsystemsReady",
+            "every subsystem is ready".into(),
+        ),
+        Some(c) => cond(
+            types::READY,
+            false,
+            &c.reason,
+            format!("{}: {}", c.type_, c.message),
+        ),
+    };
+    conditions.insert(0, ready);
+
+    let old_backup = system.status.as_ref().and_then(|s| s.backup.as_ref());
+    HealthSystemStatus {
+        observed_generation: generation,
+        phase: Some(phase),
+        conditions,
+        namespace: Some(namespace),
+        database: Some(DatabaseStatus {
+            service: Some(db::SERVICE.into()),
+            secret_name: Some(db::SECRET.into()),
+            data_claim_uid: database::recorded_claim(system, observed, lost.as_ref()),
+            restart: observed.database_restart,
+            bootstrap: observed.bootstrap.clone(),
+        }),
+        backup: Some(BackupStatus {
+            last_successful_time: observed.last_success.map(Time),
+            last_failed_time: observed.last_failure.map(Time),
+            last_backup: observed.last_backup.clone(),
+            // Evidence is kept: a pass that did not look at drills carries it over.
+            last_drill: observed
+                .drill
+                .clone()
+                .or_else(|| old_backup.and_then(|b| b.last_drill.clone())),
+            last_successful_drill_time: observed
+                .drill_success
+                .map(Time)
+                .or_else(|| old_backup.and_then(|b| b.last_successful_drill_time.clone())),
+        }),
+        migration: observed.migration.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,39 @@
+//! NetworkIsolated: every policy the system should have is in place and every platform
+//! service it names is known.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use crate::controller::status::condition::{Stamp, types};
+use crate::controller::status::observed::Observed;
+
+/// The network subsystem's condition.
+pub fn condition(observed: &Observed, stamp: Stamp) -> Condition {
+    if !observed.missing_policies.is_empty() {
+        stamp.condition(
+            types::NETWORK,
+            false,
+            "PolicyMissing",
+            format!(
+                "network policies not in place: {}",
+                observed.missing_policies.join(", ")
+            ),
+        )
+    } else if observed.unknown_services.is_empty() {
+        stamp.condition(
+            types::NETWORK,
+            true,
+            "PoliciesApplied",
+            "default deny with the system's allowances".into(),
+        )
+    } else {
+        stamp.condition(
+            types::NETWORK,
+            false,
+            "UnknownPlatformService",
+            format!(
+                "platform services not in the operator's configuration: {}",
+                observed.unknown_services.join(", ")
+            ),
+        )
+    }
+}

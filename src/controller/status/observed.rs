@@ -1,0 +1,250 @@
+//! What the cluster reports about one system's children, read from the watch caches (no
+//! request): the input of every condition builder.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use serde_json::Value;
+
+use crate::api::HealthSystem;
+use crate::config::Config;
+use crate::controller::apply::Refusal;
+use crate::controller::cache::compact::Live;
+use crate::controller::cache::kinds::Stores;
+use crate::controller::database::quota_shortfall;
+use crate::controller::status::condition::QUOTA_EXCEEDED;
+use crate::resources::labels::{self, COMPONENT};
+use crate::resources::{Desired, application, backup, database, namespace, network};
+
+/// What the cluster reports about one system's children.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// Why the namespace is not this system's, when it is not (nothing was written).
+    pub namespace_not_owned: Option<String>,
+    /// Phase of the namespace; None when it does not exist.
+    pub namespace_phase: Option<String>,
+    /// Ready replicas of the database StatefulSet.
+    pub database_ready_replicas: i32,
+    /// Pods of the database StatefulSet, ready or not.
+    pub database_pods: i32,
+    /// Phase of the database claim; None before it exists.
+    pub claim_phase: Option<String>,
+    /// UID of the database claim; None before it exists.
+    pub claim_uid: Option<String>,
+    /// The claim's StorageClass when it does not exist in the cluster.
+    pub missing_storage_class: Option<String>,
+    /// The credentials Secret exists.
+    pub credentials_exist: bool,
+    /// ...and holds a password.
+    pub credentials_complete: bool,
+    /// Completion time of the newest successful backup Job.
+    pub last_success: Option<Timestamp>,
+    /// Time of the newest failed backup Job.
+    pub last_failure: Option<Timestamp>,
+    /// Available and wanted replicas of the application, when there is one.
+    pub application: Option<(i32, i32)>,
+    /// Why the application's Deployment cannot make progress, from its conditions
+    /// (ReplicaFailure, or Progressing with ProgressDeadlineExceeded): reason and message.
+    pub application_failure: Option<(String, String)>,
+    /// The monitoring.coreos.com API is served.
+    pub monitoring_api: bool,
+    /// Platform services named in the spec that the configuration does not know.
+    pub unknown_services: Vec<String>,
+    /// Network policies the system should have that are not in the cluster (deleted by
+    /// hand and not re-created yet, or refused).
+    pub missing_policies: Vec<String>,
+    /// Where the migration stands (`migration::advance`), copied into the status.
+    pub migration: Option<crate::api::MigrationStatus>,
+    /// Children the API server refused in this pass.
+    pub refused: Vec<Refusal>,
+    /// The database's restart onto a new pod template, if one is waiting or under way.
+    pub database_restart: Option<crate::api::DatabaseRestart>,
+    /// What the namespace quota lacks for the database pod, when there is no such pod.
+    pub database_quota_shortfall: Option<String>,
+    /// Where the restore of spec.database.bootstrap stands.
+    pub bootstrap: Option<crate::api::BootstrapStatus>,
+    /// The newest backup in the object store (then `last_success` is its time).
+    pub last_backup: Option<crate::api::LastBackup>,
+    /// The newest restore drill's evidence.
+    pub drill: Option<crate::api::DrillStatus>,
+    /// When the newest drill that passed started.
+    pub drill_success: Option<Timestamp>,
+}
+
+/// Reads the state of `system`'s children from the watch caches (no request).
+pub fn observe(
+    stores: &Stores,
+    config: &Config,
+    system: &HealthSystem,
+    desired: &Desired,
+    monitoring_api: bool,
+) -> Observed {
+    let namespace = labels::namespace(system);
+    let ns = Some(namespace.as_str());
+    let field = |object: &Option<std::sync::Arc<Live>>, pointer: &str| {
+        object
+            .as_ref()
+            .and_then(|o| o.data.pointer(pointer).cloned())
+    };
+    let namespace_object = stores.get("v1", "Namespace", None, &namespace);
+    let statefulset = stores.get("apps/v1", "StatefulSet", ns, database::NAME);
+    let claim = stores.get(
+        "v1",
+        "PersistentVolumeClaim",
+        ns,
+        &database::data_claim_name(),
+    );
+    let secret = stores.get("v1", "Secret", ns, database::SECRET);
+    let claim_phase = field(&claim, "/status/phase").and_then(|v| v.as_str().map(String::from));
+
+    let mut missing_storage_class = None;
+    if claim_phase.as_deref() == Some("Pending") {
+        let class =
+            field(&claim, "/spec/storageClassName").and_then(|v| v.as_str().map(String::from));
+        if let Some(class) = class
+            && !stores.storage_class_exists(&class)
+        {
+            missing_storage_class = Some(class);
+        }
+    }
+
+    let (mut last_success, mut last_failure) = (None, None);
+    for job in stores.of_system("batch/v1", "Job", labels::name(system)) {
+        let labels = job.labels();
+        if job.namespace().as_deref() != ns
+            || labels.get(COMPONENT).map(String::as_str) != Some(backup::COMPONENT_NAME)
+        {
+            continue;
+        }
+        for condition in job
+            .data
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let time = condition["lastTransitionTime"]
+                .as_str()
+                .and_then(|t| t.parse::<Timestamp>().ok());
+            let target = match (condition["type"].as_str(), condition["status"].as_str()) {
+                (Some("Complete"), Some("True")) => &mut last_success,
+                (Some("Failed"), Some("True")) => &mut last_failure,
+                _ => continue,
+            };
+            if time > *target {
+                *target = time;
+            }
+        }
+    }
+
+    let deployment = stores.get("apps/v1", "Deployment", ns, application::NAME);
+    let application_failure = system
+        .spec
+        .application
+        .as_ref()
+        .and_then(|_| deployment_failure(deployment.as_deref().map(|l| &l.object)));
+    let application = system.spec.application.as_ref().map(|app| {
+        let available = field(&deployment, "/status/availableReplicas")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0);
+        (available as i32, application::replicas(system, app))
+    });
+
+    let database_pods = field(&statefulset, "/status/replicas")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0) as i32;
+    let database_quota_shortfall = if database_pods == 0 {
+        let quota = stores.get("v1", "ResourceQuota", ns, namespace::QUOTA);
+        let pod = desired
+            .database
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref());
+        quota
+            .zip(pod)
+            .and_then(|(quota, pod)| quota_shortfall::shortfall(&quota.data, pod))
+    } else {
+        None
+    };
+
+    Observed {
+        bootstrap: None,
+        last_backup: None,
+        drill: None,
+        drill_success: None,
+        namespace_not_owned: None,
+        namespace_phase: field(&namespace_object, "/status/phase")
+            .and_then(|v| v.as_str().map(String::from)),
+        database_ready_replicas: database_ready_replicas(stores, &namespace),
+        database_pods,
+        database_quota_shortfall,
+        claim_phase,
+        claim_uid: data_claim_uid(claim.as_ref().map(|c| &c.metadata)),
+        missing_storage_class,
+        credentials_exist: secret.is_some(),
+        credentials_complete: secret.as_ref().is_some_and(|s| {
+            s.data
+                .pointer(&format!("/data/{}", database::PASSWORD_KEY))
+                .is_some()
+        }),
+        last_success,
+        last_failure,
+        application,
+        application_failure,
+        monitoring_api,
+        unknown_services: network::unknown_platform_services(system, config),
+        missing_policies: desired
+            .network_policies
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .filter(|name| {
+                stores
+                    .get("networking.k8s.io/v1", "NetworkPolicy", ns, name)
+                    .is_none()
+            })
+            .collect(),
+        migration: None,
+        refused: Vec::new(),
+        database_restart: None,
+    }
+}
+
+/// The UID of the data claim whose metadata is `claim`, unless it is being deleted: its data
+/// goes once the pod lets go of it, and the StatefulSet then makes a new, empty claim at once.
+/// Counted as lost from its deletion, the database is held stopped before that happens.
+pub fn data_claim_uid(claim: Option<&ObjectMeta>) -> Option<String> {
+    claim
+        .filter(|c| c.deletion_timestamp.is_none())
+        .and_then(|c| c.uid.clone())
+}
+
+/// Why a Deployment cannot make progress: a ReplicaFailure condition (pods refused, say by
+/// the namespace quota) or a progress deadline exceeded (say an image that never pulls).
+fn deployment_failure(deployment: Option<&kube::api::DynamicObject>) -> Option<(String, String)> {
+    let conditions = deployment?.data.pointer("/status/conditions")?.as_array()?;
+    conditions.iter().find_map(|c| {
+        let (type_, status) = (c["type"].as_str()?, c["status"].as_str()?);
+        let reason = c["reason"].as_str().unwrap_or_default();
+        let message = c["message"].as_str().unwrap_or_default().to_string();
+        match (type_, status) {
+            ("ReplicaFailure", "True") if message.contains("exceeded quota") => {
+                Some((QUOTA_EXCEEDED.to_string(), message))
+            }
+            ("ReplicaFailure", "True") => Some(("PodsRefused".to_string(), message)),
+            ("Progressing", "False") => Some((reason.to_string(), message)),
+            _ => None,
+        }
+    })
+}
+
+/// Ready pods of the database StatefulSet in `namespace`, from the watch store.
+pub fn database_ready_replicas(stores: &Stores, namespace: &str) -> i32 {
+    stores
+        .get("apps/v1", "StatefulSet", Some(namespace), database::NAME)
+        .and_then(|s| {
+            s.data
+                .pointer("/status/readyReplicas")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(0) as i32
+}
