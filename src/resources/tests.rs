@@ -500,3 +500,145 @@ fn a_database_as_large_as_its_tiers_storage_fits_beside_its_backup_claim() {
         quota["requests.storage"].0
     );
 }
+
+/// The backup CronJob, with and without an object store.
+mod backup_job {
+    use serde_json::{Value, json};
+
+    use crate::api::validation::validate;
+    use crate::config::{Config, ObjectStore};
+    use crate::resources::Desired;
+
+    fn system() -> crate::api::HealthSystem {
+        validate(&json!({
+            "apiVersion": "sdc.gov.rs/v1alpha1",
+            "kind": "HealthSystem",
+            "metadata": { "name": "lab-test" },
+            "spec": {
+                "institution": { "displayName": "Lab", "registryId": "07151950", "ownership": "Private" },
+                "database": { "version": "16", "storage": "10Gi" },
+                "backup": { "schedule": "0 2 * * *", "retention": { "daily": 7, "weekly": 4, "monthly": 12 } }
+            }
+        }))
+        .unwrap()
+    }
+
+    fn with_store() -> Config {
+        let mut config = Config::default();
+        config.images.operator = Some("registry.sdc.gov.rs/healthsystem-operator:9.9.9".into());
+        config.backup.recipients = vec!["age1key".into()];
+        config.backup.object_store = Some(ObjectStore {
+            region: "eu-rs-1".into(),
+            ..ObjectStore::example()
+        });
+        config
+    }
+
+    fn kind<'a>(objects: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+    }
+
+    fn env(container: &Value) -> std::collections::BTreeMap<String, Value> {
+        container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let value = if e["value"].is_null() {
+                    e["valueFrom"]["secretKeyRef"].clone()
+                } else {
+                    e["value"].clone()
+                };
+                (e["name"].as_str().unwrap().to_string(), value)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn with_an_object_store_the_job_runs_the_agent_with_the_systems_own_credentials() {
+        let objects = Desired::build(&system(), &with_store()).manifests();
+        assert!(
+            kind(&objects, "PersistentVolumeClaim", "backup").is_none(),
+            "no backup claim with a store"
+        );
+        let cron = kind(&objects, "CronJob", "backup").unwrap();
+        let job = &cron["spec"]["jobTemplate"]["spec"];
+        assert_eq!(job["activeDeadlineSeconds"], 21600 + 600);
+        let pod = &job["template"]["spec"];
+        let install = &pod["initContainers"][0];
+        assert_eq!(
+            install["image"],
+            "registry.sdc.gov.rs/healthsystem-operator:9.9.9"
+        );
+        assert_eq!(
+            install["command"],
+            json!([
+                "/usr/local/bin/healthsystem-operator",
+                "backup",
+                "install",
+                "/agent"
+            ])
+        );
+        let run = &pod["containers"][0];
+        assert_eq!(run["image"], "registry.sdc.gov.rs/mirror/postgres:16.9");
+        assert_eq!(
+            run["command"],
+            json!(["/agent/healthsystem-operator", "backup", "run"])
+        );
+        for container in [install, run] {
+            assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+            assert_eq!(
+                container["securityContext"]["allowPrivilegeEscalation"],
+                false
+            );
+        }
+        let env = env(run);
+        assert_eq!(env["HS_BACKUP_PREFIX"], "hs-lab-test");
+        assert_eq!(env["HS_BACKUP_BUCKET"], "healthsystem-backups");
+        assert_eq!(env["HS_BACKUP_REGION"], "eu-rs-1");
+        assert_eq!(env["HS_BACKUP_RECIPIENTS"], "age1key");
+        assert_eq!(env["HS_BACKUP_KEEP_DAYS"], "7");
+        assert_eq!(env["HS_BACKUP_KEEP_WEEKS"], "4");
+        assert_eq!(env["HS_BACKUP_KEEP_MONTHS"], "12");
+        assert_eq!(
+            env["AWS_SECRET_ACCESS_KEY"],
+            json!({ "name": "backup-store-credentials", "key": "secretAccessKey", "optional": false })
+        );
+        assert_eq!(
+            env["PGPASSWORD"],
+            json!({ "name": "database-backup", "key": "password", "optional": false })
+        );
+        assert!(
+            pod["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v["persistentVolumeClaim"].is_null())
+        );
+
+        let egress = kind(&objects, "NetworkPolicy", "backup-store-egress").unwrap();
+        assert_eq!(
+            egress["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+            "backup"
+        );
+        assert_eq!(
+            egress["spec"]["egress"],
+            json!([{ "to": [{ "ipBlock": { "cidr": "10.220.0.0/24" } }],
+                     "ports": [{ "port": 443, "protocol": "TCP" }] }])
+        );
+    }
+
+    #[test]
+    fn without_an_object_store_the_dumps_stay_on_a_claim_and_nothing_reaches_out() {
+        let objects = Desired::build(&system(), &Config::default()).manifests();
+        assert!(kind(&objects, "PersistentVolumeClaim", "backup").is_some());
+        assert!(kind(&objects, "NetworkPolicy", "backup-store-egress").is_none());
+        let cron = kind(&objects, "CronJob", "backup").unwrap();
+        assert!(
+            cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"].is_null()
+        );
+        assert!(cron["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"].is_null());
+    }
+}
