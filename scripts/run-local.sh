@@ -142,6 +142,8 @@ store_user() { # NAME PREFIX|*
 echo "run-local: installing the HealthSystem CRD"
 kubectl apply --server-side -f crds/healthsystem.yaml
 kubectl wait --for=condition=Established --timeout=60s crd/healthsystems.sdc.gov.rs
+# The roles the systems' teams are bound to in their namespaces (the chart ships the same file).
+kubectl apply --server-side -f charts/healthsystem-operator/files/tenant-roles.yaml
 echo "run-local: starting the operator (log: target/operator.log, metrics: http://127.0.0.1:8080/metrics)"
 KUBECONFIG="$kubeconfig" bash testenv/owned.sh $$ "$operator" run --config "$config" --http-addr 127.0.0.1:8080 \
   >"$root/target/operator.log" 2>&1 &

@@ -162,14 +162,17 @@ pub struct Sizing {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Access {
-    /// Groups that administer the system's namespace (the "admin" role).
+    /// Groups that run the system's application in its namespace (the `healthsystem-admin`
+    /// role: workloads, logs, configuration and the application's credentials; never network
+    /// policies, quotas, access or the database's objects).
     #[serde(default)]
     #[schemars(length(max = 20), inner(length(min = 1, max = 253)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     #[x_kube(validation = Rule::new("self.all(g, !g.startsWith('system:'))").message("groups starting with 'system:' are Kubernetes' own groups (system:authenticated is every user): name groups of the identity provider"))]
     pub admins: Vec<String>,
 
-    /// Groups with read-only access to the system's namespace (the "view" role).
+    /// Groups with read-only access to the system's namespace, Secrets aside (the
+    /// `healthsystem-viewer` role).
     #[serde(default)]
     #[schemars(length(max = 20), inner(length(min = 1, max = 253)))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]

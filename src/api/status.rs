@@ -18,7 +18,7 @@ pub struct HealthSystemStatus {
     pub phase: Option<Phase>,
 
     /// Ready, and one condition per subsystem: NamespaceReady, DatabaseReady, BackupReady,
-    /// NetworkIsolated, MonitoringReady.
+    /// NetworkIsolated, AccessControlled, MonitoringReady.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

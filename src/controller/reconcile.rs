@@ -145,6 +145,10 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     if !applied.refused.is_empty() {
         wait = wait.min(refusal_backoff(system, now));
     }
+    if applied.workloads_held {
+        // The quota's status wakes the system through its watch; this is the safety net.
+        wait = wait.min(QUOTA_POLL);
+    }
     if observed.migration.as_ref().is_some_and(|m| {
         matches!(
             m.phase,
@@ -171,6 +175,9 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     }
     Ok(Action::requeue(wait))
 }
+
+/// How often a system whose workloads wait for its quota to be in force is looked at again.
+const QUOTA_POLL: Duration = Duration::from_secs(2);
 
 /// How often a system being restored from a backup is looked at again.
 const BOOTSTRAP_POLL: Duration = Duration::from_secs(10);

@@ -1,6 +1,7 @@
-//! Access for the system's own team only: RoleBindings of the access groups to the built-in
-//! `admin` and `view` ClusterRoles inside the system's namespace, and a ServiceAccount per
-//! workload.
+//! Access for the system's own team only: RoleBindings of the access groups to the tenant
+//! ClusterRoles the chart ships (`healthsystem-admin`, `healthsystem-viewer`: the team runs
+//! its application and cannot weaken isolation, quotas or access, nor read the platform's
+//! credentials, as Kubernetes' built-in `admin` could), and a ServiceAccount per workload.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
@@ -8,17 +9,24 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use super::metadata::meta;
 use crate::api::HealthSystem;
 
-/// One RoleBinding per role that has groups; none for an empty list.
+/// The ClusterRole `spec.access.admins` is bound to in the system's namespace.
+pub const ADMIN_ROLE: &str = "healthsystem-admin";
+/// The ClusterRole `spec.access.viewers` is bound to: read everything but Secrets.
+pub const VIEWER_ROLE: &str = "healthsystem-viewer";
+
+/// One RoleBinding per role that has groups; none for an empty list. Named `tenant-admins`
+/// and `tenant-viewers`: a binding's role cannot change, so the bindings of Kubernetes' own
+/// roles that systems made before had (`hs-admins`, `hs-viewers`) are pruned once these exist.
 pub fn role_bindings(system: &HealthSystem) -> Vec<RoleBinding> {
     let access = &system.spec.access;
     [
-        ("admins", "admin", &access.admins),
-        ("viewers", "view", &access.viewers),
+        ("admins", ADMIN_ROLE, &access.admins),
+        ("viewers", VIEWER_ROLE, &access.viewers),
     ]
     .into_iter()
     .filter(|(_, _, groups)| !groups.is_empty())
     .map(|(name, role, groups)| RoleBinding {
-        metadata: meta(system, &format!("hs-{name}")),
+        metadata: meta(system, &format!("tenant-{name}")),
         role_ref: RoleRef {
             api_group: Some("rbac.authorization.k8s.io".into()),
             kind: "ClusterRole".into(),

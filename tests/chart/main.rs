@@ -8,6 +8,8 @@ use healthsystem_test_support::corpus;
 use healthsystem_test_support::systems;
 use healthsystem_test_support::wait;
 
+mod tenant;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -289,7 +291,15 @@ async fn the_operator_runs_a_whole_lifecycle_with_exactly_the_chart_rbac() {
     for object in &objects {
         if matches!(
             object["kind"].as_str(),
-            Some("ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding")
+            Some(
+                "ServiceAccount"
+                    | "ClusterRole"
+                    | "ClusterRoleBinding"
+                    | "Role"
+                    | "RoleBinding"
+                    | "ValidatingAdmissionPolicy"
+                    | "ValidatingAdmissionPolicyBinding"
+            )
         ) {
             apply(&client, object, false).await;
         }
@@ -297,7 +307,9 @@ async fn the_operator_runs_a_whole_lifecycle_with_exactly_the_chart_rbac() {
     let role: ClusterRole = serde_json::from_value(
         objects
             .iter()
-            .find(|o| o["kind"] == "ClusterRole")
+            .find(|o| {
+                o["kind"] == "ClusterRole" && o["metadata"]["name"] == "hs-healthsystem-operator"
+            })
             .unwrap()
             .clone(),
     )
@@ -351,7 +363,8 @@ async fn the_operator_runs_a_whole_lifecycle_with_exactly_the_chart_rbac() {
 
     // The whole lifecycle: create until Ready, change, delete with Delete.
     let name = systems::create(&client, "rbac", "poliklinika-medicus.yaml", |m| {
-        m["spec"]["deletionPolicy"] = json!("Delete")
+        m["spec"]["deletionPolicy"] = json!("Delete");
+        m["spec"]["access"] = json!({ "admins": [tenant::ADMINS], "viewers": [tenant::VIEWERS] });
     })
     .await;
     let systems = Api::<HealthSystem>::all(client.clone());
@@ -383,6 +396,10 @@ async fn the_operator_runs_a_whole_lifecycle_with_exactly_the_chart_rbac() {
         }
     };
     ready(1).await;
+    // Its team works through the tenant roles, and cannot undo the platform.
+    tenant::holds(&client, &name).await;
+    let uid = systems.get(&name).await.unwrap().metadata.uid.unwrap();
+    tenant::old_bindings_move(&client, &name, &uid).await;
     let patch = json!({ "spec": { "tier": "Standard", "application": null } });
     let changed = systems
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))

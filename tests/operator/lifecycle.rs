@@ -163,7 +163,7 @@ async fn an_admin_name_with_a_control_character_reaches_its_role_binding() {
     .await;
     wait_ready(&client, &name).await;
     let binding = Api::<RoleBinding>::namespaced(client.clone(), &ns(&name))
-        .get("hs-admins")
+        .get("tenant-admins")
         .await
         .unwrap();
     let subjects: Vec<String> = binding
@@ -216,7 +216,7 @@ async fn spec_changes_reach_the_children() {
             .spec
             .schedule;
         let admins = bindings
-            .get("hs-admins")
+            .get("tenant-admins")
             .await
             .map_err(|e| e.to_string())?
             .subjects
@@ -527,6 +527,63 @@ async fn an_unknown_platform_service_is_reported() {
     assert!(network.message.contains("e-unknown-registry"));
 }
 
+/// A NetworkPolicy and a RoleBinding someone else made in a system's namespace (a tenant with
+/// too much access, or a break-glass user) are named in status within seconds, and the
+/// system is Ready again once they are gone: isolation is never silently undone.
+#[tokio::test]
+async fn foreign_policies_and_bindings_show_in_status_within_seconds() {
+    let client = client().await;
+    let name = create(&client, "poliklinika-medicus.yaml", |_| {}).await;
+    wait_ready(&client, &name).await;
+    let namespace = ns(&name);
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &namespace);
+    let allow_all: NetworkPolicy = serde_json::from_value(json!({
+        "metadata": { "name": "allow-all" },
+        "spec": { "podSelector": {}, "ingress": [{}], "egress": [{}],
+                  "policyTypes": ["Ingress", "Egress"] }
+    }))
+    .unwrap();
+    let started = std::time::Instant::now();
+    policies
+        .create(&Default::default(), &allow_all)
+        .await
+        .unwrap();
+    let system = wait_condition(&client, &name, "NetworkIsolated", "False").await;
+    let network = condition(&system, "NetworkIsolated").unwrap();
+    assert_eq!(network.reason, "ForeignNetworkPolicy");
+    assert!(network.message.contains("allow-all"), "{network:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "reported after {:?}",
+        started.elapsed()
+    );
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), &namespace);
+    let break_glass: RoleBinding = serde_json::from_value(json!({
+        "metadata": { "name": "break-glass" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin" },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "on-call" }]
+    }))
+    .unwrap();
+    bindings
+        .create(&Default::default(), &break_glass)
+        .await
+        .unwrap();
+    let system = wait_condition(&client, &name, "AccessControlled", "False").await;
+    let access = condition(&system, "AccessControlled").unwrap();
+    assert_eq!(access.reason, "ForeignRoleBinding");
+    assert!(access.message.contains("break-glass"), "{access:?}");
+    assert_eq!(condition(&system, "Ready").unwrap().status, "False");
+    policies
+        .delete("allow-all", &DeleteParams::default())
+        .await
+        .unwrap();
+    bindings
+        .delete("break-glass", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_ready(&client, &name).await;
+}
+
 #[tokio::test]
 async fn switching_off_the_application_prunes_it() {
     let client = client().await;
@@ -645,7 +702,7 @@ async fn a_child_deleted_by_hand_is_restored_within_seconds() {
     let quotas = Api::<ResourceQuota>::namespaced(client.clone(), &namespace);
     let before = (
         policies.get("default-deny").await.unwrap().uid(),
-        bindings.get("hs-admins").await.unwrap().uid(),
+        bindings.get("tenant-admins").await.unwrap().uid(),
         quotas.get("quota").await.unwrap().uid(),
     );
     policies
@@ -653,7 +710,7 @@ async fn a_child_deleted_by_hand_is_restored_within_seconds() {
         .await
         .unwrap();
     bindings
-        .delete("hs-admins", &DeleteParams::default())
+        .delete("tenant-admins", &DeleteParams::default())
         .await
         .unwrap();
     quotas
@@ -670,7 +727,7 @@ async fn a_child_deleted_by_hand_is_restored_within_seconds() {
                     .await
                     .map_err(|e| e.to_string())?,
                 bindings
-                    .get_opt("hs-admins")
+                    .get_opt("tenant-admins")
                     .await
                     .map_err(|e| e.to_string())?,
                 quotas.get_opt("quota").await.map_err(|e| e.to_string())?,

@@ -98,6 +98,21 @@ pub async fn client() -> kube::Client {
     kube::Client::try_from(config).expect("client from kubeconfig")
 }
 
+/// A client that acts as `user`, a member of `groups` (impersonation): requests are answered
+/// as that person's would be, by RBAC and admission alike.
+pub async fn client_as(user: &str, groups: &[&str]) -> kube::Client {
+    let path = kubeconfig();
+    let kubeconfig = Kubeconfig::read_from(path)
+        .unwrap_or_else(|e| panic!("cannot read kubeconfig {}: {e}", path.display()));
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig is usable");
+    config.auth_info.impersonate = Some(user.into());
+    config.auth_info.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
+    kube::Client::try_from(config).expect("client from kubeconfig")
+}
+
 /// A name no other test of this run uses, so tests can run in parallel: `prefix-N-PID`.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);

@@ -43,6 +43,8 @@ pub struct Applied {
     pub pruned: usize,
     /// Objects the API server refused (the others were still applied).
     pub refused: Vec<Refusal>,
+    /// Workloads not applied yet: the namespace's quota is not in force.
+    pub workloads_held: bool,
 }
 
 /// An object the API server refused to take as desired: its kind, name and the reason in the
@@ -174,9 +176,17 @@ pub async fn apply(
     // What confines and configures pods (quota, limits, policies, accounts, credentials)
     // exists before the workloads that start them: those go last, and not at all after an
     // error. Within a stage the writes are independent, IN_FLIGHT at a time.
-    let (first, workloads): (Vec<_>, Vec<_>) = writes
+    let (first, mut workloads): (Vec<_>, Vec<_>) = writes
         .into_iter()
         .partition(|w| !STARTS_PODS.contains(&w.kind.as_str()));
+    if !workloads.is_empty() && !quota_in_force(stores, &namespace) {
+        debug!(
+            namespace,
+            "quota not in force yet: workloads wait for its status"
+        );
+        applied.workloads_held = true;
+        workloads.clear();
+    }
     for stage in [first, workloads] {
         let results: Vec<Result<()>> = futures::stream::iter(&stage)
             .map(send)
@@ -214,6 +224,26 @@ pub async fn apply(
     }
     applied.pruned += prune::prune(client, stores, system_name, uid, &namespace, &wanted).await?;
     Ok(applied)
+}
+
+/// Whether the namespace's quota is enforced. Admission counts pods against a quota only once
+/// the quota controller has published its status (`status.hard`): pods created in the moment
+/// between a new quota and its status are admitted past it (27 under a quota of 20 were seen).
+fn quota_in_force(stores: &Stores, namespace: &str) -> bool {
+    stores
+        .get(
+            "v1",
+            "ResourceQuota",
+            Some(namespace),
+            crate::resources::namespace::QUOTA,
+        )
+        .is_some_and(|quota| {
+            quota
+                .data
+                .pointer("/status/hard")
+                .and_then(Value::as_object)
+                .is_some_and(|hard| !hard.is_empty())
+        })
 }
 
 /// Makes a desired object ready to compare and send: its fingerprint, and the immutable

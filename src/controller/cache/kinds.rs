@@ -25,6 +25,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::controller::apply::takeback;
 use crate::controller::cache::compact::{Cache, Live};
+use crate::controller::cache::foreign::{self, Foreign};
 use crate::controller::cache::owned_fields;
 use crate::resources::labels::{MANAGED_BY, MANAGER};
 use crate::resources::monitoring;
@@ -135,6 +136,8 @@ pub fn selector() -> String {
 pub struct Stores {
     stores: HashMap<String, (Kind, Cache)>,
     storage_classes: Option<Store<PartialObjectMeta<StorageClass>>>,
+    /// NetworkPolicies and RoleBindings the operator did not make, by namespace.
+    pub foreign: Foreign,
 }
 
 fn key(api_version: &str, kind: &str) -> String {
@@ -197,6 +200,10 @@ impl Stores {
         }
         if let Some(classes) = &self.storage_classes {
             let _ = classes.wait_until_ready().await;
+        }
+        if self.storage_classes.is_some() {
+            // Watched only by a running controller (not in unit tests' empty stores).
+            self.foreign.ready().await;
         }
     }
 }
@@ -327,6 +334,11 @@ pub fn watch(client: &Client, kinds: Vec<Kind>) -> (Stores, Vec<(ChildStream, Ap
         );
     }
     stores.storage_classes = Some(watch_storage_classes(client));
+    if let Some((_, namespaces)) = stores.kind("v1", "Namespace") {
+        let (foreign, foreign_streams) = foreign::watch(client, namespaces.clone());
+        stores.foreign = foreign;
+        streams.extend(foreign_streams);
+    }
     (stores, streams)
 }
 

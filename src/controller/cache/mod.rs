@@ -4,5 +4,6 @@
 
 pub mod compact;
 pub mod digest;
+pub mod foreign;
 pub mod kinds;
 pub mod owned_fields;

@@ -18,6 +18,8 @@ pub mod types {
     pub const NETWORK: &str = "NetworkIsolated";
     /// Metrics and alert rules are installed (or monitoring is off).
     pub const MONITORING: &str = "MonitoringReady";
+    /// Access to the namespace is only what the operator bound (spec.access's tenant roles).
+    pub const ACCESS: &str = "AccessControlled";
     /// The application's pods are available (only when spec.application is set).
     pub const APPLICATION: &str = "ApplicationReady";
 }
@@ -36,6 +38,14 @@ pub const RESTORE_DRILL_FAILED: &str = "RestoreDrillFailed";
 
 /// The NamespaceReady reason when the namespace belongs to someone else.
 pub const NAMESPACE_NOT_OWNED: &str = "NamespaceNotOwned";
+
+/// The NetworkIsolated reason when a NetworkPolicy the operator did not make is in the
+/// namespace (policies add up: it may allow what the default deny refuses).
+pub const FOREIGN_NETWORK_POLICY: &str = "ForeignNetworkPolicy";
+
+/// The AccessControlled reason when a RoleBinding the operator did not make is in the
+/// namespace.
+pub const FOREIGN_ROLE_BINDING: &str = "ForeignRoleBinding";
 
 /// The ApplicationReady reason when the namespace quota refuses the application's pods.
 pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";

@@ -3,6 +3,7 @@
 //! `backup`, `network`, `monitoring`, `application`); `evaluate` here combines them into the
 //! phase and Ready, and is pure; `write` writes the status only when it changed.
 
+pub mod access;
 pub mod application;
 pub mod backup;
 pub mod condition;
@@ -23,8 +24,9 @@ use crate::resources::{database as db, labels};
 
 pub use backup::{next_backup_deadline, parse_rpo};
 pub use condition::{
-    BOOTSTRAP_FAILED, CREDENTIALS_MISSING, DATA_MISSING, NAMESPACE_NOT_OWNED, QUOTA_EXCEEDED,
-    RESTORE_DRILL_FAILED, Stamp, is_refusal, types,
+    BOOTSTRAP_FAILED, CREDENTIALS_MISSING, DATA_MISSING, FOREIGN_NETWORK_POLICY,
+    FOREIGN_ROLE_BINDING, NAMESPACE_NOT_OWNED, QUOTA_EXCEEDED, RESTORE_DRILL_FAILED, Stamp,
+    is_refusal, types,
 };
 pub use database::lost_data_claim;
 pub use observed::{Observed, data_claim_uid, database_ready_replicas, observe};
@@ -45,6 +47,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
         database::condition(system, observed, lost.as_ref(), stamp),
         backup::condition(system, observed, stamp),
         network::condition(observed, stamp),
+        access::condition(observed, stamp),
         monitoring::condition(system, observed, stamp),
     ];
     conditions.extend(application::condition(observed, stamp));
@@ -71,6 +74,8 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
                     | CREDENTIALS_MISSING
                     | DATA_MISSING
                     | QUOTA_EXCEEDED
+                    | FOREIGN_NETWORK_POLICY
+                    | FOREIGN_ROLE_BINDING
                     | "BackupStale"
                     | "NoSuccessfulBackup"
             ) =>

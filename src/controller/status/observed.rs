@@ -53,6 +53,10 @@ pub struct Observed {
     /// Network policies the system should have that are not in the cluster (deleted by
     /// hand and not re-created yet, or refused).
     pub missing_policies: Vec<String>,
+    /// NetworkPolicies in the namespace the operator did not make.
+    pub foreign_policies: Vec<String>,
+    /// RoleBindings in the namespace the operator did not make.
+    pub foreign_bindings: Vec<String>,
     /// Where the migration stands (`migration::advance`), copied into the status.
     pub migration: Option<crate::api::MigrationStatus>,
     /// Children the API server refused in this pass.
@@ -203,6 +207,8 @@ pub fn observe(
                     .is_none()
             })
             .collect(),
+        foreign_policies: stores.foreign.policies(&namespace),
+        foreign_bindings: stores.foreign.bindings(&namespace),
         migration: None,
         refused: Vec::new(),
         database_restart: None,

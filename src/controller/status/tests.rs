@@ -120,6 +120,46 @@ fn merge_keeps_transition_times_unless_the_status_flips() {
     assert_eq!(get(&flipped, types::NAMESPACE).last_transition_time.0, t1);
 }
 
+/// A NetworkPolicy or RoleBinding the operator did not make is named in status and the
+/// system is not Ready: an allow-all policy made by a tenant left a system Ready with
+/// NetworkIsolated=True while its database was open to the cluster.
+#[test]
+fn foreign_policies_and_bindings_are_named_and_the_system_is_degraded() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let mut system = system("24h", now);
+    let healthy_status = evaluate(&system, &healthy(), now);
+    assert_eq!(get(&healthy_status, types::ACCESS).status, "True");
+    system.status = Some(healthy_status);
+    let observed = Observed {
+        foreign_policies: vec!["allow-all".into()],
+        foreign_bindings: vec!["break-glass".into()],
+        ..healthy()
+    };
+    let status = evaluate(&system, &observed, now);
+    let network = get(&status, types::NETWORK);
+    assert_eq!(
+        (network.status.as_str(), network.reason.as_str()),
+        ("False", FOREIGN_NETWORK_POLICY)
+    );
+    assert!(network.message.contains("allow-all"), "{network:?}");
+    let access = get(&status, types::ACCESS);
+    assert_eq!(
+        (access.status.as_str(), access.reason.as_str()),
+        ("False", FOREIGN_ROLE_BINDING)
+    );
+    assert!(access.message.contains("break-glass"), "{access:?}");
+    assert_eq!(get(&status, types::READY).status, "False");
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    let warned: Vec<_> = events(system.status.as_ref(), &status)
+        .into_iter()
+        .map(|(_, reason, _)| reason)
+        .collect();
+    assert!(
+        warned.contains(&FOREIGN_NETWORK_POLICY.to_string()),
+        "{warned:?}"
+    );
+}
+
 #[test]
 fn a_missing_network_policy_means_not_isolated() {
     let now = Timestamp::from_second(100 * HOUR).unwrap();
