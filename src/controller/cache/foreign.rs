@@ -16,8 +16,8 @@ use kube::core::ApiResource;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
+use crate::controller::cache::ChildStream;
 use crate::controller::cache::compact::Cache;
-use crate::controller::cache::kinds::ChildStream;
 use crate::resources::labels::{HEALTHSYSTEM, MANAGED_BY, MANAGER};
 
 /// The kinds watched for foreign objects.

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
@@ -24,6 +24,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::controller::apply::takeback;
+use crate::controller::cache::ChildStream;
 use crate::controller::cache::compact::{Cache, Live};
 use crate::controller::cache::foreign::{self, Foreign};
 use crate::controller::cache::owned_fields;
@@ -282,10 +283,6 @@ fn trigger(object: &DynamicObject) -> DynamicObject {
         data: serde_json::Value::Null,
     }
 }
-
-/// A watch stream that keeps one store up to date; the controller polls it.
-pub type ChildStream =
-    std::pin::Pin<Box<dyn Stream<Item = Result<DynamicObject, watcher::Error>> + Send>>;
 
 /// Starts a label-filtered watch of every kind. Each watch runs in a task of its own, so the
 /// stores stay current whatever the controller is doing (a controller at full concurrency
