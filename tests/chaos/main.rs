@@ -569,9 +569,20 @@ async fn a_refusing_or_slow_webhook_lands_in_the_condition_and_stalls_nothing_el
             },
         )
         .await;
-        // The rest of the system is applied: its database runs.
-        let statefulsets = count::<StatefulSet>(&client, &format!("hs-{name}")).await;
-        assert_eq!(statefulsets, 1, "{name}: the database is applied");
+        // The rest of the system is applied: its database runs. Workloads follow once the
+        // new namespace's quota is in force, which may be the pass after the one that
+        // reported the refusal.
+        wait::until(
+            &format!("{name}: the database is applied"),
+            Duration::from_secs(30),
+            || async {
+                match count::<StatefulSet>(&client, &format!("hs-{name}")).await {
+                    1 => Ok(()),
+                    n => Err(format!("{n} StatefulSets")),
+                }
+            },
+        )
+        .await;
     }
 
     // Retries come further apart: watched for 80 s, the refused system is asked about a

@@ -176,47 +176,20 @@ pub async fn apply(
     // What confines and configures pods (quota, limits, policies, accounts, credentials)
     // exists before the workloads that start them: those go last, and not at all after an
     // error. Within a stage the writes are independent, IN_FLIGHT at a time.
-    let (first, mut workloads): (Vec<_>, Vec<_>) = writes
+    let (first, workloads): (Vec<_>, Vec<_>) = writes
         .into_iter()
         .partition(|w| !STARTS_PODS.contains(&w.kind.as_str()));
+    send_stage(first, &mut applied).await?;
+    // Looked at after the first stage: the quota it created may be in force by now (its
+    // status arrives through the watch), and then the workloads follow in this same pass.
     if !workloads.is_empty() && !quota_in_force(stores, &namespace) {
         debug!(
             namespace,
             "quota not in force yet: workloads wait for its status"
         );
         applied.workloads_held = true;
-        workloads.clear();
-    }
-    for stage in [first, workloads] {
-        let results: Vec<Result<()>> = futures::stream::iter(&stage)
-            .map(send)
-            .buffered(IN_FLIGHT)
-            .collect()
-            .await;
-        for (write, result) in stage.into_iter().zip(results) {
-            match result {
-                Ok(()) => {
-                    applied.written += 1;
-                    applied.written_kinds.push(write.kind);
-                }
-                // A refused object does not stop the others: it is reported in its subsystem.
-                Err(e) if e.kube().and_then(refusal).is_some() => {
-                    let message = e.kube().and_then(refusal).unwrap_or_default();
-                    warn!(
-                        kind = write.kind,
-                        name = write.name,
-                        message,
-                        "refused by the API server"
-                    );
-                    applied.refused.push(Refusal {
-                        kind: write.kind,
-                        name: write.name,
-                        message,
-                    });
-                }
-                Err(e) => return Err(e),
-            }
-        }
+    } else {
+        send_stage(workloads, &mut applied).await?;
     }
     if claim_growth::grow_data_claim(client, stores, &namespace, &desired.database).await? {
         applied.written += 1;
@@ -224,6 +197,41 @@ pub async fn apply(
     }
     applied.pruned += prune::prune(client, stores, system_name, uid, &namespace, &wanted).await?;
     Ok(applied)
+}
+
+/// Sends the writes of one stage, IN_FLIGHT at a time, and records what became of each: a
+/// refused object is reported in its subsystem and does not stop the others; any other error
+/// ends the pass.
+async fn send_stage(stage: Vec<Write>, applied: &mut Applied) -> Result<()> {
+    let results: Vec<Result<()>> = futures::stream::iter(&stage)
+        .map(send)
+        .buffered(IN_FLIGHT)
+        .collect()
+        .await;
+    for (write, result) in stage.into_iter().zip(results) {
+        match result {
+            Ok(()) => {
+                applied.written += 1;
+                applied.written_kinds.push(write.kind);
+            }
+            Err(e) if e.kube().and_then(refusal).is_some() => {
+                let message = e.kube().and_then(refusal).unwrap_or_default();
+                warn!(
+                    kind = write.kind,
+                    name = write.name,
+                    message,
+                    "refused by the API server"
+                );
+                applied.refused.push(Refusal {
+                    kind: write.kind,
+                    name: write.name,
+                    message,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Whether the namespace's quota is enforced. Admission counts pods against a quota only once
