@@ -10,10 +10,10 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use serde_json::Value;
 
 use crate::api::{HealthSystem, Migration, MigrationPhase, MigrationStatus, VerificationEvidence};
 use crate::controller::cache::kinds::Stores;
+use crate::controller::runtime::job_state;
 use crate::error::{AtStep, Result, Step as ErrorStep};
 use crate::resources::{labels, migration as jobs};
 
@@ -395,40 +395,30 @@ pub async fn observe(
         });
     };
     let finished = |type_: &str| {
-        job.data
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == type_ && c["status"] == "True")
-            .map(|c| {
-                let at = c["lastTransitionTime"]
-                    .as_str()
-                    .and_then(|t| t.parse::<Timestamp>().ok())
-                    .unwrap_or_else(Timestamp::now);
-                let why = c["message"].as_str().unwrap_or_default().to_string();
-                (at, why)
-            })
+        job_state::condition(&job, type_).map(|c| {
+            let at = c["lastTransitionTime"]
+                .as_str()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .unwrap_or_else(Timestamp::now);
+            let why = c["message"].as_str().unwrap_or_default().to_string();
+            (at, why)
+        })
     };
-    let pod = crate::controller::runtime::job_state::newest_pod(client, &namespace, &name)
+    let pod = job_state::newest_pod(client, &namespace, &name)
         .await
         .at(ErrorStep::Migration, format!("Job {name}"))?;
     let state = if let Some((at, _)) = finished("Complete") {
         JobState::Succeeded(
             at,
-            crate::controller::runtime::job_state::termination_message(pod.as_ref())
-                .unwrap_or_default(),
+            job_state::termination_message(pod.as_ref()).unwrap_or_default(),
         )
     } else if let Some((at, why)) = finished("Failed") {
-        let message = crate::controller::runtime::job_state::termination_message(pod.as_ref())
+        let message = job_state::termination_message(pod.as_ref())
             .filter(|m| !m.trim().is_empty())
             .unwrap_or(why);
         JobState::Failed(at, last_lines(&message))
     } else {
-        JobState::Running(
-            pod.as_ref()
-                .and_then(crate::controller::runtime::job_state::waiting_reason),
-        )
+        JobState::Running(pod.as_ref().and_then(job_state::waiting_reason))
     };
     Ok(Observed {
         database_ready,
