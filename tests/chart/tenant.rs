@@ -85,12 +85,7 @@ async fn tries(client: &Client, namespace: &str, app_pod: &str) -> Vec<(&'static
         namespace,
     );
     let bindings = Api::<RoleBinding>::namespaced(client.clone(), namespace);
-    let more: RoleBinding = serde_json::from_value(json!({
-        "metadata": { "name": "more" },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin" },
-        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated" }]
-    }))
-    .unwrap();
+    let more = binding("more", "admin", "system:authenticated", json!({}));
     let deployments = Api::<Deployment>::namespaced(client.clone(), namespace);
     let pods = Api::<Pod>::namespaced(client.clone(), namespace);
     let own: Secret = serde_json::from_value(json!({
@@ -164,6 +159,18 @@ async fn tries(client: &Client, namespace: &str, app_pod: &str) -> Vec<(&'static
     ]
 }
 
+/// A RoleBinding `name` of the ClusterRole `role` to `group`, with `metadata` besides its name.
+fn binding(name: &str, role: &str, group: &str, metadata: serde_json::Value) -> RoleBinding {
+    let mut metadata = metadata;
+    metadata["name"] = json!(name);
+    serde_json::from_value(json!({
+        "metadata": metadata,
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group }]
+    }))
+    .unwrap()
+}
+
 fn rand_suffix() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -178,14 +185,12 @@ pub async fn holds(admin: &Client, name: &str) {
     let namespace = format!("hs-{name}");
     // Someone bound Kubernetes' own admin role in the namespace (break-glass): RBAC then
     // allows everything below, and admission is what refuses.
-    let legacy: RoleBinding = serde_json::from_value(json!({
-        "metadata": { "name": "break-glass-admin" },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin" },
-        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": LEGACY }]
-    }))
-    .unwrap();
-    Api::<RoleBinding>::namespaced(admin.clone(), &namespace)
-        .create(&PostParams::default(), &legacy)
+    let bindings = Api::<RoleBinding>::namespaced(admin.clone(), &namespace);
+    bindings
+        .create(
+            &PostParams::default(),
+            &binding("break-glass-admin", "admin", LEGACY, json!({})),
+        )
         .await
         .unwrap();
     // The built-in admin cannot change quotas; a break-glass role that can shows that
@@ -204,14 +209,11 @@ pub async fn holds(admin: &Client, name: &str) {
         )
         .await
         .unwrap();
-    let legacy_quota: RoleBinding = serde_json::from_value(json!({
-        "metadata": { "name": "break-glass-quota" },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": QUOTA_WRITER },
-        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": LEGACY }]
-    }))
-    .unwrap();
-    Api::<RoleBinding>::namespaced(admin.clone(), &namespace)
-        .create(&PostParams::default(), &legacy_quota)
+    bindings
+        .create(
+            &PostParams::default(),
+            &binding("break-glass-quota", QUOTA_WRITER, LEGACY, json!({})),
+        )
         .await
         .unwrap();
     let app_pod = Api::<Pod>::namespaced(admin.clone(), &namespace)
@@ -289,9 +291,9 @@ pub async fn holds(admin: &Client, name: &str) {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     // The break-glass session is over.
-    for binding in ["break-glass-admin", "break-glass-quota"] {
-        Api::<RoleBinding>::namespaced(admin.clone(), &namespace)
-            .delete(binding, &DeleteParams::default())
+    for name in ["break-glass-admin", "break-glass-quota"] {
+        bindings
+            .delete(name, &DeleteParams::default())
             .await
             .unwrap();
     }
@@ -304,17 +306,17 @@ pub async fn holds(admin: &Client, name: &str) {
 pub async fn old_bindings_move(admin: &Client, name: &str, uid: &str) {
     let namespace = format!("hs-{name}");
     let bindings = Api::<RoleBinding>::namespaced(admin.clone(), &namespace);
-    let old: RoleBinding = serde_json::from_value(json!({
-        "metadata": {
-            "name": "hs-admins",
+    // As the operator made it before: its labels and the system's UID.
+    let old = binding(
+        "hs-admins",
+        "admin",
+        ADMINS,
+        json!({
             "labels": { "app.kubernetes.io/managed-by": "healthsystem-operator",
                         "sdc.gov.rs/healthsystem": name },
             "annotations": { "sdc.gov.rs/healthsystem-uid": uid }
-        },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin" },
-        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": ADMINS }]
-    }))
-    .unwrap();
+        }),
+    );
     bindings.create(&PostParams::default(), &old).await.unwrap();
     healthsystem_test_support::wait::until(
         "the old binding pruned, the tenant binding in place",

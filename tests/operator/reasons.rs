@@ -40,6 +40,46 @@ async fn an_application_beyond_the_quota_says_so() {
     assert_eq!(system.status.unwrap().phase, Some(Phase::Degraded));
 }
 
+/// Watches `api` and records the resourceVersion (an etcd revision) of the first change seen
+/// whose object passes `wanted`.
+fn first_revision<K>(
+    api: Api<K>,
+    wanted: impl Fn(&K) -> bool + Send + 'static,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let record = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+        while let Some(Ok(event)) = events.next().await {
+            if let watcher::Event::Apply(object) = event
+                && wanted(&object)
+            {
+                let revision = object
+                    .meta()
+                    .resource_version
+                    .as_deref()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+                let _ = record.compare_exchange(
+                    0,
+                    revision,
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                );
+            }
+        }
+    });
+    (seen, task)
+}
+
 /// Quotas hold from the first pod: a brand new system whose application asks for more pods
 /// than its quota allows never has more pods than the quota at any moment. Admission counts
 /// pods against a quota only once the quota controller has published the quota's status, so
@@ -55,18 +95,12 @@ async fn a_new_namespace_never_runs_more_pods_than_its_quota() {
     use k8s_openapi::api::core::v1::{Pod, ResourceQuota};
     use kube::runtime::{WatchStreamExt, watcher};
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     let client = client().await;
     operator::ensure_running(&client).await;
     let name = crate::cluster::unique("podquota");
     let namespace = format!("hs-{name}");
-    let revision = |meta: &kube::api::ObjectMeta| {
-        meta.resource_version
-            .as_deref()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
     // Watched from before the system exists: every pod, the quota's status, the Deployment.
     let most = Arc::new(AtomicUsize::new(0));
     let pods = {
@@ -96,50 +130,20 @@ async fn a_new_namespace_never_runs_more_pods_than_its_quota() {
             }
         })
     };
-    let quota_in_force = Arc::new(AtomicU64::new(0));
-    let quotas = {
-        let seen = quota_in_force.clone();
-        let api = Api::<ResourceQuota>::namespaced(client.clone(), &namespace);
-        tokio::spawn(async move {
-            let mut events =
-                std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
-            while let Some(Ok(event)) = events.next().await {
-                if let watcher::Event::Apply(quota) = event
-                    && quota
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.hard.as_ref())
-                        .is_some()
-                {
-                    let _ = seen.compare_exchange(
-                        0,
-                        revision(&quota.metadata),
-                        Ordering::SeqCst,
-                        Ordering::SeqCst,
-                    );
-                }
-            }
-        })
-    };
-    let deployment_created = Arc::new(AtomicU64::new(0));
-    let deployments = {
-        let seen = deployment_created.clone();
-        let api = Api::<Deployment>::namespaced(client.clone(), &namespace);
-        tokio::spawn(async move {
-            let mut events =
-                std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
-            while let Some(Ok(event)) = events.next().await {
-                if let watcher::Event::Apply(deployment) = event {
-                    let _ = seen.compare_exchange(
-                        0,
-                        revision(&deployment.metadata),
-                        Ordering::SeqCst,
-                        Ordering::SeqCst,
-                    );
-                }
-            }
-        })
-    };
+    let (quota_in_force, quotas) = first_revision(
+        Api::<ResourceQuota>::namespaced(client.clone(), &namespace),
+        |quota| {
+            quota
+                .status
+                .as_ref()
+                .and_then(|s| s.hard.as_ref())
+                .is_some()
+        },
+    );
+    let (deployment_created, deployments) = first_revision(
+        Api::<Deployment>::namespaced(client.clone(), &namespace),
+        |_| true,
+    );
     // The watches' first lists (of an empty namespace) are made before the system is.
     tokio::time::sleep(Duration::from_secs(1)).await;
     systems::create_named(&client, &name, "poliklinika-medicus.yaml", |m| {
