@@ -83,6 +83,32 @@ pub struct Config {
     /// Where backups are kept and how they are encrypted.
     #[serde(default)]
     pub backup: BackupConfig,
+    /// The ServiceAccount the operator runs as, asked of the API server at start (never
+    /// configured): bound in each namespace it manages to read its credentials Secrets there.
+    #[serde(skip)]
+    pub operator_account: Option<OperatorAccount>,
+}
+
+/// A ServiceAccount, by namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorAccount {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl OperatorAccount {
+    /// The ServiceAccount a username names (`system:serviceaccount:NAMESPACE:NAME`); `None`
+    /// for any other user (a person or an administrator's certificate running it locally).
+    pub fn from_username(username: &str) -> Option<Self> {
+        let rest = username.strip_prefix("system:serviceaccount:")?;
+        let (namespace, name) = rest.split_once(':')?;
+        (!namespace.is_empty() && !name.is_empty() && !name.contains(':')).then(|| Self {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })
+    }
 }
 
 impl Default for Config {
@@ -97,6 +123,7 @@ impl Default for Config {
             migration: MigrationConfig::default(),
             rollout: RolloutConfig::default(),
             backup: BackupConfig::default(),
+            operator_account: None,
         }
     }
 }

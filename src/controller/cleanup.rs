@@ -21,6 +21,7 @@ pub async fn cleanup(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     let namespace = labels::namespace(system);
     ctx.restarts.forget(&namespace);
     ctx.store_reads.forget(&namespace);
+    ctx.credentials.forget(&namespace);
     match system.spec.deletion_policy {
         DeletionPolicy::Retain => {
             info!(

@@ -29,6 +29,8 @@ pub struct Context {
     pub drill_slots: crate::controller::backup::drill_slots::DrillSlots,
     /// Each system's last backup read from the object store.
     pub store_reads: crate::controller::backup::store_reads::StoreReads,
+    /// The credentials Secrets of each namespace (read by name, never watched).
+    pub credentials: crate::controller::database::credentials_seen::CredentialsSeen,
     /// Statuses written that the HealthSystem cache may not show yet.
     pub written_status: crate::controller::status::written::WrittenStatus,
 }

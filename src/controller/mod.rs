@@ -34,6 +34,7 @@ use crate::resources::monitoring;
 use backup::{drill_slots::DrillSlots, store_reads::StoreReads};
 use cache::kinds;
 use context::Context;
+use database::credentials_seen::CredentialsSeen;
 use database::restarts::Restarts;
 use runtime::{api_health, fence, leader};
 use status::written::WrittenStatus;
@@ -172,12 +173,17 @@ async fn reconcile_until_stopped(
         anyhow::anyhow!("cannot list HealthSystems ({e}); is the CRD installed? (healthsystem-operator crd | kubectl apply -f -)")
     })?;
     let monitoring_api = monitoring_api_served(&client).await;
+    let mut config = config;
+    config.operator_account = runtime::identity::operator_account(&client).await;
     if !monitoring_api {
         warn!(
             "monitoring.coreos.com is not served: PodMonitors and PrometheusRules are skipped until the operator restarts with it"
         );
     }
-    let (stores, streams) = kinds::watch(&client, kinds::kinds(monitoring_api));
+    let (stores, mut streams) = kinds::watch(&client, kinds::kinds(monitoring_api));
+    // Secrets are not watched: what is known of them is swept (`credentials_seen`).
+    let credentials = CredentialsSeen::default();
+    streams.push(credentials.sweep(client.clone()));
     // Compare with the cluster, never with an empty cache: a restart then writes nothing.
     // A signal while the first lists are still loading stops the operator at once.
     tokio::select! {
@@ -214,6 +220,7 @@ async fn reconcile_until_stopped(
         drill_slots: DrillSlots::default(),
         store_reads: StoreReads::default(),
         written_status: WrittenStatus::default(),
+        credentials: credentials.clone(),
     });
 
     // Every trigger stream backs off on its own, so the controller's merged stream must not

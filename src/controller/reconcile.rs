@@ -77,7 +77,16 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     let view = with_migration(system, migration.clone());
     let mut desired = Desired::build(&view, &ctx.config);
     data_hold::hold_database_without_its_data(system, ctx, &mut desired);
-    let applied = match apply::apply(&ctx.client, &ctx.stores, &name, &uid, &desired).await {
+    let applied = match apply::apply(
+        &ctx.client,
+        &ctx.stores,
+        &name,
+        &uid,
+        &desired,
+        &ctx.credentials,
+    )
+    .await
+    {
         Ok(applied) => applied,
         Err(error @ Error::NamespaceNotOwned(_)) => {
             return namespace_not_owned(system, ctx, &error).await;
@@ -102,6 +111,7 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
         &view,
         &desired,
         ctx.monitoring_api,
+        applied.credentials.as_ref(),
     );
     observed.migration = migration;
     observed.refused = applied.refused.clone();

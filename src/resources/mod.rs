@@ -87,7 +87,7 @@ impl Desired {
             namespace: namespace::namespace(system),
             quota: namespace::resource_quota(system, config),
             limits: namespace::limit_range(system, config),
-            role_bindings: rbac::role_bindings(system),
+            role_bindings: rbac::role_bindings(system, config.operator_account.as_ref()),
             service_accounts: rbac::service_accounts(system),
             network_policies,
             database_secrets: roles::secrets(system),

@@ -8,17 +8,44 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 
 use super::metadata::meta;
 use crate::api::HealthSystem;
+use crate::config::OperatorAccount;
 
 /// The ClusterRole `spec.access.admins` is bound to in the system's namespace.
 pub const ADMIN_ROLE: &str = "healthsystem-admin";
 /// The ClusterRole `spec.access.viewers` is bound to: read everything but Secrets.
 pub const VIEWER_ROLE: &str = "healthsystem-viewer";
 
-/// One RoleBinding per role that has groups; none for an empty list. Named `tenant-admins`
-/// and `tenant-viewers`: a binding's role cannot change, so the bindings of Kubernetes' own
-/// roles that systems made before had (`hs-admins`, `hs-viewers`) are pruned once these exist.
-pub fn role_bindings(system: &HealthSystem) -> Vec<RoleBinding> {
+/// The ClusterRole (shipped by the chart) that reads the database's credentials Secrets by
+/// name, and nothing else: bound to the operator in each namespace it manages, so that it
+/// holds no read of Secrets anywhere else.
+pub const CREDENTIALS_ROLE: &str = "healthsystem-operator-credentials";
+/// The RoleBinding of [`CREDENTIALS_ROLE`] to the operator's own ServiceAccount.
+pub const OPERATOR_BINDING: &str = "healthsystem-operator-credentials";
+
+/// The RoleBindings of the system's namespace: one per access role that has groups (none for
+/// an empty list), named `tenant-admins` and `tenant-viewers` (a binding's role cannot change,
+/// so the bindings of Kubernetes' own roles that systems made before had, `hs-admins` and
+/// `hs-viewers`, are pruned once these exist); and, when the operator runs as a
+/// ServiceAccount, its own read of the credentials Secrets.
+pub fn role_bindings(
+    system: &HealthSystem,
+    operator: Option<&OperatorAccount>,
+) -> Vec<RoleBinding> {
     let access = &system.spec.access;
+    let operator = operator.map(|account| RoleBinding {
+        metadata: meta(system, OPERATOR_BINDING),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "ClusterRole".into(),
+            name: CREDENTIALS_ROLE.into(),
+        },
+        subjects: Some(vec![Subject {
+            api_group: None,
+            kind: "ServiceAccount".into(),
+            name: account.name.clone(),
+            namespace: Some(account.namespace.clone()),
+        }]),
+    });
     [
         ("admins", ADMIN_ROLE, &access.admins),
         ("viewers", VIEWER_ROLE, &access.viewers),
@@ -44,6 +71,7 @@ pub fn role_bindings(system: &HealthSystem) -> Vec<RoleBinding> {
                 .collect(),
         ),
     })
+    .chain(operator)
     .collect()
 }
 

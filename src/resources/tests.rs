@@ -275,6 +275,51 @@ fn without_an_application_there_is_no_deployment_nor_its_rules() {
     assert_eq!(desired.network_policies.len(), 4);
 }
 
+/// Run as a ServiceAccount, the operator binds it in the namespace to the role that reads the
+/// credentials Secrets by name; run as anyone else (locally, as an administrator) it binds
+/// nobody.
+#[test]
+fn the_operator_is_bound_to_read_its_credentials_only_when_it_is_a_service_account() {
+    let system = system(json!({ "access": { "admins": ["team-a"] } }));
+    let names = |desired: &Desired| -> Vec<String> {
+        desired
+            .role_bindings
+            .iter()
+            .map(|b| b.metadata.name.clone().unwrap_or_default())
+            .collect()
+    };
+    assert_eq!(
+        names(&Desired::build(&system, &Config::default())),
+        ["tenant-admins"]
+    );
+    let config = Config {
+        operator_account: crate::config::OperatorAccount::from_username(
+            "system:serviceaccount:sdc-operators:hs-healthsystem-operator",
+        ),
+        ..Config::default()
+    };
+    let desired = Desired::build(&system, &config);
+    assert_eq!(names(&desired), ["tenant-admins", rbac::OPERATOR_BINDING]);
+    let binding = serde_json::to_value(&desired.role_bindings[1]).unwrap();
+    assert_eq!(binding["roleRef"]["name"], rbac::CREDENTIALS_ROLE);
+    assert_eq!(
+        binding["subjects"],
+        json!([{ "kind": "ServiceAccount", "name": "hs-healthsystem-operator", "namespace": "sdc-operators" }])
+    );
+    for other in [
+        "kubernetes-admin",
+        "system:serviceaccount:only-namespace",
+        "system:serviceaccount::name",
+        "system:serviceaccount:a:b:c",
+    ] {
+        assert_eq!(
+            crate::config::OperatorAccount::from_username(other),
+            None,
+            "{other}"
+        );
+    }
+}
+
 #[test]
 fn monitoring_can_be_switched_off() {
     let desired = Desired::build(

@@ -5,6 +5,7 @@
 //! retention prunes by age on the store; one system's credentials reach nothing of another's.
 //! Its own cluster, store and operator.
 
+use healthsystem_test_support::chart;
 use healthsystem_test_support::cluster;
 use healthsystem_test_support::node;
 use healthsystem_test_support::objectstore;
@@ -143,8 +144,20 @@ async fn setup() -> Client {
         ),
     )
     .await;
+    // Backups, drills, bootstrap restores and final backups, all under exactly the access the
+    // chart grants with an object store (and its tenant admission policy in force).
+    chart::operator_with_chart_access(&client, &chart_values()).await;
     operator::ensure_running(&client).await;
     client
+}
+
+/// The chart's values for this operator: its object store and restore namespace.
+fn chart_values() -> Value {
+    json!({ "operator": { "backup": {
+        "objectStore": store().config(),
+        "recipients": [identity().to_public().to_string()],
+        "drills": { "namespace": RESTORE_NAMESPACE },
+    } } })
 }
 
 /// A Ready system on the node whose namespace holds its own store credentials, as the

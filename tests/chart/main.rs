@@ -3,40 +3,35 @@
 //! authenticated as the chart's ServiceAccount and nothing more, runs a HealthSystem's whole
 //! lifecycle. One cluster for this binary, with no other operator on it.
 
+use healthsystem_test_support::chart;
 use healthsystem_test_support::cluster;
 use healthsystem_test_support::corpus;
 use healthsystem_test_support::systems;
 use healthsystem_test_support::wait;
 
+mod operator_secrets;
 mod tenant;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
-use serde_json::{Value, json};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::json;
 
 use healthsystem_operator::api::HealthSystem;
 
+use chart::{
+    KUBE_VERSION, OPERATOR_ACCOUNT, RELEASE_NAMESPACE, apply, ensure_namespace, helm, template,
+};
 use cluster::{client, install_crd};
 use corpus::root;
 use wait::until;
 
-const RELEASE_NAMESPACE: &str = "sdc-operators";
-/// The Kubernetes version of the local control plane (testenv/go.mod).
-const KUBE_VERSION: &str = "v1.36.3";
-
-fn tool(name: &str) -> PathBuf {
-    cluster::testenv_bin().join(name)
-}
-
 fn chart() -> PathBuf {
-    root().join("charts/healthsystem-operator")
+    chart::dir()
 }
 
 /// Values a platform team would change, to render every optional part.
@@ -60,37 +55,6 @@ const NON_DEFAULT: &[&str] = &[
     "--set",
     "operator.dns.addresses={169.254.20.10/32}",
 ];
-
-fn helm(args: &[&str]) -> String {
-    let out = Command::new(tool("helm")).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "helm {args:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn template(extra: &[&str]) -> Vec<Value> {
-    let chart = chart();
-    let mut args = vec![
-        "template",
-        "hs",
-        chart.to_str().unwrap(),
-        "--namespace",
-        RELEASE_NAMESPACE,
-        "--kube-version",
-        KUBE_VERSION,
-    ];
-    args.extend_from_slice(extra);
-    let text = helm(&args);
-    serde_saphyr::from_multiple::<Value>(&text)
-        .unwrap()
-        .into_iter()
-        .filter(|v| !v.is_null())
-        .collect()
-}
 
 #[test]
 fn the_chart_lints_and_renders_with_default_and_other_values() {
@@ -160,7 +124,7 @@ fn the_chart_lints_and_renders_with_default_and_other_values() {
     assert_eq!(dns_peers[1]["ipBlock"]["cidr"], "169.254.20.10/32");
 
     // A value outside the schema is refused.
-    let out = Command::new(tool("helm"))
+    let out = Command::new(cluster::testenv_bin().join("helm"))
         .args([
             "template",
             "hs",
@@ -210,42 +174,6 @@ fn the_chart_crd_is_the_generated_one() {
     );
 }
 
-async fn ensure_namespace(client: &Client, name: &str) {
-    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .patch(name, &PatchParams::apply("chart-tests"), &Patch::Apply(&ns))
-        .await
-        .unwrap();
-}
-
-/// Server-side applies `object` (dry-run or for real); false when its API is not served.
-async fn apply(client: &Client, object: &Value, dry_run: bool) -> bool {
-    let api_version = object["apiVersion"].as_str().unwrap();
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let gvk = GroupVersionKind::gvk(group, version, object["kind"].as_str().unwrap());
-    let (resource, caps) = match kube::discovery::pinned_kind(client, &gvk).await {
-        Ok(found) => found,
-        Err(_) if group == "monitoring.coreos.com" => return false,
-        Err(e) => panic!("{gvk:?}: {e}"),
-    };
-    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
-        Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
-            Api::namespaced_with(client.clone(), ns, &resource)
-        }
-        _ => Api::all_with(client.clone(), &resource),
-    };
-    let mut params = PatchParams::apply("chart-tests").force();
-    params.dry_run = dry_run;
-    api.patch(
-        object["metadata"]["name"].as_str().unwrap(),
-        &params,
-        &Patch::Apply(object),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{} {} refused: {e}", gvk.kind, object["metadata"]["name"]));
-    true
-}
-
 #[tokio::test]
 async fn the_rendered_chart_is_accepted_by_the_api_server() {
     let client = client().await;
@@ -264,74 +192,24 @@ async fn the_rendered_chart_is_accepted_by_the_api_server() {
     );
 }
 
-/// A kubeconfig for the cluster under test that authenticates with `token` only.
-fn kubeconfig_with_token(token: &str, path: &Path) {
-    let admin: Value =
-        serde_saphyr::from_str(&std::fs::read_to_string(cluster::kubeconfig()).unwrap()).unwrap();
-    let cluster = &admin["clusters"][0]["cluster"];
-    let config = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{ "name": "c", "cluster": cluster }],
-        "users": [{ "name": "operator", "user": { "token": token } }],
-        "contexts": [{ "name": "c", "context": { "cluster": "c", "user": "operator" } }],
-        "current-context": "c"
-    });
-    std::fs::write(path, serde_json::to_string(&config).unwrap()).unwrap();
-}
-
 #[tokio::test]
 async fn the_operator_runs_a_whole_lifecycle_with_exactly_the_chart_rbac() {
     let client = client().await;
     install_crd(&client).await;
     // With the monitoring API served, so the PodMonitor and PrometheusRule rules are proven too.
     cluster::install_monitoring_crds(&client).await;
-    ensure_namespace(&client, RELEASE_NAMESPACE).await;
-    // The chart's ServiceAccount, ClusterRole and binding, for real.
+    // The chart's ServiceAccount, roles, bindings and admission policy, for real, and a token
+    // of that ServiceAccount, as the kubelet would mount it.
     let objects = template(&[]);
-    for object in &objects {
-        if matches!(
-            object["kind"].as_str(),
-            Some(
-                "ServiceAccount"
-                    | "ClusterRole"
-                    | "ClusterRoleBinding"
-                    | "Role"
-                    | "RoleBinding"
-                    | "ValidatingAdmissionPolicy"
-                    | "ValidatingAdmissionPolicyBinding"
-            )
-        ) {
-            apply(&client, object, false).await;
-        }
-    }
+    let kubeconfig = chart::install_access(&client, &objects).await;
     let role: ClusterRole = serde_json::from_value(
         objects
             .iter()
-            .find(|o| {
-                o["kind"] == "ClusterRole" && o["metadata"]["name"] == "hs-healthsystem-operator"
-            })
+            .find(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == OPERATOR_ACCOUNT)
             .unwrap()
             .clone(),
     )
     .unwrap();
-    let sa_name = objects
-        .iter()
-        .find(|o| o["kind"] == "ServiceAccount")
-        .unwrap()["metadata"]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-
-    // A token for that ServiceAccount, as the kubelet would mount it.
-    let request = json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": { "expirationSeconds": 3600 } });
-    let token: Value = Api::<ServiceAccount>::namespaced(client.clone(), RELEASE_NAMESPACE)
-        .create_subresource("token", &sa_name, &PostParams::default(), &request)
-        .await
-        .unwrap();
-    let token = token["status"]["token"].as_str().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("operator.kubeconfig");
-    kubeconfig_with_token(token, &kubeconfig);
 
     let log = healthsystem_test_support::target_tmpdir()
         .join(format!("chart-operator-{}.log", std::process::id()));
@@ -398,6 +276,8 @@ async fn the_operator_runs_a_whole_lifecycle_with_exactly_the_chart_rbac() {
     ready(1).await;
     // Its team works through the tenant roles, and cannot undo the platform.
     tenant::holds(&client, &name).await;
+    // The operator reads its own credentials, and no other Secret.
+    operator_secrets::only_its_own(&client, &name).await;
     let uid = systems.get(&name).await.unwrap().metadata.uid.unwrap();
     tenant::old_bindings_move(&client, &name, &uid).await;
     let patch = json!({ "spec": { "tier": "Standard", "application": null } });
@@ -441,6 +321,10 @@ async fn the_operator_runs_a_whole_lifecycle_with_exactly_the_chart_rbac() {
     assert!(
         !text.to_lowercase().contains("forbidden"),
         "a request was forbidden:\n{text}"
+    );
+    assert!(
+        text.contains("running as a ServiceAccount"),
+        "the operator found who it runs as"
     );
     assert!(
         text.contains("monitoring_api=true"),

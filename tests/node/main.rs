@@ -17,6 +17,7 @@ mod database;
 mod isolation;
 mod migration;
 mod roles;
+mod tenant_attack;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

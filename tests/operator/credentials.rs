@@ -51,6 +51,37 @@ async fn a_deleted_secret_is_reported_and_never_regenerated_while_data_exists() 
     );
 }
 
+/// Secrets are not watched (the operator may read only its own, by name): a Secret deleted
+/// by a break-glass user is found by the operator's sweep, and one whose password the
+/// database takes on every start (the monitoring role's) is made again, with a new password.
+#[tokio::test]
+async fn a_deleted_secret_the_database_takes_on_start_is_made_again_by_the_sweep() {
+    let client = client().await;
+    operator::ensure_running(&client).await;
+    let name = systems::create(&client, "resweep", "lab-biomedica.yaml", |_| {}).await;
+    wait_ready(&client, &name).await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), &format!("hs-{name}"));
+    let before = secrets.get("database-monitoring").await.unwrap();
+    secrets
+        .delete("database-monitoring", &DeleteParams::default())
+        .await
+        .unwrap();
+    let after = until(
+        "database-monitoring made again",
+        Duration::from_secs(120),
+        || async {
+            match secrets.get_opt("database-monitoring").await {
+                Ok(Some(secret)) if secret.metadata.uid != before.metadata.uid => Ok(secret),
+                other => Err(format!("{:?}", other.map(|s| s.is_some()))),
+            }
+        },
+    )
+    .await;
+    let password = |s: &Secret| s.data.as_ref().and_then(|d| d.get("password")).cloned();
+    assert!(password(&after).is_some_and(|p| p.0.len() == 32));
+    assert_ne!(password(&after), password(&before), "a new password");
+}
+
 /// A node drain evicts the single database pod (the StatefulSet brings
 /// it back elsewhere) instead of being blocked by a budget no single instance can meet.
 #[tokio::test]

@@ -25,6 +25,15 @@ pub fn use_config(path: PathBuf) {
     let _ = CONFIG.set(path);
 }
 
+/// The kubeconfig of this binary's operator, when not the cluster's admin one.
+static KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
+
+/// Runs this binary's operator with the kubeconfig at `path` (for example the chart's
+/// ServiceAccount's, `chart::install_access`). Call it before `ensure_running`.
+pub fn use_kubeconfig(path: PathBuf) {
+    let _ = KUBECONFIG.set(path);
+}
+
 fn spawn(log: &Path, port: u16) -> Child {
     let root = crate::repo_root();
     let file = std::fs::OpenOptions::new()
@@ -43,7 +52,12 @@ fn spawn(log: &Path, port: u16) -> Child {
                 .get()
                 .map(|path| format!("--config={}", path.display())),
         )
-        .env("KUBECONFIG", cluster::kubeconfig())
+        .env(
+            "KUBECONFIG",
+            KUBECONFIG
+                .get()
+                .map_or_else(|| cluster::kubeconfig().to_path_buf(), Clone::clone),
+        )
         .env("RUST_LOG", "info,healthsystem_operator=debug")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())

@@ -25,7 +25,9 @@ use crate::controller::apply::fingerprint::stamp_fingerprint;
 use crate::controller::apply::patch_body::apply_patch;
 use crate::controller::cache::kinds::{self, Stores};
 use crate::controller::cache::owned_fields;
-use crate::controller::database::{claim_growth, credentials};
+use crate::controller::database::claim_growth;
+use crate::controller::database::credentials::{self, Ensured};
+use crate::controller::database::credentials_seen::{CredentialsSeen, Seen};
 use crate::error::{AtStep, Error, Result, Step};
 use crate::resources::Desired;
 use crate::resources::labels::MANAGER;
@@ -43,8 +45,12 @@ pub struct Applied {
     pub pruned: usize,
     /// Objects the API server refused (the others were still applied).
     pub refused: Vec<Refusal>,
-    /// Workloads not applied yet: the namespace's quota is not in force.
+    /// Workloads not applied yet: the namespace's quota, or the operator's access to its
+    /// credentials, is not in force.
     pub workloads_held: bool,
+    /// The credentials Secrets that exist after this pass (their keys); `None` when they
+    /// could not be read (the operator's access to them is not in force yet).
+    pub credentials: Option<Seen>,
 }
 
 /// An object the API server refused to take as desired: its kind, name and the reason in the
@@ -97,6 +103,7 @@ pub async fn apply(
     system_name: &str,
     uid: &str,
     desired: &Desired,
+    credentials_seen: &CredentialsSeen,
 ) -> Result<Applied> {
     let mut applied = Applied::default();
     let namespace = desired.namespace.metadata.name.clone().unwrap_or_default();
@@ -162,24 +169,46 @@ pub async fn apply(
             foreign,
         });
     }
-    let created = futures::future::try_join_all(
-        desired
-            .database_secrets
-            .iter()
-            .map(|template| credentials::ensure_credentials(client, stores, template)),
-    )
-    .await?;
-    for _ in created.into_iter().filter(|created| *created) {
-        applied.written += 1;
-        applied.written_kinds.push("Secret".into());
-    }
-    // What confines and configures pods (quota, limits, policies, accounts, credentials)
-    // exists before the workloads that start them: those go last, and not at all after an
-    // error. Within a stage the writes are independent, IN_FLIGHT at a time.
+    // What confines and configures pods (quota, limits, policies, accounts, the operator's
+    // access to its credentials) exists before the credentials, and those before the workloads
+    // that start pods: workloads go last, and not at all after an error. Within a stage the
+    // writes are independent, IN_FLIGHT at a time.
     let (first, workloads): (Vec<_>, Vec<_>) = writes
         .into_iter()
         .partition(|w| !STARTS_PODS.contains(&w.kind.as_str()));
     send_stage(first, &mut applied).await?;
+    let seen = credentials_seen
+        .look(client, &namespace, system_name, created)
+        .await?;
+    let Ok(mut seen) = seen else {
+        // The operator's RoleBinding that lets it read them is not in force yet.
+        applied.workloads_held = true;
+        return Ok(applied);
+    };
+    let ensured = futures::future::try_join_all(
+        desired
+            .database_secrets
+            .iter()
+            .map(|template| credentials::ensure_credentials(client, stores, &seen, template)),
+    )
+    .await?;
+    for (template, ensured) in desired.database_secrets.iter().zip(ensured) {
+        let name = template.name_any();
+        match ensured {
+            Ensured::Created(keys) => {
+                applied.written += 1;
+                applied.written_kinds.push("Secret".into());
+                credentials_seen.record(&namespace, &name, keys.clone());
+                seen.insert(&name, keys);
+            }
+            Ensured::FoundOnCreate(keys) => {
+                credentials_seen.record(&namespace, &name, keys.clone());
+                seen.insert(&name, keys);
+            }
+            Ensured::Existing | Ensured::Withheld => {}
+        }
+    }
+    applied.credentials = Some(seen);
     // Looked at after the first stage: the quota it created may be in force by now (its
     // status arrives through the watch), and then the workloads follow in this same pass.
     if !workloads.is_empty() && !quota_in_force(stores, &namespace) {

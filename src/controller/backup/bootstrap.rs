@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
@@ -149,15 +149,12 @@ async fn start(
     source: &crate::api::BackupSource,
 ) -> Result<()> {
     let namespace = &ctx.config.backup.drills.namespace;
-    // The watch keeps no Secret values: the login is read once, here, and copied.
+    // The login is read once, here, by name (the operator keeps no Secret value), and copied.
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &labels::namespace(system));
     let login = secrets
-        .list(&ListParams::default().fields(&format!("metadata.name={}", database::SECRET)))
+        .get_opt(database::SECRET)
         .await
         .at(Step::Bootstrap, format!("Secret {}", database::SECRET))?
-        .items
-        .into_iter()
-        .next()
         .and_then(|s| s.data)
         .unwrap_or_default();
     let data: BTreeMap<_, _> = login

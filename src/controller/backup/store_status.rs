@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use object_store::ObjectStoreExt;
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
@@ -58,14 +58,9 @@ async fn client(ctx: &Context, now: Timestamp) -> Option<AmazonS3> {
         return client.clone();
     }
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &config.drills.namespace);
-    let found = secrets
-        .list(&ListParams::default().fields(&format!(
-            "metadata.name={}",
-            config.drills.credentials_secret
-        )))
-        .await;
+    let found = secrets.get_opt(&config.drills.credentials_secret).await;
     let data = match found {
-        Ok(list) => list.items.into_iter().next().and_then(|s| s.data),
+        Ok(secret) => secret.and_then(|s| s.data),
         Err(e) => {
             warn!(error = %e, "cannot read the store's read credentials");
             None

@@ -1,6 +1,6 @@
 //! The kinds of child the operator manages, each watched cluster-wide through our
-//! managed-by label (never every Secret of the cluster), with managedFields trimmed to others'
-//! writes inside a spec, into an in-memory cache ([`crate::controller::cache::compact`]) the reconciler compares
+//! managed-by label (never Secrets: `database::credentials_seen`), with managedFields trimmed
+//! to others' writes inside a spec, into an in-memory cache ([`crate::controller::cache::compact`]) the reconciler compares
 //! against before it writes anything.
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service, ServiceAccount,
+    LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -86,7 +86,6 @@ pub fn kinds(with_monitoring: bool) -> Vec<Kind> {
         kind::<RoleBinding>(true, true, true),
         kind::<ServiceAccount>(true, true, true),
         kind::<NetworkPolicy>(true, true, true),
-        kind::<Secret>(true, false, false),
         kind::<Service>(true, true, true),
         Kind {
             keep_from_live: &["/spec/volumeClaimTemplates"],
@@ -124,7 +123,12 @@ pub fn is_declared(api_version: &str, kind: &str) -> bool {
     kinds(true)
         .iter()
         .any(|k| k.resource.api_version == api_version && k.resource.kind == kind)
+        || UNWATCHED.contains(&(api_version, kind))
 }
+
+/// Kinds the operator creates but never watches: Secrets, created once and read by name only
+/// where it may ([`crate::controller::database::credentials_seen`]).
+const UNWATCHED: &[(&str, &str)] = &[("v1", "Secret")];
 
 /// The label selector every watch uses.
 pub fn selector() -> String {
@@ -209,19 +213,6 @@ impl Stores {
     }
 }
 
-/// Blanks every value of a Secret, keeping its keys: the operator needs to know which
-/// credentials exist and are complete, never what they are, so no password sits in its
-/// memory (or in a heap dump of it).
-pub fn forget_secret_values(secret: &mut DynamicObject) {
-    for field in ["data", "stringData"] {
-        if let Some(values) = secret.data.get_mut(field).and_then(|v| v.as_object_mut()) {
-            for value in values.values_mut() {
-                *value = serde_json::Value::String(String::new());
-            }
-        }
-    }
-}
-
 /// Drops what tells one copy of an object from another (its UID, resourceVersion and
 /// creation time): about 110 bytes of the 500 or so each cached object takes, nowhere read
 /// for the kinds the operator applies (a change is taken back by applying, never by an update
@@ -232,13 +223,10 @@ fn forget_identity(object: &mut DynamicObject) {
     object.metadata.creation_timestamp = None;
 }
 
-/// What the cache keeps of a live child: a Secret without its values; a child of a kind the
-/// operator applies slimmed ([`slim`]); the others whole but for who wrote what, of which
+/// What the cache keeps of a live child: a child of a kind the operator applies slimmed
+/// ([`slim`]); the others whole but for who wrote what, of which
 /// only others' writes inside a spec are kept (what takeback needs).
 fn to_live(mut object: DynamicObject, kind: &Kind) -> Live {
-    if kind.resource.kind == "Secret" {
-        forget_secret_values(&mut object);
-    }
     if kind.exact {
         let keep: Vec<&str> = kind
             .keep_from_live
@@ -359,24 +347,6 @@ fn watch_storage_classes(client: &Client) -> Store<PartialObjectMeta<StorageClas
 mod tests {
     use super::*;
     use crate::resources::labels::MANAGER;
-
-    #[test]
-    fn a_watched_secret_keeps_its_keys_and_none_of_its_values() {
-        let mut secret: DynamicObject = serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": { "name": "database-credentials", "namespace": "hs-a" },
-            "data": { "password": "c2VjcmV0", "username": "YXBw" },
-            "type": "Opaque"
-        }))
-        .unwrap();
-        forget_secret_values(&mut secret);
-        assert_eq!(
-            secret.data["data"],
-            serde_json::json!({ "password": "", "username": "" })
-        );
-        assert_eq!(secret.data["type"], "Opaque");
-        assert!(!serde_json::to_string(&secret).unwrap().contains("c2VjcmV0"));
-    }
 
     fn applied(kind: &str, api_version: &str) -> DynamicObject {
         serde_json::from_value(serde_json::json!({

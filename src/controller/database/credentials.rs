@@ -11,6 +11,7 @@ use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
 use crate::controller::cache::kinds::Stores;
+use crate::controller::database::credentials_seen::Seen;
 use crate::error::{AtStep, Error, Result, Step};
 use crate::resources::labels::MANAGER;
 use crate::resources::{database, roles};
@@ -37,25 +38,38 @@ pub fn password() -> Result<String> {
     Ok(out)
 }
 
-/// Creates a credentials Secret with a freshly generated password when it does not exist.
-/// An existing Secret is never written: not after a restart, a crash mid-reconcile, nor when
-/// the HealthSystem is re-created. The application's Secret is created only for a database
-/// never initialised (no data claim): one missing beside the data is never replaced, as the
-/// database was made with the old password (status says `CredentialsMissing`). The other
-/// roles' Secrets are created whenever missing: the database takes their passwords on every
-/// start ([`crate::resources::roles`]).
+/// What [`ensure_credentials`] did about one Secret.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ensured {
+    /// It exists: nothing written.
+    Existing,
+    /// Missing beside the data: not generated (status says `CredentialsMissing`).
+    Withheld,
+    /// Created with these keys.
+    Created(Vec<String>),
+    /// Created meanwhile by someone else (an earlier pass): kept, assumed to hold these keys
+    /// until the next read says otherwise.
+    FoundOnCreate(Vec<String>),
+}
+
+/// Creates a credentials Secret with a freshly generated password when it does not exist
+/// (`seen`: what is known of the namespace's credentials). An existing Secret is never
+/// written: not after a restart, a crash mid-reconcile, nor when the HealthSystem is
+/// re-created. The application's Secret is created only for a database never initialised (no
+/// data claim): one missing beside the data is never replaced, as the database was made with
+/// the old password (status says `CredentialsMissing`). The other roles' Secrets are created
+/// whenever missing: the database takes their passwords on every start
+/// ([`crate::resources::roles`]).
 pub async fn ensure_credentials(
     client: &Client,
     stores: &Stores,
+    seen: &Seen,
     template: &Secret,
-) -> Result<bool> {
+) -> Result<Ensured> {
     let namespace = template.namespace().unwrap_or_default();
     let name = template.name_any();
-    if stores
-        .get("v1", "Secret", Some(&namespace), &name)
-        .is_some()
-    {
-        return Ok(false);
+    if seen.exists(&name) {
+        return Ok(Ensured::Existing);
     }
     let data_claim = database::data_claim_name();
     let regenerable = roles::ALL
@@ -71,7 +85,7 @@ pub async fn ensure_credentials(
             claim = data_claim,
             "credentials Secret missing beside the data: no new password is generated"
         );
-        return Ok(false);
+        return Ok(Ensured::Withheld);
     }
     let mut secret = template.clone();
     let mut data: BTreeMap<String, ByteString> = secret
@@ -85,6 +99,7 @@ pub async fn ensure_credentials(
         database::PASSWORD_KEY.to_string(),
         ByteString(password()?.into_bytes()),
     );
+    let keys: Vec<String> = data.keys().cloned().collect();
     secret.data = Some(data);
     let api = Api::<Secret>::namespaced(client.clone(), &namespace);
     let params = PostParams {
@@ -94,10 +109,10 @@ pub async fn ensure_credentials(
     match api.create(&params, &secret).await {
         Ok(_) => {
             info!(namespace, secret = name, "database credentials generated");
-            Ok(true)
+            Ok(Ensured::Created(keys))
         }
-        // Created by an earlier pass whose watch event has not arrived yet: keep it.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        // Created by an earlier pass that this one did not know of: keep it.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Ensured::FoundOnCreate(keys)),
         Err(e) => Err(e).at(Step::Credentials, format!("Secret {name}")),
     }
 }

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::controller::apply::Refusal;
 use crate::controller::cache::compact::Live;
 use crate::controller::cache::kinds::Stores;
+use crate::controller::database::credentials_seen::Seen;
 use crate::controller::database::quota_shortfall;
 use crate::controller::status::condition::QUOTA_EXCEEDED;
 use crate::resources::labels::{self, COMPONENT};
@@ -75,13 +76,15 @@ pub struct Observed {
     pub drill_success: Option<Timestamp>,
 }
 
-/// Reads the state of `system`'s children from the watch caches (no request).
+/// Reads the state of `system`'s children from the watch caches (no request), and of its
+/// credentials from what the apply knew of them (`None`: not readable this pass, not blamed).
 pub fn observe(
     stores: &Stores,
     config: &Config,
     system: &HealthSystem,
     desired: &Desired,
     monitoring_api: bool,
+    credentials: Option<&Seen>,
 ) -> Observed {
     let namespace = labels::namespace(system);
     let ns = Some(namespace.as_str());
@@ -98,7 +101,6 @@ pub fn observe(
         ns,
         &database::data_claim_name(),
     );
-    let secret = stores.get("v1", "Secret", ns, database::SECRET);
     let claim_phase = field(&claim, "/status/phase").and_then(|v| v.as_str().map(String::from));
 
     let mut missing_storage_class = None;
@@ -185,12 +187,9 @@ pub fn observe(
         claim_phase,
         claim_uid: data_claim_uid(claim.as_ref().map(|c| &c.metadata)),
         missing_storage_class,
-        credentials_exist: secret.is_some(),
-        credentials_complete: secret.as_ref().is_some_and(|s| {
-            s.data
-                .pointer(&format!("/data/{}", database::PASSWORD_KEY))
-                .is_some()
-        }),
+        credentials_exist: credentials.is_none_or(|c| c.exists(database::SECRET)),
+        credentials_complete: credentials
+            .is_none_or(|c| c.has_key(database::SECRET, database::PASSWORD_KEY)),
         last_success,
         last_failure,
         application,
