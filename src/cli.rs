@@ -54,6 +54,12 @@ enum Command {
         /// Name of the Lease.
         #[arg(long, env = "HS_LEASE_NAME", default_value = "healthsystem-operator")]
         lease_name: String,
+        /// The ServiceAccount the operator runs as, in its own namespace (POD_NAMESPACE; the
+        /// chart sets both from the pod): bound in each namespace it manages to read its
+        /// credentials Secrets there, as it may read no Secret elsewhere. Unset when it runs
+        /// with other credentials (a person's, an administrator's): no binding is made.
+        #[arg(long, env = "HS_SERVICE_ACCOUNT")]
+        service_account: Option<String>,
     },
     /// Print the HealthSystem CustomResourceDefinition as YAML.
     Crd,
@@ -168,9 +174,25 @@ impl Cli {
                 leader_elect,
                 lease_namespace,
                 lease_name,
+                service_account,
             } => {
                 init_logging(log_format);
-                let config = load_config(config.as_ref())?;
+                let mut config = load_config(config.as_ref())?;
+                config.operator_account =
+                    service_account.map(|name| crate::config::OperatorAccount {
+                        namespace: lease_namespace.clone(),
+                        name,
+                    });
+                match &config.operator_account {
+                    Some(account) => tracing::info!(
+                        namespace = account.namespace,
+                        name = account.name,
+                        "running as a ServiceAccount: bound to read its credentials Secrets in each namespace it manages"
+                    ),
+                    None => tracing::info!(
+                        "no ServiceAccount given (HS_SERVICE_ACCOUNT): no credentials binding is made"
+                    ),
+                }
                 let runtime = tokio::runtime::Runtime::new()?;
                 runtime.block_on(async {
                     let metrics = crate::metrics::Metrics::new();

@@ -83,8 +83,8 @@ pub struct Config {
     /// Where backups are kept and how they are encrypted.
     #[serde(default)]
     pub backup: BackupConfig,
-    /// The ServiceAccount the operator runs as, asked of the API server at start (never
-    /// configured): bound in each namespace it manages to read its credentials Secrets there.
+    /// The ServiceAccount the operator runs as (`run --service-account`, not this file):
+    /// bound in each namespace it manages to read its credentials Secrets there.
     #[serde(skip)]
     pub operator_account: Option<OperatorAccount>,
 }
@@ -96,19 +96,6 @@ pub struct OperatorAccount {
     pub namespace: String,
     /// Its name.
     pub name: String,
-}
-
-impl OperatorAccount {
-    /// The ServiceAccount a username names (`system:serviceaccount:NAMESPACE:NAME`); `None`
-    /// for any other user (a person or an administrator's certificate running it locally).
-    pub fn from_username(username: &str) -> Option<Self> {
-        let rest = username.strip_prefix("system:serviceaccount:")?;
-        let (namespace, name) = rest.split_once(':')?;
-        (!namespace.is_empty() && !name.is_empty() && !name.contains(':')).then(|| Self {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        })
-    }
 }
 
 impl Default for Config {

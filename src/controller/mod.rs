@@ -173,8 +173,6 @@ async fn reconcile_until_stopped(
         anyhow::anyhow!("cannot list HealthSystems ({e}); is the CRD installed? (healthsystem-operator crd | kubectl apply -f -)")
     })?;
     let monitoring_api = monitoring_api_served(&client).await;
-    let mut config = config;
-    config.operator_account = runtime::identity::operator_account(&client).await;
     if !monitoring_api {
         warn!(
             "monitoring.coreos.com is not served: PodMonitors and PrometheusRules are skipped until the operator restarts with it"

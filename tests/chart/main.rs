@@ -231,6 +231,7 @@ async fn the_operator_runs_a_whole_lifecycle_with_exactly_the_chart_rbac() {
         ])
         .env("KUBECONFIG", &kubeconfig)
         .env("POD_NAMESPACE", RELEASE_NAMESPACE)
+        .env("HS_SERVICE_ACCOUNT", OPERATOR_ACCOUNT)
         .env("POD_NAME", "chart-rbac-test")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())

@@ -151,7 +151,7 @@ pub async fn operator_with_chart_access(client: &Client, values: &Value) {
     let path = KUBECONFIG
         .get_or_init(|| async { install_access(client, &template_with(values)).await })
         .await;
-    crate::operator::use_kubeconfig(path.clone());
+    crate::operator::run_as(path.clone(), RELEASE_NAMESPACE, OPERATOR_ACCOUNT);
 }
 
 /// A kubeconfig for the cluster under test that authenticates with `token` only.

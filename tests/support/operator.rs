@@ -25,13 +25,24 @@ pub fn use_config(path: PathBuf) {
     let _ = CONFIG.set(path);
 }
 
-/// The kubeconfig of this binary's operator, when not the cluster's admin one.
-static KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
+/// Who this binary's operator runs as, when not the cluster's administrator.
+struct RunAs {
+    kubeconfig: PathBuf,
+    namespace: String,
+    service_account: String,
+}
 
-/// Runs this binary's operator with the kubeconfig at `path` (for example the chart's
-/// ServiceAccount's, `chart::install_access`). Call it before `ensure_running`.
-pub fn use_kubeconfig(path: PathBuf) {
-    let _ = KUBECONFIG.set(path);
+static RUN_AS: OnceLock<RunAs> = OnceLock::new();
+
+/// Runs this binary's operator as the ServiceAccount `namespace/service_account` whose token
+/// the kubeconfig at `kubeconfig` holds (for example the chart's, `chart::install_access`), as
+/// the chart's pod would. Call it before `ensure_running`.
+pub fn run_as(kubeconfig: PathBuf, namespace: &str, service_account: &str) {
+    let _ = RUN_AS.set(RunAs {
+        kubeconfig,
+        namespace: namespace.to_string(),
+        service_account: service_account.to_string(),
+    });
 }
 
 fn spawn(log: &Path, port: u16) -> Child {
@@ -54,10 +65,17 @@ fn spawn(log: &Path, port: u16) -> Child {
         )
         .env(
             "KUBECONFIG",
-            KUBECONFIG
-                .get()
-                .map_or_else(|| cluster::kubeconfig().to_path_buf(), Clone::clone),
+            RUN_AS.get().map_or_else(
+                || cluster::kubeconfig().to_path_buf(),
+                |r| r.kubeconfig.clone(),
+            ),
         )
+        .envs(RUN_AS.get().iter().flat_map(|r| {
+            [
+                ("POD_NAMESPACE", r.namespace.clone()),
+                ("HS_SERVICE_ACCOUNT", r.service_account.clone()),
+            ]
+        }))
         .env("RUST_LOG", "info,healthsystem_operator=debug")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
