@@ -3,8 +3,10 @@
 # kube-scheduler, kubectl, etcd, kwok, the small helpers under cmd/), the real node's
 # components (kubelet and kube-proxy from the same module; kube-router and CoreDNS from
 # modules of their own), helm (for the chart tests) and versitygw (the S3-compatible object
-# store of the backup tests, with s3setup, which makes its bucket and policy) from the Go
-# module proxy, once, and fetches the Prometheus Operator's CRDs pinned in crds/go.mod. Each tool is cached under a key of its own inputs and linked into a bin
+# store of the backup tests, with s3setup, which makes its bucket and policy) and CloudNativePG's
+# manager (cnpg-manager, the database engine's operator and instance manager) from the Go
+# module proxy, once, and fetches the Prometheus Operator's CRDs pinned in crds/go.mod and
+# CloudNativePG's release manifest pinned in cnpg/go.mod. Each tool is cached under a key of its own inputs and linked into a bin
 # directory keyed by all of them, so a second run is instant and a changed helper rebuilds
 # only itself. Prints the bin directory on stdout (the CRDs are in ../crds beside it);
 # progress goes to stderr.
@@ -13,11 +15,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache_root=${HS_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/healthsystem-testenv}
 key=$(cd "$here" && cat build.sh go.mod go.sum helm/go.mod helm/go.sum crds/go.mod crds/go.sum \
   kube-router/go.mod kube-router/go.sum coredns/go.mod coredns/go.sum coredns/main.go \
-  versitygw/go.mod versitygw/go.sum versitygw/s3setup/main.go \
+  versitygw/go.mod versitygw/go.sum versitygw/s3setup/main.go cnpg/go.mod cnpg/go.sum \
   $(find cmd -name "*.go" | sort) | sha256sum | cut -c1-16)
 bin="$cache_root/$key/bin"
 tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl kwok etcd kwok-stages provisioner
-  tcpforward kubelet kube-proxy kube-router coredns helm versitygw s3setup)
+  tcpforward kubelet kube-proxy kube-router coredns helm versitygw s3setup cnpg-manager)
 
 # The Prometheus Operator's CRDs (PodMonitor, PrometheusRule, ServiceMonitor), from the
 # module pinned in crds/go.mod, for the tests that need the monitoring API served.
@@ -28,6 +30,18 @@ if [ ! -f "$crds/monitoring.coreos.com_prometheusrules.yaml" ]; then
   for kind in podmonitors prometheusrules servicemonitors; do
     cp "$module_dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$crds/"
   done
+fi
+
+# CloudNativePG's release manifest (CRDs, RBAC, the operator's Deployment and webhooks) of
+# the version pinned in cnpg/go.mod, from the same module as its manager.
+cnpg="$cache_root/$key/cnpg"
+if [ ! -f "$cnpg/release.yaml" ]; then
+  mkdir -p "$cnpg"
+  module_dir=$(cd "$here/cnpg" && go mod download -json github.com/cloudnative-pg/cloudnative-pg | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  version=$(cd "$here/cnpg" && go list -m -f '{{.Version}}' github.com/cloudnative-pg/cloudnative-pg)
+  cp "$module_dir/releases/cnpg-${version#v}.yaml" "$cnpg/release.yaml.tmp"
+  echo "${version#v}" >"$cnpg/version"
+  mv "$cnpg/release.yaml.tmp" "$cnpg/release.yaml"
 fi
 
 missing=()
@@ -49,6 +63,7 @@ tool_key() {
   case "$t" in
     helm | kube-router | coredns | versitygw) module=$t ;;
     s3setup) module=versitygw ;;
+    cnpg-manager) module=cnpg ;;
   esac
   [ "$t" = coredns ] && sources=(coredns/main.go)
   [ "$t" = s3setup ] && sources=(versitygw/s3setup/main.go)
@@ -72,6 +87,7 @@ declare -A pkg=(
   [helm]=helm.sh/helm/v3/cmd/helm
   [versitygw]=github.com/versity/versitygw/cmd/versitygw
   [s3setup]=./s3setup
+  [cnpg-manager]=github.com/cloudnative-pg/cloudnative-pg/cmd/manager
 )
 to_build=()
 for t in "${missing[@]}"; do
@@ -86,7 +102,7 @@ fi
 echo "testenv: building ${to_build[*]} (the first build of everything takes about 25 minutes)" >&2
 echo "testenv: downloading modules" >&2
 go mod download >&2
-for m in helm kube-router coredns versitygw; do (cd "$m" && go mod download) >&2; done
+for m in helm kube-router coredns versitygw cnpg; do (cd "$m" && go mod download) >&2; done
 # Stamp the Kubernetes binaries with their real version (they report v0.0.0 otherwise).
 k8s_version=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
 minor=$(echo "$k8s_version" | cut -d. -f2)
@@ -101,6 +117,9 @@ for t in "${to_build[@]}"; do
   if [ "$t" = s3setup ]; then
     # The object store's provisioning helper, in versitygw's module (its AWS SDK).
     (cd versitygw && go build -trimpath -ldflags="-s -w" -o "$out/.$t.tmp" "${pkg[$t]}") >&2
+  elif [ "$t" = cnpg-manager ]; then
+    # Static (the instance manager is copied into every database pod, whatever its image).
+    (cd cnpg && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$out/.$t.tmp" "${pkg[$t]}") >&2
   elif [ "$t" = helm ] || [ "$t" = kube-router ] || [ "$t" = coredns ] || [ "$t" = versitygw ]; then
     # These live in modules of their own (testenv/NAME), with their own Kubernetes libraries.
     (cd "$t" && go build -trimpath -ldflags="-s -w" -o "$out/.$t.tmp" "${pkg[$t]}") >&2

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 pub mod chart;
 pub mod cluster;
+pub mod cnpg;
 pub mod corpus;
 pub mod fuzzing;
 pub mod node;

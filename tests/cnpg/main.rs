@@ -1,0 +1,229 @@
+//! CloudNativePG, the database engine the systems move onto, on the local cluster's real node:
+//! built from the Go module proxy at the pinned version, its release manifest applied with our
+//! image, a 2-instance Cluster on the node's PostgreSQL 15 image under Pod Security
+//! `restricted`. A row written on the primary is read on the replica; the primary pod deleted
+//! under a client committing numbered rows every 100 ms: a replica is promoted, writes resume,
+//! and the time from the deletion to the first new commit and the acknowledged rows lost are
+//! measured (asynchronous replication: the loss is reported, not asserted away).
+//! Its own cluster.
+
+use healthsystem_test_support::cluster;
+use healthsystem_test_support::cnpg;
+use healthsystem_test_support::node;
+use healthsystem_test_support::pods::{self, Script};
+use healthsystem_test_support::wait::until;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use serde_json::json;
+
+const CLUSTER: &str = "db";
+
+async fn namespace(client: &Client) -> String {
+    let name = cluster::unique("cnpg");
+    let ns: Namespace = serde_json::from_value(json!({
+        "metadata": { "name": name, "labels": { "pod-security.kubernetes.io/enforce": "restricted" } }
+    }))
+    .unwrap();
+    Api::<Namespace>::all(client.clone())
+        .patch(&name, &PatchParams::apply("cnpg-test"), &Patch::Apply(&ns))
+        .await
+        .unwrap();
+    name
+}
+
+/// A psql client of the Cluster as its application (CloudNativePG's `db-app` Secret: its
+/// keys become the environment), over TLS.
+fn client_script<'a>(namespace: &'a str, name: &'a str, body: &str) -> Script<'a> {
+    Script {
+        namespace,
+        name,
+        labels: BTreeMap::new(),
+        image: node::image("HS_IMAGE_POSTGRES15"),
+        script: format!(
+            "export PGUSER=$username PGPASSWORD=$password PGDATABASE=$dbname PGSSLMODE=require\n\
+             for i in $(seq 1 60); do psql -h {CLUSTER}-rw -c 'select 1' >/dev/null 2>&1 && break; sleep 1; done\n\
+             {body}"
+        ),
+        env_from_secret: Some("db-app"),
+        claim: None,
+    }
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// Numbered commits every 100 ms for 70 s, each bounded to 3 s; then which acknowledged
+/// ones are missing.
+const WRITER: &str = r#"psql -h db-rw -v ON_ERROR_STOP=1 -q -c "CREATE TABLE IF NOT EXISTS f (n int PRIMARY KEY)"
+end=$(( $(date +%s) + 70 ))
+n=0
+: >/tmp/ok
+while [ "$(date +%s)" -lt "$end" ]; do
+  n=$((n + 1))
+  if PGCONNECT_TIMEOUT=2 PGOPTIONS='-c statement_timeout=2000' timeout 3 psql -h db-rw -tAq -c "INSERT INTO f VALUES ($n)" >/dev/null 2>&1; then
+    echo "ok $n $(date +%s%3N)"; echo "$n" >>/tmp/ok
+  else
+    echo "fail $n $(date +%s%3N)"
+  fi
+  sleep 0.1
+done
+for i in $(seq 1 30); do psql -h db-rw -tA -c "SELECT n FROM f" >/tmp/have 2>/dev/null && break; sleep 1; done
+echo "acknowledged $(wc -l </tmp/ok)"
+echo "lost $(sort /tmp/ok | comm -23 - <(sort /tmp/have) | wc -l)"
+"#;
+
+#[tokio::test]
+async fn a_replicated_cluster_fails_over_when_its_primary_pod_is_deleted() {
+    cluster::use_real_node();
+    let client = cluster::client().await;
+    let image = cnpg::install(&client).await;
+    eprintln!("CloudNativePG running from {image}");
+    let namespace = namespace(&client).await;
+    let clusters = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        &namespace,
+        &cnpg::cluster_resource(),
+    );
+    let manifest: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": { "name": CLUSTER },
+        "spec": {
+            "instances": 2,
+            "imageName": node::image("HS_IMAGE_POSTGRES15"),
+            // Also the init container's that copies the manager in: never pulled here.
+            "imagePullPolicy": "Never",
+            "postgresUID": 999, "postgresGID": 999,
+            "storage": { "size": "1Gi", "storageClass": "standard" },
+            "bootstrap": { "initdb": { "database": "app", "owner": "app" } }
+        }
+    }))
+    .unwrap();
+    clusters
+        .patch(
+            CLUSTER,
+            &PatchParams::apply("cnpg-test"),
+            &Patch::Apply(&manifest),
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let healthy = until(
+        "the Cluster healthy with 2 instances",
+        Duration::from_secs(300),
+        || async {
+            let cluster = cnpg::get(&client, &namespace, CLUSTER).await?;
+            let status = &cluster.data["status"];
+            if status["readyInstances"] == 2 && status["phase"] == "Cluster in healthy state" {
+                Ok(cluster)
+            } else {
+                Err(format!(
+                    "{} ready, {}",
+                    status["readyInstances"], status["phase"]
+                ))
+            }
+        },
+    )
+    .await;
+    eprintln!("healthy after {:.1}s", started.elapsed().as_secs_f64());
+    let primary = healthy.data["status"]["currentPrimary"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A row written on the primary is read on the replica (the -ro Service).
+    let replicated = pods::run_ok(
+        &client,
+        client_script(
+            &namespace,
+            "replica-read",
+            "psql -h db-rw -v ON_ERROR_STOP=1 -q -c 'CREATE TABLE r (id int PRIMARY KEY); INSERT INTO r VALUES (42)'\n\
+             for i in $(seq 1 30); do got=$(psql -h db-ro -tA -c 'SELECT count(*) FROM r WHERE id = 42' 2>/dev/null); [ \"$got\" = 1 ] && break; sleep 1; done\n\
+             echo \"replica $got $(psql -h db-ro -tA -c 'SELECT pg_is_in_recovery()')\"",
+        ),
+    )
+    .await;
+    assert_eq!(pods::last_line(&replicated), "replica 1 t", "{replicated}");
+
+    // Failover under a writing client.
+    let writer = {
+        let client = client.clone();
+        let namespace = namespace.clone();
+        tokio::spawn(async move {
+            pods::run_ok(&client, client_script(&namespace, "writer", WRITER)).await
+        })
+    };
+    let pods_api = Api::<Pod>::namespaced(client.clone(), &namespace);
+    until(
+        "the writer committing",
+        Duration::from_secs(120),
+        || async {
+            let logs = pods_api
+                .logs("writer", &Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            if logs.lines().filter(|l| l.starts_with("ok ")).count() >= 20 {
+                Ok(())
+            } else {
+                Err("fewer than 20 commits".to_string())
+            }
+        },
+    )
+    .await;
+    let deleted_at = now_ms();
+    pods_api
+        .delete(&primary, &DeleteParams::default())
+        .await
+        .unwrap();
+    let logs = writer.await.unwrap();
+    // (time, committed) of each attempt after the deletion. The old primary may commit for a
+    // moment more while it shuts down; the outage is from the deletion to the first commit
+    // after the first failed attempt.
+    let attempts: Vec<(u128, bool)> = logs
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split(' ');
+            let ok = match words.next()? {
+                "ok" => true,
+                "fail" => false,
+                _ => return None,
+            };
+            let at = words.nth(1)?.parse::<u128>().ok()?;
+            (at > deleted_at).then_some((at, ok))
+        })
+        .collect();
+    let first_failure = attempts.iter().position(|(_, ok)| !ok);
+    let first_after = match first_failure {
+        Some(i) => attempts[i..].iter().find(|(_, ok)| *ok).map(|(at, _)| *at),
+        None => attempts.first().map(|(at, _)| *at),
+    };
+    let value = |key: &str| {
+        logs.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} ")))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let after = cnpg::get(&client, &namespace, CLUSTER).await.unwrap();
+    let new_primary = after.data["status"]["currentPrimary"]
+        .as_str()
+        .unwrap_or_default();
+    let downtime = first_after.map(|at| (at - deleted_at) as f64 / 1000.0);
+    eprintln!(
+        "failover: primary {primary} -> {new_primary}; {} failed attempts; writes again {downtime:?} s after the deletion; {:?} acknowledged, {:?} of them lost",
+        attempts.iter().filter(|(_, ok)| !ok).count(),
+        value("acknowledged"),
+        value("lost"),
+    );
+    assert_ne!(new_primary, primary, "a replica was promoted");
+    let downtime = downtime.unwrap_or_else(|| panic!("no commit after the deletion:\n{logs}"));
+    assert!(downtime < 60.0, "writes resumed only after {downtime} s");
+    assert!(value("acknowledged").unwrap_or(0) > 20, "{logs}");
+    assert!(value("lost").is_some(), "the loss was counted:\n{logs}");
+}

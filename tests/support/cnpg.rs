@@ -1,0 +1,117 @@
+//! CloudNativePG on the real node: its manager built from the Go module proxy and laid out as
+//! its own image (`testenv/cnpg-image.sh`), imported into the node, and its release manifest of
+//! the pinned version applied with that image (never pulled).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use serde_json::{Value, json};
+
+use crate::{chart, cluster, wait::until};
+
+/// The namespace of CloudNativePG's operator (its release manifest's).
+pub const NAMESPACE: &str = "cnpg-system";
+
+/// A `postgresql.cnpg.io/v1` Cluster.
+pub fn cluster_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("postgresql.cnpg.io", "v1", "Cluster"),
+        "clusters",
+    )
+}
+
+/// The image's name and CloudNativePG's version, built and imported into the node.
+fn image() -> (String, String) {
+    let bin = cluster::testenv_bin();
+    let output = Command::new("bash")
+        .arg(crate::repo_root().join("testenv/cnpg-image.sh"))
+        .arg(&bin)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("testenv/cnpg-image.sh runs");
+    assert!(output.status.success(), "testenv/cnpg-image.sh failed");
+    let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    cluster::import_node_image(&dir.join("cnpg.tar"));
+    let env = std::fs::read_to_string(dir.join("cnpg.env")).unwrap();
+    let var = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("cnpg.env has {name}"))
+            .to_string()
+    };
+    (var("HS_IMAGE_CNPG"), var("HS_CNPG_VERSION"))
+}
+
+/// The release manifest's objects, its Deployment running `image` as the operator and as the
+/// image it copies into each database pod, never pulled.
+fn manifest(image: &str) -> Vec<Value> {
+    let path = cluster::testenv_bin().join("../cnpg/release.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut objects: Vec<Value> = serde_saphyr::from_multiple::<Value>(&text)
+        .unwrap()
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .collect();
+    for object in &mut objects {
+        if object["kind"] == "Deployment" {
+            let container = &mut object["spec"]["template"]["spec"]["containers"][0];
+            container["image"] = json!(image);
+            container["imagePullPolicy"] = json!("Never");
+            for env in container["env"].as_array_mut().into_iter().flatten() {
+                if env["name"] == "OPERATOR_IMAGE_NAME" {
+                    env["value"] = json!(image);
+                }
+            }
+        }
+    }
+    objects
+}
+
+/// Installs CloudNativePG (once per cluster: applying again changes nothing) and waits until
+/// its operator is available. Returns the image of its manager.
+pub async fn install(client: &Client) -> String {
+    let (image, version) = image();
+    let objects = manifest(&image);
+    // The namespace and the CRDs first: the rest lives in one or refers to the others.
+    let rank = |o: &Value| match o["kind"].as_str() {
+        Some("Namespace") => 0,
+        Some("CustomResourceDefinition") => 1,
+        _ => 2,
+    };
+    let mut ordered: Vec<&Value> = objects.iter().collect();
+    ordered.sort_by_key(|o| rank(o));
+    for object in ordered {
+        chart::apply(client, object, false).await;
+    }
+    let deployments = Api::<Deployment>::namespaced(client.clone(), NAMESPACE);
+    until(
+        &format!("CloudNativePG {version} available"),
+        Duration::from_secs(240),
+        || async {
+            let deployment = deployments
+                .get("cnpg-controller-manager")
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = deployment.status.unwrap_or_default();
+            if status.available_replicas.unwrap_or(0) >= 1 {
+                Ok(())
+            } else {
+                Err(format!("{:?}", status.conditions))
+            }
+        },
+    )
+    .await;
+    image
+}
+
+/// The Cluster `name` in `namespace`, or an error naming what is missing.
+pub async fn get(client: &Client, namespace: &str, name: &str) -> Result<DynamicObject, String> {
+    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &cluster_resource())
+        .get(name)
+        .await
+        .map_err(|e| e.to_string())
+}
