@@ -1,7 +1,8 @@
 //! CloudNativePG, the database engine the systems move onto, on the local cluster's real node:
 //! built from the Go module proxy at the pinned version, its release manifest applied with our
 //! image, a 2-instance Cluster on the node's PostgreSQL 15 image under Pod Security
-//! `restricted`. A row written on the primary is read on the replica; the primary pod deleted
+//! `restricted`. Its logins are TLS only (plaintext refused, `verify-full` with its CA
+//! connects, another CA refused); a row written on the primary is read on the replica; the primary pod deleted
 //! under a client committing numbered rows every 100 ms: a replica is promoted, writes resume,
 //! and the time from the deletion to the first new commit and the acknowledged rows lost are
 //! measured (asynchronous replication: the loss is reported, not asserted away).
@@ -103,6 +104,8 @@ async fn a_replicated_cluster_fails_over_when_its_primary_pod_is_deleted() {
             "imagePullPolicy": "Never",
             "postgresUID": 999, "postgresGID": 999,
             "storage": { "size": "1Gi", "storageClass": "standard" },
+            // TLS only: CloudNativePG's own rules accept plaintext logins with a password.
+            "postgresql": { "pg_hba": ["hostnossl all all all reject"] },
             "bootstrap": { "initdb": { "database": "app", "owner": "app" } }
         }
     }))
@@ -152,6 +155,45 @@ async fn a_replicated_cluster_fails_over_when_its_primary_pod_is_deleted() {
     )
     .await;
     assert_eq!(pods::last_line(&replicated), "replica 1 t", "{replicated}");
+
+    // TLS: plaintext refused; verify-full with the Cluster's CA connects; another CA (the
+    // public ones of the image) is refused.
+    let ca = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &namespace)
+        .get("db-ca")
+        .await
+        .unwrap();
+    let ca = String::from_utf8(ca.data.unwrap()["ca.crt"].0.clone()).unwrap();
+    let host = format!("{CLUSTER}-rw.{namespace}.svc");
+    let tls = pods::run_ok(
+        &client,
+        client_script(
+            &namespace,
+            "tls",
+            &format!(
+                "cat >/tmp/ca.crt <<'PEM'\n{ca}PEM\n\
+                 try() {{ out=$(psql \"host={host} dbname=app $2\" -tA -c 'select 1' 2>&1 | tr '\\n' ' '); echo \"$1 $out\"; }}\n\
+                 try plaintext sslmode=disable\n\
+                 try verified 'sslmode=verify-full sslrootcert=/tmp/ca.crt'\n\
+                 try wrongca 'sslmode=verify-full sslrootcert=/etc/ssl/certs/ca-certificates.crt'"
+            ),
+        ),
+    )
+    .await;
+    let line = |name: &str| {
+        tls.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line("plaintext").contains("no encryption"),
+        "plaintext refused by pg_hba: {tls}"
+    );
+    assert_eq!(line("verified").trim(), "1", "verify-full connects: {tls}");
+    assert!(
+        line("wrongca").contains("certificate verify failed"),
+        "another CA refused: {tls}"
+    );
 
     // Failover under a writing client.
     let writer = {
