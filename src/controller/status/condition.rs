@@ -24,6 +24,8 @@ pub mod types {
     pub const APPLICATION: &str = "ApplicationReady";
 }
 
+/// The operator cannot read the credentials Secrets (its access there is not in force).
+pub const CREDENTIALS_NOT_READABLE: &str = "CredentialsNotReadable";
 /// The DatabaseReady reason when the credentials Secret is gone but the data is not.
 pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
 

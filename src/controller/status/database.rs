@@ -6,10 +6,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use crate::api::HealthSystem;
 use crate::controller::status::condition::{
-    BOOTSTRAP_FAILED, CREDENTIALS_MISSING, DATA_MISSING, QUOTA_EXCEEDED, Stamp, types,
+    BOOTSTRAP_FAILED, CREDENTIALS_MISSING, CREDENTIALS_NOT_READABLE, DATA_MISSING, QUOTA_EXCEEDED,
+    Stamp, types,
 };
 use crate::controller::status::observed::Observed;
-use crate::resources::database;
+use crate::resources::{database, rbac};
 
 /// The DatabaseReady condition; `lost` is the UID of the data claim that is gone, if any.
 pub fn condition(
@@ -27,6 +28,8 @@ pub fn condition(
             None => String::new(),
         };
         stamp.condition(types::DATABASE, false, DATA_MISSING, format!("the volume claim {} (UID {lost}) that holds this database's data is gone or being deleted{now_there}. The database is held stopped so that no empty database replaces it. Restore the volume (re-bind its PersistentVolume if its class retains it) or restore from a backup; if the data is lost for good, set spec.database.acceptDataLoss: {lost} to start an empty database", database::data_claim_name()))
+    } else if observed.credentials_unreadable {
+        stamp.condition(types::DATABASE, false, CREDENTIALS_NOT_READABLE, format!("the operator cannot read the credentials Secrets in this namespace, so the database's workloads wait: its RoleBinding {} (just made) is not in force yet, or the ClusterRole {} the chart installs is missing", rbac::OPERATOR_BINDING, rbac::CREDENTIALS_ROLE))
     } else if !observed.credentials_exist && observed.claim_phase.is_some() {
         stamp.condition(types::DATABASE, false, CREDENTIALS_MISSING, format!("Secret {} is missing while the database volume {} holds data initialised with its password; the operator never generates a new one for it. Restore the Secret with the original password (from the platform's secret backup)", database::SECRET, database::data_claim_name()))
     } else if observed.credentials_exist && !observed.credentials_complete {

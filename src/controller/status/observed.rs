@@ -38,6 +38,9 @@ pub struct Observed {
     pub credentials_exist: bool,
     /// ...and holds a password.
     pub credentials_complete: bool,
+    /// The operator could not read the credentials Secrets this pass (its access to them in
+    /// the namespace is not in force): the two above are then not known.
+    pub credentials_unreadable: bool,
     /// Completion time of the newest successful backup Job.
     pub last_success: Option<Timestamp>,
     /// Time of the newest failed backup Job.
@@ -190,6 +193,7 @@ pub fn observe(
         credentials_exist: credentials.is_none_or(|c| c.exists(database::SECRET)),
         credentials_complete: credentials
             .is_none_or(|c| c.has_key(database::SECRET, database::PASSWORD_KEY)),
+        credentials_unreadable: credentials.is_none(),
         last_success,
         last_failure,
         application,

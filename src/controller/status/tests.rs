@@ -220,6 +220,30 @@ fn a_missing_secret_beside_the_data_is_reported_with_what_to_do() {
     assert_eq!(status.phase, Some(Phase::Degraded));
 }
 
+/// Credentials the operator could not read are not blamed on the Secret (they may well be
+/// there): status says what it is waiting for instead.
+#[test]
+fn credentials_the_operator_cannot_read_are_reported_as_such_not_as_missing() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let observed = Observed {
+        credentials_unreadable: true,
+        ..healthy()
+    };
+    let status = evaluate(&system("24h", now), &observed, now);
+    let database = get(&status, types::DATABASE);
+    assert_eq!(
+        (database.status.as_str(), database.reason.as_str()),
+        ("False", CREDENTIALS_NOT_READABLE)
+    );
+    assert!(
+        database
+            .message
+            .contains("healthsystem-operator-credentials"),
+        "{}",
+        database.message
+    );
+}
+
 #[test]
 fn the_data_claim_is_recorded_and_its_loss_holds_until_accepted() {
     let now = Timestamp::from_second(100 * HOUR).unwrap();
