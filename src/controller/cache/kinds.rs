@@ -9,7 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Service, ServiceAccount,
+    LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -117,18 +117,22 @@ pub fn kinds(with_monitoring: bool) -> Vec<Kind> {
     kinds
 }
 
-/// Whether a kind is declared in the registry ([`kinds`] with every optional API): a desired
-/// object of any other kind is a defect, refused by the apply instead of skipped.
-pub fn is_declared(api_version: &str, kind: &str) -> bool {
-    kinds(true)
-        .iter()
-        .any(|k| k.resource.api_version == api_version && k.resource.kind == kind)
-        || UNWATCHED.contains(&(api_version, kind))
+/// Every kind the operator creates: the watched ones ([`kinds`]) and Secrets, created once
+/// and never watched, read by name only where it may
+/// ([`crate::controller::database::credentials_seen`]).
+pub fn declared(with_monitoring: bool) -> Vec<Kind> {
+    let mut all = kinds(with_monitoring);
+    all.push(kind::<Secret>(true, false, false));
+    all
 }
 
-/// Kinds the operator creates but never watches: Secrets, created once and read by name only
-/// where it may ([`crate::controller::database::credentials_seen`]).
-const UNWATCHED: &[(&str, &str)] = &[("v1", "Secret")];
+/// Whether a kind is declared ([`declared`] with every optional API): a desired object of any
+/// other kind is a defect, refused by the apply instead of skipped.
+pub fn is_declared(api_version: &str, kind: &str) -> bool {
+    declared(true)
+        .iter()
+        .any(|k| k.resource.api_version == api_version && k.resource.kind == kind)
+}
 
 /// The label selector every watch uses.
 pub fn selector() -> String {
