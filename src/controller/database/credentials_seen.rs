@@ -105,6 +105,10 @@ impl CredentialsSeen {
         system: &str,
         fresh: bool,
     ) -> Result<std::result::Result<Seen, NotReadable>> {
+        if fresh {
+            // What was known is of a namespace of that name deleted since (out of band).
+            self.lock().remove(namespace);
+        }
         if let Some(entry) = self.lock().get(namespace) {
             return Ok(Ok(entry.seen.clone()));
         }
@@ -303,6 +307,30 @@ mod tests {
         assert!(!known.lock()["hs-a"].seen.exists("database-credentials"));
         known.forget("hs-a");
         assert_eq!(known.update("hs-a", version + 1, before), None, "forgotten");
+    }
+
+    /// A namespace the operator has just created holds no Secret, whatever was known of an
+    /// earlier namespace of that name: its credentials are created in the same pass.
+    #[tokio::test]
+    async fn a_namespace_just_created_is_known_empty_without_a_read() {
+        let known = CredentialsSeen::default();
+        let mut before = Seen::default();
+        before.insert("database-credentials", ["password".to_string()]);
+        known.lock().insert(
+            "hs-a".into(),
+            Entry {
+                system: "a".into(),
+                seen: before,
+                version: 3,
+                checked: Instant::now(),
+            },
+        );
+        // Never contacted: a fresh namespace is not read.
+        let client =
+            Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let seen = known.look(&client, "hs-a", "a", true).await.unwrap();
+        assert!(matches!(seen, Ok(s) if s == Seen::default()));
+        assert!(!known.lock()["hs-a"].seen.exists("database-credentials"));
     }
 
     #[test]
