@@ -276,8 +276,8 @@ mod tests {
         assert!(!format!("{seen:?}").contains("value"));
     }
 
-    #[test]
-    fn a_sweep_wakes_the_system_only_when_its_secrets_changed_and_no_record_raced_it() {
+    /// What is known of namespace `hs-a` (system `a`): its application's Secret, just read.
+    fn known_with_credentials() -> (CredentialsSeen, Seen) {
         let known = CredentialsSeen::default();
         let mut before = Seen::default();
         before.insert("database-credentials", ["password".to_string()]);
@@ -290,6 +290,12 @@ mod tests {
                 checked: Instant::now(),
             },
         );
+        (known, before)
+    }
+
+    #[test]
+    fn a_sweep_wakes_the_system_only_when_its_secrets_changed_and_no_record_raced_it() {
+        let (known, before) = known_with_credentials();
         assert_eq!(known.update("hs-a", 0, before.clone()), None, "unchanged");
         // Read before a reconcile recorded a Secret it created: the read is stale.
         known.record("hs-a", "database-superuser", ["password".to_string()]);
@@ -313,18 +319,7 @@ mod tests {
     /// earlier namespace of that name: its credentials are created in the same pass.
     #[tokio::test]
     async fn a_namespace_just_created_is_known_empty_without_a_read() {
-        let known = CredentialsSeen::default();
-        let mut before = Seen::default();
-        before.insert("database-credentials", ["password".to_string()]);
-        known.lock().insert(
-            "hs-a".into(),
-            Entry {
-                system: "a".into(),
-                seen: before,
-                version: 3,
-                checked: Instant::now(),
-            },
-        );
+        let (known, _) = known_with_credentials();
         // Never contacted: a fresh namespace is not read.
         let client =
             Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
