@@ -29,6 +29,8 @@ use super::status::HealthSystemStatus;
     printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Why the system is or is not ready"),
     printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace", description = "Namespace holding the system"),
     printcolumn(name = "Tier", type_ = "string", json_path = ".spec.tier", description = "Sizing preset"),
+    printcolumn(name = "Instances", type_ = "integer", json_path = ".status.database.readyInstances", description = "PostgreSQL instances ready (CloudNativePG engine)", priority = 1),
+    printcolumn(name = "Primary", type_ = "string", json_path = ".status.database.primary", description = "The current primary's pod (CloudNativePG engine)", priority = 1),
     printcolumn(name = "Migration", type_ = "string", json_path = ".status.migration.phase", description = "Phase of the migration, when the system is migrated", priority = 1),
     printcolumn(name = "Last Backup", type_ = "date", json_path = ".status.backup.lastSuccessfulTime", description = "Time of the last successful backup"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),

@@ -77,6 +77,31 @@ pub struct DatabaseStatus {
     /// Where the restore of spec.database.bootstrap stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<BootstrapStatus>,
+    /// What runs this database, recorded when it is made: a system keeps it whatever the
+    /// operator's configuration says for new systems. Absent on systems made before it was
+    /// recorded (the StatefulSet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
+    /// PostgreSQL instances wanted (CloudNativePG).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<i32>,
+    /// Instances ready (CloudNativePG).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_instances: Option<i32>,
+    /// The pod of the current primary (CloudNativePG).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+}
+
+/// What runs a system's PostgreSQL.
+#[derive(JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Engine {
+    /// One pod of a StatefulSet the operator builds: no replica, no failover.
+    #[default]
+    StatefulSet,
+    /// A CloudNativePG Cluster: instances by tier, automatic failover, TLS only.
+    #[serde(rename = "CloudNativePG")]
+    CloudNativePg,
 }
 
 /// The restore of a new database from a backup (spec.database.bootstrap).

@@ -13,11 +13,13 @@ use crate::api::{PostgresVersion, Tier};
 
 mod backup;
 pub mod checks;
+mod engine;
 pub mod network;
 pub mod onboarding;
 
 pub use backup::{BackupConfig, Drills, ObjectStore};
 use checks::{is_cidr, is_dns_label, looks_like_quantity};
+pub use engine::{CloudNativePg, DatabaseConfig, Engine};
 pub use network::{PlatformService, ServicePort};
 use network::{check_peer, default_platform_services};
 
@@ -83,6 +85,9 @@ pub struct Config {
     /// Where backups are kept and how they are encrypted.
     #[serde(default)]
     pub backup: BackupConfig,
+    /// Which engine runs new systems' databases.
+    #[serde(default)]
+    pub database: DatabaseConfig,
     /// The ServiceAccount the operator runs as (`run --service-account`, not this file):
     /// bound in each namespace it manages to read its credentials Secrets there.
     #[serde(skip)]
@@ -110,6 +115,7 @@ impl Default for Config {
             migration: MigrationConfig::default(),
             rollout: RolloutConfig::default(),
             backup: BackupConfig::default(),
+            database: DatabaseConfig::default(),
             operator_account: None,
         }
     }
@@ -155,6 +161,12 @@ impl Config {
             if preset.pods < 1 {
                 return Err((format!("tiers.{name}.pods"), "must be at least 1".into()));
             }
+            if !(1..=9).contains(&preset.instances) {
+                return Err((
+                    format!("tiers.{name}.instances"),
+                    "must be between 1 and 9".into(),
+                ));
+            }
             for (key, value) in [
                 ("cpu", &preset.cpu),
                 ("memory", &preset.memory),
@@ -181,6 +193,7 @@ impl Config {
             check_peer(&key, service)?;
         }
         self.backup.check()?;
+        self.database.check()?;
         for (key, seconds) in [
             (
                 "migration.verificationMaxAgeSeconds",
@@ -299,24 +312,33 @@ pub struct TierPreset {
     /// Memory requested by the PostgreSQL server, also its limit (a database is never
     /// overcommitted: the kernel's OOM killer must not pick it under pressure).
     pub database_memory: String,
+    /// PostgreSQL instances (one primary, the rest replicas) of a system on the
+    /// CloudNativePG engine; the StatefulSet engine always runs one.
+    pub instances: i32,
 }
 
 impl Default for Tiers {
     fn default() -> Self {
-        let preset =
-            |cpu: &str, memory: &str, storage: &str, pods, request: [&str; 3], db: [&str; 2]| {
-                TierPreset {
-                    cpu: cpu.into(),
-                    memory: memory.into(),
-                    storage: storage.into(),
-                    pods,
-                    default_cpu_request: request[0].into(),
-                    default_memory_request: request[1].into(),
-                    default_memory_limit: request[2].into(),
-                    database_cpu: db[0].into(),
-                    database_memory: db[1].into(),
-                }
-            };
+        let preset = |cpu: &str,
+                      memory: &str,
+                      storage: &str,
+                      pods,
+                      request: [&str; 3],
+                      db: [&str; 2],
+                      instances| {
+            TierPreset {
+                cpu: cpu.into(),
+                memory: memory.into(),
+                storage: storage.into(),
+                pods,
+                default_cpu_request: request[0].into(),
+                default_memory_request: request[1].into(),
+                default_memory_limit: request[2].into(),
+                database_cpu: db[0].into(),
+                database_memory: db[1].into(),
+                instances,
+            }
+        };
         Self {
             small: preset(
                 "2",
@@ -325,6 +347,7 @@ impl Default for Tiers {
                 20,
                 ["100m", "128Mi", "512Mi"],
                 ["500m", "1Gi"],
+                1,
             ),
             standard: preset(
                 "8",
@@ -333,6 +356,7 @@ impl Default for Tiers {
                 50,
                 ["250m", "256Mi", "1Gi"],
                 ["2", "4Gi"],
+                2,
             ),
             large: preset(
                 "32",
@@ -341,6 +365,7 @@ impl Default for Tiers {
                 150,
                 ["500m", "512Mi", "2Gi"],
                 ["8", "16Gi"],
+                3,
             ),
         }
     }

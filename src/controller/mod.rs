@@ -74,6 +74,16 @@ pub async fn monitoring_api_served(client: &Client) -> bool {
     }
 }
 
+/// Whether the cluster serves CloudNativePG's Cluster.
+pub async fn cloud_native_pg_served(client: &Client) -> bool {
+    let resource = crate::resources::cnpg::cluster_resource();
+    let gv = kube::core::GroupVersion::gv(&resource.group, &resource.version);
+    match kube::discovery::pinned_group(client, &gv).await {
+        Ok(group) => group.recommended_kind(&resource.kind).is_some(),
+        Err(_) => false,
+    }
+}
+
 /// The controller's backoff on errors of its merged trigger streams: none, because each
 /// stream (the HealthSystem watch and every child watch) already backs off on its own.
 /// kube's default pauses the merged stream after an error of any one of them, growing to
@@ -178,7 +188,17 @@ async fn reconcile_until_stopped(
             "monitoring.coreos.com is not served: PodMonitors and PrometheusRules are skipped until the operator restarts with it"
         );
     }
-    let (stores, mut streams) = kinds::watch(&client, kinds::kinds(monitoring_api));
+    let cloud_native_pg = cloud_native_pg_served(&client).await;
+    if !cloud_native_pg {
+        info!(
+            "postgresql.cnpg.io is not served: systems on the CloudNativePG engine wait until the operator restarts with it"
+        );
+    }
+    let apis = kinds::Apis {
+        monitoring: monitoring_api,
+        cloud_native_pg,
+    };
+    let (stores, mut streams) = kinds::watch(&client, kinds::kinds(apis));
     // Secrets are not watched: what is known of them is swept (`credentials_seen`).
     let credentials = CredentialsSeen::default();
     streams.push(credentials.sweep(client.clone()));

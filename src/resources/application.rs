@@ -82,6 +82,19 @@ pub fn deployment(system: &HealthSystem, app: &Application) -> Deployment {
     }
 }
 
+/// Makes the application verify the database server it connects to (CloudNativePG engine).
+pub fn verify_server(deployment: &mut Deployment) {
+    if let Some(pod) = deployment
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        && let Some(mut container) = pod.containers.pop()
+    {
+        super::cnpg::verify_server(&mut container, pod);
+        pod.containers.push(container);
+    }
+}
+
 /// The application's Service, on its own port.
 pub fn service(system: &HealthSystem, app: &Application) -> Service {
     Service {

@@ -356,7 +356,7 @@ pub fn claim_spec(system: &HealthSystem) -> PersistentVolumeClaimSpec {
     }
 }
 
-fn service_port(name: &str, port: i32) -> ServicePort {
+pub(crate) fn service_port(name: &str, port: i32) -> ServicePort {
     ServicePort {
         name: Some(name.into()),
         port,

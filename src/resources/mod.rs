@@ -4,6 +4,7 @@
 pub mod application;
 pub mod backup;
 pub mod bootstrap;
+pub mod cnpg;
 pub mod database;
 pub mod drill;
 pub mod final_backup;
@@ -33,7 +34,7 @@ use kube::api::DynamicObject;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::HealthSystem;
+use crate::api::{Engine, HealthSystem};
 use crate::config::Config;
 
 /// Every child object one HealthSystem should have. Consumers destructure it without `..`,
@@ -55,12 +56,17 @@ pub struct Desired {
     /// The credentials of the database's roles without their passwords (the application's
     /// first): created by the controller, never updated.
     pub database_secrets: Vec<Secret>,
-    /// The PostgreSQL server and its exporter.
-    pub database: StatefulSet,
-    /// The database Service and the headless one.
+    /// What runs the database: the engine chosen for this system ([`engine`]).
+    pub engine: Engine,
+    /// The PostgreSQL server and its exporter (StatefulSet engine).
+    pub database: Option<StatefulSet>,
+    /// The CloudNativePG Cluster (CloudNativePG engine).
+    pub database_cluster: Option<DynamicObject>,
+    /// The database Service (and the StatefulSet's headless one).
     pub database_services: Vec<Service>,
-    /// Keeps drains from stopping the database unannounced.
-    pub database_budget: PodDisruptionBudget,
+    /// Keeps drains from stopping the database unannounced (StatefulSet engine; a Cluster
+    /// keeps its own).
+    pub database_budget: Option<PodDisruptionBudget>,
     /// Where the backups are kept when there is no object store.
     pub backup_claim: Option<PersistentVolumeClaim>,
     /// The scheduled backup.
@@ -81,8 +87,13 @@ impl Desired {
     pub fn build(system: &HealthSystem, config: &Config) -> Self {
         let app = system.spec.application.as_ref();
         let (migration_jobs, source_policy) = migration::children(system, config);
+        let engine = engine(system, config);
+        let cloud_native = engine == Engine::CloudNativePg;
         let mut network_policies = network::policies(system, config);
         network_policies.extend(source_policy);
+        if cloud_native {
+            network_policies.push(cnpg::network_policy(system, config));
+        }
         Self {
             namespace: namespace::namespace(system),
             quota: namespace::resource_quota(system, config),
@@ -91,9 +102,15 @@ impl Desired {
             service_accounts: rbac::service_accounts(system),
             network_policies,
             database_secrets: roles::secrets(system),
-            database: database::stateful_set(system, config),
-            database_services: database::services(system),
-            database_budget: database::disruption_budget(system),
+            engine,
+            database: (!cloud_native).then(|| database::stateful_set(system, config)),
+            database_cluster: cloud_native.then(|| cnpg::cluster(system, config)),
+            database_services: if cloud_native {
+                vec![cnpg::service(system)]
+            } else {
+                database::services(system)
+            },
+            database_budget: (!cloud_native).then(|| database::disruption_budget(system)),
             backup_claim: backup::claim(system, config),
             backup: backup::cron_job(system, config),
             monitoring: if system.spec.monitoring.enabled {
@@ -104,7 +121,13 @@ impl Desired {
             } else {
                 Vec::new()
             },
-            application: app.map(|app| application::deployment(system, app)),
+            application: app.map(|app| {
+                let mut deployment = application::deployment(system, app);
+                if cloud_native {
+                    application::verify_server(&mut deployment);
+                }
+                deployment
+            }),
             application_service: app.map(|app| application::service(system, app)),
             migration_jobs,
         }
@@ -131,7 +154,9 @@ impl Desired {
             service_accounts,
             network_policies,
             database_secrets,
+            engine: _,
             database,
+            database_cluster,
             database_services,
             database_budget,
             backup_claim,
@@ -149,8 +174,9 @@ impl Desired {
             out.extend(database_secrets.iter().map(manifest));
         }
         out.extend(database_services.iter().map(manifest));
-        out.push(manifest(database));
-        out.push(manifest(database_budget));
+        out.extend(database.iter().map(manifest));
+        out.extend(database_cluster.iter().map(cnpg::manifest));
+        out.extend(database_budget.iter().map(manifest));
         out.extend(backup_claim.iter().map(manifest));
         out.push(manifest(backup));
         out.extend(
@@ -162,6 +188,19 @@ impl Desired {
         out.extend(application_service.iter().map(manifest));
         out.extend(migration_jobs.iter().map(manifest));
         out
+    }
+}
+
+/// The engine of `system`'s database: the one recorded in its status when it was made; the
+/// StatefulSet for a system made before engines were recorded (it has a data claim on
+/// record); the configuration's for a new system. So changing the configuration never
+/// moves an existing database.
+pub fn engine(system: &HealthSystem, config: &Config) -> Engine {
+    let recorded = system.status.as_ref().and_then(|s| s.database.as_ref());
+    match recorded {
+        Some(database) if database.engine.is_some() => database.engine.unwrap_or_default(),
+        Some(database) if database.data_claim_uid.is_some() => Engine::StatefulSet,
+        _ => config.database.engine,
     }
 }
 

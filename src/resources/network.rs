@@ -19,7 +19,7 @@ use super::{application, backup, database, migration};
 use crate::api::HealthSystem;
 use crate::config::{Config, PlatformService};
 
-fn policy(
+pub(crate) fn policy(
     system: &HealthSystem,
     name: &str,
     pods: LabelSelector,
@@ -44,14 +44,14 @@ fn policy(
     }
 }
 
-fn match_labels(labels: BTreeMap<String, String>) -> LabelSelector {
+pub(crate) fn match_labels(labels: BTreeMap<String, String>) -> LabelSelector {
     LabelSelector {
         match_labels: Some(labels),
         ..LabelSelector::default()
     }
 }
 
-fn tcp(port: i32) -> NetworkPolicyPort {
+pub(crate) fn tcp(port: i32) -> NetworkPolicyPort {
     NetworkPolicyPort {
         port: Some(IntOrString::Int(port)),
         protocol: Some("TCP".into()),
@@ -59,7 +59,7 @@ fn tcp(port: i32) -> NetworkPolicyPort {
     }
 }
 
-fn pods_of(selector: LabelSelector) -> NetworkPolicyPeer {
+pub(crate) fn pods_of(selector: LabelSelector) -> NetworkPolicyPeer {
     NetworkPolicyPeer {
         pod_selector: Some(selector),
         ..NetworkPolicyPeer::default()
@@ -67,7 +67,7 @@ fn pods_of(selector: LabelSelector) -> NetworkPolicyPeer {
 }
 
 /// Every pod of the namespace named `name`.
-fn namespace_peer(name: &str) -> NetworkPolicyPeer {
+pub(crate) fn namespace_peer(name: &str) -> NetworkPolicyPeer {
     NetworkPolicyPeer {
         namespace_selector: Some(match_labels(BTreeMap::from([(
             "kubernetes.io/metadata.name".to_string(),

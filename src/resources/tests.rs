@@ -206,7 +206,7 @@ fn claims_are_retained_and_sized_from_the_spec() {
         ),
         &Config::default(),
     );
-    let sts = desired.database.spec.unwrap();
+    let sts = desired.database.unwrap().spec.unwrap();
     let policy = sts.persistent_volume_claim_retention_policy.unwrap();
     assert_eq!(policy.when_deleted.as_deref(), Some("Retain"));
     let claim = &sts.volume_claim_templates.unwrap()[0];
@@ -321,7 +321,14 @@ fn monitoring_can_be_switched_off() {
 #[test]
 fn the_database_pod_bootstraps_itself_and_stops_cleanly() {
     let desired = Desired::build(&system(json!({ "tier": "Small" })), &Config::default());
-    let pod = desired.database.spec.unwrap().template.spec.unwrap();
+    let pod = desired
+        .database
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
     let postgres = pod
         .containers
         .iter()
@@ -510,8 +517,9 @@ fn a_database_as_large_as_its_tiers_storage_fits_beside_its_backup_claim() {
         desired.backup_claim.clone().unwrap().spec.unwrap(),
         desired
             .database
-            .spec
             .clone()
+            .unwrap()
+            .spec
             .unwrap()
             .volume_claim_templates
             .unwrap()[0]

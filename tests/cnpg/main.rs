@@ -6,7 +6,9 @@
 //! under a client committing numbered rows every 100 ms: a replica is promoted, writes resume,
 //! and the time from the deletion to the first new commit and the acknowledged rows lost are
 //! measured (asynchronous replication: the loss is reported, not asserted away).
-//! Its own cluster.
+//! Its own cluster. `engine` runs the operator with new systems on CloudNativePG.
+
+mod engine;
 
 use healthsystem_test_support::cluster;
 use healthsystem_test_support::cnpg;

@@ -220,7 +220,10 @@ pub async fn apply(
     } else {
         send_stage(workloads, &mut applied).await?;
     }
-    if claim_growth::grow_data_claim(client, stores, &namespace, &desired.database).await? {
+    // A Cluster grows its own claims when its storage size grows.
+    if let Some(database) = &desired.database
+        && claim_growth::grow_data_claim(client, stores, &namespace, database).await?
+    {
         applied.written += 1;
         applied.written_kinds.push("PersistentVolumeClaim".into());
     }
@@ -299,7 +302,7 @@ fn prepare(object: &mut Value, live: Option<&Value>, keep_from_live: &[&str]) {
 }
 
 /// The kinds that start pods: applied once everything else of the system exists.
-const STARTS_PODS: &[&str] = &["StatefulSet", "Deployment", "CronJob", "Job"];
+const STARTS_PODS: &[&str] = &["StatefulSet", "Cluster", "Deployment", "CronJob", "Job"];
 
 /// Writes of one system sent at once (the controller's concurrency multiplies it). The
 /// leader's fence is checked as each one's body is written (`fence::FencedBody`), so writes

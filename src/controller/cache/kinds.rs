@@ -29,7 +29,7 @@ use crate::controller::cache::compact::{Cache, Live};
 use crate::controller::cache::foreign::{self, Foreign};
 use crate::controller::cache::owned_fields;
 use crate::resources::labels::{MANAGED_BY, MANAGER};
-use crate::resources::monitoring;
+use crate::resources::{cnpg, monitoring};
 
 /// A kind of child: its API resource and whether it is namespaced.
 #[derive(Clone, Debug)]
@@ -74,11 +74,28 @@ fn kind<K: Resource<DynamicType = ()>>(namespaced: bool, prunable: bool, exact: 
     }
 }
 
+/// The optional APIs the cluster serves: their kinds are watched and applied only then.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Apis {
+    /// monitoring.coreos.com (PodMonitor, PrometheusRule).
+    pub monitoring: bool,
+    /// postgresql.cnpg.io (CloudNativePG's Cluster).
+    pub cloud_native_pg: bool,
+}
+
+impl Apis {
+    /// Every optional API.
+    pub const ALL: Self = Self {
+        monitoring: true,
+        cloud_native_pg: true,
+    };
+}
+
 /// The registry of child kinds: every kind the operator creates or reads back, declared once
-/// with how it is kept, pruned and compared. The monitoring kinds come last and only when the
-/// monitoring.coreos.com API is served (a declared kind that is not watched is not applied;
-/// status says why). A kind missing here fails `every_desired_kind_is_declared`.
-pub fn kinds(with_monitoring: bool) -> Vec<Kind> {
+/// with how it is kept, pruned and compared. The kinds of optional APIs come last and only
+/// when their API is served (a declared kind that is not watched is not applied; status says
+/// why). A kind missing here fails `every_desired_kind_is_declared`.
+pub fn kinds(apis: Apis) -> Vec<Kind> {
     let mut kinds = vec![
         kind::<Namespace>(false, false, true),
         kind::<ResourceQuota>(true, true, true),
@@ -99,7 +116,19 @@ pub fn kinds(with_monitoring: bool) -> Vec<Kind> {
         kind::<Job>(true, false, false),
         kind::<Deployment>(true, true, true),
     ];
-    if with_monitoring {
+    if apis.cloud_native_pg {
+        kinds.push(Kind {
+            resource: cnpg::cluster_resource(),
+            namespaced: true,
+            // Never: its claims go with it (CloudNativePG's owner references).
+            prunable: false,
+            exact: true,
+            keep_from_live: &[],
+            // Instances wanted, read with the status (`status::cluster`).
+            read: &["/spec/instances"],
+        });
+    }
+    if apis.monitoring {
         for resource in [
             monitoring::pod_monitor_resource(),
             monitoring::prometheus_rule_resource(),
@@ -120,8 +149,8 @@ pub fn kinds(with_monitoring: bool) -> Vec<Kind> {
 /// Every kind the operator creates: the watched ones ([`kinds`]) and Secrets, created once
 /// and never watched, read by name only where it may
 /// ([`crate::controller::database::credentials_seen`]).
-pub fn declared(with_monitoring: bool) -> Vec<Kind> {
-    let mut all = kinds(with_monitoring);
+pub fn declared(apis: Apis) -> Vec<Kind> {
+    let mut all = kinds(apis);
     all.push(kind::<Secret>(true, false, false));
     all
 }
@@ -129,7 +158,7 @@ pub fn declared(with_monitoring: bool) -> Vec<Kind> {
 /// Whether a kind is declared ([`declared`] with every optional API): a desired object of any
 /// other kind is a defect, refused by the apply instead of skipped.
 pub fn is_declared(api_version: &str, kind: &str) -> bool {
-    declared(true)
+    declared(Apis::ALL)
         .iter()
         .any(|k| k.resource.api_version == api_version && k.resource.kind == kind)
 }
@@ -374,7 +403,7 @@ mod tests {
     /// but for the namespace, whose resourceVersion guards an adoption.
     #[test]
     fn a_cached_child_keeps_what_is_read_of_its_metadata() {
-        let kinds = kinds(false);
+        let kinds = kinds(Apis::default());
         let of = |name: &str| kinds.iter().find(|k| k.resource.kind == name).unwrap();
         let live = to_live(applied("StatefulSet", "apps/v1"), of("StatefulSet"));
         let meta = &live.object.metadata;
@@ -420,12 +449,15 @@ mod tests {
         let mut config = Config::default();
         config.backup.object_store = Some(ObjectStore::example());
         let store = ObjectStore::example();
-        let base = serde_json::json!({
-            "institution": { "displayName": "DZ", "registryId": "07151950", "ownership": "Public" },
-            "database": { "version": "15", "storage": "10Gi" },
-            "application": { "image": "registry.sdc.gov.rs/his/app:1", "port": 8080 },
-            "monitoring": { "enabled": true }
-        });
+        let fixtures_base = || {
+            serde_json::json!({
+                "institution": { "displayName": "DZ", "registryId": "07151950", "ownership": "Public" },
+                "database": { "version": "15", "storage": "10Gi" },
+                "application": { "image": "registry.sdc.gov.rs/his/app:1", "port": 8080 },
+                "monitoring": { "enabled": true }
+            })
+        };
+        let base = fixtures_base();
         let mut migrated = base.clone();
         migrated["migration"] = serde_json::json!({
             "source": { "host": "legacy.example", "database": "his", "secretName": "legacy",
@@ -482,6 +514,15 @@ mod tests {
                 )));
             }
         }
+        // The CloudNativePG engine's children.
+        let mut cloud_native = Config::default();
+        cloud_native.database.engine = crate::api::Engine::CloudNativePg;
+        let system = validate(&serde_json::json!({
+            "apiVersion": "sdc.gov.rs/v1alpha1", "kind": "HealthSystem",
+            "metadata": { "name": "dz-cnpg", "uid": "u-2" }, "spec": fixtures_base()
+        }))
+        .unwrap();
+        objects.extend(Desired::build(&system, &cloud_native).manifests());
         let kinds: std::collections::BTreeSet<_> = objects
             .iter()
             .map(|o| {

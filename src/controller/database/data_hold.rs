@@ -25,7 +25,7 @@ pub fn hold_database_without_its_data(system: &HealthSystem, ctx: &Context, desi
             claim = lost,
             "data claim gone: the database is held stopped"
         );
-        if let Some(spec) = desired.database.spec.as_mut() {
+        if let Some(spec) = desired.database.as_mut().and_then(|s| s.spec.as_mut()) {
             spec.replicas = Some(0);
         }
     }

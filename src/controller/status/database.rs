@@ -4,7 +4,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use crate::api::HealthSystem;
+use crate::api::{Engine, HealthSystem};
+use crate::controller::status::cluster;
 use crate::controller::status::condition::{
     BOOTSTRAP_FAILED, CREDENTIALS_MISSING, CREDENTIALS_NOT_READABLE, DATA_MISSING, QUOTA_EXCEEDED,
     Stamp, types,
@@ -43,6 +44,16 @@ pub fn condition(
                 database::PASSWORD_KEY
             ),
         )
+    } else if observed.engine == Engine::CloudNativePg {
+        if observed.engine_api {
+            cluster::condition(
+                observed.cluster.as_ref(),
+                system.spec.database.version.as_str(),
+                stamp,
+            )
+        } else {
+            stamp.condition(types::DATABASE, false, "EngineNotInstalled", "this system's database runs on CloudNativePG, whose API (postgresql.cnpg.io/v1 Cluster) this cluster does not serve; install CloudNativePG (docs/cloudnativepg.md), then restart the operator".into())
+        }
     } else if let Some(class) = &observed.missing_storage_class {
         stamp.condition(types::DATABASE, false, "StorageClassNotFound", format!("storage class {class:?} does not exist, so the database volume cannot be provisioned"))
     } else if observed.claim_phase.as_deref() != Some("Bound") {

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod application;
 pub mod backup;
+pub mod cluster;
 pub mod condition;
 pub mod database;
 pub mod monitoring;
@@ -112,6 +113,10 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
             data_claim_uid: database::recorded_claim(system, observed, lost.as_ref()),
             restart: observed.database_restart,
             bootstrap: observed.bootstrap.clone(),
+            engine: Some(observed.engine),
+            instances: observed.cluster.as_ref().map(|c| c.instances),
+            ready_instances: observed.cluster.as_ref().map(|c| c.ready_instances),
+            primary: observed.cluster.as_ref().and_then(|c| c.primary.clone()),
         }),
         backup: Some(BackupStatus {
             last_successful_time: observed.last_success.map(Time),

@@ -13,9 +13,10 @@ use crate::controller::cache::compact::Live;
 use crate::controller::cache::kinds::Stores;
 use crate::controller::database::credentials_seen::Seen;
 use crate::controller::database::quota_shortfall;
+use crate::controller::status::cluster::ClusterState;
 use crate::controller::status::condition::QUOTA_EXCEEDED;
 use crate::resources::labels::{self, COMPONENT};
-use crate::resources::{Desired, application, backup, database, namespace, network};
+use crate::resources::{Desired, application, backup, cnpg, database, namespace, network};
 
 /// What the cluster reports about one system's children.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -24,7 +25,14 @@ pub struct Observed {
     pub namespace_not_owned: Option<String>,
     /// Phase of the namespace; None when it does not exist.
     pub namespace_phase: Option<String>,
-    /// Ready replicas of the database StatefulSet.
+    /// What runs the database.
+    pub engine: crate::api::Engine,
+    /// The CloudNativePG API is served (the Cluster kind is watched).
+    pub engine_api: bool,
+    /// The system's CloudNativePG Cluster, when it has one.
+    pub cluster: Option<ClusterState>,
+    /// Ready replicas of the database StatefulSet (CloudNativePG: ready instances while a
+    /// primary takes writes).
     pub database_ready_replicas: i32,
     /// Pods of the database StatefulSet, ready or not.
     pub database_pods: i32,
@@ -166,8 +174,8 @@ pub fn observe(
         let quota = stores.get("v1", "ResourceQuota", ns, namespace::QUOTA);
         let pod = desired
             .database
-            .spec
             .as_ref()
+            .and_then(|s| s.spec.as_ref())
             .and_then(|s| s.template.spec.as_ref());
         quota
             .zip(pod)
@@ -176,7 +184,29 @@ pub fn observe(
         None
     };
 
+    let engine_api = stores
+        .kind(&cnpg::cluster_resource().api_version, "Cluster")
+        .is_some();
+    let cluster = desired.database_cluster.as_ref().and_then(|_| {
+        stores
+            .get(
+                &cnpg::cluster_resource().api_version,
+                "Cluster",
+                ns,
+                cnpg::CLUSTER,
+            )
+            .map(|live| ClusterState::read(&live.data))
+    });
+    let database_ready_replicas = match &cluster {
+        Some(cluster) if cluster.primary_ready() => cluster.ready_instances,
+        Some(_) => 0,
+        None => database_ready_replicas(stores, &namespace),
+    };
+
     Observed {
+        engine: desired.engine,
+        engine_api,
+        cluster,
         bootstrap: None,
         last_backup: None,
         drill: None,
@@ -184,7 +214,7 @@ pub fn observe(
         namespace_not_owned: None,
         namespace_phase: field(&namespace_object, "/status/phase")
             .and_then(|v| v.as_str().map(String::from)),
-        database_ready_replicas: database_ready_replicas(stores, &namespace),
+        database_ready_replicas,
         database_pods,
         database_quota_shortfall,
         claim_phase,

@@ -1,0 +1,109 @@
+//! The `database` section: which engine runs a new system's PostgreSQL (the operator's own
+//! single-pod StatefulSet, or a CloudNativePG Cluster with replicas and failover), and what a
+//! CloudNativePG Cluster needs to know about the cluster it runs in.
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::api::Engine;
+use crate::config::checks::is_dns_label;
+use crate::config::network::{PlatformService, ServicePort, check_peer, tcp};
+
+/// How the systems' databases are run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// The engine of systems created from now on. A system keeps the engine its data was made
+    /// on (recorded in its status): changing this never moves an existing database.
+    #[serde(default)]
+    pub engine: Engine,
+    /// CloudNativePG, for `engine: CloudNativePG`.
+    #[serde(default, rename = "cloudNativePG")]
+    pub cloud_native_pg: CloudNativePg,
+}
+
+/// Where CloudNativePG runs and what its instances reach besides each other.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloudNativePg {
+    /// The namespace of CloudNativePG's operator: its pods reach every instance's status
+    /// port (8000) and PostgreSQL (5432).
+    #[serde(default = "default_operator_namespace")]
+    pub operator_namespace: String,
+    /// The Kubernetes API server as the instances' pods reach it (the `kubernetes` Service's
+    /// endpoints: addresses and port after the Service's translation), for the instance
+    /// manager. Required with `engine: CloudNativePG`: an egress rule with no address would
+    /// allow every destination.
+    #[serde(default = "default_api_server")]
+    pub api_server: PlatformService,
+    /// User and group ids of `postgres` in the PostgreSQL images (999 in Debian's and the
+    /// official images; CloudNativePG's own images use 26).
+    #[serde(default = "default_postgres_id")]
+    pub postgres_uid: i64,
+    /// See `postgresUid`.
+    #[serde(default = "default_postgres_id")]
+    pub postgres_gid: i64,
+}
+
+impl Default for CloudNativePg {
+    fn default() -> Self {
+        Self {
+            operator_namespace: default_operator_namespace(),
+            api_server: default_api_server(),
+            postgres_uid: default_postgres_id(),
+            postgres_gid: default_postgres_id(),
+        }
+    }
+}
+
+fn default_operator_namespace() -> String {
+    "cnpg-system".into()
+}
+
+fn default_api_server() -> PlatformService {
+    PlatformService {
+        cidrs: Vec::new(),
+        namespace_selector: None,
+        pod_selector: None,
+        ports: vec![ServicePort {
+            port: 6443,
+            protocol: tcp(),
+        }],
+    }
+}
+
+fn default_postgres_id() -> i64 {
+    999
+}
+
+impl DatabaseConfig {
+    /// Checks the section; `(key, message)` on the first problem.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let cnpg = &self.cloud_native_pg;
+        if !is_dns_label(&cnpg.operator_namespace) {
+            return Err((
+                "database.cloudNativePG.operatorNamespace".into(),
+                "must be a namespace name".into(),
+            ));
+        }
+        let api_server = &cnpg.api_server;
+        let named = !api_server.cidrs.is_empty()
+            || api_server.namespace_selector.is_some()
+            || api_server.pod_selector.is_some();
+        // Its instances talk to the API server: with this engine, where it is must be said.
+        if self.engine == Engine::CloudNativePg || named {
+            check_peer("database.cloudNativePG.apiServer", api_server)?;
+        }
+        for (key, id) in [
+            ("postgresUid", cnpg.postgres_uid),
+            ("postgresGid", cnpg.postgres_gid),
+        ] {
+            if !(1..=2_147_483_647).contains(&id) {
+                return Err((
+                    format!("database.cloudNativePG.{key}"),
+                    "must be a user or group id other than 0".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,197 @@
+//! The operator on the CloudNativePG engine: a Standard HealthSystem becomes a Cluster of two
+//! instances that its status reports (engine, instances ready, primary); its application logs
+//! in through the `database` Service over TLS with `verify-full` (plaintext refused), as an
+//! ordinary role; the monitoring and backup roles log in with our Secrets' passwords; a row
+//! written on the primary is read on a replica; the primary pod deleted, the status names
+//! the new primary and the database is ready again.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use healthsystem_operator::api::HealthSystem;
+use healthsystem_test_support::pods::{self, Script, component_labels};
+use healthsystem_test_support::wait::until;
+use healthsystem_test_support::{cluster, cnpg, node, operator, systems};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Client;
+use kube::api::{Api, DeleteParams};
+use serde_json::json;
+
+/// The node's operator configuration with new systems on CloudNativePG; the API server as
+/// pods reach it is the bridge address the local cluster advertises.
+fn write_config() -> PathBuf {
+    let mut config = node::operator_config();
+    config["database"]["engine"] = json!("CloudNativePG");
+    config["database"]["cloudNativePG"]["apiServer"] =
+        json!({ "cidrs": ["10.244.0.1/32"], "ports": [{ "port": 6443 }] });
+    let path = healthsystem_test_support::target_tmpdir()
+        .join(format!("cnpg-config-{}.yaml", std::process::id()));
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    path
+}
+
+/// A client of the system labelled as its application, logged in as the role of `secret`,
+/// with the Cluster's CA written to /tmp/ca.crt.
+fn login<'a>(
+    namespace: &'a str,
+    name: &'a str,
+    system: &str,
+    secret: &'a str,
+    ca: &str,
+    body: &str,
+) -> Script<'a> {
+    Script {
+        namespace,
+        name,
+        labels: component_labels(system, "application"),
+        image: node::image("HS_IMAGE_POSTGRES15"),
+        script: format!(
+            "cat >/tmp/ca.crt <<'PEM'\n{ca}PEM\n\
+             export PGHOST=$host PGPORT=$port PGUSER=$username PGDATABASE=$database PGPASSWORD=$password \
+             PGSSLMODE=verify-full PGSSLROOTCERT=/tmp/ca.crt\n\
+             for i in $(seq 1 60); do psql -c 'select 1' >/dev/null 2>&1 && break; sleep 1; done\n\
+             {body}"
+        ),
+        env_from_secret: Some(secret),
+        claim: None,
+    }
+}
+
+async fn database_status(client: &Client, name: &str) -> serde_json::Value {
+    let system = Api::<HealthSystem>::all(client.clone())
+        .get(name)
+        .await
+        .unwrap();
+    serde_json::to_value(system.status.unwrap().database.unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_system_on_the_cloudnativepg_engine_replicates_verifies_tls_and_reports_its_primary() {
+    cluster::use_real_node();
+    let client = cluster::client().await;
+    // Installed before the operator starts: it looks for the API once, at start.
+    cnpg::install(&client).await;
+    operator::use_config(write_config());
+    operator::ensure_running(&client).await;
+
+    let started = std::time::Instant::now();
+    let name = systems::create(&client, "cnpg-hs", "lab-biomedica.yaml", |m| {
+        node::small_system(m);
+        m["spec"]["tier"] = json!("Standard");
+    })
+    .await;
+    let namespace = format!("hs-{name}");
+    systems::wait_ready(&client, &name).await;
+    eprintln!(
+        "Ready with 2 instances after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let status = database_status(&client, &name).await;
+    assert_eq!(status["engine"], "CloudNativePG", "{status}");
+    assert_eq!(
+        (
+            status["instances"].as_i64(),
+            status["readyInstances"].as_i64()
+        ),
+        (Some(2), Some(2)),
+        "{status}"
+    );
+    let primary = status["primary"].as_str().unwrap().to_string();
+    assert!(primary.starts_with("postgres-"), "{status}");
+    let cluster = cnpg::get(&client, &namespace, "postgres").await.unwrap();
+    assert_eq!(cluster.data["spec"]["instances"], 2);
+
+    let ca = Api::<Secret>::namespaced(client.clone(), &namespace)
+        .get("postgres-ca")
+        .await
+        .unwrap();
+    let ca = String::from_utf8(ca.data.unwrap()["ca.crt"].0.clone()).unwrap();
+
+    // The application: verify-full through `database`, an ordinary role owning its database;
+    // plaintext refused; its row read on a replica (verified by the -ro Service's name).
+    let app = pods::run_ok(
+        &client,
+        login(&namespace, "app", &name, "database-credentials", &ca,
+            "psql -v ON_ERROR_STOP=1 -q -c 'CREATE TABLE r (id int PRIMARY KEY); INSERT INTO r VALUES (42)'\n\
+             echo \"whoami $(psql -tA -c \"SELECT current_user || ' ' || rolsuper FROM pg_roles WHERE rolname = current_user\")\"\n\
+             echo \"plaintext $(PGSSLMODE=disable psql -tA -c 'select 1' 2>&1 | tr '\\n' ' ')\"\n\
+             for i in $(seq 1 30); do got=$(psql -h postgres-ro -tA -c 'SELECT count(*) FROM r WHERE id = 42' 2>/dev/null); [ \"$got\" = 1 ] && break; sleep 1; done\n\
+             echo \"replica $got $(psql -h postgres-ro -tA -c 'SELECT pg_is_in_recovery()')\""),
+    )
+    .await;
+    let line = |name: &str| {
+        app.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(line("whoami"), "app false", "{app}");
+    assert!(
+        line("plaintext").contains("no encryption"),
+        "plaintext refused: {app}"
+    );
+    assert_eq!(line("replica"), "1 t", "{app}");
+
+    // The operator's roles log in with the passwords of our Secrets.
+    for (secret, expected) in [
+        ("database-monitoring", "monitoring true"),
+        ("database-backup", "backup 42"),
+    ] {
+        let sql = if secret == "database-monitoring" {
+            "SELECT current_user || ' ' || pg_has_role(current_user, 'pg_monitor', 'member')"
+        } else {
+            "SELECT current_user || ' ' || id FROM r"
+        };
+        let out = pods::run_ok(
+            &client,
+            login(
+                &namespace,
+                secret,
+                &name,
+                secret,
+                &ca,
+                &format!("psql -v ON_ERROR_STOP=1 -tA -c \"{sql}\""),
+            ),
+        )
+        .await;
+        assert_eq!(pods::last_line(&out), expected, "{out}");
+    }
+
+    // Failover: the primary pod deleted, the status names the new one, ready again.
+    let deleted = std::time::Instant::now();
+    Api::<Pod>::namespaced(client.clone(), &namespace)
+        .delete(&primary, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let promoted = until(
+        "a new primary in status",
+        Duration::from_secs(120),
+        || async {
+            let status = database_status(&client, &name).await;
+            match status["primary"].as_str() {
+                Some(p) if p != primary => Ok(p.to_string()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "status names {promoted} after {:.1}s",
+        deleted.elapsed().as_secs_f64()
+    );
+    systems::wait_ready(&client, &name).await;
+    let out = pods::run_ok(
+        &client,
+        login(
+            &namespace,
+            "after",
+            &name,
+            "database-credentials",
+            &ca,
+            "psql -v ON_ERROR_STOP=1 -qtA -c 'INSERT INTO r VALUES (43) RETURNING id'",
+        ),
+    )
+    .await;
+    assert_eq!(pods::last_line(&out), "43", "{out}");
+}
