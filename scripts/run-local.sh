@@ -12,7 +12,9 @@
 # bridge address (versitygw), encrypted to a key pair made for the run
 # (target/local-cluster/restore.key); each system gets store credentials of its own, the
 # restore namespace the private key; a first backup of every system is taken once they are
-# Ready, and the restore drills follow by themselves.
+# Ready, and the restore drills follow by themselves. The databases run on CloudNativePG
+# (installed from its pinned release manifest with an image built here), with the tier's
+# instances: a primary and its replicas, TLS-only logins.
 #
 # Usage: scripts/run-local.sh [--kubeconfig PATH] [--simulated] [--exit]
 #   --kubeconfig PATH  use an existing cluster instead of starting the local one
@@ -104,6 +106,17 @@ if [ "$real_node" -eq 1 ]; then
     "$operator_image/operator.tar" >/dev/null
   . "$operator_image/operator.env"
   sed -i "s|^  # operator: .*|  operator: $HS_IMAGE_OPERATOR|" "$config"
+  # The databases run on CloudNativePG (built at its pinned version, imported into the node):
+  # its release manifest with that image, never pulled; its instances reach the API server
+  # at the bridge address the local cluster advertises.
+  cnpg_image=$(bash testenv/cnpg-image.sh "$bin")
+  ctr --address "$dir/node/containerd/containerd.sock" -n k8s.io images import --all-platforms \
+    "$cnpg_image/cnpg.tar" >/dev/null
+  . "$cnpg_image/cnpg.env"
+  sed -e "s|ghcr.io/cloudnative-pg/cloudnative-pg:$HS_CNPG_VERSION|$HS_IMAGE_CNPG|" \
+    -e 's|imagePullPolicy: Always|imagePullPolicy: IfNotPresent|' "$bin/../cnpg/release.yaml" >"$dir/cnpg.yaml"
+  sed -i -e 's|^  engine: StatefulSet|  engine: CloudNativePG|' \
+    -e 's|^      cidrs: \[\]$|      cidrs: [10.244.0.1/32]|' "$config"
   recipient=$(sed -n 's/^# public key: //p' "$dir/restore.key")
   sed -i "s|^  recipients: \[\]|  recipients: [$recipient]\n  objectStore: { endpoint: \"$store\", bucket: healthsystem-backups, network: { cidrs: [10.244.0.1/32], ports: [{ port: $store_port }] } }|" "$config"
   mkdir -p "$examples"
@@ -139,6 +152,12 @@ store_user() { # NAME PREFIX|*
   store_key=$secret
 }
 
+if [ "$real_node" -eq 1 ]; then
+  # Before the operator starts: it looks for CloudNativePG's API once, at start.
+  echo "run-local: installing CloudNativePG $HS_CNPG_VERSION"
+  kubectl apply --server-side -f "$dir/cnpg.yaml" >/dev/null
+  kubectl -n cnpg-system rollout status deployment/cnpg-controller-manager --timeout=240s
+fi
 echo "run-local: installing the HealthSystem CRD"
 kubectl apply --server-side -f crds/healthsystem.yaml
 kubectl wait --for=condition=Established --timeout=60s crd/healthsystems.sdc.gov.rs

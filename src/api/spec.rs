@@ -186,6 +186,7 @@ pub struct Access {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
+    validation = Rule::new("!has(self.synchronousReplication) || !self.synchronousReplication || (has(self.instances) && self.instances >= 2)").message("synchronousReplication needs instances: 2 or more (each commit waits until a replica has it)").field_path(".synchronousReplication"),
     validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("storageClassName is immutable: the data lives on volumes of the original class").field_path(".storageClassName"),
     validation = Rule::new("has(self.bootstrap) == has(oldSelf.bootstrap) && (!has(self.bootstrap) || self.bootstrap == oldSelf.bootstrap)").message("bootstrap can only be declared when the system is created, and is immutable: a restore would overwrite the live database").field_path(".bootstrap"),
 )]
@@ -226,6 +227,18 @@ pub struct Database {
     /// a system), restored before the system is ready. Only when the system is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<Bootstrap>,
+
+    /// PostgreSQL instances, a primary and its replicas (CloudNativePG engine; the
+    /// StatefulSet engine runs one): the tier's (tiers.*.instances) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 9))]
+    pub instances: Option<i32>,
+
+    /// Each commit waits until a replica has it, so a failover loses no acknowledged row
+    /// (CloudNativePG engine). Needs instances: 2 or more; with exactly 2, commits wait while
+    /// the only replica is away (a failover, a node drain) until it is back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub synchronous_replication: bool,
 }
 
 /// Where a new database's content comes from.

@@ -41,8 +41,9 @@ pub struct Run {
     pub policy: Policy,
     /// The whole run's deadline; also how old an incomplete backup must be to be removed.
     pub deadline: Duration,
-    /// How to reach the database (libpq's PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE).
-    pub database: tokio_postgres::Config,
+    /// How to reach the database (libpq's PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
+    /// and PGSSLROOTCERT with PGSSLMODE=verify-full).
+    pub database: super::database::Database,
     /// The system's last backup, taken as it is deleted: kept apart from retention.
     pub final_backup: bool,
 }
@@ -64,6 +65,9 @@ pub enum AgentError {
     /// The database refused or went away.
     #[error("database: {0}")]
     Database(#[from] tokio_postgres::Error),
+    /// No connection to the database.
+    #[error("database: {0}")]
+    Connect(#[from] super::database::ConnectError),
     /// pg_dump could not run or failed.
     #[error("pg_dump: {0}")]
     Dump(String),

@@ -145,7 +145,7 @@ pub fn drill(args: DrillArgs) -> anyhow::Result<()> {
 }
 
 /// libpq's environment, read as pg_dump reads it.
-fn database_from_env() -> anyhow::Result<tokio_postgres::Config> {
+fn database_from_env() -> anyhow::Result<super::database::Database> {
     let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
     let mut config = tokio_postgres::Config::new();
     config
@@ -156,7 +156,16 @@ fn database_from_env() -> anyhow::Result<tokio_postgres::Config> {
         .dbname(var("PGDATABASE")?)
         .application_name("healthsystem-backup")
         .connect_timeout(Duration::from_secs(10));
-    Ok(config)
+    // libpq's own variables, which pg_dump and pg_restore read from the same environment.
+    let verify_with = match std::env::var("PGSSLMODE").as_deref() {
+        Ok("verify-full") => Some(var("PGSSLROOTCERT")?.into()),
+        Ok("disable") | Err(_) => None,
+        Ok(other) => anyhow::bail!("PGSSLMODE={other}: only verify-full or disable are used here"),
+    };
+    Ok(super::database::Database {
+        config,
+        verify_with,
+    })
 }
 
 /// Runs one backup and prints its outcome as one JSON line.

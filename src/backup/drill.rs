@@ -19,6 +19,7 @@ use object_store::path::Path;
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
 
+use super::database::Database;
 use super::manifest::{MANIFEST, Manifest};
 use super::store::{self, Settings};
 
@@ -44,7 +45,7 @@ pub enum Target {
     Scratch(PathBuf),
     /// An empty database, reached with libpq's PG* environment (a bootstrap), as the role
     /// that will own what is restored.
-    Database(Box<tokio_postgres::Config>),
+    Database(Box<super::database::Database>),
 }
 
 /// Passed or Failed.
@@ -177,16 +178,16 @@ async fn restore(drill: &Drill, backup: &mut String) -> Result<(usize, i64), Fai
                 .args(["--username=postgres", "--dbname=restored"]);
             let mut config = tokio_postgres::Config::new();
             config.host_path(socket).user("postgres").dbname("restored");
-            config
+            Database::plain(config)
         }
-        Target::Database(config) => {
-            refuse_unless_empty(config).await?;
+        Target::Database(database) => {
+            refuse_unless_empty(database).await?;
             // Connection settings from the environment (PG*); all or nothing.
-            let dbname = config.get_dbname().unwrap_or("app");
+            let dbname = database.config.get_dbname().unwrap_or("app");
             command
                 .arg(format!("--dbname={dbname}"))
                 .arg("--single-transaction");
-            config.as_ref().clone()
+            database.as_ref().clone()
         }
     };
 
@@ -299,11 +300,11 @@ async fn restore(drill: &Drill, backup: &mut String) -> Result<(usize, i64), Fai
 }
 
 /// A bootstrap restores only into a database without tables: never over live data.
-async fn refuse_unless_empty(config: &tokio_postgres::Config) -> Result<(), Failure> {
+async fn refuse_unless_empty(database: &Database) -> Result<(), Failure> {
     let unreachable = |e: tokio_postgres::Error| fail("TargetUnreachable", e.to_string());
-    let client = super::database::connect(config)
+    let client = super::database::connect(database)
         .await
-        .map_err(unreachable)?;
+        .map_err(|e| fail("TargetUnreachable", e.to_string()))?;
     let tables: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -324,12 +325,11 @@ async fn refuse_unless_empty(config: &tokio_postgres::Config) -> Result<(), Fail
 }
 
 /// Counts every manifest table in the restored database.
-async fn compare_rows(
-    config: &tokio_postgres::Config,
-    manifest: &Manifest,
-) -> Result<(usize, i64), Failure> {
+async fn compare_rows(database: &Database, manifest: &Manifest) -> Result<(usize, i64), Failure> {
     let scratch = |e: tokio_postgres::Error| fail("ScratchDatabaseFailed", e.to_string());
-    let client = super::database::connect(config).await.map_err(scratch)?;
+    let client = super::database::connect(database)
+        .await
+        .map_err(|e| fail("ScratchDatabaseFailed", e.to_string()))?;
     let mut rows = 0;
     let mut wrong = Vec::new();
     for table in &manifest.tables {

@@ -43,6 +43,12 @@ pub struct Record {
     pub migration: Option<Migration>,
     /// When the HealthSystem was created (Unix seconds).
     pub created: Option<f64>,
+    /// PostgreSQL instances wanted and ready (CloudNativePG engine).
+    pub instances: Option<(i32, i32)>,
+    /// The current primary's pod (CloudNativePG engine).
+    pub primary: Option<Box<str>>,
+    /// Changes of primary this process has seen (failovers and switchovers).
+    pub primary_changes: u64,
 }
 
 /// A system's migration as exposed.
@@ -67,7 +73,7 @@ impl Record {
 
 /// The families, in the order of [`Fleet::descs`]: name, help, label names (sorted, as the
 /// exposition writes them).
-const FAMILIES: [(&str, &str, &[&str]); 13] = [
+const FAMILIES: [(&str, &str, &[&str]); 16] = [
     (
         "ready",
         "1 when the HealthSystem is Ready, 0 otherwise.",
@@ -133,7 +139,25 @@ const FAMILIES: [(&str, &str, &[&str]); 13] = [
         "When the HealthSystem was created (Unix seconds): a system none of whose drills passed is overdue from then.",
         &["healthsystem"],
     ),
+    (
+        "database_instances",
+        "PostgreSQL instances a system's CloudNativePG Cluster wants.",
+        &["healthsystem"],
+    ),
+    (
+        "database_ready_instances",
+        "PostgreSQL instances of a system's CloudNativePG Cluster that are ready.",
+        &["healthsystem"],
+    ),
+    (
+        "database_primary_changes_total",
+        "Changes of a system's primary (failovers and switchovers) seen since the operator started.",
+        &["healthsystem"],
+    ),
 ];
+
+/// The families that count (the others are gauges).
+const COUNTERS: [&str; 1] = ["database_primary_changes_total"];
 
 /// The record of every system, shared by the reconciles that write it and the scrapes that
 /// read it.
@@ -260,17 +284,34 @@ impl Collector for Fleet {
             if let Some(time) = r.created {
                 push(12, &[name], time);
             }
+            if let Some((wanted, ready)) = r.instances {
+                push(13, &[name], f64::from(wanted));
+                push(14, &[name], f64::from(ready));
+            }
+            if r.primary.is_some() {
+                push(15, &[name], r.primary_changes as f64);
+            }
         }
         drop(systems);
         self.descs
             .iter()
+            .zip(FAMILIES)
             .zip(samples)
             .filter(|(_, samples)| !samples.is_empty())
-            .map(|(desc, samples)| {
+            .map(|((desc, (name, _, _)), mut samples)| {
                 let mut family = MetricFamily::default();
                 family.set_name(desc.fq_name.clone());
                 family.set_help(desc.help.clone());
-                family.set_field_type(MetricType::GAUGE);
+                if COUNTERS.contains(&name) {
+                    family.set_field_type(MetricType::COUNTER);
+                    for metric in &mut samples {
+                        let mut counter = prometheus::proto::Counter::default();
+                        counter.set_value(metric.get_gauge().get_value());
+                        metric.set_counter(counter);
+                    }
+                } else {
+                    family.set_field_type(MetricType::GAUGE);
+                }
                 *family.mut_metric() = samples;
                 family
             })

@@ -271,6 +271,18 @@ impl Metrics {
                 .creation_timestamp
                 .as_ref()
                 .map(|t| t.0.as_second() as f64);
+            if let Some(database) = &status.database {
+                if let (Some(wanted), Some(ready)) = (database.instances, database.ready_instances)
+                {
+                    record.instances = Some((wanted, ready));
+                }
+                if let Some(primary) = database.primary.as_deref() {
+                    if record.primary.as_deref().is_some_and(|old| old != primary) {
+                        record.primary_changes += 1;
+                    }
+                    record.primary = Some(primary.into());
+                }
+            }
         });
     }
 
@@ -455,6 +467,54 @@ mod tests {
             series(&metrics, "b").len(),
             23,
             "the other system is untouched"
+        );
+    }
+
+    /// A system on CloudNativePG: its instances, and each change of primary counted.
+    #[test]
+    fn instances_and_primary_changes_are_exposed() {
+        let metrics = Metrics::new();
+        let a = system("a", "Standard", "");
+        let on = |primary: &str, ready: i32| {
+            let mut status = status("Ready", "Importing");
+            status.migration = None;
+            status.database = Some(crate::api::DatabaseStatus {
+                instances: Some(2),
+                ready_instances: Some(ready),
+                primary: Some(primary.into()),
+                ..Default::default()
+            });
+            status
+        };
+        metrics.set_system(&a, &on("postgres-1", 2), 86400.0);
+        metrics.set_system(&a, &on("postgres-1", 2), 86400.0);
+        let families = |metrics: &Metrics| -> Vec<String> {
+            series(metrics, "a")
+                .into_iter()
+                .filter(|l| l.starts_with("healthsystem_database_"))
+                .collect()
+        };
+        assert_eq!(
+            families(&metrics),
+            [
+                r#"healthsystem_database_instances{healthsystem="a"} 2"#,
+                r#"healthsystem_database_primary_changes_total{healthsystem="a"} 0"#,
+                r#"healthsystem_database_ready_instances{healthsystem="a"} 2"#,
+            ]
+        );
+        metrics.set_system(&a, &on("postgres-2", 1), 86400.0);
+        assert_eq!(
+            families(&metrics),
+            [
+                r#"healthsystem_database_instances{healthsystem="a"} 2"#,
+                r#"healthsystem_database_primary_changes_total{healthsystem="a"} 1"#,
+                r#"healthsystem_database_ready_instances{healthsystem="a"} 1"#,
+            ]
+        );
+        assert!(
+            metrics
+                .render()
+                .contains("# TYPE healthsystem_database_primary_changes_total counter")
         );
     }
 

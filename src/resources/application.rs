@@ -88,10 +88,8 @@ pub fn verify_server(deployment: &mut Deployment) {
         .spec
         .as_mut()
         .and_then(|s| s.template.spec.as_mut())
-        && let Some(mut container) = pod.containers.pop()
     {
-        super::cnpg::verify_server(&mut container, pod);
-        pod.containers.push(container);
+        super::cnpg::verify_server(pod);
     }
 }
 

@@ -205,6 +205,19 @@ fn agent_pod(
     (vec![install], vec![run], vec![empty_dir("agent")])
 }
 
+/// Makes the backup's pod verify the database server (CloudNativePG engine).
+pub fn verify_server(cron_job: &mut CronJob) {
+    if let Some(pod) = cron_job
+        .spec
+        .job_template
+        .spec
+        .as_mut()
+        .and_then(|j| j.template.spec.as_mut())
+    {
+        super::cnpg::verify_server(pod);
+    }
+}
+
 /// The backup CronJob. One run at a time; three succeeded and three failed Jobs are kept,
 /// which is what status reads the last backup times from.
 pub fn cron_job(system: &HealthSystem, config: &Config) -> CronJob {

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, KeyToPath, PodSpec, SecretVolumeSource, Service, ServicePort, ServiceSpec,
-    Volume, VolumeMount,
+    EnvVar, KeyToPath, PodSpec, SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule,
@@ -55,9 +55,13 @@ pub fn cluster_resource() -> ApiResource {
     )
 }
 
-/// The instances of `system`: its tier's.
+/// The instances of `system`: its spec's, or its tier's.
 pub fn instances(system: &HealthSystem, config: &Config) -> i32 {
-    config.tiers.get(system.spec.tier).instances
+    system
+        .spec
+        .database
+        .instances
+        .unwrap_or(config.tiers.get(system.spec.tier).instances)
 }
 
 /// Where a client finds the database's certificate authority, mounted from [`CA_SECRET`].
@@ -109,8 +113,7 @@ pub fn cluster(system: &HealthSystem, config: &Config) -> DynamicObject {
         "certificates": { "serverAltDNSNames": service_names(system) },
         // No workload logs in as the superuser; CloudNativePG keeps no password for it.
         "enableSuperuserAccess": false,
-        // TLS only: CloudNativePG's own rules would accept a plaintext login with a password.
-        "postgresql": { "pg_hba": ["hostnossl all all all reject"] },
+        "postgresql": postgresql(system),
         // The application's role owns its database, with the password of our Secret
         // (generated once, never rotated while the Secret exists).
         "bootstrap": { "initdb": {
@@ -127,6 +130,19 @@ pub fn cluster(system: &HealthSystem, config: &Config) -> DynamicObject {
     let mut object = DynamicObject::new(CLUSTER, &cluster_resource()).data(json!({ "spec": spec }));
     object.metadata = component_meta(system, CLUSTER, COMPONENT_NAME);
     object
+}
+
+/// PostgreSQL's settings: TLS-only logins (CloudNativePG's own rules would accept a plaintext
+/// login with a password), and synchronous commits where the system asks.
+fn postgresql(system: &HealthSystem) -> Value {
+    let mut settings = json!({ "pg_hba": ["hostnossl all all all reject"] });
+    if system.spec.database.synchronous_replication {
+        // `required`: a commit is acknowledged only once a replica has it, never quietly
+        // downgraded to asynchronous (`preferred` would, when no replica answers).
+        settings["synchronous"] =
+            json!({ "method": "any", "number": 1, "dataDurability": "required" });
+    }
+    settings
 }
 
 /// The Cluster as a manifest (apiVersion and kind set).
@@ -196,34 +212,36 @@ pub fn network_policy(system: &HealthSystem, config: &Config) -> NetworkPolicy {
     )
 }
 
-/// Makes a client pod verify the server (`sslmode=verify-full` against the Cluster's own
-/// certificate authority, mounted without its key) in libpq's variables, which `psql`,
-/// `pg_dump` and most drivers read, and as DATABASE_SSLMODE and DATABASE_SSLROOTCERT beside
-/// the application's other DATABASE_ variables.
-pub fn verify_server(container: &mut Container, pod: &mut PodSpec) {
+/// Makes a client pod's containers verify the server (`sslmode=verify-full` against the
+/// Cluster's own certificate authority, mounted without its key) in libpq's variables, which
+/// `psql`, `pg_dump`, the backup agent and most drivers read, and as DATABASE_SSLMODE and
+/// DATABASE_SSLROOTCERT beside the application's other DATABASE_ variables.
+pub fn verify_server(pod: &mut PodSpec) {
     let root = format!("{CA_MOUNT}/ca.crt");
-    let env = container.env.get_or_insert_default();
-    for (name, value) in [
-        ("PGSSLMODE", "verify-full"),
-        ("PGSSLROOTCERT", root.as_str()),
-        ("DATABASE_SSLMODE", "verify-full"),
-        ("DATABASE_SSLROOTCERT", root.as_str()),
-    ] {
-        env.push(EnvVar {
-            name: name.into(),
-            value: Some(value.into()),
-            ..EnvVar::default()
-        });
+    for container in &mut pod.containers {
+        let env = container.env.get_or_insert_default();
+        for (name, value) in [
+            ("PGSSLMODE", "verify-full"),
+            ("PGSSLROOTCERT", root.as_str()),
+            ("DATABASE_SSLMODE", "verify-full"),
+            ("DATABASE_SSLROOTCERT", root.as_str()),
+        ] {
+            env.push(EnvVar {
+                name: name.into(),
+                value: Some(value.into()),
+                ..EnvVar::default()
+            });
+        }
+        container
+            .volume_mounts
+            .get_or_insert_default()
+            .push(VolumeMount {
+                name: "database-ca".into(),
+                mount_path: CA_MOUNT.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            });
     }
-    container
-        .volume_mounts
-        .get_or_insert_default()
-        .push(VolumeMount {
-            name: "database-ca".into(),
-            mount_path: CA_MOUNT.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        });
     pod.volumes.get_or_insert_default().push(Volume {
         name: "database-ca".into(),
         secret: Some(SecretVolumeSource {
@@ -353,8 +371,18 @@ mod tests {
             spec["inheritedMetadata"]["labels"]["app.kubernetes.io/component"],
             "database"
         );
+        assert!(spec["postgresql"].get("synchronous").is_none());
         let large = Desired::build(&system("Large", None), &config);
         assert_eq!(large.database_cluster.unwrap().data["spec"]["instances"], 3);
+        let mut synchronous = system("Small", None);
+        synchronous.spec.database.instances = Some(3);
+        synchronous.spec.database.synchronous_replication = true;
+        let made = super::cluster(&synchronous, &config);
+        assert_eq!(made.data["spec"]["instances"], 3);
+        assert_eq!(
+            made.data["spec"]["postgresql"]["synchronous"],
+            json!({ "method": "any", "number": 1, "dataDurability": "required" })
+        );
         let manifest = manifest(cluster);
         assert_eq!(
             (manifest["apiVersion"].as_str(), manifest["kind"].as_str()),
@@ -397,6 +425,17 @@ mod tests {
             .map(|p| p.target_port.clone().unwrap())
             .collect();
         assert_eq!(targets, [IntOrString::Int(5432), IntOrString::Int(9187)]);
+        // The backups verify the server as the application does.
+        let backup = desired.backup.spec.job_template.spec.clone().unwrap();
+        let backup_env = backup.template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        assert!(
+            backup_env
+                .iter()
+                .any(|e| e.name == "PGSSLMODE" && e.value.as_deref() == Some("verify-full"))
+        );
         let pod = desired
             .application
             .unwrap()

@@ -112,7 +112,13 @@ impl Desired {
             },
             database_budget: (!cloud_native).then(|| database::disruption_budget(system)),
             backup_claim: backup::claim(system, config),
-            backup: backup::cron_job(system, config),
+            backup: {
+                let mut cron_job = backup::cron_job(system, config);
+                if cloud_native {
+                    backup::verify_server(&mut cron_job);
+                }
+                cron_job
+            },
             monitoring: if system.spec.monitoring.enabled {
                 vec![
                     monitoring::pod_monitor(system, config),

@@ -30,7 +30,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
@@ -193,66 +193,9 @@ async fn system_with_store_after(
 
 /// Runs a Job made from the backup CronJob and waits until it succeeded; its log.
 async fn backup_now(client: &Client, name: &str, namespace: &str, job: &str) -> String {
-    systems::create_backup_job(client, namespace, job, None).await;
-    let jobs = Api::<Job>::namespaced(client.clone(), namespace);
-    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), namespace);
-    until(
-        &format!("backup Job {job} of {name} succeeded"),
-        Duration::from_secs(1800),
-        || async {
-            let status = jobs
-                .get(job)
-                .await
-                .map_err(|e| e.to_string())?
-                .status
-                .unwrap_or_default();
-            let has = |type_: &str| {
-                status
-                    .conditions
-                    .iter()
-                    .flatten()
-                    .any(|c| c.type_ == type_ && c.status == "True")
-            };
-            if has("Failed") {
-                let logs = job_logs(&pods, job).await;
-                panic!("backup Job {job} failed:\n{logs}");
-            }
-            if has("Complete") {
-                Ok(())
-            } else {
-                Err(format!("{status:?}"))
-            }
-        },
-    )
-    .await;
-    job_logs(&pods, job).await
-}
-
-/// The logs of the Job's pods, the succeeded one last (a Job may have retried).
-async fn job_logs(pods: &Api<k8s_openapi::api::core::v1::Pod>, job: &str) -> String {
-    let mut list = pods
-        .list(&ListParams::default().labels(&format!("job-name={job}")))
-        .await
-        .unwrap()
-        .items;
-    list.sort_by_key(|p| {
-        p.status.as_ref().and_then(|s| s.phase.clone()).as_deref() == Some("Succeeded")
-    });
-    let mut out = String::new();
-    for pod in list {
-        let name = pod.metadata.name.unwrap_or_default();
-        let params = kube::api::LogParams {
-            container: Some("backup".into()),
-            ..Default::default()
-        };
-        out.push_str(
-            &pods
-                .logs(&name, &params)
-                .await
-                .unwrap_or_else(|e| e.to_string()),
-        );
-    }
-    out
+    let (succeeded, logs) = systems::run_backup_job(client, namespace, job).await;
+    assert!(succeeded, "backup Job {job} of {name} failed:\n{logs}");
+    logs
 }
 
 /// The agent's summary: the last line of a backup Job's log that is one (printed on stdout

@@ -3,24 +3,50 @@
 //! in through the `database` Service over TLS with `verify-full` (plaintext refused), as an
 //! ordinary role; the monitoring and backup roles log in with our Secrets' passwords; a row
 //! written on the primary is read on a replica; the primary pod deleted, the status names
-//! the new primary and the database is ready again.
+//! the new primary and the database is ready again; a backup by the agent (to a real S3
+//! server) dumps the rows through the `database` Service with `verify-full`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use healthsystem_operator::api::HealthSystem;
+use healthsystem_test_support::objectstore::Store;
 use healthsystem_test_support::pods::{self, Script, component_labels};
 use healthsystem_test_support::wait::until;
 use healthsystem_test_support::{cluster, cnpg, node, operator, systems};
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 
+fn store() -> &'static Store {
+    static STORE: OnceLock<Store> = OnceLock::new();
+    STORE.get_or_init(|| {
+        cluster::kubeconfig();
+        Store::start(
+            &healthsystem_test_support::target_tmpdir()
+                .join(format!("cnpg-objectstore-{}", std::process::id())),
+        )
+    })
+}
+
 /// The node's operator configuration with new systems on CloudNativePG; the API server as
-/// pods reach it is the bridge address the local cluster advertises.
+/// pods reach it is the bridge address the local cluster advertises. Backups go to the S3
+/// server by the agent of this build's image (no drills: they restore into a server of their
+/// own, not into the system's).
 fn write_config() -> PathBuf {
     let mut config = node::operator_config();
+    let binary = Path::new(env!("CARGO_BIN_EXE_healthsystem-operator"));
+    config["images"]["operator"] = json!(node::operator_image(binary));
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    config["backup"] = json!({
+        "objectStore": store().config(),
+        "recipients": [recipient],
+        "deadlineSeconds": 600,
+        "drills": { "enabled": false },
+    });
     config["database"]["engine"] = json!("CloudNativePG");
     config["database"]["cloudNativePG"]["apiServer"] =
         json!({ "cidrs": ["10.244.0.1/32"], "ports": [{ "port": 6443 }] });
@@ -194,4 +220,33 @@ async fn a_system_on_the_cloudnativepg_engine_replicates_verifies_tls_and_report
     )
     .await;
     assert_eq!(pods::last_line(&out), "43", "{out}");
+
+    // A backup by the agent, through `database` with verify-full: both rows.
+    let (access, secret_key) = store().add_user(&namespace);
+    let credentials = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("backup-store-credentials".into()),
+            ..Default::default()
+        },
+        data: Some(
+            [("accessKeyId", &access), ("secretAccessKey", &secret_key)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), &namespace)
+        .create(&PostParams::default(), &credentials)
+        .await
+        .unwrap();
+    let (succeeded, log) = systems::run_backup_job(&client, &namespace, "backup-tls").await;
+    assert!(succeeded, "the backup failed:\n{log}");
+    let summary = log
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line.get("backup").is_some())
+        .unwrap_or_else(|| panic!("no summary line in the agent's log:\n{log}"));
+    assert_eq!(summary["rows"], json!(2), "{summary}");
 }

@@ -139,6 +139,67 @@ pub async fn create_backup_job(
         .unwrap();
 }
 
+/// Creates a Job from the backup CronJob (as [`create_backup_job`]) and waits until it
+/// finished: whether it succeeded, and the `backup` container's logs of its pods, the
+/// succeeded one last (a Job may have retried).
+pub async fn run_backup_job(client: &Client, namespace: &str, job: &str) -> (bool, String) {
+    create_backup_job(client, namespace, job, None).await;
+    let jobs = Api::<Job>::namespaced(client.clone(), namespace);
+    let succeeded = until(
+        &format!("backup Job {namespace}/{job} finished"),
+        Duration::from_secs(1800),
+        || async {
+            let status = jobs
+                .get(job)
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            let has = |type_: &str| {
+                status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == type_ && c.status == "True")
+            };
+            match (has("Complete"), has("Failed")) {
+                (false, false) => Err(format!("{status:?}")),
+                (complete, _) => Ok(complete),
+            }
+        },
+    )
+    .await;
+    (succeeded, job_logs(client, namespace, job).await)
+}
+
+/// The `backup` container's logs of the Job's pods, the succeeded one last.
+async fn job_logs(client: &Client, namespace: &str, job: &str) -> String {
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), namespace);
+    let mut list = pods
+        .list(&kube::api::ListParams::default().labels(&format!("job-name={job}")))
+        .await
+        .unwrap()
+        .items;
+    list.sort_by_key(|p| {
+        p.status.as_ref().and_then(|s| s.phase.clone()).as_deref() == Some("Succeeded")
+    });
+    let mut out = String::new();
+    for pod in list {
+        let name = pod.metadata.name.unwrap_or_default();
+        let params = kube::api::LogParams {
+            container: Some("backup".into()),
+            ..Default::default()
+        };
+        out.push_str(
+            &pods
+                .logs(&name, &params)
+                .await
+                .unwrap_or_else(|e| e.to_string()),
+        );
+    }
+    out
+}
+
 /// `Ok` with its message once a Warning event with `reason` was published about the
 /// HealthSystem `name` (for [`until`]); `Err` names the reasons seen so far.
 pub async fn has_warning(client: &Client, name: &str, reason: &str) -> Result<String, String> {

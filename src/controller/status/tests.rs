@@ -459,3 +459,30 @@ fn a_data_claim_being_deleted_is_lost_already() {
         Some("uid-1".to_string())
     );
 }
+
+#[test]
+fn a_new_primary_is_told_once_as_a_warning() {
+    let with_primary = |primary: Option<&str>| HealthSystemStatus {
+        database: Some(DatabaseStatus {
+            primary: primary.map(String::from),
+            ..DatabaseStatus::default()
+        }),
+        ..HealthSystemStatus::default()
+    };
+    let (first, second) = (
+        with_primary(Some("postgres-1")),
+        with_primary(Some("postgres-2")),
+    );
+    let told = events(Some(&first), &second);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].0, EventType::Warning);
+    assert_eq!(told[0].1, write::PRIMARY_CHANGED);
+    assert!(
+        told[0].2.contains("from postgres-1 to postgres-2"),
+        "{}",
+        told[0].2
+    );
+    assert!(events(Some(&second), &second).is_empty());
+    // The first primary elected is no change.
+    assert!(events(Some(&with_primary(None)), &first).is_empty());
+}

@@ -161,8 +161,27 @@ pub fn events(
             ));
         }
     }
+    // A failover or switchover (CloudNativePG engine): the pod that takes writes changed.
+    let primary = |s: Option<&HealthSystemStatus>| {
+        s.and_then(|s| s.database.as_ref())
+            .and_then(|d| d.primary.clone())
+    };
+    if let (Some(before), Some(after)) = (primary(old), primary(Some(status)))
+        && before != after
+    {
+        events.push((
+            EventType::Warning,
+            PRIMARY_CHANGED.into(),
+            format!(
+                "the database's primary moved from {before} to {after} (a failover or a switchover)"
+            ),
+        ));
+    }
     events
 }
+
+/// Reason of the event that says the primary changed.
+pub const PRIMARY_CHANGED: &str = "PrimaryChanged";
 
 /// Reasons that only a person can resolve: each gets a Warning event when it appears.
 const NEEDS_A_PERSON: &[&str] = &[CREDENTIALS_MISSING, DATA_MISSING, NAMESPACE_NOT_OWNED];
