@@ -91,14 +91,22 @@ async fn database_status(client: &Client, name: &str) -> serde_json::Value {
     serde_json::to_value(system.status.unwrap().database.unwrap()).unwrap()
 }
 
-#[tokio::test]
-async fn a_system_on_the_cloudnativepg_engine_replicates_verifies_tls_and_reports_its_primary() {
+/// The real-node cluster (with its audit log of writes) with CloudNativePG installed and the
+/// operator running on the engine.
+pub async fn setup() -> Client {
     cluster::use_real_node();
+    cluster::use_audit_log();
     let client = cluster::client().await;
     // Installed before the operator starts: it looks for the API once, at start.
     cnpg::install(&client).await;
     operator::use_config(write_config());
     operator::ensure_running(&client).await;
+    client
+}
+
+#[tokio::test]
+async fn a_system_on_the_cloudnativepg_engine_replicates_verifies_tls_and_reports_its_primary() {
+    let client = setup().await;
 
     let started = std::time::Instant::now();
     let name = systems::create(&client, "cnpg-hs", "lab-biomedica.yaml", |m| {

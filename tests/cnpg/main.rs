@@ -6,9 +6,11 @@
 //! under a client committing numbered rows every 100 ms: a replica is promoted, writes resume,
 //! and the time from the deletion to the first new commit and the acknowledged rows lost are
 //! measured (asynchronous replication: the loss is reported, not asserted away).
-//! Its own cluster. `engine` runs the operator with new systems on CloudNativePG.
+//! Its own cluster. `engine` runs the operator with new systems on CloudNativePG; `fleet`
+//! measures an idle fleet of them.
 
 mod engine;
+mod fleet;
 
 use healthsystem_test_support::cluster;
 use healthsystem_test_support::cnpg;
@@ -87,6 +89,8 @@ echo "lost $(sort /tmp/ok | comm -23 - <(sort /tmp/have) | wc -l)"
 #[tokio::test]
 async fn a_replicated_cluster_fails_over_when_its_primary_pod_is_deleted() {
     cluster::use_real_node();
+    // The cluster of this binary keeps an audit log (`fleet`), whichever test starts it.
+    cluster::use_audit_log();
     let client = cluster::client().await;
     let image = cnpg::install(&client).await;
     eprintln!("CloudNativePG running from {image}");

@@ -42,6 +42,27 @@ async fn contents(client: &Client, namespace: &str) -> BTreeMap<String, String> 
     out
 }
 
+/// Waits until kube-controller-manager has put into a new namespace what it puts into every
+/// one (the `default` ServiceAccount, the `kube-root-ca.crt` ConfigMap), so a snapshot taken
+/// afterwards changes only if someone else writes.
+async fn settled(client: &Client, namespace: &str) {
+    until(
+        "the default ServiceAccount and kube-root-ca.crt",
+        Duration::from_secs(30),
+        || async {
+            let snapshot = contents(client, namespace).await;
+            match ["ServiceAccount/default", "ConfigMap/kube-root-ca.crt"]
+                .iter()
+                .find(|key| !snapshot.contains_key(**key))
+            {
+                Some(missing) => Err(format!("{missing} not yet made")),
+                None => Ok(()),
+            }
+        },
+    )
+    .await
+}
+
 /// Waits until `name` reports `NamespaceReady=False` because the namespace is not its own.
 async fn wait_not_owned(client: &Client, name: &str) -> HealthSystem {
     let system = wait_condition(client, name, "NamespaceReady", "False").await;
@@ -109,6 +130,7 @@ async fn a_namespace_the_operator_did_not_create_is_neither_written_nor_deleted(
         )
         .await
         .unwrap();
+    settled(&client, &namespace).await;
     let before = contents(&client, &namespace).await;
 
     let name = systems::create(&client, "foreign", "lab-biomedica.yaml", |m| {
