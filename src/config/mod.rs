@@ -19,7 +19,7 @@ pub mod onboarding;
 
 pub use backup::{BackupConfig, Drills, ObjectStore};
 use checks::{is_cidr, is_dns_label, looks_like_quantity};
-pub use engine::{CloudNativePg, DatabaseConfig, Engine};
+pub use engine::{CloudNativePg, DatabaseConfig, Engine, PrimaryLease};
 pub use network::{PlatformService, ServicePort};
 use network::{check_peer, default_platform_services};
 
@@ -161,10 +161,19 @@ impl Config {
             if preset.pods < 1 {
                 return Err((format!("tiers.{name}.pods"), "must be at least 1".into()));
             }
-            if !(1..=9).contains(&preset.instances) {
+            if !(1..=9).contains(&preset.max_instances) {
+                return Err((
+                    format!("tiers.{name}.maxInstances"),
+                    "must be between 1 and 9".into(),
+                ));
+            }
+            if !(1..=preset.max_instances).contains(&preset.instances) {
                 return Err((
                     format!("tiers.{name}.instances"),
-                    "must be between 1 and 9".into(),
+                    format!(
+                        "must be between 1 and maxInstances ({})",
+                        preset.max_instances
+                    ),
                 ));
             }
             for (key, value) in [
@@ -315,6 +324,9 @@ pub struct TierPreset {
     /// PostgreSQL instances (one primary, the rest replicas) of a system on the
     /// CloudNativePG engine; the StatefulSet engine always runs one.
     pub instances: i32,
+    /// The most instances a system of this tier may ask for (`spec.database.instances`):
+    /// each is a server with the tier's database requests and a copy of the data.
+    pub max_instances: i32,
 }
 
 impl Default for Tiers {
@@ -325,7 +337,7 @@ impl Default for Tiers {
                       pods,
                       request: [&str; 3],
                       db: [&str; 2],
-                      instances| {
+                      [instances, max_instances]: [i32; 2]| {
             TierPreset {
                 cpu: cpu.into(),
                 memory: memory.into(),
@@ -337,6 +349,7 @@ impl Default for Tiers {
                 database_cpu: db[0].into(),
                 database_memory: db[1].into(),
                 instances,
+                max_instances,
             }
         };
         Self {
@@ -347,7 +360,7 @@ impl Default for Tiers {
                 20,
                 ["100m", "128Mi", "512Mi"],
                 ["500m", "1Gi"],
-                1,
+                [1, 2],
             ),
             standard: preset(
                 "8",
@@ -356,7 +369,7 @@ impl Default for Tiers {
                 50,
                 ["250m", "256Mi", "1Gi"],
                 ["2", "4Gi"],
-                2,
+                [2, 3],
             ),
             large: preset(
                 "32",
@@ -365,7 +378,7 @@ impl Default for Tiers {
                 150,
                 ["500m", "512Mi", "2Gi"],
                 ["8", "16Gi"],
-                3,
+                [3, 5],
             ),
         }
     }

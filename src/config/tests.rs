@@ -65,6 +65,41 @@ fn no_restart_slot_and_no_dns_port_are_refused_naming_the_key() {
 }
 
 /// The backup section.
+#[test]
+fn a_primary_lease_cloudnativepg_would_refuse_is_refused_naming_the_key() {
+    let lease =
+        |timings: &str| format!("database: {{ cloudNativePG: {{ primaryLease: {timings} }} }}");
+    for (timings, key) in [
+        (
+            "{ leaseDurationSeconds: 10, renewDeadlineSeconds: 10, retryPeriodSeconds: 2 }",
+            "primaryLease.leaseDurationSeconds",
+        ),
+        (
+            "{ leaseDurationSeconds: 15, renewDeadlineSeconds: 6, retryPeriodSeconds: 5 }",
+            "primaryLease.renewDeadlineSeconds",
+        ),
+        (
+            "{ leaseDurationSeconds: 15, renewDeadlineSeconds: 10, retryPeriodSeconds: 0 }",
+            "primaryLease.retryPeriodSeconds",
+        ),
+    ] {
+        let err = Config::parse(&lease(timings), "c.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{timings}: {err}");
+    }
+    let fine = "{ leaseDurationSeconds: 15, renewDeadlineSeconds: 7, retryPeriodSeconds: 5 }";
+    let config = Config::parse(&lease(fine), "c.yaml").unwrap();
+    assert_eq!(
+        config
+            .database
+            .cloud_native_pg
+            .primary_lease
+            .renew_deadline_seconds,
+        7
+    );
+}
+
 mod backup {
     use crate::config::Config;
 

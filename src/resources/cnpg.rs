@@ -55,13 +55,27 @@ pub fn cluster_resource() -> ApiResource {
     )
 }
 
-/// The instances of `system`: its spec's, or its tier's.
+/// The instances of `system`: its spec's, or its tier's; never more than its tier allows
+/// (what is asked beyond is reported by [`instances_above_tier`], not applied).
 pub fn instances(system: &HealthSystem, config: &Config) -> i32 {
+    let tier = config.tiers.get(system.spec.tier);
     system
         .spec
         .database
         .instances
-        .unwrap_or(config.tiers.get(system.spec.tier).instances)
+        .unwrap_or(tier.instances)
+        .min(tier.max_instances)
+}
+
+/// `(asked, bound)` when `spec.database.instances` is above the tier's `maxInstances`.
+pub fn instances_above_tier(system: &HealthSystem, config: &Config) -> Option<(i32, i32)> {
+    let bound = config.tiers.get(system.spec.tier).max_instances;
+    system
+        .spec
+        .database
+        .instances
+        .filter(|asked| *asked > bound)
+        .map(|asked| (asked, bound))
 }
 
 /// Where a client finds the database's certificate authority, mounted from [`CA_SECRET`].
@@ -110,6 +124,7 @@ pub fn cluster(system: &HealthSystem, config: &Config) -> DynamicObject {
             "limits": { "memory": tier.database_memory }
         },
         "affinity": { "enablePodAntiAffinity": true, "podAntiAffinityType": "preferred" },
+        "primaryLease": cnpg.primary_lease,
         "certificates": { "serverAltDNSNames": service_names(system) },
         // No workload logs in as the superuser; CloudNativePG keeps no password for it.
         "enableSuperuserAccess": false,
@@ -338,6 +353,10 @@ mod tests {
         );
         assert_eq!(spec["enableSuperuserAccess"], false);
         assert_eq!(
+            spec["primaryLease"],
+            json!({ "leaseDurationSeconds": 15, "renewDeadlineSeconds": 10, "retryPeriodSeconds": 5 })
+        );
+        assert_eq!(
             spec["postgresql"]["pg_hba"],
             json!(["hostnossl all all all reject"])
         );
@@ -374,7 +393,7 @@ mod tests {
         assert!(spec["postgresql"].get("synchronous").is_none());
         let large = Desired::build(&system("Large", None), &config);
         assert_eq!(large.database_cluster.unwrap().data["spec"]["instances"], 3);
-        let mut synchronous = system("Small", None);
+        let mut synchronous = system("Standard", None);
         synchronous.spec.database.instances = Some(3);
         synchronous.spec.database.synchronous_replication = true;
         let made = super::cluster(&synchronous, &config);
@@ -471,6 +490,21 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["ca.crt"]
         );
+    }
+
+    #[test]
+    fn instances_above_the_tiers_bound_are_not_applied_but_reported() {
+        let config = config();
+        let mut asked = system("Small", None);
+        asked.spec.database.instances = Some(2);
+        assert_eq!(instances(&asked, &config), 2);
+        assert_eq!(instances_above_tier(&asked, &config), None);
+        asked.spec.database.instances = Some(4);
+        assert_eq!(instances(&asked, &config), 2);
+        assert_eq!(instances_above_tier(&asked, &config), Some((4, 2)));
+        assert_eq!(super::cluster(&asked, &config).data["spec"]["instances"], 2);
+        let tier_default = system("Large", None);
+        assert_eq!(instances_above_tier(&tier_default, &config), None);
     }
 
     #[test]

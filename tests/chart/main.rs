@@ -9,6 +9,7 @@ use healthsystem_test_support::corpus;
 use healthsystem_test_support::systems;
 use healthsystem_test_support::wait;
 
+mod bounds;
 mod operator_secrets;
 mod tenant;
 
@@ -54,6 +55,12 @@ const NON_DEFAULT: &[&str] = &[
     "operator.dns.namespace=dns",
     "--set",
     "operator.dns.addresses={169.254.20.10/32}",
+    "--set",
+    "operator.database.engine=CloudNativePG",
+    "--set",
+    "operator.database.cloudNativePG.apiServer.cidrs={10.96.0.1/32}",
+    "--set",
+    "operator.database.cloudNativePG.apiServer.ports[0].port=6443",
 ];
 
 #[test]
@@ -114,6 +121,10 @@ fn the_chart_lints_and_renders_with_default_and_other_values() {
     assert!(parsed.platform_services.contains_key("e-referral"));
     assert_eq!(parsed.dns.namespace, "dns");
     assert_eq!(parsed.dns.addresses, ["169.254.20.10/32"]);
+    assert_eq!(
+        parsed.database.engine,
+        healthsystem_operator::config::Engine::CloudNativePg
+    );
     // The operator's own DNS egress follows the same values.
     let policy = all.iter().find(|o| o["kind"] == "NetworkPolicy").unwrap();
     let dns_peers = &policy["spec"]["egress"][1]["to"];

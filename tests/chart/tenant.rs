@@ -229,7 +229,7 @@ pub async fn holds(admin: &Client, name: &str) {
     const RBAC: &str = "cannot";
     const PLATFORM: &str = "belong to the platform";
     const OPERATORS: &str = "is made by the HealthSystem operator";
-    const SUPERUSER: &str = "holds the superuser's credentials";
+    const SUPERUSER: &str = "gives a local login as the superuser";
     let admin_expects = [
         Refused(RBAC),
         Refused(RBAC),

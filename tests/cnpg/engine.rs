@@ -4,7 +4,8 @@
 //! ordinary role; the monitoring and backup roles log in with our Secrets' passwords; a row
 //! written on the primary is read on a replica; the primary pod deleted, the status names
 //! the new primary and the database is ready again; a backup by the agent (to a real S3
-//! server) dumps the rows through the `database` Service with `verify-full`.
+//! server) dumps the rows through the `database` Service with `verify-full`. All of it under
+//! the chart's tenant admission policy.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -14,7 +15,7 @@ use healthsystem_operator::api::HealthSystem;
 use healthsystem_test_support::objectstore::Store;
 use healthsystem_test_support::pods::{self, Script, component_labels};
 use healthsystem_test_support::wait::until;
-use healthsystem_test_support::{cluster, cnpg, node, operator, systems};
+use healthsystem_test_support::{chart, cluster, cnpg, node, operator, systems};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
@@ -99,6 +100,15 @@ pub async fn setup() -> Client {
     let client = cluster::client().await;
     // Installed before the operator starts: it looks for the API once, at start.
     cnpg::install(&client).await;
+    // The chart's tenant admission in force, as wherever the chart is installed: the engine's
+    // own operator makes each Cluster's claims, Services, Secrets and roles under it.
+    for policy in chart::template(&[]).iter().filter(|o| {
+        o["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("-tenant-isolation"))
+    }) {
+        assert!(chart::apply(&client, policy, false).await);
+    }
     operator::use_config(write_config());
     operator::ensure_running(&client).await;
     client

@@ -19,6 +19,8 @@ use healthsystem_test_support::pods::{self, Script};
 use healthsystem_test_support::wait::until;
 
 use std::collections::BTreeMap;
+
+use healthsystem_operator::config::CloudNativePg;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -109,6 +111,8 @@ async fn a_replicated_cluster_fails_over_when_its_primary_pod_is_deleted() {
             // Also the init container's that copies the manager in: never pulled here.
             "imagePullPolicy": "Never",
             "postgresUID": 999, "postgresGID": 999,
+            // The operator's default, so the failover measured is the one systems get.
+            "primaryLease": CloudNativePg::default().primary_lease,
             "storage": { "size": "1Gi", "storageClass": "standard" },
             // TLS only: CloudNativePG's own rules accept plaintext logins with a password.
             "postgresql": { "pg_hba": ["hostnossl all all all reject"] },

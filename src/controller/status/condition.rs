@@ -32,6 +32,9 @@ pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
 /// The DatabaseReady reason when the claim the data was on is gone.
 pub const DATA_MISSING: &str = "DataMissing";
 
+/// The DatabaseReady reason when spec.database.instances is above the tier's bound.
+pub const INSTANCES_ABOVE_TIER: &str = "InstancesAboveTier";
+
 /// The DatabaseReady reason when spec.database.bootstrap's restore failed.
 pub const BOOTSTRAP_FAILED: &str = "BootstrapFailed";
 

@@ -7,8 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use crate::api::{Engine, HealthSystem};
 use crate::controller::status::cluster;
 use crate::controller::status::condition::{
-    BOOTSTRAP_FAILED, CREDENTIALS_MISSING, CREDENTIALS_NOT_READABLE, DATA_MISSING, QUOTA_EXCEEDED,
-    Stamp, types,
+    BOOTSTRAP_FAILED, CREDENTIALS_MISSING, CREDENTIALS_NOT_READABLE, DATA_MISSING,
+    INSTANCES_ABOVE_TIER, QUOTA_EXCEEDED, Stamp, types,
 };
 use crate::controller::status::observed::Observed;
 use crate::resources::{database, rbac};
@@ -46,11 +46,26 @@ pub fn condition(
         )
     } else if observed.engine == Engine::CloudNativePg {
         if observed.engine_api {
-            cluster::condition(
+            let state = cluster::condition(
                 observed.cluster.as_ref(),
                 system.spec.database.version.as_str(),
                 stamp,
-            )
+            );
+            let tier = system.spec.tier;
+            match observed.instances_above_tier {
+                // Applied within the bound; said until the spec asks for what the tier allows.
+                Some((asked, bound)) => stamp.condition(
+                    types::DATABASE,
+                    false,
+                    INSTANCES_ABOVE_TIER,
+                    format!(
+                        "spec.database.instances asks for {asked}, above the {tier:?} tier's bound of {bound} (the operator's tiers.{}.maxInstances): {bound} run; lower spec.database.instances or choose a larger tier. {}",
+                        format!("{tier:?}").to_lowercase(),
+                        state.message
+                    ),
+                ),
+                None => state,
+            }
         } else {
             stamp.condition(types::DATABASE, false, "EngineNotInstalled", "this system's database runs on CloudNativePG, whose API (postgresql.cnpg.io/v1 Cluster) this cluster does not serve; install CloudNativePG (docs/cloudnativepg.md), then restart the operator".into())
         }

@@ -26,8 +26,8 @@ use crate::resources::{database as db, labels};
 pub use backup::{next_backup_deadline, parse_rpo};
 pub use condition::{
     BOOTSTRAP_FAILED, CREDENTIALS_MISSING, CREDENTIALS_NOT_READABLE, DATA_MISSING,
-    FOREIGN_NETWORK_POLICY, FOREIGN_ROLE_BINDING, NAMESPACE_NOT_OWNED, QUOTA_EXCEEDED,
-    RESTORE_DRILL_FAILED, Stamp, is_refusal, types,
+    FOREIGN_NETWORK_POLICY, FOREIGN_ROLE_BINDING, INSTANCES_ABOVE_TIER, NAMESPACE_NOT_OWNED,
+    QUOTA_EXCEEDED, RESTORE_DRILL_FAILED, Stamp, is_refusal, types,
 };
 pub use database::lost_data_claim;
 pub use observed::{Observed, data_claim_uid, database_ready_replicas, observe};
@@ -74,6 +74,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
                     | "CredentialsIncomplete"
                     | CREDENTIALS_MISSING
                     | DATA_MISSING
+                    | INSTANCES_ABOVE_TIER
                     | QUOTA_EXCEEDED
                     | FOREIGN_NETWORK_POLICY
                     | FOREIGN_ROLE_BINDING

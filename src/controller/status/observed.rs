@@ -62,6 +62,8 @@ pub struct Observed {
     pub monitoring_api: bool,
     /// Platform services named in the spec that the configuration does not know.
     pub unknown_services: Vec<String>,
+    /// `(asked, bound)` when `spec.database.instances` is above the tier's bound.
+    pub instances_above_tier: Option<(i32, i32)>,
     /// Network policies the system should have that are not in the cluster (deleted by
     /// hand and not re-created yet, or refused).
     pub missing_policies: Vec<String>,
@@ -230,6 +232,7 @@ pub fn observe(
         application_failure,
         monitoring_api,
         unknown_services: network::unknown_platform_services(system, config),
+        instances_above_tier: cnpg::instances_above_tier(system, config),
         missing_policies: desired
             .network_policies
             .iter()

@@ -10,9 +10,12 @@ use crate::controller::status::condition::{Stamp, types};
 fn subsystem_of(kind: &str) -> &'static str {
     match kind {
         "NetworkPolicy" => types::NETWORK,
-        "Secret" | "Service" | "StatefulSet" | "PodDisruptionBudget" | "PersistentVolumeClaim" => {
-            types::DATABASE
-        }
+        "Secret"
+        | "Service"
+        | "StatefulSet"
+        | "PodDisruptionBudget"
+        | "PersistentVolumeClaim"
+        | "Cluster" => types::DATABASE,
         "CronJob" => types::BACKUP,
         "Deployment" => types::APPLICATION,
         "PodMonitor" | "PrometheusRule" => types::MONITORING,

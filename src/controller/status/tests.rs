@@ -486,3 +486,56 @@ fn a_new_primary_is_told_once_as_a_warning() {
     // The first primary elected is no change.
     assert!(events(Some(&with_primary(None)), &first).is_empty());
 }
+
+/// A Cluster the API server (CloudNativePG's webhook) refuses is the database's problem:
+/// DatabaseReady says so, not NamespaceReady.
+#[test]
+fn a_refused_cluster_lands_in_database_ready() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let mut observed = healthy();
+    observed.refused = vec![crate::controller::apply::Refusal {
+        kind: "Cluster".into(),
+        name: "postgres".into(),
+        message: "admission webhook \"vcluster.cnpg.io\" denied the request".into(),
+    }];
+    let status = evaluate(&system("24h", now), &observed, now);
+    let database = get(&status, types::DATABASE);
+    assert_eq!(
+        (database.status.as_str(), database.reason.as_str()),
+        ("False", "ClusterRefused")
+    );
+    assert_eq!(get(&status, types::NAMESPACE).status, "True");
+}
+
+/// More instances than the tier allows: the bound runs, and DatabaseReady says what was
+/// asked, the bound and where it is set, with the Cluster's own state.
+#[test]
+fn instances_above_the_tiers_bound_are_reported_with_the_clusters_state() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let mut observed = healthy();
+    observed.engine = crate::api::Engine::CloudNativePg;
+    observed.engine_api = true;
+    observed.cluster = Some(cluster::ClusterState::read(&json!({
+        "spec": { "instances": 3 },
+        "status": { "readyInstances": 3, "currentPrimary": "postgres-1",
+                    "phase": "Cluster in healthy state" }
+    })));
+    let running = evaluate(&system("24h", now), &observed, now);
+    assert_eq!(get(&running, types::DATABASE).reason, "DatabaseRunning");
+
+    observed.instances_above_tier = Some((5, 3));
+    let status = evaluate(&system("24h", now), &observed, now);
+    let database = get(&status, types::DATABASE);
+    assert_eq!(
+        (database.status.as_str(), database.reason.as_str()),
+        ("False", INSTANCES_ABOVE_TIER)
+    );
+    assert!(
+        database.message.starts_with(
+            "spec.database.instances asks for 5, above the Standard tier's bound of 3 (the operator's tiers.standard.maxInstances): 3 run"
+        ) && database.message.contains("3 of 3 instances ready"),
+        "{}",
+        database.message
+    );
+    assert_eq!(status.phase, Some(Phase::Degraded));
+}
