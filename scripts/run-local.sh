@@ -155,7 +155,13 @@ store_user() { # NAME PREFIX|*
 if [ "$real_node" -eq 1 ]; then
   # Before the operator starts: it looks for CloudNativePG's API once, at start.
   echo "run-local: installing CloudNativePG $HS_CNPG_VERSION"
+  # Its fleet settings first: its operator reads them once, at start.
+  kubectl create namespace cnpg-system --dry-run=client -o yaml | kubectl apply --server-side -f - >/dev/null
+  kubectl apply --server-side -f <(sed '/^---$/q' config/cloudnativepg.yaml) >/dev/null
   kubectl apply --server-side -f "$dir/cnpg.yaml" >/dev/null
+  # Its operator's resources for a fleet, onto the release's Deployment.
+  sed '1,/^---$/d' config/cloudnativepg.yaml |
+    kubectl apply --server-side --field-manager=healthsystem-fleet --force-conflicts -f - >/dev/null
   kubectl -n cnpg-system rollout status deployment/cnpg-controller-manager --timeout=240s
 fi
 echo "run-local: installing the HealthSystem CRD"

@@ -2,6 +2,7 @@
 //! through our labels, every child, reconciles with bounded concurrency and stops cleanly on
 //! SIGINT or SIGTERM.
 
+pub mod application;
 pub mod apply;
 pub mod backup;
 pub mod cache;

@@ -15,6 +15,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
 use crate::api::{DatabaseRestart, HealthSystem, MigrationPhase, MigrationStatus};
+use crate::controller::application::image_pull;
 use crate::controller::apply;
 use crate::controller::backup::bootstrap;
 use crate::controller::backup::drills;
@@ -115,6 +116,14 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     );
     observed.migration = migration;
     observed.refused = applied.refused.clone();
+    // Pods waiting on their image change nothing the watches see: read them while the
+    // application is short of pods for no reason its Deployment gives.
+    let application_short = observed
+        .application
+        .is_some_and(|(available, wanted)| available < wanted);
+    if application_short && observed.application_failure.is_none() {
+        observed.application_failure = image_pull::read(system, ctx).await?;
+    }
     // With an object store, the store's newest manifest is the last backup.
     if ctx.config.backup.object_store.is_some()
         && let Some(from_store) = store_status::last_backup(
@@ -179,12 +188,19 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     if let Some(wake) = drills.wake {
         wait = wait.min(wake + Duration::from_secs(1));
     }
+    if application_short {
+        // Its pods' progress (an image pulled at last, or not) wakes nothing here.
+        wait = wait.min(APPLICATION_POLL);
+    }
     if observed.database_restart == Some(DatabaseRestart::Pending) {
         // A slot frees when another system's database is ready: nothing tells this one.
         wait = wait.min(RESTART_SLOT_POLL);
     }
     Ok(Action::requeue(wait))
 }
+
+/// How often a system whose application is short of pods is looked at again.
+const APPLICATION_POLL: Duration = Duration::from_secs(15);
 
 /// How often a system whose workloads wait for its quota to be in force is looked at again.
 const QUOTA_POLL: Duration = Duration::from_secs(2);

@@ -10,8 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use healthsystem_test_support::{cluster, node, systems};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::Client;
+use kube::api::{Api, ListParams, LogParams};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 /// The idle window.
@@ -70,9 +72,55 @@ fn writes_since(
     counts
 }
 
+/// CloudNativePG's operator pod.
+async fn operator_pod(client: &Client) -> Pod {
+    Api::<Pod>::namespaced(client.clone(), "cnpg-system")
+        .list(&ListParams::default().labels("app.kubernetes.io/name=cloudnative-pg"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|p| p.metadata.deletion_timestamp.is_none())
+        .expect("CloudNativePG's operator pod")
+}
+
+/// Restarts of CloudNativePG's operator container (killed for its memory, say).
+async fn operator_restarts(client: &Client) -> i32 {
+    let pod = operator_pod(client).await;
+    pod.status
+        .and_then(|s| s.container_statuses)
+        .into_iter()
+        .flatten()
+        .map(|c| c.restart_count)
+        .sum()
+}
+
+/// The configuration CloudNativePG's operator says it loaded at start.
+async fn loaded_settings(client: &Client) -> String {
+    let pods = Api::<Pod>::namespaced(client.clone(), "cnpg-system");
+    let pod = operator_pod(client).await;
+    let log = pods
+        .logs(&pod.name_any(), &LogParams::default())
+        .await
+        .unwrap();
+    log.lines()
+        .find(|l| l.contains("Operator configuration loaded"))
+        .unwrap_or_else(|| panic!("no configuration in its log:\n{log}"))
+        .to_string()
+}
+
 #[tokio::test]
 async fn an_idle_fleet_on_cloudnativepg_is_measured_and_our_operator_writes_nothing() {
     let client = super::engine::setup().await;
+    // The fleet's settings (config/cloudnativepg.yaml) are the ones in force.
+    let settings = loaded_settings(&client).await;
+    for setting in [
+        "\"enableInstanceManagerInplaceUpdates\":true",
+        "\"clustersRolloutDelay\":15",
+        "\"instancesRolloutDelay\":10",
+    ] {
+        assert!(settings.contains(setting), "{setting} not in {settings}");
+    }
     let n: usize = std::env::var("HS_CNPG_FLEET")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -119,6 +167,11 @@ async fn an_idle_fleet_on_cloudnativepg_is_measured_and_our_operator_writes_noth
         total as f64 / IDLE.as_secs_f64() / n as f64 * 470.0,
         mib(after) + per_cluster_mib * (1000 - n) as f64,
         total as f64 / IDLE.as_secs_f64() / n as f64 * 1000.0,
+    );
+    assert_eq!(
+        operator_restarts(&client).await,
+        0,
+        "CloudNativePG's operator restarted"
     );
     assert_eq!(
         per_second("healthsystem-operator"),

@@ -12,6 +12,7 @@ use healthsystem_test_support::pods;
 use healthsystem_test_support::systems;
 use healthsystem_test_support::wait;
 
+mod application;
 mod backup;
 mod database;
 mod isolation;

@@ -56,6 +56,26 @@ fn manifest(image: &str) -> Vec<Value> {
         .into_iter()
         .filter(|v| !v.is_null())
         .collect();
+    // The fleet's settings, read by its operator at start, and its operator's resources.
+    let path = crate::corpus::root().join("config/cloudnativepg.yaml");
+    for fleet in
+        serde_saphyr::from_multiple::<Value>(&std::fs::read_to_string(path).unwrap()).unwrap()
+    {
+        match fleet["kind"].as_str() {
+            Some("Deployment") => {
+                let name = &fleet["metadata"]["name"];
+                let resources = &fleet["spec"]["template"]["spec"]["containers"][0]["resources"];
+                let deployment = objects
+                    .iter_mut()
+                    .find(|o| o["kind"] == "Deployment" && &o["metadata"]["name"] == name)
+                    .expect("the release's Deployment");
+                deployment["spec"]["template"]["spec"]["containers"][0]["resources"] =
+                    resources.clone();
+            }
+            Some(_) => objects.push(fleet),
+            None => {}
+        }
+    }
     for object in &mut objects {
         if object["kind"] == "Deployment" {
             let container = &mut object["spec"]["template"]["spec"]["containers"][0];
@@ -71,8 +91,8 @@ fn manifest(image: &str) -> Vec<Value> {
     objects
 }
 
-/// Installs CloudNativePG (once per cluster: applying again changes nothing) and waits until
-/// its operator is available. Returns the image of its manager.
+/// Installs CloudNativePG with the fleet's settings (`config/cloudnativepg.yaml`; once per
+/// cluster: applying again changes nothing) and waits until its operator is available. Returns the image of its manager.
 pub async fn install(client: &Client) -> String {
     let (image, version) = image();
     let objects = manifest(&image);
@@ -80,7 +100,9 @@ pub async fn install(client: &Client) -> String {
     let rank = |o: &Value| match o["kind"].as_str() {
         Some("Namespace") => 0,
         Some("CustomResourceDefinition") => 1,
-        _ => 2,
+        // Before the Deployment: its operator reads the settings once, at start.
+        Some("ConfigMap") => 2,
+        _ => 3,
     };
     let mut ordered: Vec<&Value> = objects.iter().collect();
     ordered.sort_by_key(|o| rank(o));

@@ -79,6 +79,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
                     | FOREIGN_NETWORK_POLICY
                     | FOREIGN_ROLE_BINDING
                     | "BackupStale"
+                    | crate::controller::application::image_pull::IMAGE_PULL_FAILING
                     | "NoSuccessfulBackup"
             ) =>
         {

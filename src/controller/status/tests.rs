@@ -539,3 +539,26 @@ fn instances_above_the_tiers_bound_are_reported_with_the_clusters_state() {
     );
     assert_eq!(status.phase, Some(Phase::Degraded));
 }
+
+/// Pods waiting on an image that cannot be pulled: ApplicationReady says so, the system is
+/// Degraded (a person must act), not Provisioning.
+#[test]
+fn an_application_waiting_on_its_image_is_degraded_and_says_why() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let mut observed = healthy();
+    observed.application = Some((0, 1));
+    observed.application_failure = Some((
+        crate::controller::application::image_pull::IMAGE_PULL_FAILING.into(),
+        "1 pod cannot pull image registry.sdc.gov.rs/his/app:9; check".into(),
+    ));
+    let status = evaluate(&system("24h", now), &observed, now);
+    let application = get(&status, types::APPLICATION);
+    assert_eq!(
+        (application.status.as_str(), application.reason.as_str()),
+        ("False", "ImagePullFailing")
+    );
+    assert!(application.message.starts_with(
+        "0 of 1 pods available: 1 pod cannot pull image registry.sdc.gov.rs/his/app:9"
+    ));
+    assert_eq!(status.phase, Some(Phase::Degraded));
+}
