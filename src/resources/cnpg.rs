@@ -55,6 +55,15 @@ pub fn cluster_resource() -> ApiResource {
     )
 }
 
+/// The fields of a Cluster whose change wakes its system (`status::cluster` reads them).
+pub const WAKE_ON: &[&str] = &[
+    "/spec/instances",
+    "/status/phase",
+    "/status/readyInstances",
+    "/status/currentPrimary",
+    "/status/targetPrimary",
+];
+
 /// The instances of `system`: its spec's, or its tier's; never more than its tier allows
 /// (what is asked beyond is reported by [`instances_above_tier`], not applied).
 pub fn instances(system: &HealthSystem, config: &Config) -> i32 {
@@ -101,10 +110,14 @@ pub fn cluster(system: &HealthSystem, config: &Config) -> DynamicObject {
     if let Some(class) = &database.storage_class_name {
         storage["storageClass"] = json!(class);
     }
+    // With the values CloudNativePG's webhook would default (no connection limit, inherit):
+    // the list of roles is one field to server-side apply, so a default added in it would
+    // make every later reconcile see a difference and apply the Cluster again.
     let role = |name: &str, secret: &str, in_roles: &[&str], bypass_rls: bool| {
         json!({
             "name": name, "ensure": "present", "login": true, "bypassrls": bypass_rls,
-            "inRoles": in_roles, "passwordSecret": { "name": secret }
+            "inRoles": in_roles, "passwordSecret": { "name": secret },
+            "connectionLimit": -1, "inherit": true
         })
     };
     let spec = json!({

@@ -9,10 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use healthsystem_operator::api::HealthSystem;
 use healthsystem_test_support::{cluster, node, systems};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, LogParams};
+use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -179,4 +180,26 @@ async fn an_idle_fleet_on_cloudnativepg_is_measured_and_our_operator_writes_noth
         "this operator wrote while the fleet was idle: {writes:?}"
     );
     assert!(after > 0.0 && before > 0.0);
+
+    // A reconcile of a settled system (woken by a label on it, as the resync wakes every
+    // system every ten minutes) writes nothing: the Cluster as applied is the Cluster wanted,
+    // whatever CloudNativePG defaulted in it.
+    let since = Timestamp::now().to_string();
+    let api = Api::<HealthSystem>::all(client.clone());
+    for name in &names {
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": { "woken": "yes" } } })),
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let woken = writes_since(&since, &namespaces, &names);
+    assert_eq!(
+        woken.get("healthsystem-operator"),
+        None,
+        "a reconcile of a settled system wrote: {woken:?}"
+    );
 }

@@ -50,6 +50,11 @@ pub struct Kind {
     pub keep_from_live: &'static [&'static str],
     /// Spec fields (JSON pointers) read besides the status, kept when the object is slimmed.
     pub read: &'static [&'static str],
+    /// The fields (JSON pointers) whose change wakes the object's system; empty: any change.
+    /// A kind another controller rewrites many times a second needs it: every event restarts
+    /// the controller's debounce, so such a stream would keep its system from being
+    /// reconciled at all.
+    pub wake_on: &'static [&'static str],
 }
 
 impl Kind {
@@ -71,6 +76,7 @@ fn kind<K: Resource<DynamicType = ()>>(namespaced: bool, prunable: bool, exact: 
         exact,
         keep_from_live: &[],
         read: &[],
+        wake_on: &[],
     }
 }
 
@@ -126,6 +132,9 @@ pub fn kinds(apis: Apis) -> Vec<Kind> {
             keep_from_live: &[],
             // Instances wanted, read with the status (`status::cluster`).
             read: &["/spec/instances"],
+            // What `status::cluster` judges by. CloudNativePG rewrote the status of a Cluster
+            // whose claims were gone about 30 times a second, alternating its phase reason.
+            wake_on: cnpg::WAKE_ON,
         });
     }
     if apis.monitoring {
@@ -140,6 +149,7 @@ pub fn kinds(apis: Apis) -> Vec<Kind> {
                 exact: true,
                 keep_from_live: &[],
                 read: &[],
+                wake_on: &[],
             });
         }
     }
@@ -291,6 +301,23 @@ fn live_event(event: watcher::Event<DynamicObject>, kind: &Kind) -> watcher::Eve
     }
 }
 
+/// Whether a changed `object` wakes its system: always, unless its kind names the fields
+/// that do (`wake_on`) and none of them differs from the copy in `cache`.
+fn wakes(cache: &Cache, kind: &Kind, object: &DynamicObject) -> bool {
+    if kind.wake_on.is_empty() {
+        return true;
+    }
+    let namespace = object.namespace().unwrap_or_default();
+    let Some(before) = cache.get(&namespace, &object.name_any()) else {
+        return true;
+    };
+    let after = serde_json::to_value(object).unwrap_or_default();
+    let before = serde_json::to_value(&before.object).unwrap_or_default();
+    kind.wake_on
+        .iter()
+        .any(|pointer| after.pointer(pointer) != before.pointer(pointer))
+}
+
 /// What the controller needs of a changed child to wake its system: its labels.
 fn trigger(object: &DynamicObject) -> DynamicObject {
     DynamicObject {
@@ -327,6 +354,9 @@ pub fn watch(client: &Client, kinds: Vec<Kind>) -> (Stores, Vec<(ChildStream, Ap
                         // Deletions too: a child deleted by hand wakes its owner, which
                         // restores it at once.
                         let touched = match &event {
+                            watcher::Event::Apply(object) if !wakes(&writer, &of_kind, object) => {
+                                None
+                            }
                             watcher::Event::Apply(object)
                             | watcher::Event::Delete(object)
                             | watcher::Event::InitApply(object) => Some(trigger(object)),
@@ -434,6 +464,53 @@ mod tests {
             Some("u-1"),
             "a lost claim is told by its UID"
         );
+    }
+
+    /// CloudNativePG rewrote an unrecoverable Cluster's status 30 times a second, its phase
+    /// reason coming and going: only a change of what status reads wakes the system, or the
+    /// debounce, restarted by each event, would never let it be reconciled.
+    #[test]
+    fn a_cluster_wakes_its_system_only_when_what_status_reads_changes() {
+        let kinds = kinds(Apis {
+            cloud_native_pg: true,
+            ..Apis::default()
+        });
+        let cluster_kind = kinds.iter().find(|k| k.resource.kind == "Cluster").unwrap();
+        let cluster = |phase: &str, reason: &str| {
+            let mut object = applied("Cluster", "postgresql.cnpg.io/v1");
+            object.data["status"] =
+                serde_json::json!({ "phase": phase, "phaseReason": reason, "readyInstances": 0 });
+            object
+        };
+        let cache = Cache::default();
+        let unrecoverable = "Cluster is unrecoverable and needs manual intervention";
+        assert!(
+            wakes(&cache, cluster_kind, &cluster(unrecoverable, "")),
+            "not cached yet"
+        );
+        cache.write(watcher::Event::Apply(to_live(
+            cluster(unrecoverable, "no PVCs"),
+            cluster_kind,
+        )));
+        assert!(!wakes(&cache, cluster_kind, &cluster(unrecoverable, "")));
+        assert!(wakes(
+            &cache,
+            cluster_kind,
+            &cluster("Cluster in healthy state", "")
+        ));
+        let mut grown = cluster(unrecoverable, "no PVCs");
+        grown.data["spec"]["instances"] = serde_json::json!(2);
+        assert!(wakes(&cache, cluster_kind, &grown));
+
+        let statefulset = kinds
+            .iter()
+            .find(|k| k.resource.kind == "StatefulSet")
+            .unwrap();
+        assert!(wakes(
+            &cache,
+            statefulset,
+            &applied("StatefulSet", "apps/v1")
+        ));
     }
 
     /// The registry is the one place a kind is declared: every object the operator writes,

@@ -5,7 +5,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use serde_json::Value;
 
-use crate::controller::status::condition::{Stamp, types};
+use crate::controller::status::condition::{DATA_MISSING, Stamp, types};
+use crate::resources::cnpg::CLUSTER;
 
 /// What a Cluster reports.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -20,6 +21,8 @@ pub struct ClusterState {
     pub phase: String,
     /// Its explanation of the phase.
     pub phase_reason: String,
+    /// Volume claims of its instances in the namespace (from the claims' watch).
+    pub claims: usize,
 }
 
 impl ClusterState {
@@ -37,6 +40,7 @@ impl ClusterState {
             primary,
             phase: text(&status["phase"]),
             phase_reason: text(&status["phaseReason"]),
+            claims: 0,
         }
     }
 
@@ -48,6 +52,7 @@ impl ClusterState {
 }
 
 const PHASE_HEALTHY: &str = "Cluster in healthy state";
+const PHASE_UNRECOVERABLE: &str = "Cluster is unrecoverable and needs manual intervention";
 const PHASE_FAILOVER: &str = "Failing over";
 const PHASE_SWITCHOVER: &str = "Switchover in progress";
 
@@ -67,9 +72,7 @@ fn reason(phase: &str) -> &'static str {
         | "Applying configuration"
         | "Primary instance is being restarted in-place"
         | "Primary instance is being restarted without a switchover" => "Updating",
-        "Cluster is unrecoverable and needs manual intervention" | "Waiting for user action" => {
-            "NeedsIntervention"
-        }
+        PHASE_UNRECOVERABLE | "Waiting for user action" => "NeedsIntervention",
         _ => "EngineError",
     }
 }
@@ -89,6 +92,16 @@ pub fn condition(cluster: Option<&ClusterState>, version: &str, stamp: Stamp) ->
         cluster.ready_instances, cluster.instances
     );
     let primary = cluster.primary.as_deref().unwrap_or("none yet");
+    if cluster.phase == PHASE_UNRECOVERABLE && cluster.claims == 0 {
+        // CloudNativePG never initialises an empty database in a Cluster that had data: it
+        // holds the Cluster stopped, and so does the operator (it never deletes a Cluster).
+        return stamp.condition(
+            types::DATABASE,
+            false,
+            DATA_MISSING,
+            format!("the volume claims that held this database's data are gone; CloudNativePG holds the Cluster {CLUSTER} stopped and no empty database starts. Restore the volumes (re-bind their PersistentVolumes if the class retains them), or restore a backup into a new system (spec.database.bootstrap); only if the data is lost for good, a person deletes the Cluster {CLUSTER} and the operator makes an empty one"),
+        );
+    }
     if cluster.phase == PHASE_HEALTHY && cluster.ready_instances >= cluster.instances {
         return stamp.condition(
             types::DATABASE,
@@ -205,5 +218,32 @@ mod tests {
             "{}",
             c.message
         );
+    }
+
+    /// A Cluster whose instances' claims are all gone: CloudNativePG refuses to start (its
+    /// phase, with a reason that comes and goes), and status says DataMissing, as for the
+    /// StatefulSet's lost claim. With a claim left, it is CloudNativePG's own intervention.
+    #[test]
+    fn an_unrecoverable_cluster_without_claims_is_data_missing() {
+        let unrecoverable = |claims| ClusterState {
+            claims,
+            ..ClusterState::read(&json!({
+                "spec": { "instances": 1 },
+                "status": { "readyInstances": 0, "currentPrimary": "postgres-1",
+                            "phase": PHASE_UNRECOVERABLE }
+            }))
+        };
+        let c = condition(Some(&unrecoverable(0)), "15", stamp());
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", DATA_MISSING)
+        );
+        assert!(
+            c.message.contains("no empty database starts"),
+            "{}",
+            c.message
+        );
+        let c = condition(Some(&unrecoverable(1)), "15", stamp());
+        assert_eq!(c.reason, "NeedsIntervention");
     }
 }

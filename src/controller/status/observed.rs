@@ -197,7 +197,10 @@ pub fn observe(
                 ns,
                 cnpg::CLUSTER,
             )
-            .map(|live| ClusterState::read(&live.data))
+            .map(|live| ClusterState {
+                claims: cluster_claims(stores, system),
+                ..ClusterState::read(&live.data)
+            })
     });
     let database_ready_replicas = match &cluster {
         Some(cluster) if cluster.primary_ready() => cluster.ready_instances,
@@ -277,6 +280,23 @@ fn deployment_failure(deployment: Option<&kube::api::DynamicObject>) -> Option<(
             _ => None,
         }
     })
+}
+
+/// Claims of the system's Cluster instances (CloudNativePG labels them with its name; they
+/// carry our labels through the Cluster's inherited metadata), from the watch store.
+fn cluster_claims(stores: &Stores, system: &HealthSystem) -> usize {
+    stores
+        .kind("v1", "PersistentVolumeClaim")
+        .map(|(_, claims)| {
+            claims
+                .of_system(&system.name_any())
+                .iter()
+                .filter(|claim| {
+                    claim.labels().get("cnpg.io/cluster").map(String::as_str) == Some(cnpg::CLUSTER)
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// Ready pods of the database StatefulSet in `namespace`, from the watch store.
