@@ -75,8 +75,9 @@ if [ -z "$kubeconfig" ]; then
   kubeconfig="$dir/kubeconfig"
 fi
 
-# On the real node: the operator's images are the node's, the databases' requests small
-# enough for one machine, and the examples use what the node has.
+# On the real node: the operator's images are the node's (PostgreSQL 15 and 17: no 16, so an
+# example asking for 16 moves to 17), the databases' requests small enough for one machine,
+# and the examples use what the node has.
 config=config/operator.yaml examples=examples/
 if [ "$real_node" -eq 1 ]; then
   # shellcheck disable=SC1091
@@ -84,7 +85,8 @@ if [ "$real_node" -eq 1 ]; then
   config="$dir/operator.yaml" examples="$dir/examples"
   sed -e "s|^\(    databaseCpu:\).*|\1 50m|" -e "s|^\(    databaseMemory:\).*|\1 512Mi|" \
     -e "s|^\(    defaultCpuRequest:\).*|\1 25m|" \
-    -e "s|^\(  postgres1[567]:\).*|\1 $HS_IMAGE_POSTGRES15|" \
+    -e "s|^\(    \"15\":\).*|\1 $HS_IMAGE_POSTGRES15|" \
+    -e "s|^\(    \"17\":\).*|\1 $HS_IMAGE_POSTGRES17|" -e '/^    "16":/d' \
     -e "s|^\(  exporter:\).*|\1 $HS_IMAGE_EXPORTER|" \
     -e "s|^\(  addresses:\).*|\1 [10.244.0.1/32]|" config/operator.yaml >"$config"
   # Backups to a real S3-compatible store (versitygw, pinned in testenv) on the node's bridge
@@ -121,7 +123,7 @@ if [ "$real_node" -eq 1 ]; then
   sed -i "s|^  recipients: \[\]|  recipients: [$recipient]\n  objectStore: { endpoint: \"$store\", bucket: healthsystem-backups, network: { cidrs: [10.244.0.1/32], ports: [{ port: $store_port }] } }|" "$config"
   mkdir -p "$examples"
   for f in examples/*.yaml; do
-    sed -e 's|^\(    version:\).*|\1 "15"|' -e "s|^\(    image:\).*|\1 $HS_IMAGE_APP|" \
+    sed -e 's|^\(    version:\) "16"|\1 "17"|' -e "s|^\(    image:\).*|\1 $HS_IMAGE_APP|" \
       -e 's|^\(    port:\).*|\1 8080|' \
       -e 's|^\(      requests:\).*|\1 { cpu: 50m, memory: 64Mi }|' "$f" >"$examples/$(basename "$f")"
   done

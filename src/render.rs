@@ -104,7 +104,19 @@ pub fn render(sources: &[Source], config: &Config) -> Result<String, RenderError
             if document.is_null() {
                 continue;
             }
-            match validate(&document) {
+            let checked = validate(&document).and_then(|system| {
+                // What the CRD cannot know: the versions this platform has images for.
+                match config.images.refuse_version(system.spec.database.version) {
+                    Some(refusal) => Err(vec![FieldError {
+                        field: "spec.database.version".into(),
+                        message: refusal
+                            .trim_start_matches("spec.database.version: ")
+                            .to_string(),
+                    }]),
+                    None => Ok(system),
+                }
+            });
+            match checked {
                 Ok(system) => systems.push(system),
                 Err(errors) => invalid.push(InvalidDocument {
                     source_name: source.name.clone(),

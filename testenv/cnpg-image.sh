@@ -17,6 +17,10 @@ binary="$bin/cnpg-manager"
 version=$(cat "$bin/../cnpg/version")
 [ -x "$binary" ] || { echo "testenv: $binary is missing (testenv/build.sh builds it)" >&2; exit 1; }
 cache_root=${HS_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/healthsystem-testenv}
+# Tests start in parallel: one build at a time, the others wait and find it cached.
+mkdir -p "$cache_root/images"
+exec 9>"$cache_root/images/.cnpg-image.lock"
+flock 9
 base=$("$here/images.sh")
 key=$( (cat "$binary" "$here/cnpg-image.sh"; echo "$base") | sha256sum | cut -c1-12)
 out="$cache_root/images/cnpg-$key"

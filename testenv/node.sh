@@ -271,9 +271,13 @@ log "containerd"
 start containerd containerd --config "$dir/containerd/config.toml"
 wait_for containerd 30 ctr --address "$sock" version
 log "importing images"
-ctr --address "$sock" -n k8s.io images import --all-platforms "$images/images.tar" >"$logs/images-import.log" 2>&1
+for archive in images.tar postgres17.tar; do
+  ctr --address "$sock" -n k8s.io images import --all-platforms "$images/$archive" >>"$logs/images-import.log" 2>&1
+done
 ctr --address "$sock" -n k8s.io images ls -q >>"$logs/images-import.log"
-grep -qx "$HS_IMAGE_POSTGRES15" "$logs/images-import.log" || { log "image import failed; see $logs/images-import.log"; exit 1; }
+for image in "$HS_IMAGE_POSTGRES15" "$HS_IMAGE_POSTGRES17"; do
+  grep -qx "$image" "$logs/images-import.log" || { log "image import failed; see $logs/images-import.log"; exit 1; }
+done
 
 for v in dns_health dns_ready kubelet_port kubelet_healthz proxy_metrics proxy_healthz; do free_port "$v"; done
 

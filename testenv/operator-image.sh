@@ -12,6 +12,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 binary=${1:?usage: operator-image.sh BINARY}
 [ -x "$binary" ] || { echo "testenv: $binary is not an executable (cargo build --release builds it)" >&2; exit 1; }
 cache_root=${HS_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/healthsystem-testenv}
+# Tests start in parallel: one build at a time, the others wait and find it cached.
+mkdir -p "$cache_root/images"
+exec 9>"$cache_root/images/.operator-image.lock"
+flock 9
 base=$("$here/images.sh")
 key=$( (cat "$binary" "$here/operator-image.sh"; echo "$base") | sha256sum | cut -c1-12)
 out="$cache_root/images/operator-$key"

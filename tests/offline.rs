@@ -185,6 +185,44 @@ fn a_bad_configuration_stops_the_operator_naming_the_key() {
     assert!(stderr.contains("monitoring.namespace"), "{stderr}");
 }
 
+/// The versions offered are the keys of `images.postgres` (written as YAML numbers or
+/// strings): `render` refuses another version naming the field and prints nothing.
+#[test]
+fn render_refuses_a_version_the_configuration_has_no_image_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("operator.yaml");
+    std::fs::write(
+        &config,
+        "images:\n  postgres:\n    15: registry/postgres:15\n    \"17\": registry/postgres:17\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let example = |name: &str| root().join("examples").join(name);
+    let sixteen = example("kc-kragujevac.yaml");
+    let out = operator(
+        &["render", "--config", config, sixteen.to_str().unwrap()],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spec.database.version: PostgreSQL 16 is not offered by this platform, which has images for 15, 17 only"),
+        "{stderr}"
+    );
+    let seventeen = example("poliklinika-medicus.yaml");
+    let out = operator(
+        &["render", "--config", config, seventeen.to_str().unwrap()],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("registry/postgres:17"));
+}
+
 /// Runs promtool (Debian package `prometheus`; `.ci/run` installs it) and fails on any
 /// complaint.
 fn promtool(args: &[&str], dir: &std::path::Path) {

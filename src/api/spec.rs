@@ -277,7 +277,8 @@ pub enum DatabaseEngine {
     PostgreSQL,
 }
 
-/// Supported PostgreSQL major versions.
+/// PostgreSQL major versions the API knows; a platform offers those it has images for
+/// (the operator configuration's `images.postgres`).
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PostgresVersion {
     /// PostgreSQL 15.
@@ -292,6 +293,14 @@ pub enum PostgresVersion {
 }
 
 impl PostgresVersion {
+    /// Every version the API knows, oldest first.
+    pub const ALL: [Self; 3] = [Self::V15, Self::V16, Self::V17];
+
+    /// The version written as `major` ("15"), if the API knows it.
+    pub fn from_major(major: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == major)
+    }
+
     /// The major version as written in manifests and image tags.
     pub fn as_str(self) -> &'static str {
         match self {

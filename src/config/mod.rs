@@ -9,17 +9,19 @@ use std::path::Path;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{PostgresVersion, Tier};
+use crate::api::Tier;
 
 mod backup;
 pub mod checks;
 mod engine;
+mod images;
 pub mod network;
 pub mod onboarding;
 
 pub use backup::{BackupConfig, Drills, ObjectStore};
 use checks::{is_cidr, is_dns_label, looks_like_quantity};
 pub use engine::{CloudNativePg, DatabaseConfig, Engine, PrimaryLease};
+pub use images::Images;
 pub use network::{PlatformService, ServicePort};
 use network::{check_peer, default_platform_services};
 
@@ -260,17 +262,7 @@ impl Config {
                 "must be a namespace name".into(),
             ));
         }
-        for (key, image) in [
-            ("images.postgres15", &self.images.postgres15),
-            ("images.postgres16", &self.images.postgres16),
-            ("images.postgres17", &self.images.postgres17),
-            ("images.exporter", &self.images.exporter),
-            ("images.operator", &self.images.operator()),
-        ] {
-            if image.is_empty() || image.chars().any(char::is_whitespace) {
-                return Err((key.into(), "must be an image reference".into()));
-            }
-        }
+        self.images.check()?;
         Ok(())
     }
 }
@@ -518,61 +510,6 @@ impl Default for DnsConfig {
             pod_selector: kube_dns_pods(),
             ports: dns_ports(),
             addresses: Vec::new(),
-        }
-    }
-}
-
-/// Container images, one per PostgreSQL major version plus the metrics exporter. The backup
-/// Job uses the database's own image, so pg_dump always matches the server. An image left
-/// out keeps its default.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct Images {
-    /// PostgreSQL 15.
-    pub postgres15: String,
-    /// PostgreSQL 16.
-    pub postgres16: String,
-    /// PostgreSQL 17.
-    pub postgres17: String,
-    /// The Prometheus PostgreSQL exporter.
-    pub exporter: String,
-    /// The operator's own image: the backup Jobs copy the backup agent (this binary) from it
-    /// into the database's image, whose client tools match the server.
-    /// Unset, the data centre's mirror of this very version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operator: Option<String>,
-}
-
-impl Images {
-    /// The operator's image, for the backup agent.
-    pub fn operator(&self) -> String {
-        self.operator.clone().unwrap_or_else(|| {
-            format!(
-                "registry.sdc.gov.rs/healthsystem-operator:{}",
-                env!("CARGO_PKG_VERSION")
-            )
-        })
-    }
-
-    /// The PostgreSQL image of a major version.
-    pub fn postgres(&self, version: PostgresVersion) -> &str {
-        match version {
-            PostgresVersion::V15 => &self.postgres15,
-            PostgresVersion::V16 => &self.postgres16,
-            PostgresVersion::V17 => &self.postgres17,
-        }
-    }
-}
-
-impl Default for Images {
-    fn default() -> Self {
-        let mirror = "registry.sdc.gov.rs/mirror";
-        Self {
-            postgres15: format!("{mirror}/postgres:15.13"),
-            postgres16: format!("{mirror}/postgres:16.9"),
-            postgres17: format!("{mirror}/postgres:17.5"),
-            exporter: format!("{mirror}/postgres-exporter:v0.17.1"),
-            operator: None,
         }
     }
 }

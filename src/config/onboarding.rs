@@ -24,9 +24,6 @@ pub struct OnboardingConfig {
     /// The platform service (a name of `platformServices`) of each national service named in
     /// the inventory.
     pub national_services: BTreeMap<String, String>,
-    /// The PostgreSQL major version of systems whose source is older than every version the
-    /// API offers (dump and restore upgrade them).
-    pub default_postgres_version: String,
     /// Groups given read-only access to every onboarded system (the data centre's SREs).
     pub viewers: Vec<String>,
     /// The spec.migration of every system not migrated yet (state other than Migrated):
@@ -119,7 +116,6 @@ impl Default for OnboardingConfig {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            default_postgres_version: "16".into(),
             viewers: vec!["sdc-sre".into()],
             migration: default_migration(),
         }

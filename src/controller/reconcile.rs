@@ -73,6 +73,13 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     let name = system.name_any();
     let uid = system.uid().unwrap_or_default();
     let now = whole_seconds_now();
+    if let Some(refusal) = ctx
+        .config
+        .images
+        .refuse_version(system.spec.database.version)
+    {
+        return version_refused(system, ctx, refusal, now).await;
+    }
     let migration = advance_migration(system, ctx, now).await?;
     // The desired set follows the migration's new phase (its Job, its egress allowance).
     let view = with_migration(system, migration.clone());
@@ -354,6 +361,31 @@ async fn publish_status(
         &ctx.written_status,
     )
     .await
+}
+
+/// The system asks for a PostgreSQL version the platform has no image for (admission refuses
+/// it where the chart's policy runs; the configuration may also have dropped the version):
+/// nothing is written but the status, which says so, and the system waits for a change.
+async fn version_refused(
+    system: &HealthSystem,
+    ctx: &Context,
+    refusal: String,
+    now: Timestamp,
+) -> Result<Action> {
+    warn!(%refusal, "version not offered: nothing written");
+    let desired = Desired::build(system, &ctx.config);
+    let mut observed = status::observe(
+        &ctx.stores,
+        &ctx.config,
+        system,
+        &desired,
+        ctx.monitoring_api,
+        None,
+    );
+    observed.version_refused = Some(refusal);
+    observed.migration = system.status.as_ref().and_then(|s| s.migration.clone());
+    publish_status(system, ctx, &observed, now).await?;
+    Ok(Action::await_change())
 }
 
 /// The system names a namespace that is not its own: nothing was written; status and a

@@ -13,8 +13,8 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::api::Tier;
 use crate::api::validation::validate;
+use crate::api::{PostgresVersion, Tier};
 use crate::config::Config;
 pub use crate::config::onboarding::OnboardingConfig;
 use table::{Row, number};
@@ -310,7 +310,7 @@ fn manifest(row: &Row, id: Option<&str>, config: &Config) -> Result<Value, Vec<(
             format!("unknown kind {kind:?} (known: {})", known.join(", ")),
         );
     }
-    let version = postgres_version(row.get("db_version"), &rules.default_postgres_version);
+    let version = postgres_version(row.get("db_version"), &config.images.offered());
     if let Err(message) = &version {
         fail("db_version", message.clone());
     }
@@ -485,19 +485,24 @@ fn migration(row: &Row, id: &str, rules: &OnboardingConfig) -> Option<Value> {
 }
 
 /// The PostgreSQL major version of the system for a source version such as "13" or "9.6".
-fn postgres_version(source: &str, default: &str) -> Result<String, String> {
+fn postgres_version(source: &str, offered: &[PostgresVersion]) -> Result<String, String> {
     let major = source
         .split('.')
         .next()
         .and_then(|m| m.trim().parse::<u32>().ok())
         .ok_or_else(|| format!("{source:?} is not a PostgreSQL version"))?;
-    match major {
-        15..=17 => Ok(major.to_string()),
-        0..=14 => Ok(default.to_string()),
-        _ => Err(format!(
-            "PostgreSQL {major} is newer than the versions offered (15, 16, 17)"
-        )),
-    }
+    // The same version, or the next one offered: dump and restore upgrade the data.
+    offered
+        .iter()
+        .find(|v| v.as_str().parse::<u32>().is_ok_and(|offer| offer >= major))
+        .map(|v| v.as_str().to_string())
+        .ok_or_else(|| {
+            let offered: Vec<&str> = offered.iter().map(|v| v.as_str()).collect();
+            format!(
+                "PostgreSQL {major} is newer than the versions this platform offers ({}; the operator configuration's images.postgres)",
+                offered.join(", ")
+            )
+        })
 }
 
 /// The smallest tier from `tier` up whose storage holds the database volume (the backup

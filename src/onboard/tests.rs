@@ -36,9 +36,9 @@ fn a_postgresql_row_becomes_a_valid_healthsystem_with_the_configured_rules() {
     );
     assert_eq!(m["spec"]["institution"]["registryId"], "07151950");
     assert_eq!(m["spec"]["tier"], "Standard");
-    // 40 GiB x 1.5, and 13 is older than what the API offers: the default version.
+    // 40 GiB x 1.5, and 13 is older than every version offered: the oldest offered.
     assert_eq!(m["spec"]["database"]["storage"], "60Gi");
-    assert_eq!(m["spec"]["database"]["version"], "16");
+    assert_eq!(m["spec"]["database"]["version"], "15");
     // RPO 8h: a dump every 4 hours.
     assert_eq!(m["spec"]["backup"]["schedule"], "0 */4 * * *");
     assert_eq!(m["spec"]["backup"]["rpo"], "8h");
@@ -230,5 +230,30 @@ fn systems_not_migrated_yet_get_a_migration_from_the_templates_or_their_own_colu
     assert!(
         errors.contains("t.csv:5 (Dom zdravlja D): source_port"),
         "{errors}"
+    );
+}
+
+#[test]
+fn a_source_moves_to_its_version_or_the_next_one_the_platform_has_an_image_for() {
+    let mut config = Config::default();
+    config.images.postgres.remove("16");
+    let with_version = |version: &str| {
+        let row = GOOD.replacen(",postgresql,13,", &format!(",postgresql,{version},"), 1);
+        let text = format!("{HEADER}\n{row}\n");
+        let report = onboard(text.as_bytes(), "inv.csv", &config, &Selection::default()).unwrap();
+        report.rows[0].outcome.clone()
+    };
+    let version_of = |outcome: Outcome| match outcome {
+        Outcome::Manifest(m) => m["spec"]["database"]["version"].clone(),
+        other => panic!("no manifest: {other:?}"),
+    };
+    assert_eq!(version_of(with_version("9.6")), "15");
+    assert_eq!(version_of(with_version("15.4")), "15");
+    assert_eq!(version_of(with_version("16.2")), "17");
+    assert_eq!(version_of(with_version("17")), "17");
+    let newer = format!("{:?}", with_version("18.1"));
+    assert!(
+        newer.contains("PostgreSQL 18 is newer than the versions this platform offers (15, 17"),
+        "{newer}"
     );
 }

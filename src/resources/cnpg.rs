@@ -359,7 +359,7 @@ mod tests {
         let cluster = desired.database_cluster.as_ref().unwrap();
         let spec = &cluster.data["spec"];
         assert_eq!(spec["instances"], 2);
-        assert_eq!(spec["imageName"], config.images.postgres17);
+        assert_eq!(spec["imageName"], config.images.postgres["17"]);
         assert_eq!(
             spec["storage"],
             json!({ "size": "50Gi", "storageClass": "fast" })

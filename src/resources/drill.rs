@@ -199,7 +199,7 @@ mod tests {
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
         assert_eq!(pod["automountServiceAccountToken"], false);
         let drill = &pod["containers"][0];
-        assert_eq!(drill["image"], config.images.postgres15);
+        assert_eq!(drill["image"], config.images.postgres["15"]);
         assert_eq!(
             drill["command"],
             json!(["/agent/healthsystem-operator", "backup", "drill"])

@@ -1,7 +1,8 @@
 //! The chart's admission policy for what the CRD cannot know, being the operator's
 //! configuration: a system asks for at most its tier's `maxInstances` database instances.
 //! Refused on creation and on an update that changes instances or tier, naming the field;
-//! an update that changes neither passes although the bound was lowered since.
+//! an update that changes neither passes although the bound was lowered since. And a new
+//! system asks for a PostgreSQL version the platform has an image for.
 
 use std::time::Duration;
 
@@ -154,6 +155,54 @@ async fn instances_above_a_tiers_bound_are_refused_at_admission() {
         .unwrap();
     Api::<ValidatingAdmissionPolicy>::all(client.clone())
         .delete("hs-bounds-lowered", &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_version_without_an_image_is_refused_at_admission() {
+    let client = client().await;
+    install_crd(&client).await;
+    // Bound to this test's systems only (a label), so the other tests' systems of version
+    // 16 are not refused while it runs.
+    let mut objects = policy(
+        &[
+            "--set-json",
+            r#"operator.images.postgres={"15":"registry/postgres:15","17":"registry/postgres:17"}"#,
+        ],
+        "hs-bounds-versions",
+    );
+    for object in &mut objects {
+        if object["kind"] == "ValidatingAdmissionPolicyBinding" {
+            object["spec"]["matchResources"] =
+                json!({ "objectSelector": { "matchLabels": { "hs-test": "versions" } } });
+        }
+        assert!(apply(&client, object, false).await);
+    }
+    let of_version = |version: &str| {
+        let mut system = system(&unique("version"), "Small", 1);
+        system.spec.database.version = serde_json::from_value(json!(version)).unwrap();
+        system
+            .metadata
+            .labels
+            .get_or_insert_default()
+            .insert("hs-test".into(), "versions".into());
+        system
+    };
+    let message = in_force(&client, &of_version("16")).await;
+    assert!(
+        message.contains("spec.database.version: PostgreSQL 16 is not offered by this platform, which has images for 15, 17 only"),
+        "{message}"
+    );
+    assert_eq!(refusal(&client, &of_version("15")).await, None);
+    assert_eq!(refusal(&client, &of_version("17")).await, None);
+
+    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .delete("hs-bounds-versions", &DeleteParams::default())
+        .await
+        .unwrap();
+    Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .delete("hs-bounds-versions", &DeleteParams::default())
         .await
         .unwrap();
 }

@@ -268,3 +268,40 @@ async fn a_system_on_the_cloudnativepg_engine_replicates_verifies_tls_and_report
         .unwrap_or_else(|| panic!("no summary line in the agent's log:\n{log}"));
     assert_eq!(summary["rows"], json!(2), "{summary}");
 }
+
+/// PostgreSQL 17, from its Debian trixie image, is a version the node offers: a system
+/// asking for it runs 17 on CloudNativePG and its application logs in over TLS.
+#[tokio::test]
+async fn a_postgresql_17_system_runs_on_its_own_image() {
+    let client = setup().await;
+    let name = systems::create(&client, "cnpg-17", "lab-biomedica.yaml", |m| {
+        node::small_system(m);
+        m["spec"]["database"]["version"] = json!("17");
+    })
+    .await;
+    let namespace = format!("hs-{name}");
+    systems::wait_ready(&client, &name).await;
+    let cluster = cnpg::get(&client, &namespace, "postgres").await.unwrap();
+    assert_eq!(
+        cluster.data["spec"]["imageName"],
+        node::image("HS_IMAGE_POSTGRES17")
+    );
+    let ca = Api::<Secret>::namespaced(client.clone(), &namespace)
+        .get("postgres-ca")
+        .await
+        .unwrap();
+    let ca = String::from_utf8(ca.data.unwrap()["ca.crt"].0.clone()).unwrap();
+    let out = pods::run_ok(
+        &client,
+        login(
+            &namespace,
+            "version",
+            &name,
+            "database-credentials",
+            &ca,
+            "psql -v ON_ERROR_STOP=1 -tA -c 'SHOW server_version_num'",
+        ),
+    )
+    .await;
+    assert!(pods::last_line(&out).starts_with("17"), "{out}");
+}

@@ -19,6 +19,7 @@ mod isolation;
 mod migration;
 mod roles;
 mod tenant_attack;
+mod version;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

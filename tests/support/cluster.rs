@@ -57,7 +57,7 @@ pub fn audit_log() -> PathBuf {
 }
 
 /// The images the real node holds, by variable name of `testenv/images.sh`'s images.env
-/// (`HS_IMAGE_POSTGRES15`, `HS_IMAGE_EXPORTER`, `HS_IMAGE_APP`, `HS_IMAGE_PAUSE`).
+/// (`HS_IMAGE_POSTGRES15`, `HS_IMAGE_POSTGRES17`, `HS_IMAGE_EXPORTER`, `HS_IMAGE_APP`, `HS_IMAGE_PAUSE`).
 pub fn node_images() -> std::collections::BTreeMap<String, String> {
     let script = crate::repo_root().join("testenv/images.sh");
     let output = Command::new("bash")

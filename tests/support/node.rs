@@ -43,9 +43,11 @@ pub fn operator_config() -> Value {
     // The node's resolver is CoreDNS on the bridge address, not a pod of kube-system.
     config["dns"]["addresses"] = json!(["10.244.0.1/32"]);
     config["images"] = json!({
-        "postgres15": image("HS_IMAGE_POSTGRES15"),
-        "postgres16": "localhost/hs-testenv/postgres:16-not-built",
-        "postgres17": "localhost/hs-testenv/postgres:17-not-built",
+        // The versions the node has images for are the versions offered.
+        "postgres": {
+            "15": image("HS_IMAGE_POSTGRES15"),
+            "17": image("HS_IMAGE_POSTGRES17"),
+        },
         "exporter": image("HS_IMAGE_EXPORTER"),
     });
     config

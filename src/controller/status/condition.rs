@@ -34,6 +34,8 @@ pub const DATA_MISSING: &str = "DataMissing";
 
 /// The DatabaseReady reason when spec.database.instances is above the tier's bound.
 pub const INSTANCES_ABOVE_TIER: &str = "InstancesAboveTier";
+/// The system asks for a PostgreSQL version the platform has no image for.
+pub const VERSION_REFUSED: &str = "VersionRefused";
 
 /// The DatabaseReady reason when spec.database.bootstrap's restore failed.
 pub const BOOTSTRAP_FAILED: &str = "BootstrapFailed";

@@ -8,7 +8,7 @@ use crate::api::{Engine, HealthSystem};
 use crate::controller::status::cluster;
 use crate::controller::status::condition::{
     BOOTSTRAP_FAILED, CREDENTIALS_MISSING, CREDENTIALS_NOT_READABLE, DATA_MISSING,
-    INSTANCES_ABOVE_TIER, QUOTA_EXCEEDED, Stamp, types,
+    INSTANCES_ABOVE_TIER, QUOTA_EXCEEDED, Stamp, VERSION_REFUSED, types,
 };
 use crate::controller::status::observed::Observed;
 use crate::resources::{database, rbac};
@@ -20,7 +20,14 @@ pub fn condition(
     lost: Option<&String>,
     stamp: Stamp,
 ) -> Condition {
-    if let Some(lost) = lost {
+    if let Some(refusal) = &observed.version_refused {
+        stamp.condition(
+            types::DATABASE,
+            false,
+            VERSION_REFUSED,
+            format!("{refusal}. Nothing of this system is applied until spec.database.version names an offered version (a new system) or the platform offers this one again"),
+        )
+    } else if let Some(lost) = lost {
         let now_there = match &observed.claim_uid {
             Some(uid) => format!(
                 "; claim {} now there (UID {uid}) is a new, empty volume",

@@ -57,9 +57,15 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
 
     // Monitoring is reported but does not gate readiness: a cluster without the Prometheus
     // Operator still hosts systems.
-    let blocking = conditions
-        .iter()
-        .find(|c| c.type_ != types::MONITORING && c.status != "True")
+    // A refusal needs a person, so it speaks for the system before what merely waits.
+    let gating = || {
+        conditions
+            .iter()
+            .filter(|c| c.type_ != types::MONITORING && c.status != "True")
+    };
+    let blocking = gating()
+        .find(|c| is_refusal(&c.reason))
+        .or_else(|| gating().next())
         .cloned();
     let previous = system.status.as_ref().and_then(|s| s.phase);
     let phase = match &blocking {

@@ -23,6 +23,8 @@ use crate::resources::{Desired, application, backup, cnpg, database, namespace, 
 pub struct Observed {
     /// Why the namespace is not this system's, when it is not (nothing was written).
     pub namespace_not_owned: Option<String>,
+    /// Why the platform refuses the system's PostgreSQL version (nothing was written).
+    pub version_refused: Option<String>,
     /// Phase of the namespace; None when it does not exist.
     pub namespace_phase: Option<String>,
     /// What runs the database.
@@ -217,6 +219,7 @@ pub fn observe(
         drill: None,
         drill_success: None,
         namespace_not_owned: None,
+        version_refused: None,
         namespace_phase: field(&namespace_object, "/status/phase")
             .and_then(|v| v.as_str().map(String::from)),
         database_ready_replicas,

@@ -8,6 +8,7 @@ use kube::runtime::events::EventType;
 use serde_json::json;
 
 use crate::api::validation::validate;
+use crate::controller::status::condition::VERSION_REFUSED;
 
 fn system(rpo: &str, created: Timestamp) -> HealthSystem {
     let mut system = validate(&json!({
@@ -560,5 +561,31 @@ fn an_application_waiting_on_its_image_is_degraded_and_says_why() {
     assert!(application.message.starts_with(
         "0 of 1 pods available: 1 pod cannot pull image registry.sdc.gov.rs/his/app:9"
     ));
+    assert_eq!(status.phase, Some(Phase::Degraded));
+}
+
+/// A new system asking for a version the platform has no image for: nothing exists yet, and
+/// Ready names the refusal (a person must change the spec), not the namespace it waits for.
+#[test]
+fn a_version_without_an_image_is_the_reason_a_new_system_is_not_ready() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let observed = Observed {
+        version_refused: Some("spec.database.version: PostgreSQL 16 is not offered".into()),
+        ..Observed::default()
+    };
+    let status = evaluate(&system("24h", now), &observed, now);
+    let database = get(&status, types::DATABASE);
+    assert_eq!(
+        (database.status.as_str(), database.reason.as_str()),
+        ("False", VERSION_REFUSED)
+    );
+    assert!(
+        database
+            .message
+            .starts_with("spec.database.version: PostgreSQL 16 is not offered. Nothing"),
+        "{}",
+        database.message
+    );
+    assert_eq!(get(&status, types::READY).reason, VERSION_REFUSED);
     assert_eq!(status.phase, Some(Phase::Degraded));
 }
