@@ -1,10 +1,14 @@
-//! A single-instance system on CloudNativePG whose claim is lost (deleted with its pod):
-//! CloudNativePG refuses to start an empty database, the operator deletes and re-creates
-//! nothing, and DatabaseReady says `DataMissing`, as for the StatefulSet's lost claim.
+//! Data safety on CloudNativePG, on the real node. A single-instance system whose claim is
+//! lost (deleted with its pod): CloudNativePG refuses to start an empty database, the
+//! operator deletes and re-creates nothing, and DatabaseReady says `DataMissing`, as for the
+//! StatefulSet's lost claim. A system deleted with `Retain` and made again under its name
+//! adopts the same Cluster, claim and credentials.
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
 
 use healthsystem_operator::api::{HealthSystem, Phase};
@@ -75,4 +79,78 @@ async fn a_lost_claim_of_a_single_instance_system_is_data_missing_and_no_empty_d
         .find(|c| c.type_ == "DatabaseReady")
         .unwrap();
     assert_eq!(database.reason, "DataMissing", "{database:?}");
+}
+
+#[tokio::test]
+async fn a_system_recreated_after_retain_keeps_its_cluster_claim_and_credentials() {
+    let client = super::engine::setup().await;
+    let name = systems::create(&client, "retained", "lab-biomedica.yaml", |m| {
+        node::small_system(m);
+        m["spec"]["deletionPolicy"] = serde_json::json!("Retain");
+    })
+    .await;
+    let namespace = format!("hs-{name}");
+    systems::wait_ready(&client, &name).await;
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &namespace);
+    let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
+    let instances = ListParams::default().labels("cnpg.io/cluster=postgres");
+    let uids = |list: Vec<PersistentVolumeClaim>| -> Vec<String> {
+        list.iter().filter_map(|c| c.uid()).collect()
+    };
+    let claim_uids = uids(claims.list(&instances).await.unwrap().items);
+    let cluster_uid = cnpg::get(&client, &namespace, "postgres")
+        .await
+        .unwrap()
+        .uid();
+    let credentials = secrets.get("database-credentials").await.unwrap().data;
+
+    let api = Api::<HealthSystem>::all(client.clone());
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+    healthsystem_test_support::wait::until(
+        "the HealthSystem gone",
+        Duration::from_secs(120),
+        || async {
+            match api.get_opt(&name).await {
+                Ok(None) => Ok(()),
+                other => Err(format!(
+                    "{:?}",
+                    other.map(|s| s.map(|s| s.metadata.finalizers))
+                )),
+            }
+        },
+    )
+    .await;
+    // Retained: the Cluster and its claim outlive the system.
+    assert_eq!(
+        cnpg::get(&client, &namespace, "postgres")
+            .await
+            .unwrap()
+            .uid(),
+        cluster_uid
+    );
+
+    systems::create_named(&client, &name, "lab-biomedica.yaml", |m| {
+        node::small_system(m);
+        m["spec"]["deletionPolicy"] = serde_json::json!("Retain");
+    })
+    .await;
+    systems::wait_ready(&client, &name).await;
+    assert_eq!(
+        cnpg::get(&client, &namespace, "postgres")
+            .await
+            .unwrap()
+            .uid(),
+        cluster_uid,
+        "the same Cluster"
+    );
+    assert_eq!(
+        uids(claims.list(&instances).await.unwrap().items),
+        claim_uids,
+        "the same claim"
+    );
+    assert_eq!(
+        secrets.get("database-credentials").await.unwrap().data,
+        credentials,
+        "the same credentials"
+    );
 }

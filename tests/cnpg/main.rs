@@ -12,6 +12,7 @@
 mod data;
 mod engine;
 mod fleet;
+mod lag;
 
 use healthsystem_test_support::cluster;
 use healthsystem_test_support::cnpg;
@@ -237,46 +238,76 @@ async fn a_replicated_cluster_fails_over_when_its_primary_pod_is_deleted() {
         .await
         .unwrap();
     let logs = writer.await.unwrap();
-    // (time, committed) of each attempt after the deletion. The old primary may commit for a
-    // moment more while it shuts down; the outage is from the deletion to the first commit
-    // after the first failed attempt.
-    let attempts: Vec<(u128, bool)> = logs
-        .lines()
-        .filter_map(|l| {
-            let mut words = l.split(' ');
-            let ok = match words.next()? {
-                "ok" => true,
-                "fail" => false,
-                _ => return None,
-            };
-            let at = words.nth(1)?.parse::<u128>().ok()?;
-            (at > deleted_at).then_some((at, ok))
-        })
-        .collect();
-    let first_failure = attempts.iter().position(|(_, ok)| !ok);
-    let first_after = match first_failure {
-        Some(i) => attempts[i..].iter().find(|(_, ok)| *ok).map(|(at, _)| *at),
-        None => attempts.first().map(|(at, _)| *at),
-    };
-    let value = |key: &str| {
-        logs.lines()
-            .find_map(|l| l.strip_prefix(&format!("{key} ")))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
+    let outcome = Outcome::read(&logs, deleted_at);
     let after = cnpg::get(&client, &namespace, CLUSTER).await.unwrap();
     let new_primary = after.data["status"]["currentPrimary"]
         .as_str()
         .unwrap_or_default();
-    let downtime = first_after.map(|at| (at - deleted_at) as f64 / 1000.0);
-    eprintln!(
-        "failover: primary {primary} -> {new_primary}; {} failed attempts; writes again {downtime:?} s after the deletion; {:?} acknowledged, {:?} of them lost",
-        attempts.iter().filter(|(_, ok)| !ok).count(),
-        value("acknowledged"),
-        value("lost"),
-    );
+    eprintln!("failover: primary {primary} -> {new_primary}; {outcome}");
     assert_ne!(new_primary, primary, "a replica was promoted");
-    let downtime = downtime.unwrap_or_else(|| panic!("no commit after the deletion:\n{logs}"));
+    let downtime = outcome
+        .downtime
+        .unwrap_or_else(|| panic!("no commit after the deletion:\n{logs}"));
     assert!(downtime < 60.0, "writes resumed only after {downtime} s");
-    assert!(value("acknowledged").unwrap_or(0) > 20, "{logs}");
-    assert!(value("lost").is_some(), "the loss was counted:\n{logs}");
+    assert!(outcome.acknowledged.unwrap_or(0) > 20, "{logs}");
+    assert!(outcome.lost.is_some(), "the loss was counted:\n{logs}");
+}
+
+/// What a `WRITER` saw of a failover that began at `deleted_at` (ms since the epoch).
+pub struct Outcome {
+    /// Attempts after the deletion that failed.
+    pub failed: usize,
+    /// Seconds from the deletion to the first commit after the first failure.
+    pub downtime: Option<f64>,
+    /// Commits the writer was told succeeded.
+    pub acknowledged: Option<u64>,
+    /// Acknowledged commits missing afterwards.
+    pub lost: Option<u64>,
+}
+
+impl Outcome {
+    pub fn read(logs: &str, deleted_at: u128) -> Self {
+        // (time, committed) of each attempt after the deletion. The old primary may commit
+        // for a moment more while it shuts down; the outage is from the deletion to the
+        // first commit after the first failed attempt.
+        let attempts: Vec<(u128, bool)> = logs
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split(' ');
+                let ok = match words.next()? {
+                    "ok" => true,
+                    "fail" => false,
+                    _ => return None,
+                };
+                let at = words.nth(1)?.parse::<u128>().ok()?;
+                (at > deleted_at).then_some((at, ok))
+            })
+            .collect();
+        let first_failure = attempts.iter().position(|(_, ok)| !ok);
+        let first_after = match first_failure {
+            Some(i) => attempts[i..].iter().find(|(_, ok)| *ok).map(|(at, _)| *at),
+            None => attempts.first().map(|(at, _)| *at),
+        };
+        let value = |key: &str| {
+            logs.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key} ")))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        Self {
+            failed: attempts.iter().filter(|(_, ok)| !ok).count(),
+            downtime: first_after.map(|at| (at - deleted_at) as f64 / 1000.0),
+            acknowledged: value("acknowledged"),
+            lost: value("lost"),
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} failed attempts; writes again {:?} s after the deletion; {:?} acknowledged, {:?} of them lost",
+            self.failed, self.downtime, self.acknowledged, self.lost
+        )
+    }
 }
