@@ -104,22 +104,7 @@ async fn a_system_recreated_after_retain_keeps_its_cluster_claim_and_credentials
         .uid();
     let credentials = secrets.get("database-credentials").await.unwrap().data;
 
-    let api = Api::<HealthSystem>::all(client.clone());
-    api.delete(&name, &DeleteParams::default()).await.unwrap();
-    healthsystem_test_support::wait::until(
-        "the HealthSystem gone",
-        Duration::from_secs(120),
-        || async {
-            match api.get_opt(&name).await {
-                Ok(None) => Ok(()),
-                other => Err(format!(
-                    "{:?}",
-                    other.map(|s| s.map(|s| s.metadata.finalizers))
-                )),
-            }
-        },
-    )
-    .await;
+    systems::delete_and_wait_gone(&client, &name, Duration::from_secs(120)).await;
     // Retained: the Cluster and its claim outlive the system.
     assert_eq!(
         cnpg::get(&client, &namespace, "postgres")

@@ -10,15 +10,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use serde_json::{Value, json};
+use kube::api::{Api, DeleteParams};
 
-use healthsystem_operator::config::CloudNativePg;
-
-use super::{CLUSTER, Outcome, WRITER, client_script, namespace, now_ms};
+use super::{CLUSTER, Outcome, WRITER, client_script, namespace, now_ms, two_instances};
 use healthsystem_test_support::wait::until;
-use healthsystem_test_support::{cluster, cnpg, node, pods};
+use healthsystem_test_support::{cluster, cnpg, pods};
 
 /// Throttles what enters the pod of `ip` from port 5432 (the WAL stream from the primary)
 /// to 8 kbit/s with HTB (the kernels here have neither netem nor prio); the host-side
@@ -37,67 +33,6 @@ tc class add dev "$dev" parent 1: classid 1:10 htb rate 10gbit
 tc class add dev "$dev" parent 1: classid 1:30 htb rate 8kbit ceil 8kbit burst 1600 cburst 1600
 tc filter add dev "$dev" parent 1: protocol ip prio 1 u32 match ip sport 5432 0xffff flowid 1:30
 echo "$dev""#;
-
-/// A 2-instance Cluster, synchronous or not, healthy: its primary and its replica.
-async fn two_instances(client: &Client, namespace: &str, synchronous: bool) -> (String, String) {
-    let clusters =
-        Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &cnpg::cluster_resource());
-    let mut postgresql = json!({ "pg_hba": ["hostnossl all all all reject"] });
-    if synchronous {
-        postgresql["synchronous"] =
-            json!({ "method": "any", "number": 1, "dataDurability": "required" });
-    }
-    let manifest: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
-        "metadata": { "name": CLUSTER },
-        "spec": {
-            "instances": 2,
-            "imageName": node::image("HS_IMAGE_POSTGRES15"),
-            "imagePullPolicy": "Never",
-            "postgresUID": 999, "postgresGID": 999,
-            "primaryLease": CloudNativePg::default().primary_lease,
-            "storage": { "size": "1Gi", "storageClass": "standard" },
-            "postgresql": postgresql,
-            "bootstrap": { "initdb": { "database": "app", "owner": "app" } }
-        }
-    }))
-    .unwrap();
-    clusters
-        .patch(
-            CLUSTER,
-            &PatchParams::apply("cnpg-test"),
-            &Patch::Apply(&manifest),
-        )
-        .await
-        .unwrap();
-    let healthy = until(
-        "the Cluster healthy with 2 instances",
-        Duration::from_secs(300),
-        || async {
-            let cluster = cnpg::get(client, namespace, CLUSTER).await?;
-            let status = &cluster.data["status"];
-            if status["readyInstances"] == 2 && status["phase"] == "Cluster in healthy state" {
-                Ok(status.clone())
-            } else {
-                Err(format!(
-                    "{} ready, {}",
-                    status["readyInstances"], status["phase"]
-                ))
-            }
-        },
-    )
-    .await;
-    let primary = healthy["currentPrimary"].as_str().unwrap().to_string();
-    let replica = healthy["instanceNames"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .find(|name| *name != primary)
-        .expect("a replica")
-        .to_string();
-    (primary, replica)
-}
 
 /// Slows the replica's WAL stream, lets a writer commit for a while, kills the primary pod
 /// without grace and returns what the writer saw.

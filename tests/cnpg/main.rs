@@ -90,20 +90,17 @@ echo "acknowledged $(wc -l </tmp/ok)"
 echo "lost $(sort /tmp/ok | comm -23 - <(sort /tmp/have) | wc -l)"
 "#;
 
-#[tokio::test]
-async fn a_replicated_cluster_fails_over_when_its_primary_pod_is_deleted() {
-    cluster::use_real_node();
-    // The cluster of this binary keeps an audit log (`fleet`), whichever test starts it.
-    cluster::use_audit_log();
-    let client = cluster::client().await;
-    let image = cnpg::install(&client).await;
-    eprintln!("CloudNativePG running from {image}");
-    let namespace = namespace(&client).await;
-    let clusters = Api::<DynamicObject>::namespaced_with(
-        client.clone(),
-        &namespace,
-        &cnpg::cluster_resource(),
-    );
+/// A 2-instance Cluster `db`, with synchronous commits or not, healthy: its primary and its
+/// replica.
+async fn two_instances(client: &Client, namespace: &str, synchronous: bool) -> (String, String) {
+    let clusters =
+        Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &cnpg::cluster_resource());
+    // TLS only: CloudNativePG's own rules accept plaintext logins with a password.
+    let mut postgresql = json!({ "pg_hba": ["hostnossl all all all reject"] });
+    if synchronous {
+        postgresql["synchronous"] =
+            json!({ "method": "any", "number": 1, "dataDurability": "required" });
+    }
     let manifest: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
         "metadata": { "name": CLUSTER },
@@ -116,8 +113,7 @@ async fn a_replicated_cluster_fails_over_when_its_primary_pod_is_deleted() {
             // The operator's default, so the failover measured is the one systems get.
             "primaryLease": CloudNativePg::default().primary_lease,
             "storage": { "size": "1Gi", "storageClass": "standard" },
-            // TLS only: CloudNativePG's own rules accept plaintext logins with a password.
-            "postgresql": { "pg_hba": ["hostnossl all all all reject"] },
+            "postgresql": postgresql,
             "bootstrap": { "initdb": { "database": "app", "owner": "app" } }
         }
     }))
@@ -135,10 +131,10 @@ async fn a_replicated_cluster_fails_over_when_its_primary_pod_is_deleted() {
         "the Cluster healthy with 2 instances",
         Duration::from_secs(300),
         || async {
-            let cluster = cnpg::get(&client, &namespace, CLUSTER).await?;
+            let cluster = cnpg::get(client, namespace, CLUSTER).await?;
             let status = &cluster.data["status"];
             if status["readyInstances"] == 2 && status["phase"] == "Cluster in healthy state" {
-                Ok(cluster)
+                Ok(status.clone())
             } else {
                 Err(format!(
                     "{} ready, {}",
@@ -149,10 +145,28 @@ async fn a_replicated_cluster_fails_over_when_its_primary_pod_is_deleted() {
     )
     .await;
     eprintln!("healthy after {:.1}s", started.elapsed().as_secs_f64());
-    let primary = healthy.data["status"]["currentPrimary"]
-        .as_str()
-        .unwrap()
+    let primary = healthy["currentPrimary"].as_str().unwrap().to_string();
+    let replica = healthy["instanceNames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .find(|name| *name != primary)
+        .expect("a replica")
         .to_string();
+    (primary, replica)
+}
+
+#[tokio::test]
+async fn a_replicated_cluster_fails_over_when_its_primary_pod_is_deleted() {
+    cluster::use_real_node();
+    // The cluster of this binary keeps an audit log (`fleet`), whichever test starts it.
+    cluster::use_audit_log();
+    let client = cluster::client().await;
+    let image = cnpg::install(&client).await;
+    eprintln!("CloudNativePG running from {image}");
+    let namespace = namespace(&client).await;
+    let (primary, _) = two_instances(&client, &namespace, false).await;
 
     // A row written on the primary is read on the replica (the -ro Service).
     let replicated = pods::run_ok(

@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams};
+use kube::api::Api;
 use serde_json::json;
 
-use healthsystem_operator::api::{HealthSystem, Phase};
-use healthsystem_test_support::wait::until;
+use healthsystem_operator::api::Phase;
 use healthsystem_test_support::{node, systems};
 
 use crate::setup;
@@ -55,20 +54,5 @@ async fn a_version_without_an_image_on_the_node_is_refused_and_nothing_is_made()
         "no namespace is made for a system refused"
     );
 
-    let api = Api::<HealthSystem>::all(client.clone());
-    api.delete(&name, &DeleteParams::default()).await.unwrap();
-    until(
-        "the refused system deleted",
-        Duration::from_secs(60),
-        || async {
-            match api.get_opt(&name).await {
-                Ok(None) => Ok(()),
-                other => Err(format!(
-                    "{:?}",
-                    other.map(|s| s.map(|s| s.metadata.finalizers))
-                )),
-            }
-        },
-    )
-    .await;
+    systems::delete_and_wait_gone(&client, &name, Duration::from_secs(60)).await;
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
-use kube::api::{Api, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use healthsystem_operator::api::HealthSystem;
@@ -47,6 +47,22 @@ pub async fn create_named(
         .await
         .unwrap();
     name
+}
+
+/// Deletes `name` and waits until it is gone (its finalizer ran).
+pub async fn delete_and_wait_gone(client: &Client, name: &str, timeout: Duration) {
+    let api = Api::<HealthSystem>::all(client.clone());
+    api.delete(name, &DeleteParams::default()).await.unwrap();
+    until(&format!("HealthSystem {name} gone"), timeout, || async {
+        match api.get_opt(name).await {
+            Ok(None) => Ok(()),
+            other => Err(format!(
+                "{:?}",
+                other.map(|s| s.map(|s| s.metadata.finalizers))
+            )),
+        }
+    })
+    .await;
 }
 
 /// The condition `type_` of `system`, if reported.
