@@ -79,6 +79,18 @@ async fn in_force(client: &Client, refused: &HealthSystem) -> String {
     .await
 }
 
+/// Removes the policy `name` and its binding.
+async fn remove(client: &Client, name: &str) {
+    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+    Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn instances_above_a_tiers_bound_are_refused_at_admission() {
     let client = client().await;
@@ -149,14 +161,7 @@ async fn instances_above_a_tiers_bound_are_refused_at_admission() {
     assert_eq!(lowered_now.spec.database.instances, Some(1));
 
     api.delete(&name, &DeleteParams::default()).await.unwrap();
-    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-        .delete("hs-bounds-lowered", &DeleteParams::default())
-        .await
-        .unwrap();
-    Api::<ValidatingAdmissionPolicy>::all(client.clone())
-        .delete("hs-bounds-lowered", &DeleteParams::default())
-        .await
-        .unwrap();
+    remove(&client, "hs-bounds-lowered").await;
 }
 
 #[tokio::test]
@@ -197,12 +202,5 @@ async fn a_version_without_an_image_is_refused_at_admission() {
     assert_eq!(refusal(&client, &of_version("15")).await, None);
     assert_eq!(refusal(&client, &of_version("17")).await, None);
 
-    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-        .delete("hs-bounds-versions", &DeleteParams::default())
-        .await
-        .unwrap();
-    Api::<ValidatingAdmissionPolicy>::all(client.clone())
-        .delete("hs-bounds-versions", &DeleteParams::default())
-        .await
-        .unwrap();
+    remove(&client, "hs-bounds-versions").await;
 }

@@ -12,9 +12,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
 
-use super::{CLUSTER, Outcome, WRITER, client_script, namespace, now_ms, two_instances};
+use super::{CLUSTER, Outcome, WRITER, client_script, now_ms, replicated};
 use healthsystem_test_support::wait::until;
-use healthsystem_test_support::{cluster, cnpg, pods};
+use healthsystem_test_support::{cnpg, pods};
 
 /// Throttles what enters the pod of `ip` from port 5432 (the WAL stream from the primary)
 /// to 8 kbit/s with HTB (the kernels here have neither netem nor prio); the host-side
@@ -37,12 +37,7 @@ echo "$dev""#;
 /// Slows the replica's WAL stream, lets a writer commit for a while, kills the primary pod
 /// without grace and returns what the writer saw.
 async fn kill_primary_behind_a_slow_replica(synchronous: bool) -> Outcome {
-    cluster::use_real_node();
-    cluster::use_audit_log();
-    let client = cluster::client().await;
-    cnpg::install(&client).await;
-    let namespace = namespace(&client).await;
-    let (primary, replica) = two_instances(&client, &namespace, synchronous).await;
+    let (client, namespace, primary, replica) = replicated(synchronous).await;
     // The writer's table on both instances first: what follows is only its rows.
     let table = pods::run_ok(
         &client,

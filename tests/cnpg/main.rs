@@ -90,6 +90,20 @@ echo "acknowledged $(wc -l </tmp/ok)"
 echo "lost $(sort /tmp/ok | comm -23 - <(sort /tmp/have) | wc -l)"
 "#;
 
+/// CloudNativePG on the real node and a healthy 2-instance Cluster `db` in a namespace of its
+/// own: the client, the namespace, the primary and the replica.
+async fn replicated(synchronous: bool) -> (Client, String, String, String) {
+    cluster::use_real_node();
+    // The cluster of this binary keeps an audit log (`fleet`), whichever test starts it.
+    cluster::use_audit_log();
+    let client = cluster::client().await;
+    let image = cnpg::install(&client).await;
+    eprintln!("CloudNativePG running from {image}");
+    let namespace = namespace(&client).await;
+    let (primary, replica) = two_instances(&client, &namespace, synchronous).await;
+    (client, namespace, primary, replica)
+}
+
 /// A 2-instance Cluster `db`, with synchronous commits or not, healthy: its primary and its
 /// replica.
 async fn two_instances(client: &Client, namespace: &str, synchronous: bool) -> (String, String) {
@@ -159,14 +173,7 @@ async fn two_instances(client: &Client, namespace: &str, synchronous: bool) -> (
 
 #[tokio::test]
 async fn a_replicated_cluster_fails_over_when_its_primary_pod_is_deleted() {
-    cluster::use_real_node();
-    // The cluster of this binary keeps an audit log (`fleet`), whichever test starts it.
-    cluster::use_audit_log();
-    let client = cluster::client().await;
-    let image = cnpg::install(&client).await;
-    eprintln!("CloudNativePG running from {image}");
-    let namespace = namespace(&client).await;
-    let (primary, _) = two_instances(&client, &namespace, false).await;
+    let (client, namespace, primary, _) = replicated(false).await;
 
     // A row written on the primary is read on the replica (the -ro Service).
     let replicated = pods::run_ok(
