@@ -3,12 +3,14 @@
 //! nothing else of this crate.
 
 mod bounds;
+mod engine_move;
 mod migration;
 mod selector;
 mod spec;
 mod status;
 pub mod validation;
 
+pub use engine_move::*;
 pub use migration::*;
 pub use spec::*;
 pub use status::*;

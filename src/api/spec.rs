@@ -239,6 +239,14 @@ pub struct Database {
     /// the only replica is away (a failover, a node drain) until it is back.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub synchronous_replication: bool,
+
+    /// Move this database, made on the operator's StatefulSet engine, onto CloudNativePG:
+    /// the application stops, a Cluster is made and the data copied into it and verified
+    /// (row counts and checksums), then the system switches over (same roles and passwords)
+    /// and the old StatefulSet is stopped and kept with its claim. Removing this after the
+    /// switch releases the StatefulSet (its claim stays until a person deletes it).
+    #[serde(default, rename = "move", skip_serializing_if = "Option::is_none")]
+    pub engine_move: Option<super::DatabaseMove>,
 }
 
 /// Where a new database's content comes from.

@@ -91,6 +91,9 @@ pub struct DatabaseStatus {
     /// The pod of the current primary (CloudNativePG).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<String>,
+    /// Where the move of spec.database.move stands.
+    #[serde(default, rename = "move", skip_serializing_if = "Option::is_none")]
+    pub engine_move: Option<super::MoveStatus>,
 }
 
 /// What runs a system's PostgreSQL.

@@ -138,6 +138,16 @@ fn default_postgres_id() -> i64 {
     999
 }
 
+impl CloudNativePg {
+    /// Whether the API server's address is configured (the instances' egress to it).
+    pub fn api_server_named(&self) -> bool {
+        let api_server = &self.api_server;
+        !api_server.cidrs.is_empty()
+            || api_server.namespace_selector.is_some()
+            || api_server.pod_selector.is_some()
+    }
+}
+
 impl DatabaseConfig {
     /// Checks the section; `(key, message)` on the first problem.
     pub fn check(&self) -> Result<(), (String, String)> {
@@ -148,13 +158,9 @@ impl DatabaseConfig {
                 "must be a namespace name".into(),
             ));
         }
-        let api_server = &cnpg.api_server;
-        let named = !api_server.cidrs.is_empty()
-            || api_server.namespace_selector.is_some()
-            || api_server.pod_selector.is_some();
         // Its instances talk to the API server: with this engine, where it is must be said.
-        if self.engine == Engine::CloudNativePg || named {
-            check_peer("database.cloudNativePG.apiServer", api_server)?;
+        if self.engine == Engine::CloudNativePg || cnpg.api_server_named() {
+            check_peer("database.cloudNativePG.apiServer", &cnpg.api_server)?;
         }
         for (key, id) in [
             ("postgresUid", cnpg.postgres_uid),

@@ -14,7 +14,9 @@ use kube::runtime::finalizer::{self, Event};
 use kube::{Resource, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
-use crate::api::{DatabaseRestart, HealthSystem, MigrationPhase, MigrationStatus};
+use crate::api::{
+    DatabaseRestart, HealthSystem, MigrationPhase, MigrationStatus, MovePhase, MoveStatus,
+};
 use crate::controller::application::image_pull;
 use crate::controller::apply;
 use crate::controller::backup::bootstrap;
@@ -22,7 +24,7 @@ use crate::controller::backup::drills;
 use crate::controller::backup::store_status;
 use crate::controller::cleanup;
 use crate::controller::context::Context;
-use crate::controller::database::data_hold;
+use crate::controller::database::{data_hold, engine_move};
 use crate::controller::migration;
 use crate::controller::runtime::events;
 use crate::controller::status;
@@ -81,8 +83,10 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
         return version_refused(system, ctx, refusal, now).await;
     }
     let migration = advance_migration(system, ctx, now).await?;
-    // The desired set follows the migration's new phase (its Job, its egress allowance).
-    let view = with_migration(system, migration.clone());
+    let engine_move = advance_move(system, ctx, now).await?;
+    // The desired set follows the migration's and the move's new phases (their Jobs, the
+    // migration's egress allowance, the engine the system switched to).
+    let view = with_phases(system, migration.clone(), engine_move.clone());
     let mut desired = Desired::build(&view, &ctx.config);
     data_hold::hold_database_without_its_data(system, ctx, &mut desired);
     let applied = match apply::apply(
@@ -122,6 +126,7 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
         applied.credentials.as_ref(),
     );
     observed.migration = migration;
+    observed.engine_move = engine_move;
     observed.refused = applied.refused.clone();
     // Pods waiting on their image change nothing the watches see: read them while the
     // application is short of pods for no reason its Deployment gives.
@@ -182,6 +187,14 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
         )
     }) {
         // A Job's pod may wait (a missing Secret) without any event on our objects.
+        wait = wait.min(MIGRATION_POLL);
+    }
+    if observed
+        .engine_move
+        .as_ref()
+        .is_some_and(|m| m.phase.holds_application())
+    {
+        // The Cluster's readiness and a Job's pod waiting wake nothing here.
         wait = wait.min(MIGRATION_POLL);
     }
     if observed
@@ -329,10 +342,62 @@ async fn advance_migration(
     Ok(new)
 }
 
-/// `system` with `migration` as its migration status: what the desired set is built from.
-fn with_migration(system: &HealthSystem, migration: Option<MigrationStatus>) -> HealthSystem {
+/// The move's status after a look at the Cluster and its Job, with an event when its phase
+/// changes.
+async fn advance_move(
+    system: &HealthSystem,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Option<MoveStatus>> {
+    let old = crate::resources::engine_move::status(system);
+    let spec = system.spec.database.engine_move.as_ref();
+    if spec.is_none() && old.is_none() {
+        return Ok(None);
+    }
+    let engine = crate::resources::engine(system, &ctx.config);
+    let observed =
+        engine_move::observe(&ctx.client, &ctx.stores, &ctx.config, system, engine).await?;
+    let incarnation = crate::resources::migration::incarnation(system);
+    let new = engine_move::advance(spec, old, &observed, now, &incarnation);
+    if let Some(new) = &new
+        && old.map(|o| (o.phase, o.attempt, &o.reason))
+            != Some((new.phase, new.attempt, &new.reason))
+    {
+        info!(
+            phase = new.phase.as_str(),
+            attempt = new.attempt,
+            reason = new.reason,
+            "database move"
+        );
+        let type_ = if new.phase == MovePhase::Failed {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        events::publish(
+            &ctx.recorder,
+            &system.object_ref(&()),
+            type_,
+            format!("Move{}", new.reason),
+            new.message.chars().take(1000).collect(),
+            "Move",
+        )
+        .await;
+    }
+    Ok(new)
+}
+
+/// `system` with `migration` and `engine_move` as its migration's and move's status: what
+/// the desired set is built from.
+fn with_phases(
+    system: &HealthSystem,
+    migration: Option<MigrationStatus>,
+    engine_move: Option<MoveStatus>,
+) -> HealthSystem {
     let mut view = system.clone();
-    view.status.get_or_insert_default().migration = migration;
+    let status = view.status.get_or_insert_default();
+    status.migration = migration;
+    status.database.get_or_insert_default().engine_move = engine_move;
     view
 }
 
@@ -384,6 +449,7 @@ async fn version_refused(
     );
     observed.version_refused = Some(refusal);
     observed.migration = system.status.as_ref().and_then(|s| s.migration.clone());
+    observed.engine_move = crate::resources::engine_move::status(system).cloned();
     publish_status(system, ctx, &observed, now).await?;
     Ok(Action::await_change())
 }
@@ -404,6 +470,7 @@ async fn namespace_not_owned(
     let observed = status::Observed {
         namespace_not_owned: Some(error.to_string()),
         migration: system.status.as_ref().and_then(|s| s.migration.clone()),
+        engine_move: crate::resources::engine_move::status(system).cloned(),
         ..status::Observed::default()
     };
     let now = whole_seconds_now();

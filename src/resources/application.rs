@@ -113,9 +113,11 @@ pub fn service(system: &HealthSystem, app: &Application) -> Service {
 }
 
 /// The replicas the Deployment gets: the spec's, or none while a migration has not cut over
-/// (the source is still the live system; see `migration::holds_application`).
+/// (the source is still the live system; see `migration::holds_application`) or while a
+/// move copies and compares the database (`engine_move::holds_application`).
 pub fn replicas(system: &HealthSystem, app: &Application) -> i32 {
-    if super::migration::holds_application(system) {
+    if super::migration::holds_application(system) || super::engine_move::holds_application(system)
+    {
         0
     } else {
         app.replicas

@@ -178,6 +178,12 @@ pub fn manifest(cluster: &DynamicObject) -> Value {
     serde_json::to_value(cluster).unwrap_or(Value::Null)
 }
 
+/// The Cluster's own read-write Service (CloudNativePG's, on the primary), which its server
+/// certificate names.
+pub fn read_write_service() -> String {
+    format!("{CLUSTER}-rw")
+}
+
 /// The `database` Service, on the current primary: what the credentials Secrets, the
 /// application, the backups and the exporter's scrape already use.
 pub fn service(system: &HealthSystem) -> Service {

@@ -367,11 +367,16 @@ pub(crate) fn service_port(name: &str, port: i32) -> ServicePort {
 }
 
 /// The Service applications and backups connect to, and the headless one of the StatefulSet.
+/// Both select the StatefulSet's own pod by name as well: a CloudNativePG Cluster's pods
+/// carry the same labels (during a move both engines run), and a client sent to either
+/// database at random would write into both.
 pub fn services(system: &HealthSystem) -> Vec<Service> {
+    let mut selector = labels::selector(system, COMPONENT_NAME);
+    selector.insert(POD_NAME_LABEL.into(), pod_name());
     let service = |name: &str, headless: bool| Service {
         metadata: component_meta(system, name, COMPONENT_NAME),
         spec: Some(ServiceSpec {
-            selector: Some(labels::selector(system, COMPONENT_NAME)),
+            selector: Some(selector.clone()),
             cluster_ip: headless.then(|| "None".to_string()),
             ports: Some(vec![
                 service_port("postgres", PORT),
@@ -382,6 +387,17 @@ pub fn services(system: &HealthSystem) -> Vec<Service> {
         ..Service::default()
     };
     vec![service(SERVICE, false), service(HEADLESS_SERVICE, true)]
+}
+
+/// The label the StatefulSet controller gives each of its pods: its name.
+const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+
+/// The StatefulSet stopped (no pod), its claim kept: the old engine after a move.
+pub fn stopped(mut statefulset: StatefulSet) -> StatefulSet {
+    if let Some(spec) = statefulset.spec.as_mut() {
+        spec.replicas = Some(0);
+    }
+    statefulset
 }
 
 /// Voluntary disruptions (a node drain) take the database pod down one at a time.

@@ -51,17 +51,22 @@ pub fn verify_job_name(incarnation: &str, attempt: i32, run: i32) -> String {
 }
 
 /// Both ends answer before anything starts (a new pod's address reaches the policy agent a
-/// moment after it starts); then the source's archive streams through a pipe into
+/// moment after it starts; the source is reached with its own TLS mode, `SOURCE_SSLMODE`,
+/// the system's database with libpq's variables). Then ([`IMPORT`]) the source's archive
+/// streams through a pipe into
 /// pg_restore, so no local copy of the database is needed (each side's exit status is
 /// kept: POSIX sh has no pipefail). pg_restore runs in one
 /// transaction: a failed import leaves the system's database as it was. The last lines of
 /// the log become the termination message the operator reports.
-const IMPORT: &str = r#"set -eu
+pub(crate) const WAIT_FOR_BOTH: &str = r#"set -eu
 for i in $(seq 1 30); do
-  pg_isready -q -t 2 && pg_isready -q -t 2 -h "$SOURCE_HOST" -p "$SOURCE_PORT" && break
+  pg_isready -q -t 2 && PGSSLMODE="$SOURCE_SSLMODE" pg_isready -q -t 2 -h "$SOURCE_HOST" -p "$SOURCE_PORT" && break
   sleep 2
 done
-if [ "$REPLACE_ALLOWED" != yes ]; then
+"#;
+
+/// See [`WAIT_FOR_BOTH`]: the import itself.
+pub(crate) const IMPORT: &str = r#"if [ "$REPLACE_ALLOWED" != yes ]; then
   held=$(psql -X -tA -c "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
   if [ "$held" != 0 ]; then
     echo "import refused: the system's database already holds $held tables that no import of this migration put there; an import never overwrites them" >&2
@@ -71,7 +76,7 @@ fi
 restored=0
 {
   dumped=0
-  PGPASSWORD="$SOURCE_PASSWORD" pg_dump --host="$SOURCE_HOST" --port="$SOURCE_PORT" \
+  PGSSLMODE="$SOURCE_SSLMODE" PGPASSWORD="$SOURCE_PASSWORD" pg_dump --host="$SOURCE_HOST" --port="$SOURCE_PORT" \
     --username="$SOURCE_USER" --dbname="$SOURCE_DATABASE" --format=custom \
     --no-owner --no-privileges || dumped=$?
   echo "$dumped" > /tmp/dumped
@@ -89,7 +94,7 @@ echo "imported $SOURCE_DATABASE from $SOURCE_HOST:$SOURCE_PORT: $tables tables" 
 /// Every table of one database with its exact row count and, for the chosen tables, the
 /// sum of a 64-bit hash of each row's text (order-free, constant memory), all in one
 /// read-only snapshot. Output formats are pinned so both servers print rows alike.
-const INVENTORY_SQL: &str = r#"SET extra_float_digits = 3;
+pub(crate) const INVENTORY_SQL: &str = r#"SET extra_float_digits = 3;
 SET DateStyle = 'ISO, YMD';
 SET IntervalStyle = 'postgres';
 SET TimeZone = 'UTC';
@@ -112,17 +117,12 @@ ORDER BY 1;
 COMMIT;
 "#;
 
-/// Takes both inventories, compares them with awk (checksums as strings: they exceed a
+/// After [`WAIT_FOR_BOTH`], takes both inventories, compares them with awk (checksums as strings: they exceed a
 /// double's precision) and writes the evidence as JSON to the termination message: at most
 /// ten differences listed, the rest counted, so it stays far below the 4 KiB limit.
-const VERIFY: &str = r#"set -eu
-for i in $(seq 1 30); do
-  pg_isready -q -t 2 && pg_isready -q -t 2 -h "$SOURCE_HOST" -p "$SOURCE_PORT" && break
-  sleep 2
-done
-inventory() { psql -X -q -v ON_ERROR_STOP=1 -v tables="$CHECKSUM_TABLES" -tA -F "$(printf '\t')" -f /tmp/inventory.sql; }
+pub(crate) const VERIFY: &str = r#"inventory() { psql -X -q -v ON_ERROR_STOP=1 -v tables="$CHECKSUM_TABLES" -tA -F "$(printf '\t')" -f /tmp/inventory.sql; }
 printf '%s' "$INVENTORY_SQL" > /tmp/inventory.sql
-(export PGHOST="$SOURCE_HOST" PGPORT="$SOURCE_PORT" PGUSER="$SOURCE_USER" PGPASSWORD="$SOURCE_PASSWORD" PGDATABASE="$SOURCE_DATABASE"; inventory) > /tmp/source.tsv
+(export PGSSLMODE="$SOURCE_SSLMODE" PGHOST="$SOURCE_HOST" PGPORT="$SOURCE_PORT" PGUSER="$SOURCE_USER" PGPASSWORD="$SOURCE_PASSWORD" PGDATABASE="$SOURCE_DATABASE"; inventory) > /tmp/source.tsv
 inventory > /tmp/target.tsv
 awk -F '\t' '
 function esc(s) { gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); return s }
@@ -151,8 +151,8 @@ END {
 cat /tmp/evidence.json | tee /dev/termination-log
 "#;
 
-/// An environment variable from a key of the source's Secret (the migration team's).
-fn source_env(name: &str, secret: &str, key: &str) -> EnvVar {
+/// An environment variable from a key of a Secret (the migration team's, for the source).
+pub(crate) fn source_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
@@ -183,8 +183,31 @@ fn job(
         env("SOURCE_DATABASE", &source.database),
         source_env("SOURCE_USER", &source.secret_name, "username"),
         source_env("SOURCE_PASSWORD", &source.secret_name, "password"),
+        // libpq's default: TLS when the source offers it.
+        env("SOURCE_SSLMODE", "prefer"),
     ];
     environment.extend(extra_env);
+    script_job(
+        system,
+        config,
+        name,
+        &[WAIT_FOR_BOTH, script].concat(),
+        environment,
+        deadline_seconds,
+    )
+}
+
+/// A Job of one try that runs `script` in the database's image as the application's role
+/// (the system's database as libpq's target), with `environment`, labelled as a migration
+/// pod (the database's policies let those in).
+pub(crate) fn script_job(
+    system: &HealthSystem,
+    config: &Config,
+    name: String,
+    script: &str,
+    environment: Vec<EnvVar>,
+    deadline_seconds: i64,
+) -> Job {
     let container = Container {
         // The script's own summary, or on failure the last lines of its log (the tools'
         // error messages): what status reports.
@@ -203,7 +226,7 @@ fn job(
     Job {
         metadata: component_meta(system, &name, COMPONENT_NAME),
         spec: Some(JobSpec {
-            // One try: a failure is reported, and raising spec.migration.attempt retries.
+            // One try: a failure is reported, and raising the attempt retries.
             backoff_limit: Some(0),
             active_deadline_seconds: Some(deadline_seconds),
             template: job_pod(

@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod cnpg;
 pub mod database;
 pub mod drill;
+pub mod engine_move;
 pub mod final_backup;
 pub mod labels;
 pub mod metadata;
@@ -78,7 +79,7 @@ pub struct Desired {
     pub application: Option<Deployment>,
     /// The application Service, when spec.application is set.
     pub application_service: Option<Service>,
-    /// The migration Job the migration's phase needs (import or verification), if any.
+    /// The Jobs the migration's and the move's phases need (import, copy, verification).
     pub migration_jobs: Vec<Job>,
 }
 
@@ -86,14 +87,26 @@ impl Desired {
     /// Builds every child of `system`.
     pub fn build(system: &HealthSystem, config: &Config) -> Self {
         let app = system.spec.application.as_ref();
-        let (migration_jobs, source_policy) = migration::children(system, config);
+        let (mut migration_jobs, source_policy) = migration::children(system, config);
         let engine = engine(system, config);
         let cloud_native = engine == Engine::CloudNativePg;
+        // A move's Cluster beside the StatefulSet that still serves, or the StatefulSet kept
+        // stopped beside the Cluster the system moved onto.
+        let cluster_beside = engine_move::cluster_beside(system, engine);
+        let with_cluster = cloud_native || cluster_beside;
         let mut network_policies = network::policies(system, config);
         network_policies.extend(source_policy);
-        if cloud_native {
+        if with_cluster {
             network_policies.push(cnpg::network_policy(system, config));
         }
+        if cloud_native {
+            for job in &mut migration_jobs {
+                if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+                    cnpg::verify_server(pod);
+                }
+            }
+        }
+        migration_jobs.extend(engine_move::jobs(system, config));
         Self {
             namespace: namespace::namespace(system),
             quota: namespace::resource_quota(system, config),
@@ -103,14 +116,21 @@ impl Desired {
             network_policies,
             database_secrets: roles::secrets(system),
             engine,
-            database: (!cloud_native).then(|| database::stateful_set(system, config)),
-            database_cluster: cloud_native.then(|| cnpg::cluster(system, config)),
+            database: if !cloud_native {
+                Some(database::stateful_set(system, config))
+            } else if engine_move::keeps_old(system) {
+                Some(database::stopped(database::stateful_set(system, config)))
+            } else {
+                None
+            },
+            database_cluster: with_cluster.then(|| cnpg::cluster(system, config)),
             database_services: if cloud_native {
                 vec![cnpg::service(system)]
             } else {
                 database::services(system)
             },
-            database_budget: (!cloud_native).then(|| database::disruption_budget(system)),
+            // Never two budgets over one pod (evictions would fail): a Cluster keeps its own.
+            database_budget: (!with_cluster).then(|| database::disruption_budget(system)),
             backup_claim: backup::claim(system, config),
             backup: {
                 let mut cron_job = backup::cron_job(system, config);
@@ -200,8 +220,11 @@ impl Desired {
 /// The engine of `system`'s database: the one recorded in its status when it was made; the
 /// StatefulSet for a system made before engines were recorded (it has a data claim on
 /// record); the configuration's for a new system. So changing the configuration never
-/// moves an existing database.
+/// moves an existing database: only a move (spec.database.move) does, at its switch.
 pub fn engine(system: &HealthSystem, config: &Config) -> Engine {
+    if engine_move::switched(system) {
+        return Engine::CloudNativePg;
+    }
     let recorded = system.status.as_ref().and_then(|s| s.database.as_ref());
     match recorded {
         Some(database) if database.engine.is_some() => database.engine.unwrap_or_default(),

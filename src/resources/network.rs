@@ -88,14 +88,14 @@ fn cidr_peer(cidr: &str) -> NetworkPolicyPeer {
     }
 }
 
-/// The application and backup pods (and the migration's, while one is declared): the
-/// database's only clients.
+/// The application and backup pods (and the migration's, while a migration or a move is
+/// declared: a move's Jobs are migration pods): the database's only clients.
 fn database_clients(system: &HealthSystem) -> LabelSelector {
     let mut clients = vec![
         application::COMPONENT_NAME.to_string(),
         backup::COMPONENT_NAME.to_string(),
     ];
-    if system.spec.migration.is_some() {
+    if system.spec.migration.is_some() || system.spec.database.engine_move.is_some() {
         clients.push(migration::COMPONENT_NAME.into());
     }
     LabelSelector {

@@ -684,3 +684,144 @@ mod backup_job {
         assert!(cron["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"].is_null());
     }
 }
+
+/// `system` with its move at `phase` (spec.database.move declared when `declared`).
+fn moving(phase: crate::api::MovePhase, declared: bool) -> HealthSystem {
+    let mut system = system(json!({}));
+    system.metadata.uid = Some("0a1b2c3d-uid".into());
+    if declared {
+        system.spec.database.engine_move = Some(
+            serde_json::from_value(json!({ "to": "CloudNativePG", "approvedBy": "ana" })).unwrap(),
+        );
+    }
+    system.status = Some(
+        serde_json::from_value(json!({ "database": {
+            "engine": "StatefulSet",
+            "move": { "phase": phase, "attempt": 1, "reason": "r",
+                      "lastTransitionTime": "2026-12-07T10:00:00Z", "copies": 0 }
+        } }))
+        .unwrap(),
+    );
+    system
+}
+
+fn env_of(job: &k8s_openapi::api::batch::v1::Job) -> std::collections::BTreeMap<String, String> {
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| {
+            (
+                e.name.clone(),
+                e.value.clone().unwrap_or_else(|| "<secret>".into()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_move_runs_the_cluster_beside_the_statefulset_that_alone_serves_until_the_switch() {
+    use crate::api::MovePhase;
+    let config = Config::default();
+    let copying = Desired::build(&moving(MovePhase::Copying, true), &config);
+    assert_eq!(copying.engine, Engine::StatefulSet);
+    assert!(copying.database.is_some() && copying.database_cluster.is_some());
+    // The `database` Service reaches the StatefulSet's pod only (the Cluster's pods carry the
+    // same labels), and no budget covers the Cluster's pods beside the Cluster's own.
+    let service = &copying.database_services[0];
+    assert_eq!(service.metadata.name.as_deref(), Some("database"));
+    let selector = service.spec.as_ref().unwrap().selector.as_ref().unwrap();
+    assert_eq!(selector["statefulset.kubernetes.io/pod-name"], "database-0");
+    assert!(copying.database_budget.is_none());
+    assert_eq!(
+        copying
+            .application
+            .as_ref()
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .replicas,
+        Some(0),
+        "the application is stopped while the database is copied"
+    );
+    let names: Vec<_> = copying
+        .network_policies
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    assert!(
+        names.contains(&"database-instances".to_string()),
+        "{names:?}"
+    );
+    // The copy reads the old database as the backup role in plaintext and writes into the
+    // Cluster's read-write Service, verifying its certificate.
+    assert_eq!(copying.migration_jobs.len(), 1);
+    let job = &copying.migration_jobs[0];
+    assert_eq!(job.metadata.name.as_deref(), Some("move-0a1b2c3d-copy-1"));
+    let env = env_of(job);
+    assert_eq!(env["PGHOST"], "postgres-rw");
+    assert_eq!(env["PGSSLMODE"], "verify-full");
+    assert_eq!(env["SOURCE_HOST"], "database");
+    assert_eq!(env["SOURCE_SSLMODE"], "disable");
+    assert_eq!(env["REPLACE_ALLOWED"], "no");
+
+    let verifying = Desired::build(&moving(MovePhase::Verifying, true), &config);
+    assert_eq!(
+        verifying.migration_jobs[0].metadata.name.as_deref(),
+        Some("move-0a1b2c3d-verify-1")
+    );
+
+    // A failed move gives the application back on the old database; its Cluster is kept.
+    let failed = Desired::build(&moving(MovePhase::Failed, true), &config);
+    assert_eq!(failed.engine, Engine::StatefulSet);
+    assert!(failed.database_cluster.is_some() && failed.migration_jobs.is_empty());
+    assert_eq!(
+        failed
+            .application
+            .as_ref()
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .replicas,
+        Some(2)
+    );
+}
+
+#[test]
+fn after_the_switch_the_system_runs_on_the_cluster_and_keeps_the_old_statefulset_stopped() {
+    use crate::api::MovePhase;
+    let config = Config::default();
+    let switched = Desired::build(&moving(MovePhase::Switched, true), &config);
+    assert_eq!(switched.engine, Engine::CloudNativePg);
+    assert!(switched.database_cluster.is_some() && switched.migration_jobs.is_empty());
+    let old = switched
+        .database
+        .as_ref()
+        .expect("the old StatefulSet is kept");
+    assert_eq!(old.spec.as_ref().unwrap().replicas, Some(0));
+    let selector = switched.database_services[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .selector
+        .as_ref()
+        .unwrap();
+    assert_eq!(selector["cnpg.io/instanceRole"], "primary");
+    let app = switched.application.as_ref().unwrap();
+    let pod = app.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert!(
+        pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "PGSSLMODE"),
+        "the application verifies the Cluster's certificate"
+    );
+    // Removing spec.database.move releases the StatefulSet (its claim is never pruned).
+    let released = Desired::build(&moving(MovePhase::Switched, false), &config);
+    assert_eq!(released.engine, Engine::CloudNativePg);
+    assert!(released.database.is_none());
+}

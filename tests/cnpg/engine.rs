@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use healthsystem_operator::api::HealthSystem;
 use healthsystem_test_support::objectstore::Store;
-use healthsystem_test_support::pods::{self, Script, component_labels};
+use healthsystem_test_support::pods;
 use healthsystem_test_support::wait::until;
 use healthsystem_test_support::{chart, cluster, cnpg, node, operator, systems};
 use k8s_openapi::ByteString;
@@ -55,33 +55,6 @@ fn write_config() -> PathBuf {
         .join(format!("cnpg-config-{}.yaml", std::process::id()));
     std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
     path
-}
-
-/// A client of the system labelled as its application, logged in as the role of `secret`,
-/// with the Cluster's CA written to /tmp/ca.crt.
-fn login<'a>(
-    namespace: &'a str,
-    name: &'a str,
-    system: &str,
-    secret: &'a str,
-    ca: &str,
-    body: &str,
-) -> Script<'a> {
-    Script {
-        namespace,
-        name,
-        labels: component_labels(system, "application"),
-        image: node::image("HS_IMAGE_POSTGRES15"),
-        script: format!(
-            "cat >/tmp/ca.crt <<'PEM'\n{ca}PEM\n\
-             export PGHOST=$host PGPORT=$port PGUSER=$username PGDATABASE=$database PGPASSWORD=$password \
-             PGSSLMODE=verify-full PGSSLROOTCERT=/tmp/ca.crt\n\
-             for i in $(seq 1 60); do psql -c 'select 1' >/dev/null 2>&1 && break; sleep 1; done\n\
-             {body}"
-        ),
-        env_from_secret: Some(secret),
-        claim: None,
-    }
 }
 
 async fn database_status(client: &Client, name: &str) -> serde_json::Value {
@@ -155,7 +128,7 @@ async fn a_system_on_the_cloudnativepg_engine_replicates_verifies_tls_and_report
     // plaintext refused; its row read on a replica (verified by the -ro Service's name).
     let app = pods::run_ok(
         &client,
-        login(&namespace, "app", &name, "database-credentials", &ca,
+        pods::login(&namespace, "app", &name, "database-credentials", &ca,
             "psql -v ON_ERROR_STOP=1 -q -c 'CREATE TABLE r (id int PRIMARY KEY); INSERT INTO r VALUES (42)'\n\
              echo \"whoami $(psql -tA -c \"SELECT current_user || ' ' || rolsuper FROM pg_roles WHERE rolname = current_user\")\"\n\
              echo \"plaintext $(PGSSLMODE=disable psql -tA -c 'select 1' 2>&1 | tr '\\n' ' ')\"\n\
@@ -189,7 +162,7 @@ async fn a_system_on_the_cloudnativepg_engine_replicates_verifies_tls_and_report
         };
         let out = pods::run_ok(
             &client,
-            login(
+            pods::login(
                 &namespace,
                 secret,
                 &name,
@@ -227,7 +200,7 @@ async fn a_system_on_the_cloudnativepg_engine_replicates_verifies_tls_and_report
     systems::wait_ready(&client, &name).await;
     let out = pods::run_ok(
         &client,
-        login(
+        pods::login(
             &namespace,
             "after",
             &name,
@@ -293,7 +266,7 @@ async fn a_postgresql_17_system_runs_on_its_own_image() {
     let ca = String::from_utf8(ca.data.unwrap()["ca.crt"].0.clone()).unwrap();
     let out = pods::run_ok(
         &client,
-        login(
+        pods::login(
             &namespace,
             "version",
             &name,

@@ -155,6 +155,34 @@ pub fn psql_as<'a>(
     }
 }
 
+/// A client of the system labelled as its application, logged in as the role of `secret`
+/// (its keys: host, port, username, database, password) with `verify-full` against the CA
+/// certificate `ca` (the Cluster's), then running `body`.
+pub fn login<'a>(
+    namespace: &'a str,
+    name: &'a str,
+    system: &str,
+    secret: &'a str,
+    ca: &str,
+    body: &str,
+) -> Script<'a> {
+    Script {
+        namespace,
+        name,
+        labels: component_labels(system, "application"),
+        image: crate::node::image("HS_IMAGE_POSTGRES15"),
+        script: format!(
+            "cat >/tmp/ca.crt <<'PEM'\n{ca}PEM\n\
+             export PGHOST=$host PGPORT=$port PGUSER=$username PGDATABASE=$database PGPASSWORD=$password \
+             PGSSLMODE=verify-full PGSSLROOTCERT=/tmp/ca.crt\n\
+             for i in $(seq 1 60); do psql -c 'select 1' >/dev/null 2>&1 && break; sleep 1; done\n\
+             {body}"
+        ),
+        env_from_secret: Some(secret),
+        claim: None,
+    }
+}
+
 /// What the last statement of a psql script printed.
 pub fn last_line(output: &str) -> &str {
     output.trim().lines().last().unwrap_or_default()

@@ -12,6 +12,10 @@ use crate::resources::{Desired, database};
 /// Keeps the database stopped while the claim its data was on is gone and nobody accepted
 /// the loss: a running StatefulSet would make a new claim and initialise an empty database.
 pub fn hold_database_without_its_data(system: &HealthSystem, ctx: &Context, desired: &mut Desired) {
+    if desired.engine != crate::api::Engine::StatefulSet {
+        // A Cluster guards its own data; a StatefulSet kept after a move is stopped anyway.
+        return;
+    }
     let namespace = crate::resources::labels::namespace(system);
     let live = ctx.stores.get(
         "v1",

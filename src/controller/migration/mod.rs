@@ -239,36 +239,20 @@ fn verified(
     step: &Step,
 ) -> MigrationStatus {
     let now = step.now;
-    let Ok(mut evidence) = serde_json::from_str::<VerificationEvidence>(message.trim()) else {
-        return transition(
-            old,
-            MigrationPhase::Failed,
-            "VerificationError",
-            format!(
-                "the verification Job's report cannot be read: {}",
-                message.trim()
-            ),
-            now,
-        );
+    let evidence = match evidence(message, at) {
+        Ok(evidence) => evidence,
+        Err(unreadable) => {
+            return transition(
+                old,
+                MigrationPhase::Failed,
+                "VerificationError",
+                unreadable,
+                now,
+            );
+        }
     };
-    evidence.time = Some(Time(at));
-    evidence.passed = evidence.mismatches.is_empty() && evidence.more_mismatches == 0;
     if !evidence.passed {
-        let tables: Vec<String> = evidence
-            .mismatches
-            .iter()
-            .map(|m| match (m.source_rows, m.target_rows) {
-                (Some(s), Some(t)) => format!(
-                    "{} ({}: source {s} rows, target {t})",
-                    m.table, m.difference
-                ),
-                _ => format!("{} ({})", m.table, m.difference),
-            })
-            .collect();
-        let more = match evidence.more_mismatches {
-            0 => String::new(),
-            n => format!(" and {n} more"),
-        };
+        let differences = differences(&evidence);
         return MigrationStatus {
             verification: Some(evidence),
             ..transition(
@@ -276,8 +260,7 @@ fn verified(
                 MigrationPhase::Failed,
                 "VerificationFailed",
                 format!(
-                    "source and target differ: {}{more}; if the source changed after the import, stop its writers and raise spec.migration.attempt to import again",
-                    tables.join(", ")
+                    "source and target differ: {differences}; if the source changed after the import, stop its writers and raise spec.migration.attempt to import again"
                 ),
                 now,
             )
@@ -304,6 +287,41 @@ fn verified(
         )
     };
     awaiting(&status, spec, step)
+}
+
+/// The report of a verification Job that finished at `at` (`passed` set from its
+/// differences), or why it cannot be read.
+pub fn evidence(message: &str, at: Timestamp) -> std::result::Result<VerificationEvidence, String> {
+    let mut evidence =
+        serde_json::from_str::<VerificationEvidence>(message.trim()).map_err(|_| {
+            format!(
+                "the verification Job's report cannot be read: {}",
+                message.trim()
+            )
+        })?;
+    evidence.time = Some(Time(at));
+    evidence.passed = evidence.mismatches.is_empty() && evidence.more_mismatches == 0;
+    Ok(evidence)
+}
+
+/// The tables that differ, for a message: `public.t (row count: source 3 rows, target 2)`.
+pub fn differences(evidence: &VerificationEvidence) -> String {
+    let tables: Vec<String> = evidence
+        .mismatches
+        .iter()
+        .map(|m| match (m.source_rows, m.target_rows) {
+            (Some(s), Some(t)) => format!(
+                "{} ({}: source {s} rows, target {t})",
+                m.table, m.difference
+            ),
+            _ => format!("{} ({})", m.table, m.difference),
+        })
+        .collect();
+    let more = match evidence.more_mismatches {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    format!("{}{more}", tables.join(", "))
 }
 
 /// Verified and waiting: cut over when an approval given after the evidence is there and
@@ -388,11 +406,22 @@ pub async fn observe(
         }
     };
     let namespace = labels::namespace(system);
-    let Some(job) = stores.get("batch/v1", "Job", Some(&namespace), &name) else {
-        return Ok(Observed {
-            database_ready,
-            job: JobState::Absent,
-        });
+    Ok(Observed {
+        database_ready,
+        job: job(client, stores, &namespace, &name).await?,
+    })
+}
+
+/// How the Job `name` stands: from the watch store, and its pod's termination message or
+/// waiting reason from the API (one list, only while the Job runs or the moment it ends).
+pub async fn job(
+    client: &Client,
+    stores: &Stores,
+    namespace: &str,
+    name: &str,
+) -> Result<JobState> {
+    let Some(job) = stores.get("batch/v1", "Job", Some(namespace), name) else {
+        return Ok(JobState::Absent);
     };
     let finished = |type_: &str| {
         job_state::condition(&job, type_).map(|c| {
@@ -404,10 +433,10 @@ pub async fn observe(
             (at, why)
         })
     };
-    let pod = job_state::newest_pod(client, &namespace, &name)
+    let pod = job_state::newest_pod(client, namespace, name)
         .await
         .at(ErrorStep::Migration, format!("Job {name}"))?;
-    let state = if let Some((at, _)) = finished("Complete") {
+    Ok(if let Some((at, _)) = finished("Complete") {
         JobState::Succeeded(
             at,
             job_state::termination_message(pod.as_ref()).unwrap_or_default(),
@@ -419,10 +448,6 @@ pub async fn observe(
         JobState::Failed(at, last_lines(&message))
     } else {
         JobState::Running(pod.as_ref().and_then(job_state::waiting_reason))
-    };
-    Ok(Observed {
-        database_ready,
-        job: state,
     })
 }
 

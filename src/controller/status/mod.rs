@@ -42,7 +42,9 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
         stamp.condition(type_, ok, reason, message)
     };
     let namespace = labels::namespace(system);
-    let lost = lost_data_claim(system, observed.claim_uid.as_deref());
+    let lost = (observed.engine == crate::api::Engine::StatefulSet)
+        .then(|| lost_data_claim(system, observed.claim_uid.as_deref()))
+        .flatten();
     let mut conditions = vec![
         namespace::condition(system, observed, stamp),
         database::condition(system, observed, lost.as_ref(), stamp),
@@ -118,13 +120,17 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
         database: Some(DatabaseStatus {
             service: Some(db::SERVICE.into()),
             secret_name: Some(db::SECRET.into()),
-            data_claim_uid: database::recorded_claim(system, observed, lost.as_ref()),
+            // The StatefulSet's claim: not the data of a system that moved onto a Cluster.
+            data_claim_uid: (observed.engine == crate::api::Engine::StatefulSet)
+                .then(|| database::recorded_claim(system, observed, lost.as_ref()))
+                .flatten(),
             restart: observed.database_restart,
             bootstrap: observed.bootstrap.clone(),
             engine: Some(observed.engine),
             instances: observed.cluster.as_ref().map(|c| c.instances),
             ready_instances: observed.cluster.as_ref().map(|c| c.ready_instances),
             primary: observed.cluster.as_ref().and_then(|c| c.primary.clone()),
+            engine_move: observed.engine_move.clone(),
         }),
         backup: Some(BackupStatus {
             last_successful_time: observed.last_success.map(Time),

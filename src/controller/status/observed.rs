@@ -75,6 +75,9 @@ pub struct Observed {
     pub foreign_bindings: Vec<String>,
     /// Where the migration stands (`migration::advance`), copied into the status.
     pub migration: Option<crate::api::MigrationStatus>,
+    /// Where the move onto CloudNativePG stands (`engine_move::advance`), copied into the
+    /// status.
+    pub engine_move: Option<crate::api::MoveStatus>,
     /// Children the API server refused in this pass.
     pub refused: Vec<Refusal>,
     /// The database's restart onto a new pod template, if one is waiting or under way.
@@ -191,7 +194,9 @@ pub fn observe(
     let engine_api = stores
         .kind(&cnpg::cluster_resource().api_version, "Cluster")
         .is_some();
-    let cluster = desired.database_cluster.as_ref().and_then(|_| {
+    // A move's Cluster beside the StatefulSet is not yet what serves: the StatefulSet is.
+    let serving_cluster = desired.engine == crate::api::Engine::CloudNativePg;
+    let cluster = if serving_cluster {
         stores
             .get(
                 &cnpg::cluster_resource().api_version,
@@ -203,7 +208,9 @@ pub fn observe(
                 claims: cluster_claims(stores, system),
                 ..ClusterState::read(&live.data)
             })
-    });
+    } else {
+        None
+    };
     let database_ready_replicas = match &cluster {
         Some(cluster) if cluster.primary_ready() => cluster.ready_instances,
         Some(_) => 0,
@@ -252,6 +259,7 @@ pub fn observe(
         foreign_policies: stores.foreign.policies(&namespace),
         foreign_bindings: stores.foreign.bindings(&namespace),
         migration: None,
+        engine_move: None,
         refused: Vec::new(),
         database_restart: None,
     }

@@ -1,0 +1,345 @@
+//! Drives spec.database.move through its phases: Preparing (the application stopped, the
+//! Cluster made) -> Copying -> Verifying -> Switched, or Failed with a reason, when the
+//! application runs on the old database again. `advance` is pure: the old status, what was
+//! observed and the time in, the new status out; the Jobs are built from the new status
+//! (`resources/engine_move.rs`), so a phase and its Job are applied in the same reconcile.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use kube::Client;
+
+use crate::api::{DatabaseMove, Engine, HealthSystem, MovePhase, MoveStatus};
+use crate::config::Config;
+use crate::controller::cache::kinds::Stores;
+use crate::controller::migration::{self, JobState};
+use crate::controller::status::cluster::ClusterState;
+use crate::error::Result;
+use crate::resources::{cnpg, engine_move as jobs, labels};
+
+/// What `advance` needs from the cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    /// The engine the database runs on, before this step.
+    pub engine: Engine,
+    /// Why no Cluster can be made here (CloudNativePG not served, or the API server's address
+    /// not configured): a move would stop the application for nothing.
+    pub refusal: Option<String>,
+    /// The Cluster's primary takes writes.
+    pub cluster_ready: bool,
+    /// The Job the current phase waits for (copy or comparison); Absent otherwise.
+    pub job: JobState,
+}
+
+fn transition(
+    old: &MoveStatus,
+    phase: MovePhase,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+) -> MoveStatus {
+    MoveStatus {
+        phase,
+        reason: reason.into(),
+        message,
+        last_transition_time: if phase == old.phase {
+            old.last_transition_time.clone()
+        } else {
+            Time(now)
+        },
+        ..old.clone()
+    }
+}
+
+/// What a failed step says besides its cause.
+const AFTER_FAILURE: &str = "the application runs on the old database again; raise spec.database.move.attempt to copy again";
+
+/// The move's status after one look at the cluster; `incarnation` is the HealthSystem's, which
+/// its Jobs' names carry.
+pub fn advance(
+    spec: Option<&DatabaseMove>,
+    old: Option<&MoveStatus>,
+    observed: &Observed,
+    now: Timestamp,
+    incarnation: &str,
+) -> Option<MoveStatus> {
+    let Some(spec) = spec else {
+        // Withdrawn: the record stays (and with it the Cluster, which the operator never
+        // deletes); an attempt under way stops and the application runs on the old database.
+        return old.map(|old| {
+            if old.phase.holds_application() {
+                transition(
+                    old,
+                    MovePhase::Failed,
+                    "Withdrawn",
+                    "spec.database.move was removed: the application runs on the old database again; the Cluster made for the move is kept (the operator never deletes one)".into(),
+                    now,
+                )
+            } else {
+                old.clone()
+            }
+        });
+    };
+    let old = match old {
+        Some(old) if old.phase == MovePhase::Switched => return Some(old.clone()),
+        Some(old) if old.attempt == spec.attempt && old.phase == MovePhase::Failed => {
+            return Some(old.clone());
+        }
+        _ if observed.engine == Engine::StatefulSet && observed.refusal.is_some() => {
+            let why = observed.refusal.clone().unwrap_or_default();
+            return Some(refused(spec, old, why, now));
+        }
+        Some(old) if old.attempt == spec.attempt => old.clone(),
+        _ if observed.engine == Engine::CloudNativePg => {
+            return Some(MoveStatus {
+                phase: MovePhase::Failed,
+                attempt: spec.attempt,
+                reason: "NothingToMove".into(),
+                message: "the database already runs on CloudNativePG".into(),
+                last_transition_time: Time(now),
+                approved_by: spec.approved_by.clone(),
+                stopped: None,
+                copies: 0,
+                verification: None,
+                switched: None,
+                downtime_seconds: None,
+            });
+        }
+        other => MoveStatus {
+            phase: MovePhase::Preparing,
+            attempt: spec.attempt,
+            reason: "Preparing".into(),
+            message: "the application is stopped; waiting for the Cluster's primary".into(),
+            last_transition_time: Time(now),
+            approved_by: spec.approved_by.clone(),
+            stopped: Some(Time(now)),
+            copies: other.map_or(0, |o| o.copies),
+            verification: None,
+            switched: None,
+            downtime_seconds: None,
+        },
+    };
+    let attempt = old.attempt;
+    let next = match old.phase {
+        MovePhase::Preparing
+            if !observed.cluster_ready && since(old.stopped.as_ref(), now) > PREPARE_DEADLINE =>
+        {
+            transition(
+                &old,
+                MovePhase::Failed,
+                "ClusterNotReady",
+                format!(
+                    "the Cluster's primary was not ready {} s after the move started (its pods and `kubectl cnpg status` say why); {AFTER_FAILURE}",
+                    PREPARE_DEADLINE
+                ),
+                now,
+            )
+        }
+        MovePhase::Preparing if observed.cluster_ready => transition(
+            &old,
+            MovePhase::Copying,
+            "Copying",
+            format!(
+                "Job {} copies the old database into the Cluster once no session of the application is left",
+                jobs::copy_job_name(incarnation, attempt)
+            ),
+            now,
+        ),
+        MovePhase::Copying => match &observed.job {
+            JobState::Absent => old,
+            JobState::Running(waiting) => transition(
+                &old,
+                MovePhase::Copying,
+                "Copying",
+                running(&jobs::copy_job_name(incarnation, attempt), waiting),
+                now,
+            ),
+            JobState::Failed(_, why) => transition(
+                &old,
+                MovePhase::Failed,
+                "CopyFailed",
+                format!("{why}; {AFTER_FAILURE}"),
+                now,
+            ),
+            JobState::Succeeded(..) => MoveStatus {
+                copies: old.copies + 1,
+                ..transition(
+                    &old,
+                    MovePhase::Verifying,
+                    "Verifying",
+                    format!(
+                        "copied; Job {} compares both databases",
+                        jobs::verify_job_name(incarnation, attempt)
+                    ),
+                    now,
+                )
+            },
+        },
+        MovePhase::Verifying => match &observed.job {
+            JobState::Absent => old,
+            JobState::Running(waiting) => transition(
+                &old,
+                MovePhase::Verifying,
+                "Verifying",
+                running(&jobs::verify_job_name(incarnation, attempt), waiting),
+                now,
+            ),
+            JobState::Failed(_, why) => transition(
+                &old,
+                MovePhase::Failed,
+                "VerificationError",
+                format!("{why}; {AFTER_FAILURE}"),
+                now,
+            ),
+            JobState::Succeeded(at, report) => verified(&old, report, *at, now),
+        },
+        MovePhase::Preparing | MovePhase::Switched | MovePhase::Failed => old,
+    };
+    Some(next)
+}
+
+/// How long the application may stay stopped waiting for the Cluster's primary: a new
+/// Cluster's takes well under a minute here.
+const PREPARE_DEADLINE: i64 = 600;
+
+/// Seconds from `from` to `now` (0 without a start).
+fn since(from: Option<&Time>, now: Timestamp) -> i64 {
+    from.map_or(0, |t| now.as_second() - t.0.as_second())
+}
+
+/// A move that cannot start here: nothing stops, the reason says what is missing.
+fn refused(
+    spec: &DatabaseMove,
+    old: Option<&MoveStatus>,
+    why: String,
+    now: Timestamp,
+) -> MoveStatus {
+    let base = MoveStatus {
+        phase: MovePhase::Failed,
+        attempt: spec.attempt,
+        reason: String::new(),
+        message: String::new(),
+        last_transition_time: Time(now),
+        approved_by: spec.approved_by.clone(),
+        stopped: None,
+        copies: old.map_or(0, |o| o.copies),
+        verification: None,
+        switched: None,
+        downtime_seconds: None,
+    };
+    transition(
+        old.unwrap_or(&base),
+        MovePhase::Failed,
+        "MoveRefused",
+        format!("{why}; nothing was stopped"),
+        now,
+    )
+}
+
+fn running(job: &str, waiting: &Option<String>) -> String {
+    match waiting {
+        Some(why) => format!("Job {job} is waiting: {why}"),
+        None => format!("Job {job} is running"),
+    }
+}
+
+/// A finished comparison: the switch when both databases agree, else Failed with the tables
+/// named.
+fn verified(old: &MoveStatus, report: &str, at: Timestamp, now: Timestamp) -> MoveStatus {
+    let evidence = match migration::evidence(report, at) {
+        Ok(evidence) => evidence,
+        Err(unreadable) => {
+            return transition(
+                old,
+                MovePhase::Failed,
+                "VerificationError",
+                format!("{unreadable}; {AFTER_FAILURE}"),
+                now,
+            );
+        }
+    };
+    if !evidence.passed {
+        let differences = migration::differences(&evidence);
+        return MoveStatus {
+            verification: Some(evidence),
+            ..transition(
+                old,
+                MovePhase::Failed,
+                "VerificationFailed",
+                format!(
+                    "the Cluster differs from the old database: {differences}; {AFTER_FAILURE}"
+                ),
+                now,
+            )
+        };
+    }
+    let downtime = old
+        .stopped
+        .as_ref()
+        .map(|stopped| now.as_second() - stopped.0.as_second());
+    let message = format!(
+        "on CloudNativePG since {now}: {} tables, {} rows, every row checksummed alike; the application was stopped for {} s; the old StatefulSet is stopped and kept with its claim until spec.database.move is removed",
+        evidence.tables,
+        evidence.rows,
+        downtime.unwrap_or_default()
+    );
+    MoveStatus {
+        verification: Some(evidence),
+        switched: Some(Time(now)),
+        downtime_seconds: downtime,
+        ..transition(old, MovePhase::Switched, "Switched", message, now)
+    }
+}
+
+/// The Cluster's readiness and the state of the Job the move's phase waits for.
+pub async fn observe(
+    client: &Client,
+    stores: &Stores,
+    config: &Config,
+    system: &HealthSystem,
+    engine: Engine,
+) -> Result<Observed> {
+    let namespace = labels::namespace(system);
+    let cluster_ready = stores
+        .get(
+            &cnpg::cluster_resource().api_version,
+            "Cluster",
+            Some(&namespace),
+            cnpg::CLUSTER,
+        )
+        .is_some_and(|live| ClusterState::read(&live.data).primary_ready());
+    let id = crate::resources::migration::incarnation(system);
+    let asked = system.spec.database.engine_move.as_ref().map(|m| m.attempt);
+    let name = match jobs::status(system) {
+        Some(s) if Some(s.attempt) == asked && s.phase == MovePhase::Copying => {
+            Some(jobs::copy_job_name(&id, s.attempt))
+        }
+        Some(s) if Some(s.attempt) == asked && s.phase == MovePhase::Verifying => {
+            Some(jobs::verify_job_name(&id, s.attempt))
+        }
+        _ => None,
+    };
+    let job = match name {
+        Some(name) => migration::job(client, stores, &namespace, &name).await?,
+        None => JobState::Absent,
+    };
+    let refusal = if stores
+        .kind(&cnpg::cluster_resource().api_version, "Cluster")
+        .is_none()
+    {
+        Some("CloudNativePG's API (postgresql.cnpg.io/v1 Cluster) is not served here: install CloudNativePG, then restart the operator".to_string())
+    } else if !config.database.cloud_native_pg.api_server_named() {
+        Some("database.cloudNativePG.apiServer is not configured: a Cluster's instances could not reach the API server".to_string())
+    } else {
+        None
+    };
+    Ok(Observed {
+        engine,
+        refusal,
+        cluster_ready,
+        job,
+    })
+}
+
+#[cfg(test)]
+mod tests;
