@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::VerificationEvidence;
 
-/// A person's request to move the system's database onto another engine. The application is
-/// stopped from the start of the copy until the copy is verified and the system switched;
-/// the old StatefulSet and its claim are kept.
+/// A person's request to move the system's database onto another engine. The Cluster is made
+/// while the application runs; the application is stopped from the start of the copy until
+/// the copy is verified and the system switched; the old StatefulSet and its claim are kept.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseMove {
@@ -39,9 +39,10 @@ pub enum MoveTarget {
 /// Where a move stands.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MovePhase {
-    /// The application is stopped; the Cluster is being made.
+    /// The Cluster is being made; the application still runs on the old database.
     Preparing,
-    /// A Job copies the old database into the Cluster, once no application session is left.
+    /// The application is stopped; a Job copies the old database into the Cluster once no
+    /// session of the application is left.
     Copying,
     /// A Job compares both databases (row counts and checksums).
     Verifying,
@@ -67,7 +68,7 @@ impl MovePhase {
     /// Whether the application is held stopped (the old database must not change while it
     /// is copied and compared).
     pub fn holds_application(self) -> bool {
-        matches!(self, Self::Preparing | Self::Copying | Self::Verifying)
+        matches!(self, Self::Copying | Self::Verifying)
     }
 }
 

@@ -6,6 +6,7 @@
 //! its own.
 
 use healthsystem_test_support::cluster;
+use healthsystem_test_support::cnpg;
 use healthsystem_test_support::node;
 use healthsystem_test_support::operator;
 use healthsystem_test_support::pods;
@@ -15,6 +16,7 @@ use healthsystem_test_support::wait;
 mod application;
 mod backup;
 mod database;
+mod engine_move;
 mod isolation;
 mod migration;
 mod roles;
@@ -29,11 +31,16 @@ use serde_json::Value;
 
 pub use node::image;
 
-/// The operator's configuration on the real node, as a file.
+/// The operator's configuration on the real node, as a file: new systems on the StatefulSet
+/// (the default engine), and where CloudNativePG's instances reach the API server, for the
+/// systems that move onto it.
 fn write_config() -> PathBuf {
     let path = healthsystem_test_support::target_tmpdir()
         .join(format!("node-config-{}.yaml", std::process::id()));
-    let config = serde_json::to_string_pretty(&node::operator_config()).unwrap();
+    let mut config = node::operator_config();
+    config["database"]["cloudNativePG"]["apiServer"] =
+        serde_json::json!({ "cidrs": ["10.244.0.1/32"], "ports": [{ "port": 6443 }] });
+    let config = serde_json::to_string_pretty(&config).unwrap();
     std::fs::write(&path, config).unwrap();
     path
 }
@@ -44,6 +51,9 @@ pub async fn setup() -> Client {
     cluster::use_real_node();
     operator::use_config(CONFIG.get_or_init(write_config).clone());
     let client = cluster::client().await;
+    // Installed before the operator starts (it looks for the API once, at start), for the
+    // systems that move onto it.
+    cnpg::install(&client).await;
     operator::ensure_running(&client).await;
     client
 }

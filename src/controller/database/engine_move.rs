@@ -1,6 +1,6 @@
-//! Drives spec.database.move through its phases: Preparing (the application stopped, the
-//! Cluster made) -> Copying -> Verifying -> Switched, or Failed with a reason, when the
-//! application runs on the old database again. `advance` is pure: the old status, what was
+//! Drives spec.database.move through its phases: Preparing (the Cluster made while the
+//! application runs) -> Copying (the application stopped) -> Verifying -> Switched, or
+//! Failed with a reason, when the application runs on the old database again. `advance` is pure: the old status, what was
 //! observed and the time in, the new status out; the Jobs are built from the new status
 //! (`resources/engine_move.rs`), so a phase and its Job are applied in the same reconcile.
 
@@ -109,10 +109,10 @@ pub fn advance(
             phase: MovePhase::Preparing,
             attempt: spec.attempt,
             reason: "Preparing".into(),
-            message: "the application is stopped; waiting for the Cluster's primary".into(),
+            message: "waiting for the Cluster's primary; the application runs on the old database until the copy starts".into(),
             last_transition_time: Time(now),
             approved_by: spec.approved_by.clone(),
-            stopped: Some(Time(now)),
+            stopped: None,
             copies: other.map_or(0, |o| o.copies),
             verification: None,
             switched: None,
@@ -122,29 +122,33 @@ pub fn advance(
     let attempt = old.attempt;
     let next = match old.phase {
         MovePhase::Preparing
-            if !observed.cluster_ready && since(old.stopped.as_ref(), now) > PREPARE_DEADLINE =>
+            if !observed.cluster_ready
+                && since(&old.last_transition_time, now) > PREPARE_DEADLINE =>
         {
             transition(
                 &old,
                 MovePhase::Failed,
                 "ClusterNotReady",
                 format!(
-                    "the Cluster's primary was not ready {} s after the move started (its pods and `kubectl cnpg status` say why); {AFTER_FAILURE}",
+                    "the Cluster's primary was not ready {} s after the move started (its pods and `kubectl cnpg status` say why); the application was not stopped; raise spec.database.move.attempt to try again",
                     PREPARE_DEADLINE
                 ),
                 now,
             )
         }
-        MovePhase::Preparing if observed.cluster_ready => transition(
-            &old,
-            MovePhase::Copying,
-            "Copying",
-            format!(
-                "Job {} copies the old database into the Cluster once no session of the application is left",
-                jobs::copy_job_name(incarnation, attempt)
-            ),
-            now,
-        ),
+        MovePhase::Preparing if observed.cluster_ready => MoveStatus {
+            stopped: Some(Time(now)),
+            ..transition(
+                &old,
+                MovePhase::Copying,
+                "Copying",
+                format!(
+                    "the application is stopped; Job {} copies the old database into the Cluster once no session of the application is left",
+                    jobs::copy_job_name(incarnation, attempt)
+                ),
+                now,
+            )
+        },
         MovePhase::Copying => match &observed.job {
             JobState::Absent => old,
             JobState::Running(waiting) => transition(
@@ -198,13 +202,13 @@ pub fn advance(
     Some(next)
 }
 
-/// How long the application may stay stopped waiting for the Cluster's primary: a new
-/// Cluster's takes well under a minute here.
+/// How long the Cluster's primary may take to be ready: a new Cluster's takes well under a
+/// minute here.
 const PREPARE_DEADLINE: i64 = 600;
 
-/// Seconds from `from` to `now` (0 without a start).
-fn since(from: Option<&Time>, now: Timestamp) -> i64 {
-    from.map_or(0, |t| now.as_second() - t.0.as_second())
+/// Seconds from `from` to `now`.
+fn since(from: &Time, now: Timestamp) -> i64 {
+    now.as_second() - from.0.as_second()
 }
 
 /// A move that cannot start here: nothing stops, the reason says what is missing.

@@ -68,7 +68,10 @@ fn a_move_stops_the_application_copies_verifies_and_switches_with_its_downtime()
     );
     let phases: Vec<MovePhase> = steps.iter().map(|s| s.phase).collect();
     assert_eq!(phases, [Preparing, Copying, Copying, Verifying, Switched]);
-    assert!(steps[..4].iter().all(|s| s.phase.holds_application()));
+    // The application runs while the Cluster is made, and stops from the copy on.
+    assert!(!steps[0].phase.holds_application());
+    assert!(steps[1..4].iter().all(|s| s.phase.holds_application()));
+    assert_eq!(steps[1].stopped, Some(Time(at("2026-12-07T10:00:30Z"))));
     assert!(
         steps[1].message.contains("move-0a1b2c3d-copy-1"),
         "{}",
@@ -81,7 +84,7 @@ fn a_move_stops_the_application_copies_verifies_and_switches_with_its_downtime()
     );
     let switched = &steps[4];
     assert_eq!(switched.copies, 1);
-    assert_eq!(switched.downtime_seconds, Some(240));
+    assert_eq!(switched.downtime_seconds, Some(210));
     assert_eq!(switched.switched, Some(Time(done)));
     let evidence = switched.verification.as_ref().unwrap();
     assert!(evidence.passed);
@@ -204,6 +207,10 @@ fn a_cluster_that_never_becomes_ready_gives_the_application_back() {
     assert_eq!(
         (steps[2].phase, steps[2].reason.as_str()),
         (Failed, "ClusterNotReady")
+    );
+    assert!(
+        steps.iter().all(|s| s.stopped.is_none()),
+        "nothing was stopped"
     );
 }
 
