@@ -257,15 +257,41 @@ fn fleet_alert_rules_pass_their_promtool_tests() {
 
 #[test]
 fn rendered_system_alert_rules_pass_their_promtool_tests() {
-    // Exactly what the operator ships: the spec of the PrometheusRule it renders.
-    let out = operator(
-        &[
-            "render",
-            root().join("examples/lab-biomedica.yaml").to_str().unwrap(),
-        ],
-        None,
+    system_rules_pass("system-rules.test.yaml", None);
+}
+
+/// On CloudNativePG the same alerts read its exporter's series (`cnpg_`) and its claims.
+#[test]
+fn rendered_system_alert_rules_on_cloudnativepg_pass_their_promtool_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("operator.yaml");
+    std::fs::write(
+        &config,
+        "database:\n  engine: CloudNativePG\n  cloudNativePG:\n    apiServer: { cidrs: [10.96.0.1/32], ports: [{ port: 443 }] }\n",
+    )
+    .unwrap();
+    system_rules_pass(
+        "system-rules-cloudnativepg.test.yaml",
+        Some(config.to_str().unwrap()),
     );
-    assert!(out.status.success());
+}
+
+/// Renders examples/lab-biomedica.yaml (with the operator configuration `config`, if any)
+/// and runs promtool's `test` of `monitoring/tests/<tests>` on its PrometheusRule.
+fn system_rules_pass(tests: &str, config: Option<&str>) {
+    // Exactly what the operator ships: the spec of the PrometheusRule it renders.
+    let example = root().join("examples/lab-biomedica.yaml");
+    let mut args = vec!["render"];
+    if let Some(config) = config {
+        args.extend(["--config", config]);
+    }
+    args.push(example.to_str().unwrap());
+    let out = operator(&args, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let objects: Vec<serde_json::Value> =
         serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
     let rule = objects
@@ -279,21 +305,27 @@ fn rendered_system_alert_rules_pass_their_promtool_tests() {
     )
     .unwrap();
     std::fs::copy(
-        root().join("monitoring/tests/system-rules.test.yaml"),
-        dir.path().join("system-rules.test.yaml"),
+        root().join("monitoring/tests").join(tests),
+        dir.path().join(tests),
     )
     .unwrap();
     promtool(&["check", "rules", "system-rules.yaml"], dir.path());
-    promtool(&["test", "rules", "system-rules.test.yaml"], dir.path());
+    promtool(&["test", "rules", tests], dir.path());
 }
 
-/// Metrics documented by the PostgreSQL exporter (prometheus-community/postgres_exporter) and
-/// the kubelet that the per-system dashboard uses, plus Prometheus's own `up`.
+/// Metrics documented by the PostgreSQL exporter (prometheus-community/postgres_exporter),
+/// by CloudNativePG's exporter (its default queries; `tests/cnpg/engine.rs` scrapes them from a
+/// live instance) and the kubelet that the per-system dashboard uses, plus Prometheus's own
+/// `up`.
 const EXTERNAL_METRICS: &[&str] = &[
     "pg_up",
     "pg_stat_database_numbackends",
     "pg_settings_max_connections",
     "pg_database_size_bytes",
+    "cnpg_collector_up",
+    "cnpg_backends_total",
+    "cnpg_pg_settings_setting",
+    "cnpg_pg_database_size_bytes",
     "kubelet_volume_stats_available_bytes",
     "kubelet_volume_stats_capacity_bytes",
     "up",

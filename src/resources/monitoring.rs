@@ -6,10 +6,10 @@ use kube::api::DynamicObject;
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
-use super::database;
 use super::labels;
 use super::metadata::component_meta;
-use crate::api::HealthSystem;
+use super::{cnpg, database};
+use crate::api::{Engine, HealthSystem};
 use crate::config::Config;
 
 /// The Prometheus Operator's API group and version.
@@ -60,11 +60,51 @@ pub fn pod_monitor(system: &HealthSystem, config: &Config) -> DynamicObject {
     )
 }
 
-/// The system's own alerts: database down, volume filling up, connections near the limit.
+/// The series the alerts read, by engine: the StatefulSet's exporter (postgres_exporter's
+/// names) or CloudNativePG's own on each instance (`cnpg_`, from its default queries).
+struct Series {
+    /// 0 when no database answers.
+    up: String,
+    /// The data claims (`persistentvolumeclaim` matcher).
+    claims: String,
+    /// Connections in use, on the busiest server.
+    connections: String,
+    /// The connection limit.
+    max_connections: String,
+}
+
+fn series(ns: &str, engine: Engine) -> Series {
+    match engine {
+        Engine::StatefulSet => Series {
+            up: format!("pg_up{{namespace=\"{ns}\"}}"),
+            claims: format!("persistentvolumeclaim=\"{}\"", database::data_claim_name()),
+            connections: format!("sum(pg_stat_database_numbackends{{namespace=\"{ns}\"}})"),
+            max_connections: format!("max(pg_settings_max_connections{{namespace=\"{ns}\"}})"),
+        },
+        // Every instance reports itself: down when none is up (a lost primary alone is a
+        // failover, which DatabaseReady reports).
+        Engine::CloudNativePg => Series {
+            up: format!("max(cnpg_collector_up{{namespace=\"{ns}\"}})"),
+            claims: format!("persistentvolumeclaim=~\"{}-[0-9]+\"", cnpg::CLUSTER),
+            connections: format!("max(sum by (pod) (cnpg_backends_total{{namespace=\"{ns}\"}}))"),
+            max_connections: format!(
+                "max(cnpg_pg_settings_setting{{namespace=\"{ns}\",name=\"max_connections\"}})"
+            ),
+        },
+    }
+}
+
+/// The system's own alerts: database down, volume filling up, connections near the limit,
+/// on the series of the engine its database runs on.
 pub fn prometheus_rule(system: &HealthSystem, config: &Config) -> DynamicObject {
     let ns = labels::namespace(system);
     let name = labels::name(system);
-    let claim = database::data_claim_name();
+    let Series {
+        up,
+        claims,
+        connections,
+        max_connections,
+    } = series(&ns, super::engine(system, config));
     object(
         system,
         config,
@@ -74,21 +114,21 @@ pub fn prometheus_rule(system: &HealthSystem, config: &Config) -> DynamicObject 
             "rules": [
                 {
                     "alert": "HealthSystemDatabaseDown",
-                    "expr": format!("pg_up{{namespace=\"{ns}\"}} == 0"),
+                    "expr": format!("{up} == 0"),
                     "for": "5m",
                     "labels": { "severity": "critical", "healthsystem": name },
                     "annotations": { "summary": format!("The database of {name} is down") }
                 },
                 {
                     "alert": "HealthSystemVolumeFillingUp",
-                    "expr": format!("kubelet_volume_stats_available_bytes{{namespace=\"{ns}\",persistentvolumeclaim=\"{claim}\"}} / kubelet_volume_stats_capacity_bytes{{namespace=\"{ns}\",persistentvolumeclaim=\"{claim}\"}} < 0.15"),
+                    "expr": format!("kubelet_volume_stats_available_bytes{{namespace=\"{ns}\",{claims}}} / kubelet_volume_stats_capacity_bytes{{namespace=\"{ns}\",{claims}}} < 0.15"),
                     "for": "15m",
                     "labels": { "severity": "warning", "healthsystem": name },
                     "annotations": { "summary": format!("The database volume of {name} is more than 85% full") }
                 },
                 {
                     "alert": "HealthSystemConnectionsNearLimit",
-                    "expr": format!("sum(pg_stat_database_numbackends{{namespace=\"{ns}\"}}) / max(pg_settings_max_connections{{namespace=\"{ns}\"}}) > 0.8"),
+                    "expr": format!("{connections} / {max_connections} > 0.8"),
                     "for": "10m",
                     "labels": { "severity": "warning", "healthsystem": name },
                     "annotations": { "summary": format!("The database of {name} uses more than 80% of its connections") }

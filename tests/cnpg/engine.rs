@@ -278,3 +278,35 @@ async fn a_postgresql_17_system_runs_on_its_own_image() {
     .await;
     assert!(pods::last_line(&out).starts_with("17"), "{out}");
 }
+
+/// The series the per-system alert rules and dashboard read on this engine (`src/resources/
+/// monitoring.rs`, `tests/offline.rs`), served by a live instance's exporter through the
+/// `database` Service to Prometheus' namespace.
+#[tokio::test]
+async fn the_exporter_of_a_cluster_serves_the_series_the_alerts_and_dashboards_read() {
+    let client = setup().await;
+    let name = systems::create(&client, "cnpg-metrics", "lab-biomedica.yaml", |m| {
+        node::small_system(m);
+    })
+    .await;
+    systems::wait_ready(&client, &name).await;
+    chart::ensure_namespace(&client, "monitoring").await;
+    let pod = format!("scrape-{name}");
+    let target = format!("database.hs-{name}.svc");
+    let logs = pods::run_ok(
+        &client,
+        pods::scraper("monitoring", &pod, &target, "cnpg_collector_up", "cnpg_"),
+    )
+    .await;
+    let line = |prefix: &str, contains: &str| {
+        logs.lines()
+            .find(|l| l.starts_with(prefix) && l.contains(contains))
+            .unwrap_or_else(|| panic!("no {prefix}..{contains} in:\n{logs}"))
+            .to_string()
+    };
+    assert!(line("cnpg_collector_up", "").ends_with(" 1"), "{logs}");
+    line("cnpg_backends_total{", "datname=");
+    line("cnpg_pg_database_size_bytes{", "datname=\"app\"");
+    let limit = line("cnpg_pg_settings_setting{", "name=\"max_connections\"");
+    eprintln!("{limit}");
+}

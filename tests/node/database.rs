@@ -7,9 +7,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 
-use crate::pods::{self, Script};
+use crate::pods;
 use crate::wait::until;
-use crate::{image, ns, ready_system, setup};
+use crate::{ns, ready_system, setup};
 
 #[tokio::test]
 async fn database_runs_logs_in_and_keeps_its_rows_across_a_pod_restart() {
@@ -106,27 +106,10 @@ async fn exporter_reports_the_database_up_to_the_monitoring_namespace() {
         Err(e) => panic!("namespace monitoring: {e}"),
     }
     let pod_name = format!("scrape-{name}");
+    let target = format!("database.{}.svc", ns(&name));
     let logs = pods::run_ok(
         &client,
-        Script {
-            namespace: "monitoring",
-            name: &pod_name,
-            labels: Default::default(),
-            image: image("HS_IMAGE_POSTGRES15"),
-            // A plain HTTP GET with bash's /dev/tcp, retried until the exporter answers.
-            script: format!(
-                "scrape() {{ exec 3<>/dev/tcp/database.{}.svc/9187 && \
-                   printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3 >/tmp/metrics; }}\n\
-                 for i in $(seq 1 60); do\n\
-                   (scrape) 2>/dev/null && grep -q '^pg_up 1' /tmp/metrics && break\n\
-                   sleep 1\n\
-                 done\n\
-                 grep '^pg_up ' /tmp/metrics",
-                ns(&name)
-            ),
-            env_from_secret: None,
-            claim: None,
-        },
+        pods::scraper("monitoring", &pod_name, &target, "pg_up 1", "pg_up "),
     )
     .await;
     assert_eq!(logs.trim(), "pg_up 1");

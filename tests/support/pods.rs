@@ -183,6 +183,35 @@ pub fn login<'a>(
     }
 }
 
+/// A pod in `namespace` (Prometheus' namespace, which the database's policy lets scrape)
+/// that fetches `http://<target>:9187/metrics` with bash's /dev/tcp until a line starts with
+/// `ready`, then prints the lines starting with `prefix`.
+pub fn scraper<'a>(
+    namespace: &'a str,
+    name: &'a str,
+    target: &str,
+    ready: &str,
+    prefix: &str,
+) -> Script<'a> {
+    Script {
+        namespace,
+        name,
+        labels: BTreeMap::new(),
+        image: crate::node::image("HS_IMAGE_POSTGRES15"),
+        script: format!(
+            "scrape() {{ exec 3<>/dev/tcp/{target}/9187 && \
+               printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3 >/tmp/metrics; }}\n\
+             for i in $(seq 1 60); do\n\
+               (scrape) 2>/dev/null && grep -q '^{ready}' /tmp/metrics && break\n\
+               sleep 1\n\
+             done\n\
+             grep '^{prefix}' /tmp/metrics"
+        ),
+        env_from_secret: None,
+        claim: None,
+    }
+}
+
 /// What the last statement of a psql script printed.
 pub fn last_line(output: &str) -> &str {
     output.trim().lines().last().unwrap_or_default()
