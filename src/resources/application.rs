@@ -113,10 +113,14 @@ pub fn service(system: &HealthSystem, app: &Application) -> Service {
 }
 
 /// The replicas the Deployment gets: the spec's, or none while a migration has not cut over
-/// (the source is still the live system; see `migration::holds_application`) or while a
-/// move copies and compares the database (`engine_move::holds_application`).
+/// (the source is still the live system; see `migration::holds_application`), while a
+/// move copies and compares the database (`engine_move::holds_application`), or while a
+/// restore from a backup runs (the database is empty until then, and a restore refuses a
+/// database that holds a table).
 pub fn replicas(system: &HealthSystem, app: &Application) -> i32 {
-    if super::migration::holds_application(system) || super::engine_move::holds_application(system)
+    if super::migration::holds_application(system)
+        || super::engine_move::holds_application(system)
+        || super::restore_pods::pending(system)
     {
         0
     } else {

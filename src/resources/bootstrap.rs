@@ -22,7 +22,7 @@ use super::labels::{self, MANAGED_BY, MANAGER, OWNER_UID};
 use super::pod::{empty_dir, env, secret_key_env};
 use super::restore_pods::restore_pods;
 pub use super::restore_pods::{COMPONENT_NAME, database_peer, pending, source};
-use crate::api::{BackupSource, HealthSystem};
+use crate::api::{BackupSource, Engine, HealthSystem};
 use crate::config::{Config, ObjectStore};
 
 /// Name of the restore Job, its Secret and its policy in the restore namespace.
@@ -48,15 +48,20 @@ fn meta(system: &HealthSystem, config: &Config) -> ObjectMeta {
 }
 
 /// The new database's login for the restore pod: the `app` role's Secret's values (copied
-/// by the controller) and where the database is.
+/// by the controller, with a Cluster's CA certificate as `ca.crt`) and where the database is:
+/// on CloudNativePG a name its server certificate carries.
 pub fn login_secret(
     system: &HealthSystem,
     config: &Config,
     data: BTreeMap<String, k8s_openapi::ByteString>,
 ) -> Secret {
     let mut data = data;
+    let suffix = match super::engine(system, config) {
+        Engine::StatefulSet => ".cluster.local",
+        Engine::CloudNativePg => "",
+    };
     let host = format!(
-        "{}.{}.svc.cluster.local",
+        "{}.{}.svc{suffix}",
         database::SERVICE,
         labels::namespace(system)
     );
@@ -96,14 +101,21 @@ pub fn job(
     }
     let restore = agent_container(system, config, "restore", "drill", environment, Vec::new());
     let metadata = meta(system, config);
+    let mut spec = super::drill::restore_job_spec(
+        config,
+        metadata.labels.clone().unwrap_or_default(),
+        restore,
+        vec![empty_dir("agent")],
+        None,
+    );
+    if super::engine(system, config) == Engine::CloudNativePg
+        && let Some(pod) = spec.template.spec.as_mut()
+    {
+        // TLS logins only: verified against the Cluster's CA, copied into the login.
+        super::cnpg::verify_server_from(pod, &login);
+    }
     Job {
-        spec: Some(super::drill::restore_job_spec(
-            config,
-            metadata.labels.clone().unwrap_or_default(),
-            restore,
-            vec![empty_dir("agent")],
-            None,
-        )),
+        spec: Some(spec),
         metadata,
         ..Job::default()
     }
@@ -194,6 +206,35 @@ mod tests {
             .find(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == "database-ingress")
             .unwrap();
         policy["spec"]["ingress"][0]["from"].clone()
+    }
+
+    #[test]
+    fn a_restore_into_a_cluster_verifies_it_with_the_cas_copy_under_a_name_it_carries() {
+        let system = system(None);
+        let mut config = config();
+        config.database.engine = Engine::CloudNativePg;
+        let job = job(
+            &system,
+            &config,
+            config.backup.object_store.as_ref().unwrap(),
+            source(&system).unwrap(),
+        );
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let env: BTreeMap<String, String> = pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+            .collect();
+        assert_eq!(env["PGSSLMODE"], "verify-full");
+        let volumes = serde_json::to_value(&pod.volumes).unwrap().to_string();
+        assert!(
+            volumes.contains(r#""secretName":"bootstrap-lab-new""#),
+            "the CA from the copied login: {volumes}"
+        );
+        let copy = login_secret(&system, &config, BTreeMap::new());
+        let host = copy.data.unwrap()["host"].0.clone();
+        assert_eq!(String::from_utf8(host).unwrap(), "database.hs-lab-new.svc");
     }
 
     #[test]

@@ -251,6 +251,12 @@ pub fn network_policy(system: &HealthSystem, config: &Config) -> NetworkPolicy {
 /// `psql`, `pg_dump`, the backup agent and most drivers read, and as DATABASE_SSLMODE and
 /// DATABASE_SSLROOTCERT beside the application's other DATABASE_ variables.
 pub fn verify_server(pod: &mut PodSpec) {
+    verify_server_from(pod, CA_SECRET);
+}
+
+/// [`verify_server`] with the CA's certificate (key `ca.crt`) from the Secret `secret`: a
+/// pod outside the system's namespace gets a copy of it.
+pub fn verify_server_from(pod: &mut PodSpec, secret: &str) {
     let root = format!("{CA_MOUNT}/ca.crt");
     for container in &mut pod.containers {
         let env = container.env.get_or_insert_default();
@@ -279,7 +285,7 @@ pub fn verify_server(pod: &mut PodSpec) {
     pod.volumes.get_or_insert_default().push(Volume {
         name: "database-ca".into(),
         secret: Some(SecretVolumeSource {
-            secret_name: Some(CA_SECRET.into()),
+            secret_name: Some(secret.into()),
             items: Some(vec![KeyToPath {
                 key: "ca.crt".into(),
                 path: "ca.crt".into(),

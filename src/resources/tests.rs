@@ -825,3 +825,23 @@ fn after_the_switch_the_system_runs_on_the_cluster_and_keeps_the_old_statefulset
     assert_eq!(released.engine, Engine::CloudNativePg);
     assert!(released.database.is_none());
 }
+
+#[test]
+fn the_application_waits_for_the_restore_of_its_database() {
+    let mut restoring = system(json!({}));
+    restoring.spec.database.bootstrap =
+        Some(serde_json::from_value(json!({ "fromBackup": { "namespace": "hs-old" } })).unwrap());
+    let replicas = |system: &HealthSystem| {
+        Desired::build(system, &Config::default())
+            .application
+            .and_then(|d| d.spec)
+            .and_then(|s| s.replicas)
+    };
+    assert_eq!(replicas(&restoring), Some(0));
+    let mut restored = restoring.clone();
+    restored.status = Some(
+        serde_json::from_value(json!({ "database": { "bootstrap": { "phase": "Restored" } } }))
+            .unwrap(),
+    );
+    assert_eq!(replicas(&restored), Some(2));
+}

@@ -11,6 +11,7 @@ use healthsystem_test_support::node;
 use healthsystem_test_support::objectstore;
 use healthsystem_test_support::operator;
 use healthsystem_test_support::pods;
+use healthsystem_test_support::restore::{self, secret};
 use healthsystem_test_support::systems;
 use healthsystem_test_support::wait;
 
@@ -25,7 +26,6 @@ use age::secrecy::ExposeSecret;
 use futures::TryStreamExt;
 use healthsystem_operator::backup::manifest::{self, Manifest};
 use healthsystem_operator::backup::store;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -75,39 +75,8 @@ fn write_config() -> PathBuf {
     path
 }
 
-/// The restore namespace's read credentials (every prefix).
-static READER_CREDENTIALS: OnceLock<(String, String)> = OnceLock::new();
-
-/// The platform's restore namespace: the private key and read access to every prefix,
-/// where drills run and nowhere else.
-const RESTORE_NAMESPACE: &str = "healthsystem-restore";
-
-fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
-    Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-        ),
-        ..Default::default()
-    }
-}
-
-/// Creates `object` unless it exists.
-async fn create<K>(api: &Api<K>, object: &K)
-where
-    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.create(&PostParams::default(), object).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("create: {e}"),
-    }
-}
+/// The platform's restore namespace.
+const RESTORE_NAMESPACE: &str = restore::NAMESPACE;
 
 async fn setup() -> Client {
     static CONFIG: OnceLock<PathBuf> = OnceLock::new();
@@ -116,34 +85,8 @@ async fn setup() -> Client {
     let path = CONFIG.get_or_init(write_config).clone();
     operator::use_config(path);
     let client = cluster::client().await;
-    let (access, secret_key) =
-        READER_CREDENTIALS.get_or_init(|| store().add_reader("platform-restore"));
-    let namespace = k8s_openapi::api::core::v1::Namespace {
-        metadata: kube::api::ObjectMeta {
-            name: Some(RESTORE_NAMESPACE.into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    create(&Api::all(client.clone()), &namespace).await;
-    let secrets = Api::<Secret>::namespaced(client.clone(), RESTORE_NAMESPACE);
     let identity = identity().to_string();
-    create(
-        &secrets,
-        &secret(
-            "backup-restore-identity",
-            &[("identity", identity.expose_secret())],
-        ),
-    )
-    .await;
-    create(
-        &secrets,
-        &secret(
-            "backup-restore-credentials",
-            &[("accessKeyId", access), ("secretAccessKey", secret_key)],
-        ),
-    )
-    .await;
+    restore::prepare(&client, store(), identity.expose_secret()).await;
     // Backups, drills, bootstrap restores and final backups, all under exactly the access the
     // chart grants with an object store (and its tenant admission policy in force).
     chart::operator_with_chart_access(&client, &chart_values()).await;
@@ -733,7 +676,7 @@ async fn a_new_system_starts_from_the_backup_of_a_deleted_one() {
         "latest is the final backup: {restored:?}"
     );
     assert_eq!((restored.tables, restored.rows), (1, 4010), "{restored:?}");
-    let reader = READER_CREDENTIALS.get().unwrap();
+    let reader = restore::reader(store());
     let restore_view = store::connect(&store().settings(&reader.0, &reader.1)).unwrap();
     let kept = list(&restore_view, &old_ns).await.unwrap();
     assert_eq!(
@@ -820,7 +763,7 @@ async fn a_backup_and_its_drill_of_a_sized_database_are_timed() {
     let summary = agent_summary(&log);
     assert_eq!(summary["rows"], json!(rows), "{summary}");
     let id = summary["backup"].as_str().unwrap().to_string();
-    let reader = READER_CREDENTIALS.get().unwrap();
+    let reader = restore::reader(store());
     let restore_view = store::connect(&store().settings(&reader.0, &reader.1)).unwrap();
     let manifest: Manifest = serde_json::from_slice(
         &read(&restore_view, &format!("{namespace}/{id}/manifest.json"))

@@ -11,15 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use age::secrecy::ExposeSecret;
 use healthsystem_operator::api::HealthSystem;
 use healthsystem_test_support::objectstore::Store;
 use healthsystem_test_support::pods;
 use healthsystem_test_support::wait::until;
-use healthsystem_test_support::{chart, cluster, cnpg, node, operator, systems};
-use k8s_openapi::ByteString;
+use healthsystem_test_support::{chart, cluster, cnpg, node, operator, restore, systems};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams};
 use serde_json::json;
 
 fn store() -> &'static Store {
@@ -33,15 +33,21 @@ fn store() -> &'static Store {
     })
 }
 
+/// The private key restores hold; the operator gets only its public key.
+fn identity() -> &'static age::x25519::Identity {
+    static IDENTITY: OnceLock<age::x25519::Identity> = OnceLock::new();
+    IDENTITY.get_or_init(age::x25519::Identity::generate)
+}
+
 /// The node's operator configuration with new systems on CloudNativePG; the API server as
 /// pods reach it is the bridge address the local cluster advertises. Backups go to the S3
-/// server by the agent of this build's image (no drills: they restore into a server of their
-/// own, not into the system's).
+/// server by the agent of this build's image, and restore into new systems from the restore
+/// namespace (no drills: they restore into a server of their own, not into a Cluster).
 fn write_config() -> PathBuf {
     let mut config = node::operator_config();
     let binary = Path::new(env!("CARGO_BIN_EXE_healthsystem-operator"));
     config["images"]["operator"] = json!(node::operator_image(binary));
-    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    let recipient = identity().to_public().to_string();
     config["backup"] = json!({
         "objectStore": store().config(),
         "recipients": [recipient],
@@ -83,8 +89,36 @@ pub async fn setup() -> Client {
         assert!(chart::apply(&client, policy, false).await);
     }
     operator::use_config(write_config());
+    restore::prepare(&client, store(), identity().to_string().expose_secret()).await;
     operator::ensure_running(&client).await;
     client
+}
+
+/// Gives the system's namespace its own store credentials (as the platform's provisioning
+/// does) and runs a backup Job made from its CronJob; the Job's log.
+async fn backup_now(client: &Client, namespace: &str, job: &str) -> String {
+    let (access, secret_key) = store().add_user(namespace);
+    let credentials = restore::secret(
+        "backup-store-credentials",
+        &[("accessKeyId", &access), ("secretAccessKey", &secret_key)],
+    );
+    restore::create(
+        &Api::<Secret>::namespaced(client.clone(), namespace),
+        &credentials,
+    )
+    .await;
+    let (succeeded, log) = systems::run_backup_job(client, namespace, job).await;
+    assert!(succeeded, "the backup failed:\n{log}");
+    log
+}
+
+/// The Cluster's CA certificate of the system `name`.
+async fn cluster_ca(client: &Client, name: &str) -> String {
+    let ca = Api::<Secret>::namespaced(client.clone(), &format!("hs-{name}"))
+        .get("postgres-ca")
+        .await
+        .unwrap();
+    String::from_utf8(ca.data.unwrap()["ca.crt"].0.clone()).unwrap()
 }
 
 #[tokio::test]
@@ -118,11 +152,7 @@ async fn a_system_on_the_cloudnativepg_engine_replicates_verifies_tls_and_report
     let cluster = cnpg::get(&client, &namespace, "postgres").await.unwrap();
     assert_eq!(cluster.data["spec"]["instances"], 2);
 
-    let ca = Api::<Secret>::namespaced(client.clone(), &namespace)
-        .get("postgres-ca")
-        .await
-        .unwrap();
-    let ca = String::from_utf8(ca.data.unwrap()["ca.crt"].0.clone()).unwrap();
+    let ca = cluster_ca(&client, &name).await;
 
     // The application: verify-full through `database`, an ordinary role owning its database;
     // plaintext refused; its row read on a replica (verified by the -ro Service's name).
@@ -213,26 +243,7 @@ async fn a_system_on_the_cloudnativepg_engine_replicates_verifies_tls_and_report
     assert_eq!(pods::last_line(&out), "43", "{out}");
 
     // A backup by the agent, through `database` with verify-full: both rows.
-    let (access, secret_key) = store().add_user(&namespace);
-    let credentials = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("backup-store-credentials".into()),
-            ..Default::default()
-        },
-        data: Some(
-            [("accessKeyId", &access), ("secretAccessKey", &secret_key)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-        ),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(client.clone(), &namespace)
-        .create(&PostParams::default(), &credentials)
-        .await
-        .unwrap();
-    let (succeeded, log) = systems::run_backup_job(&client, &namespace, "backup-tls").await;
-    assert!(succeeded, "the backup failed:\n{log}");
+    let log = backup_now(&client, &namespace, "backup-tls").await;
     let summary = log
         .lines()
         .rev()
@@ -259,11 +270,7 @@ async fn a_postgresql_17_system_runs_on_its_own_image() {
         cluster.data["spec"]["imageName"],
         node::image("HS_IMAGE_POSTGRES17")
     );
-    let ca = Api::<Secret>::namespaced(client.clone(), &namespace)
-        .get("postgres-ca")
-        .await
-        .unwrap();
-    let ca = String::from_utf8(ca.data.unwrap()["ca.crt"].0.clone()).unwrap();
+    let ca = cluster_ca(&client, &name).await;
     let out = pods::run_ok(
         &client,
         pods::login(
@@ -309,4 +316,66 @@ async fn the_exporter_of_a_cluster_serves_the_series_the_alerts_and_dashboards_r
     line("cnpg_pg_database_size_bytes{", "datname=\"app\"");
     let limit = line("cnpg_pg_settings_setting{", "name=\"max_connections\"");
     eprintln!("{limit}");
+}
+
+/// Disaster recovery on this engine: a new system starts from another's backup. The restore
+/// Job, in the restore namespace, verifies the new Cluster with a copy of its CA.
+#[tokio::test]
+async fn a_new_system_on_the_engine_starts_from_another_systems_backup() {
+    let client = setup().await;
+    let old = systems::create(&client, "cnpg-old", "lab-biomedica.yaml", |m| {
+        node::small_system(m);
+    })
+    .await;
+    let old_ns = format!("hs-{old}");
+    systems::wait_ready(&client, &old).await;
+    let fingerprint =
+        "SELECT count(*) || ' ' || md5(string_agg(t::text, ',' ORDER BY id)) FROM visits t";
+    let written = pods::run_ok(
+        &client,
+        pods::login(
+            &old_ns,
+            "fill",
+            &old,
+            "database-credentials",
+            &cluster_ca(&client, &old).await,
+            &format!(
+                "psql -v ON_ERROR_STOP=1 -qtA -c \"CREATE TABLE visits (id int PRIMARY KEY, note text); INSERT INTO visits SELECT i, 'v' || i FROM generate_series(1, 2500) i\" && psql -v ON_ERROR_STOP=1 -tA -c \"{fingerprint}\""
+            ),
+        ),
+    )
+    .await;
+    let written = pods::last_line(&written).to_string();
+    assert!(written.starts_with("2500 "), "{written}");
+    backup_now(&client, &old_ns, "backup-source").await;
+
+    let new = systems::create(&client, "cnpg-new", "lab-biomedica.yaml", |m| {
+        node::small_system(m);
+        m["spec"]["database"]["bootstrap"] = json!({ "fromBackup": { "namespace": old_ns } });
+    })
+    .await;
+    let system = systems::wait_ready(&client, &new).await;
+    let bootstrap = system
+        .status
+        .and_then(|s| s.database)
+        .and_then(|d| d.bootstrap)
+        .unwrap();
+    assert_eq!(
+        (bootstrap.phase.as_str(), bootstrap.rows),
+        ("Restored", 2500),
+        "{bootstrap:?}"
+    );
+    let read = pods::run_ok(
+        &client,
+        pods::login(
+            &format!("hs-{new}"),
+            "read",
+            &new,
+            "database-credentials",
+            &cluster_ca(&client, &new).await,
+            &format!("psql -v ON_ERROR_STOP=1 -tA -c \"{fingerprint}\""),
+        ),
+    )
+    .await;
+    assert_eq!(pods::last_line(&read), written, "the same rows");
 }

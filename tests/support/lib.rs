@@ -14,6 +14,7 @@ pub mod node;
 pub mod objectstore;
 pub mod operator;
 pub mod pods;
+pub mod restore;
 pub mod settings;
 pub mod systems;
 pub mod wait;

@@ -20,7 +20,7 @@ use crate::controller::context::Context;
 use crate::controller::runtime::job_state::{condition as condition_true, finished};
 use crate::error::{AtStep, Result, Step};
 use crate::resources::labels;
-use crate::resources::{bootstrap, database};
+use crate::resources::{bootstrap, cnpg, database};
 
 fn restoring(message: String) -> BootstrapStatus {
     BootstrapStatus {
@@ -134,20 +134,26 @@ pub async fn bootstrap(
             "waiting for the new database to start before restoring into it".into(),
         )));
     }
-    start(system, ctx, store, source).await?;
+    if !start(system, ctx, store, source).await? {
+        return Ok(Some(restoring(format!(
+            "waiting for the Cluster's CA certificate (Secret {}) before restoring into it",
+            cnpg::CA_SECRET
+        ))));
+    }
     Ok(Some(restoring(format!(
         "restore of backup {} of {} started (Job {namespace}/{name})",
         source.backup, source.namespace
     ))))
 }
 
-/// Copies the new database's login, opens the restore pod's path, creates the Job.
+/// Copies the new database's login, opens the restore pod's path, creates the Job; false
+/// while a Cluster's CA certificate, which the restore verifies the server with, is not there.
 async fn start(
     system: &HealthSystem,
     ctx: &Context,
     store: &crate::config::ObjectStore,
     source: &crate::api::BackupSource,
-) -> Result<()> {
+) -> Result<bool> {
     let namespace = &ctx.config.backup.drills.namespace;
     // The login is read once, here, by name (the operator keeps no Secret value), and copied.
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &labels::namespace(system));
@@ -157,10 +163,23 @@ async fn start(
         .at(Step::Bootstrap, format!("Secret {}", database::SECRET))?
         .and_then(|s| s.data)
         .unwrap_or_default();
-    let data: BTreeMap<_, _> = login
+    let mut data: BTreeMap<_, _> = login
         .into_iter()
         .filter(|(k, _)| ["username", "database", database::PASSWORD_KEY].contains(&k.as_str()))
         .collect();
+    if crate::resources::engine(system, &ctx.config) == crate::api::Engine::CloudNativePg {
+        // The restore verifies the server: the Cluster's CA certificate (never its key).
+        let ca = secrets
+            .get_opt(cnpg::CA_SECRET)
+            .await
+            .at(Step::Bootstrap, format!("Secret {}", cnpg::CA_SECRET))?
+            .and_then(|s| s.data)
+            .and_then(|mut d| d.remove("ca.crt"));
+        let Some(ca) = ca else {
+            return Ok(false);
+        };
+        data.insert("ca.crt".into(), ca);
+    }
     let copy = bootstrap::login_secret(system, &ctx.config, data);
     crate::controller::apply::apply_one(&ctx.client, &copy, Step::Bootstrap).await?;
     crate::controller::apply::apply_one(
@@ -176,9 +195,9 @@ async fn start(
     {
         Ok(_) => {
             info!(namespace, "bootstrap restore started");
-            Ok(())
+            Ok(true)
         }
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(true),
         Err(e) => Err(e).at(Step::Bootstrap, format!("Job {}", bootstrap::name(system))),
     }
 }

@@ -20,6 +20,20 @@ pub fn condition(
     lost: Option<&String>,
     stamp: Stamp,
 ) -> Condition {
+    // A database that runs but whose restore (spec.database.bootstrap) has not succeeded is
+    // not ready, whatever its engine: its clients would find it empty.
+    let unrestored = observed
+        .bootstrap
+        .as_ref()
+        .filter(|b| b.phase != "Restored")
+        .map(|restore| {
+            let reason = if restore.phase == "Failed" {
+                BOOTSTRAP_FAILED
+            } else {
+                "Restoring"
+            };
+            stamp.condition(types::DATABASE, false, reason, restore.message.clone())
+        });
     if let Some(refusal) = &observed.version_refused {
         stamp.condition(
             types::DATABASE,
@@ -71,7 +85,10 @@ pub fn condition(
                         state.message
                     ),
                 ),
-                None => state,
+                None => match unrestored {
+                    Some(restoring) if state.status == "True" => restoring,
+                    _ => state,
+                },
             }
         } else {
             stamp.condition(types::DATABASE, false, "EngineNotInstalled", "this system's database runs on CloudNativePG, whose API (postgresql.cnpg.io/v1 Cluster) this cluster does not serve; install CloudNativePG (docs/cloudnativepg.md), then restart the operator".into())
@@ -100,17 +117,8 @@ pub fn condition(
             "DatabaseStarting",
             "waiting for the database pod".into(),
         )
-    } else if let Some(restore) = observed
-        .bootstrap
-        .as_ref()
-        .filter(|b| b.phase != "Restored")
-    {
-        let reason = if restore.phase == "Failed" {
-            BOOTSTRAP_FAILED
-        } else {
-            "Restoring"
-        };
-        stamp.condition(types::DATABASE, false, reason, restore.message.clone())
+    } else if let Some(restoring) = unrestored {
+        restoring
     } else {
         stamp.condition(
             types::DATABASE,

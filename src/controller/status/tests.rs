@@ -508,6 +508,42 @@ fn a_refused_cluster_lands_in_database_ready() {
     assert_eq!(get(&status, types::NAMESPACE).status, "True");
 }
 
+/// A Cluster that runs but whose restore from a backup has not succeeded is not ready: its
+/// clients would find it empty (it said DatabaseRunning while the restore ran).
+#[test]
+fn a_cluster_being_restored_into_is_not_ready_until_restored() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let mut observed = healthy();
+    observed.engine = crate::api::Engine::CloudNativePg;
+    observed.engine_api = true;
+    observed.cluster = Some(cluster::ClusterState::read(&json!({
+        "spec": { "instances": 1 },
+        "status": { "readyInstances": 1, "currentPrimary": "postgres-1",
+                    "phase": "Cluster in healthy state" }
+    })));
+    let restore = |phase: &str| {
+        Some(crate::api::BootstrapStatus {
+            phase: phase.into(),
+            message: format!("restore {phase}"),
+            ..Default::default()
+        })
+    };
+    for (phase, reason, ready) in [
+        ("Restoring", "Restoring", "False"),
+        ("Failed", BOOTSTRAP_FAILED, "False"),
+        ("Restored", "DatabaseRunning", "True"),
+    ] {
+        observed.bootstrap = restore(phase);
+        let status = evaluate(&system("24h", now), &observed, now);
+        let database = get(&status, types::DATABASE);
+        assert_eq!(
+            (database.status.as_str(), database.reason.as_str()),
+            (ready, reason),
+            "{phase}"
+        );
+    }
+}
+
 /// More instances than the tier allows: the bound runs, and DatabaseReady says what was
 /// asked, the bound and where it is set, with the Cluster's own state.
 #[test]
