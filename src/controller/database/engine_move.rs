@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use kube::Client;
 
-use crate::api::{DatabaseMove, Engine, HealthSystem, MovePhase, MoveStatus};
+use crate::api::{DatabaseMove, Engine, HealthSystem, MigrationPhase, MovePhase, MoveStatus};
 use crate::config::Config;
 use crate::controller::cache::kinds::Stores;
 use crate::controller::migration::{self, JobState};
@@ -295,6 +295,27 @@ fn verified(old: &MoveStatus, report: &str, at: Timestamp, now: Timestamp) -> Mo
     }
 }
 
+/// Why the database cannot be copied now: it is still being filled by a migration or a
+/// restore (a copy would take half of it, and their Jobs write into the old database).
+pub fn busy(system: &HealthSystem) -> Option<&'static str> {
+    let status = system.status.as_ref();
+    let migrating = system.spec.migration.is_some()
+        && status
+            .and_then(|s| s.migration.as_ref())
+            .is_none_or(|m| m.phase != MigrationPhase::CutOver);
+    if migrating {
+        Some(
+            "a migration into this system is under way (spec.migration): move it after its cutover",
+        )
+    } else if crate::resources::restore_pods::pending(system) {
+        Some(
+            "the database is still being restored from a backup (spec.database.bootstrap): move it once restored",
+        )
+    } else {
+        None
+    }
+}
+
 /// The Cluster's readiness and the state of the Job the move's phase waits for.
 pub async fn observe(
     client: &Client,
@@ -327,7 +348,9 @@ pub async fn observe(
         Some(name) => migration::job(client, stores, &namespace, &name).await?,
         None => JobState::Absent,
     };
-    let refusal = if stores
+    let refusal = if let Some(why) = busy(system) {
+        Some(why.to_string())
+    } else if stores
         .kind(&cnpg::cluster_resource().api_version, "Cluster")
         .is_none()
     {

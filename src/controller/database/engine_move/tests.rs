@@ -302,3 +302,38 @@ fn withdrawing_a_move_under_way_releases_the_application_and_a_switch_stays_reco
     );
     assert_eq!(later, Some(switched));
 }
+
+#[test]
+fn a_database_still_being_filled_is_not_moved() {
+    let base = || -> HealthSystem {
+        crate::api::validation::validate(&json!({
+            "apiVersion": "sdc.gov.rs/v1alpha1", "kind": "HealthSystem",
+            "metadata": { "name": "lab" },
+            "spec": {
+                "institution": { "displayName": "Lab", "registryId": "07151950", "ownership": "Private" },
+                "database": { "version": "15", "storage": "10Gi" }
+            }
+        }))
+        .unwrap()
+    };
+    assert_eq!(busy(&base()), None);
+    let mut migrating = base();
+    migrating.spec.migration = Some(
+        serde_json::from_value(json!({
+            "source": { "host": "legacy", "database": "his", "secretName": "legacy",
+                        "network": { "cidr": "10.0.0.1/32" } }
+        }))
+        .unwrap(),
+    );
+    assert!(busy(&migrating).unwrap().contains("spec.migration"));
+    migrating.status = Some(
+        serde_json::from_value(json!({ "migration": { "phase": "CutOver", "attempt": 1,
+            "reason": "CutOver", "lastTransitionTime": "2026-12-07T10:00:00Z" } }))
+        .unwrap(),
+    );
+    assert_eq!(busy(&migrating), None, "after its cutover");
+    let mut restoring = base();
+    restoring.spec.database.bootstrap =
+        Some(serde_json::from_value(json!({ "fromBackup": { "namespace": "hs-old" } })).unwrap());
+    assert!(busy(&restoring).unwrap().contains("restored"));
+}
