@@ -318,13 +318,41 @@ async fn advance_migration(
         && (old.map(|o| (o.phase, o.attempt, &o.reason))
             != Some((new.phase, new.attempt, &new.reason)))
     {
+        let warning = new.phase == MigrationPhase::Failed || new.reason == "ReimportRefused";
+        let step = PhaseStep {
+            what: "migration",
+            phase: new.phase.as_str(),
+            attempt: new.attempt,
+            reason: &new.reason,
+            message: &new.message,
+            warning,
+        };
+        step.tell(system, ctx, "Migration", "Migrate").await;
+    }
+    Ok(new)
+}
+
+/// A change of a migration's or a move's phase, told in the log and as an event.
+struct PhaseStep<'a> {
+    what: &'static str,
+    phase: &'static str,
+    attempt: i32,
+    reason: &'a str,
+    message: &'a str,
+    warning: bool,
+}
+
+impl PhaseStep<'_> {
+    /// Logs it and publishes the event `<prefix><reason>` for `action`.
+    async fn tell(&self, system: &HealthSystem, ctx: &Context, prefix: &str, action: &str) {
         info!(
-            phase = new.phase.as_str(),
-            attempt = new.attempt,
-            reason = new.reason,
-            "migration"
+            phase = self.phase,
+            attempt = self.attempt,
+            reason = self.reason,
+            "{}",
+            self.what
         );
-        let type_ = if new.phase == MigrationPhase::Failed || new.reason == "ReimportRefused" {
+        let type_ = if self.warning {
             EventType::Warning
         } else {
             EventType::Normal
@@ -333,13 +361,12 @@ async fn advance_migration(
             &ctx.recorder,
             &system.object_ref(&()),
             type_,
-            format!("Migration{}", new.reason),
-            new.message.chars().take(1000).collect(),
-            "Migrate",
+            format!("{prefix}{}", self.reason),
+            self.message.chars().take(1000).collect(),
+            action,
         )
         .await;
     }
-    Ok(new)
 }
 
 /// The move's status after a look at the Cluster and its Job, with an event when its phase
@@ -363,26 +390,15 @@ async fn advance_move(
         && old.map(|o| (o.phase, o.attempt, &o.reason))
             != Some((new.phase, new.attempt, &new.reason))
     {
-        info!(
-            phase = new.phase.as_str(),
-            attempt = new.attempt,
-            reason = new.reason,
-            "database move"
-        );
-        let type_ = if new.phase == MovePhase::Failed {
-            EventType::Warning
-        } else {
-            EventType::Normal
+        let step = PhaseStep {
+            what: "database move",
+            phase: new.phase.as_str(),
+            attempt: new.attempt,
+            reason: &new.reason,
+            message: &new.message,
+            warning: new.phase == MovePhase::Failed,
         };
-        events::publish(
-            &ctx.recorder,
-            &system.object_ref(&()),
-            type_,
-            format!("Move{}", new.reason),
-            new.message.chars().take(1000).collect(),
-            "Move",
-        )
-        .await;
+        step.tell(system, ctx, "Move", "Move").await;
     }
     Ok(new)
 }

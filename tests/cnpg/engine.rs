@@ -114,11 +114,7 @@ async fn backup_now(client: &Client, namespace: &str, job: &str) -> String {
 
 /// The Cluster's CA certificate of the system `name`.
 async fn cluster_ca(client: &Client, name: &str) -> String {
-    let ca = Api::<Secret>::namespaced(client.clone(), &format!("hs-{name}"))
-        .get("postgres-ca")
-        .await
-        .unwrap();
-    String::from_utf8(ca.data.unwrap()["ca.crt"].0.clone()).unwrap()
+    cnpg::ca(client, &format!("hs-{name}")).await
 }
 
 #[tokio::test]

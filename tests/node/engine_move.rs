@@ -111,8 +111,7 @@ async fn a_statefulset_system_moves_onto_cloudnativepg_with_its_rows_and_passwor
         credentials,
         "the same credentials"
     );
-    let ca = secrets.get("postgres-ca").await.unwrap();
-    let ca = String::from_utf8(ca.data.unwrap()["ca.crt"].0.clone()).unwrap();
+    let ca = cnpg::ca(&client, &namespace).await;
     let after = pods::run_ok(
         &client,
         pods::login(

@@ -137,3 +137,13 @@ pub async fn get(client: &Client, namespace: &str, name: &str) -> Result<Dynamic
         .await
         .map_err(|e| e.to_string())
 }
+
+/// The CA certificate of the system whose namespace is `namespace` (its Cluster's, Secret
+/// `postgres-ca`), which its clients verify the server with.
+pub async fn ca(client: &Client, namespace: &str) -> String {
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
+        .get("postgres-ca")
+        .await
+        .unwrap_or_else(|e| panic!("Secret {namespace}/postgres-ca: {e}"));
+    String::from_utf8(secret.data.unwrap_or_default()["ca.crt"].0.clone()).unwrap()
+}

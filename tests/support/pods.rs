@@ -139,20 +139,14 @@ pub fn psql_as<'a>(
     secret: &'a str,
     sql: &str,
 ) -> Script<'a> {
-    Script {
+    client(
         namespace,
         name,
-        labels: component_labels(system, "application"),
-        image: crate::node::image("HS_IMAGE_POSTGRES15"),
-        script: format!(
-            "export PGHOST=$host PGPORT=$port PGUSER=$username PGDATABASE=$database \
-             PGPASSWORD=$password\n\
-             for i in $(seq 1 60); do psql -c 'select 1' >/dev/null 2>&1 && break; sleep 1; done\n\
-             psql -v ON_ERROR_STOP=1 -tA -c \"{sql}\""
-        ),
-        env_from_secret: Some(secret),
-        claim: None,
-    }
+        system,
+        secret,
+        "",
+        &format!("psql -v ON_ERROR_STOP=1 -tA -c \"{sql}\""),
+    )
 }
 
 /// A client of the system labelled as its application, logged in as the role of `secret`
@@ -166,15 +160,36 @@ pub fn login<'a>(
     ca: &str,
     body: &str,
 ) -> Script<'a> {
+    client(
+        namespace,
+        name,
+        system,
+        secret,
+        &format!(
+            "cat >/tmp/ca.crt <<'PEM'\n{ca}PEM\nexport PGSSLMODE=verify-full PGSSLROOTCERT=/tmp/ca.crt\n"
+        ),
+        body,
+    )
+}
+
+/// A pod labelled as the system's application with libpq's variables from the Secret
+/// `secret`: after `prelude`, it waits until a login works, then runs `body`.
+fn client<'a>(
+    namespace: &'a str,
+    name: &'a str,
+    system: &str,
+    secret: &'a str,
+    prelude: &str,
+    body: &str,
+) -> Script<'a> {
     Script {
         namespace,
         name,
         labels: component_labels(system, "application"),
         image: crate::node::image("HS_IMAGE_POSTGRES15"),
         script: format!(
-            "cat >/tmp/ca.crt <<'PEM'\n{ca}PEM\n\
-             export PGHOST=$host PGPORT=$port PGUSER=$username PGDATABASE=$database PGPASSWORD=$password \
-             PGSSLMODE=verify-full PGSSLROOTCERT=/tmp/ca.crt\n\
+            "{prelude}export PGHOST=$host PGPORT=$port PGUSER=$username PGDATABASE=$database \
+             PGPASSWORD=$password\n\
              for i in $(seq 1 60); do psql -c 'select 1' >/dev/null 2>&1 && break; sleep 1; done\n\
              {body}"
         ),

@@ -149,23 +149,13 @@ pub fn advance(
                 now,
             )
         },
-        MovePhase::Copying => match &observed.job {
-            JobState::Absent => old,
-            JobState::Running(waiting) => transition(
-                &old,
-                MovePhase::Copying,
-                "Copying",
-                running(&jobs::copy_job_name(incarnation, attempt), waiting),
-                now,
-            ),
-            JobState::Failed(_, why) => transition(
-                &old,
-                MovePhase::Failed,
-                "CopyFailed",
-                format!("{why}; {AFTER_FAILURE}"),
-                now,
-            ),
-            JobState::Succeeded(..) => MoveStatus {
+        MovePhase::Copying => on_job(
+            &old,
+            &observed.job,
+            &jobs::copy_job_name(incarnation, attempt),
+            "CopyFailed",
+            now,
+            |_, _| MoveStatus {
                 copies: old.copies + 1,
                 ..transition(
                     &old,
@@ -178,25 +168,15 @@ pub fn advance(
                     now,
                 )
             },
-        },
-        MovePhase::Verifying => match &observed.job {
-            JobState::Absent => old,
-            JobState::Running(waiting) => transition(
-                &old,
-                MovePhase::Verifying,
-                "Verifying",
-                running(&jobs::verify_job_name(incarnation, attempt), waiting),
-                now,
-            ),
-            JobState::Failed(_, why) => transition(
-                &old,
-                MovePhase::Failed,
-                "VerificationError",
-                format!("{why}; {AFTER_FAILURE}"),
-                now,
-            ),
-            JobState::Succeeded(at, report) => verified(&old, report, *at, now),
-        },
+        ),
+        MovePhase::Verifying => on_job(
+            &old,
+            &observed.job,
+            &jobs::verify_job_name(incarnation, attempt),
+            "VerificationError",
+            now,
+            |at, report| verified(&old, report, at, now),
+        ),
         MovePhase::Preparing | MovePhase::Switched | MovePhase::Failed => old,
     };
     Some(next)
@@ -240,10 +220,33 @@ fn refused(
     )
 }
 
-fn running(job: &str, waiting: &Option<String>) -> String {
-    match waiting {
-        Some(why) => format!("Job {job} is waiting: {why}"),
-        None => format!("Job {job} is running"),
+/// A phase that waits for the Job `name`: its progress, its failure (reason `failure`, the
+/// application given back), or `done` with the time it ended and its report.
+fn on_job(
+    old: &MoveStatus,
+    job: &JobState,
+    name: &str,
+    failure: &str,
+    now: Timestamp,
+    done: impl FnOnce(Timestamp, &str) -> MoveStatus,
+) -> MoveStatus {
+    match job {
+        JobState::Absent => old.clone(),
+        JobState::Running(waiting) => transition(
+            old,
+            old.phase,
+            old.phase.as_str(),
+            migration::running_message(name, waiting),
+            now,
+        ),
+        JobState::Failed(_, why) => transition(
+            old,
+            MovePhase::Failed,
+            failure,
+            format!("{why}; {AFTER_FAILURE}"),
+            now,
+        ),
+        JobState::Succeeded(at, report) => done(*at, report),
     }
 }
 

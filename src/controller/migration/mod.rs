@@ -209,7 +209,8 @@ pub fn advance(
     Some(next)
 }
 
-fn running_message(job: &str, waiting: &Option<String>) -> String {
+/// What a phase waiting for the Job `job` says while it runs.
+pub fn running_message(job: &str, waiting: &Option<String>) -> String {
     match waiting {
         Some(why) => format!("Job {job} is waiting: {why}"),
         None => format!("Job {job} is running"),
