@@ -4,9 +4,10 @@
 # components (kubelet and kube-proxy from the same module; kube-router and CoreDNS from
 # modules of their own), helm (for the chart tests) and versitygw (the S3-compatible object
 # store of the backup tests, with s3setup, which makes its bucket and policy) and CloudNativePG's
-# manager (cnpg-manager, the database engine's operator and instance manager) from the Go
-# module proxy, once, and fetches the Prometheus Operator's CRDs pinned in crds/go.mod and
-# CloudNativePG's release manifest pinned in cnpg/go.mod. Each tool is cached under a key of its own inputs and linked into a bin
+# manager (cnpg-manager, the database engine's operator and instance manager) and its Barman
+# Cloud plugin (barman-cloud: WAL archiving, base backups and recovery) from the Go module
+# proxy, once, and fetches the Prometheus Operator's CRDs pinned in crds/go.mod and the
+# release manifests of CloudNativePG (cnpg/go.mod) and of the plugin (barman-cloud/go.mod). Each tool is cached under a key of its own inputs and linked into a bin
 # directory keyed by all of them, so a second run is instant and a changed helper rebuilds
 # only itself. Prints the bin directory on stdout (the CRDs are in ../crds beside it);
 # progress goes to stderr.
@@ -16,10 +17,11 @@ cache_root=${HS_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/healthsystem-test
 key=$(cd "$here" && cat build.sh go.mod go.sum helm/go.mod helm/go.sum crds/go.mod crds/go.sum \
   kube-router/go.mod kube-router/go.sum coredns/go.mod coredns/go.sum coredns/main.go \
   versitygw/go.mod versitygw/go.sum versitygw/s3setup/main.go cnpg/go.mod cnpg/go.sum \
+  barman-cloud/go.mod barman-cloud/go.sum \
   $(find cmd -name "*.go" | sort) | sha256sum | cut -c1-16)
 bin="$cache_root/$key/bin"
 tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl kwok etcd kwok-stages provisioner
-  tcpforward kubelet kube-proxy kube-router coredns helm versitygw s3setup cnpg-manager)
+  tcpforward kubelet kube-proxy kube-router coredns helm versitygw s3setup cnpg-manager barman-cloud)
 
 # The Prometheus Operator's CRDs (PodMonitor, PrometheusRule, ServiceMonitor), from the
 # module pinned in crds/go.mod, for the tests that need the monitoring API served.
@@ -44,6 +46,18 @@ if [ ! -f "$cnpg/release.yaml" ]; then
   mv "$cnpg/release.yaml.tmp" "$cnpg/release.yaml"
 fi
 
+# The Barman Cloud plugin's release manifest (its ObjectStore CRD, RBAC, Service and
+# Deployment) of the version pinned in barman-cloud/go.mod, from the same module as its binary.
+barman="$cache_root/$key/barman-cloud"
+if [ ! -f "$barman/manifest.yaml" ]; then
+  mkdir -p "$barman"
+  module_dir=$(cd "$here/barman-cloud" && go mod download -json github.com/cloudnative-pg/plugin-barman-cloud | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  version=$(cd "$here/barman-cloud" && go list -m -f '{{.Version}}' github.com/cloudnative-pg/plugin-barman-cloud)
+  cp "$module_dir/manifest.yaml" "$barman/manifest.yaml.tmp"
+  echo "${version#v}" >"$barman/version"
+  mv "$barman/manifest.yaml.tmp" "$barman/manifest.yaml"
+fi
+
 missing=()
 for t in "${tools[@]}"; do [ -x "$bin/$t" ] || missing+=("$t"); done
 if [ ${#missing[@]} -eq 0 ]; then
@@ -64,6 +78,7 @@ tool_key() {
     helm | kube-router | coredns | versitygw) module=$t ;;
     s3setup) module=versitygw ;;
     cnpg-manager) module=cnpg ;;
+    barman-cloud) module=barman-cloud ;;
   esac
   [ "$t" = coredns ] && sources=(coredns/main.go)
   [ "$t" = s3setup ] && sources=(versitygw/s3setup/main.go)
@@ -88,6 +103,7 @@ declare -A pkg=(
   [versitygw]=github.com/versity/versitygw/cmd/versitygw
   [s3setup]=./s3setup
   [cnpg-manager]=github.com/cloudnative-pg/cloudnative-pg/cmd/manager
+  [barman-cloud]=github.com/cloudnative-pg/plugin-barman-cloud/cmd/manager
 )
 to_build=()
 for t in "${missing[@]}"; do
@@ -102,7 +118,7 @@ fi
 echo "testenv: building ${to_build[*]} (the first build of everything takes about 25 minutes)" >&2
 echo "testenv: downloading modules" >&2
 go mod download >&2
-for m in helm kube-router coredns versitygw cnpg; do (cd "$m" && go mod download) >&2; done
+for m in helm kube-router coredns versitygw cnpg barman-cloud; do (cd "$m" && go mod download) >&2; done
 # Stamp the Kubernetes binaries with their real version (they report v0.0.0 otherwise).
 k8s_version=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
 minor=$(echo "$k8s_version" | cut -d. -f2)
@@ -120,6 +136,9 @@ for t in "${to_build[@]}"; do
   elif [ "$t" = cnpg-manager ]; then
     # Static (the instance manager is copied into every database pod, whatever its image).
     (cd cnpg && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$out/.$t.tmp" "${pkg[$t]}") >&2
+  elif [ "$t" = barman-cloud ]; then
+    # Static, as its own images build it (it runs over a Debian root of another release).
+    (cd barman-cloud && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$out/.$t.tmp" "${pkg[$t]}") >&2
   elif [ "$t" = helm ] || [ "$t" = kube-router ] || [ "$t" = coredns ] || [ "$t" = versitygw ]; then
     # These live in modules of their own (testenv/NAME), with their own Kubernetes libraries.
     (cd "$t" && go build -trimpath -ldflags="-s -w" -o "$out/.$t.tmp" "${pkg[$t]}") >&2

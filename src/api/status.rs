@@ -161,6 +161,33 @@ pub struct BackupStatus {
     /// When the last drill that passed started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_drill_time: Option<Time>,
+    /// The continuous archive of WAL and base backups (CloudNativePG engine, archiving on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveStatus>,
+}
+
+/// The continuous archive: what can be recovered, and whether WAL is being archived.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveStatus {
+    /// Where it is (`s3://bucket/namespace/archive`).
+    pub destination: String,
+    /// The earliest time the database can be recovered to (the oldest base backup kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_recoverability_point: Option<Time>,
+    /// When the newest base backup finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_base_backup_time: Option<Time>,
+    /// When the newest failed base backup ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failed_base_backup_time: Option<Time>,
+    /// Whether WAL segments are being archived (CloudNativePG's ContinuousArchiving), once
+    /// it has said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_archiving: Option<bool>,
+    /// Why not, in its words, when it is failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The newest backup in the object store, as its manifest describes it.

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::archiving::Archiving;
 use crate::config::checks::is_dns_label;
 use crate::config::network::{PlatformService, check_peer};
 
@@ -24,6 +25,10 @@ pub struct BackupConfig {
     /// Restore drills of every system's latest backup, with an object store.
     #[serde(default)]
     pub drills: Drills,
+    /// Continuous WAL archiving and base backups of the CloudNativePG systems, with an
+    /// object store.
+    #[serde(default)]
+    pub archiving: Archiving,
 }
 
 /// Restore drills: where they run (the only namespace holding the private key and read
@@ -137,6 +142,7 @@ impl Default for BackupConfig {
             recipients: Vec::new(),
             deadline_seconds: default_deadline_seconds(),
             drills: Drills::default(),
+            archiving: Archiving::default(),
         }
     }
 }
@@ -157,6 +163,14 @@ impl BackupConfig {
     /// The store drills restore from, when drills run (an object store, drills enabled).
     pub fn drill_store(&self) -> Option<&ObjectStore> {
         self.object_store.as_ref().filter(|_| self.drills.enabled)
+    }
+
+    /// The store WAL and base backups are archived to, when archiving is on (an object store,
+    /// archiving enabled); the CloudNativePG systems only.
+    pub fn archive_store(&self) -> Option<&ObjectStore> {
+        self.object_store
+            .as_ref()
+            .filter(|_| self.archiving.enabled)
     }
 
     /// How old a system's last passing drill may be, in seconds; unbounded when no drills
@@ -205,6 +219,7 @@ impl BackupConfig {
                 "must be a namespace name".into(),
             ));
         }
+        self.archiving.check()?;
         let Some(store) = &self.object_store else {
             return Ok(());
         };

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::Tier;
 
+mod archiving;
 mod backup;
 pub mod checks;
 mod engine;
@@ -18,6 +19,7 @@ mod images;
 pub mod network;
 pub mod onboarding;
 
+pub use archiving::{Archiving, setting_seconds};
 pub use backup::{BackupConfig, Drills, ObjectStore};
 use checks::{is_cidr, is_dns_label, looks_like_quantity};
 pub use engine::{CloudNativePg, DatabaseConfig, Engine, PrimaryLease};

@@ -77,7 +77,16 @@ pub async fn monitoring_api_served(client: &Client) -> bool {
 
 /// Whether the cluster serves CloudNativePG's Cluster.
 pub async fn cloud_native_pg_served(client: &Client) -> bool {
-    let resource = crate::resources::cnpg::cluster_resource();
+    kind_served(client, &crate::resources::cnpg::cluster_resource()).await
+}
+
+/// Whether the cluster serves the Barman Cloud plugin's ObjectStore.
+pub async fn object_store_served(client: &Client) -> bool {
+    kind_served(client, &crate::resources::archive::object_store_resource()).await
+}
+
+/// Whether the cluster serves `resource`'s kind.
+async fn kind_served(client: &Client, resource: &kube::api::ApiResource) -> bool {
     let gv = kube::core::GroupVersion::gv(&resource.group, &resource.version);
     match kube::discovery::pinned_group(client, &gv).await {
         Ok(group) => group.recommended_kind(&resource.kind).is_some(),
@@ -195,9 +204,16 @@ async fn reconcile_until_stopped(
             "postgresql.cnpg.io is not served: systems on the CloudNativePG engine wait until the operator restarts with it"
         );
     }
+    let archiving = object_store_served(&client).await;
+    if !archiving && config.backup.archive_store().is_some() {
+        warn!(
+            "barmancloud.cnpg.io is not served: the systems' archive stores are not made until the operator restarts with it (install the Barman Cloud plugin)"
+        );
+    }
     let apis = kinds::Apis {
         monitoring: monitoring_api,
         cloud_native_pg,
+        archiving,
     };
     let (stores, mut streams) = kinds::watch(&client, kinds::kinds(apis));
     // Secrets are not watched: what is known of them is swept (`credentials_seen`).

@@ -62,6 +62,8 @@ pub const WAKE_ON: &[&str] = &[
     "/status/readyInstances",
     "/status/currentPrimary",
     "/status/targetPrimary",
+    // ContinuousArchiving among them (`status::archive`); they change on transitions only.
+    "/status/conditions",
 ];
 
 /// The instances of `system`: its spec's, or its tier's; never more than its tier allows
@@ -141,7 +143,7 @@ pub fn cluster(system: &HealthSystem, config: &Config) -> DynamicObject {
         "certificates": { "serverAltDNSNames": service_names(system) },
         // No workload logs in as the superuser; CloudNativePG keeps no password for it.
         "enableSuperuserAccess": false,
-        "postgresql": postgresql(system),
+        "postgresql": postgresql(system, config),
         // The application's role owns its database, with the password of our Secret
         // (generated once, never rotated while the Secret exists).
         "bootstrap": { "initdb": {
@@ -155,15 +157,23 @@ pub fn cluster(system: &HealthSystem, config: &Config) -> DynamicObject {
             role(BACKUP.user, BACKUP.secret, &["pg_read_all_data"], true),
         ] }
     });
+    let mut spec = spec;
+    if let Some(plugins) = super::archive::cluster_plugins(config) {
+        spec["plugins"] = plugins;
+    }
     let mut object = DynamicObject::new(CLUSTER, &cluster_resource()).data(json!({ "spec": spec }));
     object.metadata = component_meta(system, CLUSTER, COMPONENT_NAME);
     object
 }
 
 /// PostgreSQL's settings: TLS-only logins (CloudNativePG's own rules would accept a plaintext
-/// login with a password), and synchronous commits where the system asks.
-fn postgresql(system: &HealthSystem) -> Value {
+/// login with a password), synchronous commits where the system asks, and what archiving
+/// sets.
+fn postgresql(system: &HealthSystem, config: &Config) -> Value {
     let mut settings = json!({ "pg_hba": ["hostnossl all all all reject"] });
+    if let Some(parameters) = super::archive::parameters(config) {
+        settings["parameters"] = parameters;
+    }
     if system.spec.database.synchronous_replication {
         // `required`: a commit is acknowledged only once a replica has it, never quietly
         // downgraded to asynchronous (`preferred` would, when no replica answers).

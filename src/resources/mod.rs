@@ -2,6 +2,7 @@
 //! out. No client, no I/O: `render` prints this set and the controller applies it.
 
 pub mod application;
+pub mod archive;
 pub mod backup;
 pub mod bootstrap;
 pub mod cnpg;
@@ -63,6 +64,9 @@ pub struct Desired {
     pub database: Option<StatefulSet>,
     /// The CloudNativePG Cluster (CloudNativePG engine).
     pub database_cluster: Option<DynamicObject>,
+    /// Its continuous archive (CloudNativePG engine, archiving on): the plugin's ObjectStore
+    /// and the ScheduledBackup of base backups.
+    pub archive: Vec<DynamicObject>,
     /// The database Service (and the StatefulSet's headless one).
     pub database_services: Vec<Service>,
     /// Keeps drains from stopping the database unannounced (StatefulSet engine; a Cluster
@@ -99,6 +103,7 @@ impl Desired {
         if with_cluster {
             network_policies.push(cnpg::network_policy(system, config));
         }
+        network_policies.extend(archive::network_policy(system, config, with_cluster));
         if cloud_native {
             for job in &mut migration_jobs {
                 if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
@@ -124,6 +129,10 @@ impl Desired {
                 None
             },
             database_cluster: with_cluster.then(|| cnpg::cluster(system, config)),
+            archive: archive::object_store(system, config, with_cluster)
+                .into_iter()
+                .chain(archive::scheduled_backup(system, config, with_cluster))
+                .collect(),
             database_services: if cloud_native {
                 vec![cnpg::service(system)]
             } else {
@@ -183,6 +192,7 @@ impl Desired {
             engine: _,
             database,
             database_cluster,
+            archive,
             database_services,
             database_budget,
             backup_claim,
@@ -201,6 +211,8 @@ impl Desired {
         }
         out.extend(database_services.iter().map(manifest));
         out.extend(database.iter().map(manifest));
+        // Where it archives to before the Cluster that names it.
+        out.extend(archive.iter().map(cnpg::manifest));
         out.extend(database_cluster.iter().map(cnpg::manifest));
         out.extend(database_budget.iter().map(manifest));
         out.extend(backup_claim.iter().map(manifest));

@@ -29,7 +29,7 @@ use crate::controller::cache::compact::{Cache, Live};
 use crate::controller::cache::foreign::{self, Foreign};
 use crate::controller::cache::owned_fields;
 use crate::resources::labels::{MANAGED_BY, MANAGER};
-use crate::resources::{cnpg, monitoring};
+use crate::resources::{archive, cnpg, monitoring};
 
 /// A kind of child: its API resource and whether it is namespaced.
 #[derive(Clone, Debug)]
@@ -85,8 +85,10 @@ fn kind<K: Resource<DynamicType = ()>>(namespaced: bool, prunable: bool, exact: 
 pub struct Apis {
     /// monitoring.coreos.com (PodMonitor, PrometheusRule).
     pub monitoring: bool,
-    /// postgresql.cnpg.io (CloudNativePG's Cluster).
+    /// postgresql.cnpg.io (CloudNativePG's Cluster and ScheduledBackup).
     pub cloud_native_pg: bool,
+    /// barmancloud.cnpg.io (the Barman Cloud plugin's ObjectStore).
+    pub archiving: bool,
 }
 
 impl Apis {
@@ -94,6 +96,7 @@ impl Apis {
     pub const ALL: Self = Self {
         monitoring: true,
         cloud_native_pg: true,
+        archiving: true,
     };
 }
 
@@ -135,6 +138,30 @@ pub fn kinds(apis: Apis) -> Vec<Kind> {
             // What `status::cluster` judges by. CloudNativePG rewrote the status of a Cluster
             // whose claims were gone about 30 times a second, alternating its phase reason.
             wake_on: cnpg::WAKE_ON,
+        });
+        // Pruned when archiving is switched off: its Backups stay (they belong to the
+        // Cluster), and so does their data in the store.
+        kinds.push(Kind {
+            resource: archive::scheduled_backup_resource(),
+            namespaced: true,
+            prunable: true,
+            exact: true,
+            keep_from_live: &[],
+            read: &[],
+            wake_on: &[],
+        });
+    }
+    if apis.archiving {
+        // Removing it removes a configuration, never an archived byte.
+        kinds.push(Kind {
+            resource: archive::object_store_resource(),
+            namespaced: true,
+            prunable: true,
+            exact: true,
+            keep_from_live: &[],
+            read: &[],
+            // Its recovery window, read with the status (`status::archive`).
+            wake_on: archive::WAKE_ON,
         });
     }
     if apis.monitoring {

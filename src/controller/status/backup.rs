@@ -23,6 +23,23 @@ pub fn condition(system: &HealthSystem, observed: &Observed, stamp: Stamp) -> Co
         .map(|t| t.0)
         .unwrap_or(now);
     let failed_drill = observed.drill.as_ref().filter(|d| d.result != "Passed");
+    // WAL not reaching the archive: what can be lost grows by the minute.
+    if let Some(archive) = observed
+        .archive
+        .as_ref()
+        .filter(|a| a.wal_archiving == Some(false))
+    {
+        return stamp.condition(
+            types::BACKUP,
+            false,
+            ARCHIVING_FAILING,
+            format!(
+                "WAL is not being archived to {}: {}",
+                archive.destination,
+                archive.message.as_deref().unwrap_or("no reason given")
+            ),
+        );
+    }
     match observed.last_success {
         Some(_) if let Some(drill) = failed_drill => stamp.condition(
             types::BACKUP,
@@ -62,6 +79,9 @@ pub fn condition(system: &HealthSystem, observed: &Observed, stamp: Stamp) -> Co
         ),
     }
 }
+
+/// BackupReady's reason while WAL archiving fails.
+pub const ARCHIVING_FAILING: &str = "ArchivingFailing";
 
 /// Parses an RPO such as "24h" or "90m" (the forms admission allows).
 pub fn parse_rpo(rpo: &str) -> Option<Duration> {

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod application;
+pub mod archive;
 pub mod backup;
 pub mod cluster;
 pub mod condition;
@@ -145,6 +146,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
                 .drill_success
                 .map(Time)
                 .or_else(|| old_backup.and_then(|b| b.last_successful_drill_time.clone())),
+            archive: observed.archive.clone(),
         }),
         migration: observed.migration.clone(),
     }

@@ -13,10 +13,11 @@ use crate::controller::cache::compact::Live;
 use crate::controller::cache::kinds::Stores;
 use crate::controller::database::credentials_seen::Seen;
 use crate::controller::database::quota_shortfall;
+use crate::controller::status::archive as archive_status;
 use crate::controller::status::cluster::ClusterState;
 use crate::controller::status::condition::QUOTA_EXCEEDED;
 use crate::resources::labels::{self, COMPONENT};
-use crate::resources::{Desired, application, backup, cnpg, database, namespace, network};
+use crate::resources::{Desired, application, archive, backup, cnpg, database, namespace, network};
 
 /// What the cluster reports about one system's children.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -92,6 +93,8 @@ pub struct Observed {
     pub drill: Option<crate::api::DrillStatus>,
     /// When the newest drill that passed started.
     pub drill_success: Option<Timestamp>,
+    /// The continuous archive, when the system has one.
+    pub archive: Option<crate::api::ArchiveStatus>,
 }
 
 /// Reads the state of `system`'s children from the watch caches (no request), and of its
@@ -196,21 +199,37 @@ pub fn observe(
         .is_some();
     // A move's Cluster beside the StatefulSet is not yet what serves: the StatefulSet is.
     let serving_cluster = desired.engine == crate::api::Engine::CloudNativePg;
-    let cluster = if serving_cluster {
-        stores
-            .get(
-                &cnpg::cluster_resource().api_version,
-                "Cluster",
+    let live_cluster = stores.get(
+        &cnpg::cluster_resource().api_version,
+        "Cluster",
+        ns,
+        cnpg::CLUSTER,
+    );
+    let cluster = live_cluster
+        .as_ref()
+        .filter(|_| serving_cluster)
+        .map(|live| ClusterState {
+            claims: cluster_claims(stores, system),
+            ..ClusterState::read(&live.data)
+        });
+    let archive = desired
+        .archive
+        .iter()
+        .find(|o| o.metadata.name.as_deref() == Some(archive::OBJECT_STORE))
+        .and_then(|_| config.backup.archive_store())
+        .map(|store| {
+            let object_store = stores.get(
+                &archive::object_store_resource().api_version,
+                "ObjectStore",
                 ns,
-                cnpg::CLUSTER,
+                archive::OBJECT_STORE,
+            );
+            archive_status::read(
+                archive::destination(system, store),
+                object_store.as_ref().map(|o| &o.data),
+                live_cluster.as_ref().map(|c| &c.data),
             )
-            .map(|live| ClusterState {
-                claims: cluster_claims(stores, system),
-                ..ClusterState::read(&live.data)
-            })
-    } else {
-        None
-    };
+        });
     let database_ready_replicas = match &cluster {
         Some(cluster) if cluster.primary_ready() => cluster.ready_instances,
         Some(_) => 0,
@@ -225,6 +244,7 @@ pub fn observe(
         last_backup: None,
         drill: None,
         drill_success: None,
+        archive,
         namespace_not_owned: None,
         version_refused: None,
         namespace_phase: field(&namespace_object, "/status/phase")

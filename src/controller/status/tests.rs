@@ -625,3 +625,45 @@ fn a_version_without_an_image_is_the_reason_a_new_system_is_not_ready() {
     assert_eq!(get(&status, types::READY).reason, VERSION_REFUSED);
     assert_eq!(status.phase, Some(Phase::Degraded));
 }
+
+/// WAL not reaching the archive is a backup that is not ready, whatever the dumps say: what
+/// can be lost grows from then on. The archive's window is in status either way.
+#[test]
+fn failing_wal_archiving_makes_backups_not_ready_and_says_why() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let archive = crate::api::ArchiveStatus {
+        destination: "s3://b/dz-test/archive".into(),
+        first_recoverability_point: Some(Time(now)),
+        wal_archiving: Some(false),
+        message: Some("barman-cloud-wal-archive: connection refused".into()),
+        ..crate::api::ArchiveStatus::default()
+    };
+    let observed = Observed {
+        last_success: Some(now),
+        archive: Some(archive.clone()),
+        ..healthy()
+    };
+    let status = evaluate(&system("24h", now), &observed, now);
+    let backup = get(&status, types::BACKUP);
+    assert_eq!(
+        (backup.status.as_str(), backup.reason.as_str()),
+        ("False", backup::ARCHIVING_FAILING)
+    );
+    assert!(backup.message.contains("connection refused"), "{backup:?}");
+    assert!(
+        backup.message.contains("s3://b/dz-test/archive"),
+        "{backup:?}"
+    );
+    assert_eq!(status.backup.unwrap().archive, Some(archive.clone()));
+
+    let working = Observed {
+        archive: Some(crate::api::ArchiveStatus {
+            wal_archiving: Some(true),
+            message: None,
+            ..archive
+        }),
+        ..observed
+    };
+    let status = evaluate(&system("24h", now), &working, now);
+    assert_eq!(get(&status, types::BACKUP).status, "True");
+}
