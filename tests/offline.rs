@@ -276,6 +276,26 @@ fn rendered_system_alert_rules_on_cloudnativepg_pass_their_promtool_tests() {
     );
 }
 
+/// With archiving on, a CloudNativePG system's rules also watch its WAL archiver.
+#[test]
+fn rendered_system_alert_rules_with_archiving_pass_their_promtool_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("operator.yaml");
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    std::fs::write(
+        &config,
+        format!(
+            "database:\n  engine: CloudNativePG\n  cloudNativePG:\n    apiServer: {{ cidrs: [10.96.0.1/32], ports: [{{ port: 443 }}] }}\n\
+             backup:\n  recipients: [{recipient}]\n  objectStore:\n    endpoint: https://s3.sdc.gov.rs\n    bucket: healthsystem-backups\n    network: {{ cidrs: [10.220.0.0/24], ports: [{{ port: 443 }}] }}\n  archiving:\n    enabled: true\n"
+        ),
+    )
+    .unwrap();
+    system_rules_pass(
+        "system-rules-archiving.test.yaml",
+        Some(config.to_str().unwrap()),
+    );
+}
+
 /// Renders examples/lab-biomedica.yaml (with the operator configuration `config`, if any)
 /// and runs promtool's `test` of `monitoring/tests/<tests>` on its PrometheusRule.
 fn system_rules_pass(tests: &str, config: Option<&str>) {

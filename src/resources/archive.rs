@@ -100,13 +100,30 @@ pub fn object_store(
     Some(object)
 }
 
-/// Base backups of the Cluster on the configured schedule, the first one at once.
+/// Whether the archive has taken WAL, or holds a base backup, by the system's status: its
+/// base backups start then. Before, a base backup would fail (the store's credentials not
+/// provisioned yet, the store unreachable) and CloudNativePG would not try again before the
+/// next scheduled time, a day later.
+fn archive_started(system: &HealthSystem) -> bool {
+    let archive = system
+        .status
+        .as_ref()
+        .and_then(|s| s.backup.as_ref())
+        .and_then(|b| b.archive.as_ref());
+    archive.is_some_and(|a| a.wal_archiving == Some(true) || a.first_recoverability_point.is_some())
+}
+
+/// Base backups of the Cluster on the configured schedule, the first one at once, from when
+/// the archive has started ([`archive_started`]).
 pub fn scheduled_backup(
     system: &HealthSystem,
     config: &Config,
     on_cluster: bool,
 ) -> Option<DynamicObject> {
     store(config, on_cluster)?;
+    if !archive_started(system) {
+        return None;
+    }
     let archiving = &config.backup.archiving;
     let spec = json!({
         "schedule": archiving.base_backup_schedule,
@@ -170,6 +187,17 @@ mod tests {
     use crate::resources::Desired;
 
     fn system() -> HealthSystem {
+        let mut system = archiving_system();
+        system.status = Some(
+            serde_json::from_value(json!({ "backup": { "archive": {
+                "destination": "s3://healthsystem-backups/hs-dz-test/archive", "walArchiving": true
+            } } }))
+            .unwrap(),
+        );
+        system
+    }
+
+    fn archiving_system() -> HealthSystem {
         validate(&json!({
             "apiVersion": "sdc.gov.rs/v1alpha1", "kind": "HealthSystem",
             "metadata": { "name": "dz-test", "uid": "u-1" },
@@ -256,6 +284,22 @@ mod tests {
             .collect();
         let at = |kind: &str| kinds.iter().position(|k| k == kind).unwrap();
         assert!(at("ObjectStore") < at("Cluster"), "{kinds:?}");
+    }
+
+    /// A base backup before the archive takes WAL fails (credentials not provisioned yet,
+    /// the store unreachable), and CloudNativePG would not try again for a day.
+    #[test]
+    fn base_backups_start_once_the_archive_takes_wal() {
+        let config = config(Engine::CloudNativePg, true);
+        let new = Desired::build(&archiving_system(), &config);
+        let names: Vec<_> = new
+            .archive
+            .iter()
+            .map(|o| o.metadata.name.clone())
+            .collect();
+        assert_eq!(names, [Some(OBJECT_STORE.to_string())]);
+        let started = Desired::build(&system(), &config);
+        assert_eq!(started.archive.len(), 2);
     }
 
     #[test]

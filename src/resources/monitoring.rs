@@ -95,7 +95,8 @@ fn series(ns: &str, engine: Engine) -> Series {
 }
 
 /// The system's own alerts: database down, volume filling up, connections near the limit,
-/// on the series of the engine its database runs on.
+/// on the series of the engine its database runs on; and, when it archives its WAL, the
+/// archiving failing.
 pub fn prometheus_rule(system: &HealthSystem, config: &Config) -> DynamicObject {
     let ns = labels::namespace(system);
     let name = labels::name(system);
@@ -105,13 +106,7 @@ pub fn prometheus_rule(system: &HealthSystem, config: &Config) -> DynamicObject 
         connections,
         max_connections,
     } = series(&ns, super::engine(system, config));
-    object(
-        system,
-        config,
-        &prometheus_rule_resource(),
-        json!({ "groups": [{
-            "name": format!("healthsystem-{name}"),
-            "rules": [
+    let mut rules = json!([
                 {
                     "alert": "HealthSystemDatabaseDown",
                     "expr": format!("{up} == 0"),
@@ -133,7 +128,29 @@ pub fn prometheus_rule(system: &HealthSystem, config: &Config) -> DynamicObject 
                     "labels": { "severity": "warning", "healthsystem": name },
                     "annotations": { "summary": format!("The database of {name} uses more than 80% of its connections") }
                 }
-            ]
+    ]);
+    let archiving = super::engine(system, config) == Engine::CloudNativePg
+        && super::archive::cluster_plugins(config).is_some();
+    if archiving && let Some(rules) = rules.as_array_mut() {
+        // The primary's archiver (the only instance reporting it): its last attempt failed,
+        // and went on failing; what can be lost grows from then on.
+        rules.push(json!({
+            "alert": "HealthSystemWalArchivingFailing",
+            "expr": format!(
+                "max(cnpg_pg_stat_archiver_last_failed_time{{namespace=\"{ns}\"}}) > max(cnpg_pg_stat_archiver_last_archived_time{{namespace=\"{ns}\"}})"
+            ),
+            "for": "5m",
+            "labels": { "severity": "critical", "healthsystem": name },
+            "annotations": { "summary": format!("The database of {name} cannot archive its WAL: BackupReady says why") }
+        }));
+    }
+    object(
+        system,
+        config,
+        &prometheus_rule_resource(),
+        json!({ "groups": [{
+            "name": format!("healthsystem-{name}"),
+            "rules": rules
         }]}),
     )
 }

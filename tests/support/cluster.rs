@@ -299,6 +299,27 @@ pub async fn install_monitoring_crds(client: &kube::Client) {
     }
 }
 
+/// Runs the image script `script` (a testenv script taking the bin directory, printing the
+/// directory of `NAME.tar` and `NAME.env`), imports `NAME.tar` into the node and returns the
+/// variables of `NAME.env`.
+pub fn import_built_images(script: &str, name: &str) -> std::collections::BTreeMap<String, String> {
+    let output = Command::new("bash")
+        .arg(crate::repo_root().join(script))
+        .arg(testenv_bin())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("{script} runs: {e}"));
+    assert!(output.status.success(), "{script} failed");
+    let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    import_node_image(&dir.join(format!("{name}.tar")));
+    std::fs::read_to_string(dir.join(format!("{name}.env")))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// Imports an OCI archive into the real node's containerd (the `k8s.io` namespace the kubelet
 /// uses), as `ctr images import` does for the node's own images at its start.
 pub fn import_node_image(archive: &Path) {

@@ -2,8 +2,6 @@
 //! its own image (`testenv/cnpg-image.sh`), imported into the node, and its release manifest of
 //! the pinned version applied with that image (never pulled).
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -26,24 +24,8 @@ pub fn cluster_resource() -> ApiResource {
 
 /// The image's name and CloudNativePG's version, built and imported into the node.
 fn image() -> (String, String) {
-    let bin = cluster::testenv_bin();
-    let output = Command::new("bash")
-        .arg(crate::repo_root().join("testenv/cnpg-image.sh"))
-        .arg(&bin)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("testenv/cnpg-image.sh runs");
-    assert!(output.status.success(), "testenv/cnpg-image.sh failed");
-    let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    cluster::import_node_image(&dir.join("cnpg.tar"));
-    let env = std::fs::read_to_string(dir.join("cnpg.env")).unwrap();
-    let var = |name: &str| {
-        env.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("cnpg.env has {name}"))
-            .to_string()
-    };
-    (var("HS_IMAGE_CNPG"), var("HS_CNPG_VERSION"))
+    let env = cluster::import_built_images("testenv/cnpg-image.sh", "cnpg");
+    (env["HS_IMAGE_CNPG"].clone(), env["HS_CNPG_VERSION"].clone())
 }
 
 /// The release manifest's objects, its Deployment running `image` as the operator and as the

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod barman;
 pub mod chart;
 pub mod cluster;
 pub mod cnpg;

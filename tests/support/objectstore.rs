@@ -27,8 +27,9 @@ pub struct Store {
     /// Its port on the node's address.
     pub port: u16,
     root_secret: String,
-    /// Users with their prefix (None: read access to the whole bucket), for the policy.
-    users: Mutex<Vec<(String, Option<String>)>>,
+    /// Users with their prefix (None: read access to the whole bucket) and whether they may
+    /// HEAD the bucket, for the policy.
+    users: Mutex<Vec<(String, Option<String>, bool)>>,
     /// Where the store keeps objects: `data/BUCKET/KEY` is the object KEY.
     pub data: std::path::PathBuf,
     /// owned.sh running versitygw: it stops the store when this test binary exits.
@@ -124,15 +125,31 @@ impl Store {
     /// A user that reaches `prefix` only (list, read, write, delete there): its access key
     /// and secret. Replaces the bucket policy with the statements of every user.
     pub fn add_user(&self, prefix: &str) -> (String, String) {
-        self.add(&format!("backup-{prefix}"), Some(prefix))
+        self.add(&format!("backup-{prefix}"), Some(prefix), false)
+    }
+
+    /// [`Store::add_user`] for a system whose WAL is archived: Barman Cloud checks the bucket
+    /// with HeadBucket before each upload, which S3 authorizes as `s3:ListBucket` without a
+    /// prefix. So its listing right holds when the prefix is its own or absent: it may list
+    /// the names of the whole bucket's objects (never read, write or delete outside its own).
+    pub fn add_archiving_user(&self, prefix: &str) -> (String, String) {
+        self.add(&format!("backup-{prefix}"), Some(prefix), true)
     }
 
     /// A user that reads every prefix (the restore namespace's credentials).
     pub fn add_reader(&self, name: &str) -> (String, String) {
-        self.add(name, None)
+        self.add(name, None, false)
     }
 
-    fn add(&self, access: &str, prefix: Option<&str>) -> (String, String) {
+    fn add(&self, access: &str, prefix: Option<&str>, head: bool) -> (String, String) {
+        // With HEAD of the bucket, a listing without a prefix passes too (see above).
+        let operator = |head: bool| {
+            if head {
+                "StringLikeIfExists"
+            } else {
+                "StringLike"
+            }
+        };
         let secret = random_secret();
         let output = Command::new(cluster::testenv_bin().join("versitygw"))
             .arg("admin")
@@ -156,10 +173,10 @@ impl Store {
             String::from_utf8_lossy(&output.stderr)
         );
         let mut users = self.users.lock().unwrap();
-        users.push((access.to_string(), prefix.map(String::from)));
+        users.push((access.to_string(), prefix.map(String::from), head));
         let statements: Vec<Value> = users
             .iter()
-            .flat_map(|(user, prefix)| match prefix {
+            .flat_map(|(user, prefix, head)| match prefix {
                 Some(prefix) => [
                     json!({
                         "Effect": "Allow",
@@ -173,7 +190,7 @@ impl Store {
                         "Principal": { "AWS": [user] },
                         "Action": ["s3:ListBucket"],
                         "Resource": format!("arn:aws:s3:::{BUCKET}"),
-                        "Condition": { "StringLike": { "s3:prefix": [format!("{prefix}/*")] } },
+                        "Condition": { (operator(*head)): { "s3:prefix": [format!("{prefix}/*")] } },
                     }),
                 ],
                 None => [

@@ -72,6 +72,24 @@ fn names(map: &RwLock<ByNamespace>, namespace: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether a RoleBinding is neither the operator's nor made by the database engine for the
+/// system's Cluster (CloudNativePG's for its instances, the Barman Cloud plugin's for its
+/// sidecar: each belongs to the Cluster). Only trusted accounts may make RoleBindings under
+/// the chart's tenant admission, so the owner reference is not a way around it there.
+fn is_foreign_binding(metadata: &kube::api::ObjectMeta) -> bool {
+    let engines = metadata.owner_references.iter().flatten().any(|owner| {
+        owner.kind == "Cluster"
+            && owner.name == crate::resources::cnpg::CLUSTER
+            && owner.api_version.starts_with("postgresql.cnpg.io/")
+    });
+    is_foreign(metadata) && !engines
+}
+
+/// Whether an object is not the operator's.
+fn is_foreign(metadata: &kube::api::ObjectMeta) -> bool {
+    !ours(metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
+}
+
 /// Whether an object is the operator's (its managed-by label).
 fn ours(labels: &BTreeMap<String, String>) -> bool {
     labels.get(MANAGED_BY).map(String::as_str) == Some(MANAGER)
@@ -129,6 +147,7 @@ fn watch_kind<K>(
     map: Arc<RwLock<ByNamespace>>,
     loaded: Arc<tokio::sync::watch::Sender<usize>>,
     namespaces: Cache,
+    foreign: fn(&kube::api::ObjectMeta) -> bool,
 ) -> (ChildStream, ApiResource)
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -149,7 +168,7 @@ where
         let mut fresh = ByNamespace::new();
         while let Some(item) = events.next().await {
             let key = |o: PartialObjectMeta<K>| {
-                let foreign = !ours(o.labels());
+                let foreign = foreign(&o.metadata);
                 (o.namespace().unwrap_or_default(), o.name_any(), foreign)
             };
             let event = match item {
@@ -196,12 +215,14 @@ pub fn watch(client: &Client, namespaces: Cache) -> (Foreign, Vec<(ChildStream, 
             foreign.policies.clone(),
             foreign.loaded.clone(),
             namespaces.clone(),
+            is_foreign,
         ),
         watch_kind::<RoleBinding>(
             client,
             foreign.bindings.clone(),
             foreign.loaded.clone(),
             namespaces,
+            is_foreign_binding,
         ),
     ];
     (foreign, streams)
@@ -223,6 +244,39 @@ mod tests {
             "delete" => watcher::Event::Delete(item),
             _ => watcher::Event::InitApply(item),
         }
+    }
+
+    /// The Barman Cloud plugin binds its sidecar's Role for the Cluster it archives (the
+    /// binding belongs to the Cluster, without our label): the system was Degraded with
+    /// ForeignRoleBinding as soon as it archived.
+    #[test]
+    fn the_engines_bindings_for_the_systems_cluster_are_not_foreign() {
+        let meta = |labels: serde_json::Value, owners: serde_json::Value| {
+            serde_json::from_value::<kube::api::ObjectMeta>(serde_json::json!({
+                "name": "postgres-barman-cloud", "namespace": "hs-a",
+                "labels": labels, "ownerReferences": owners
+            }))
+            .unwrap()
+        };
+        let cluster = |name: &str| {
+            serde_json::json!([{ "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+                                 "name": name, "uid": "u-1", "controller": true }])
+        };
+        let plugin = serde_json::json!({ "app.kubernetes.io/name": "barman-cloud-plugin" });
+        assert!(!is_foreign_binding(&meta(
+            plugin.clone(),
+            cluster("postgres")
+        )));
+        // Another owner, or none: a binding someone made.
+        assert!(is_foreign_binding(&meta(plugin.clone(), cluster("other"))));
+        assert!(is_foreign_binding(&meta(
+            plugin.clone(),
+            serde_json::json!([])
+        )));
+        let ours = serde_json::json!({ MANAGED_BY: MANAGER });
+        assert!(!is_foreign_binding(&meta(ours, serde_json::json!([]))));
+        // A NetworkPolicy is foreign without our label, whoever owns it.
+        assert!(is_foreign(&meta(plugin, cluster("postgres"))));
     }
 
     /// Only objects without our label are kept; a relist replaces what was known, so one

@@ -34,7 +34,8 @@ pub fn condition(system: &HealthSystem, observed: &Observed, stamp: Stamp) -> Co
             false,
             ARCHIVING_FAILING,
             format!(
-                "WAL is not being archived to {}: {}",
+                "WAL is not being archived to {}: {} (the plugin-barman-cloud container's log in \
+                 the primary's pod says why: credentials, the bucket policy, the store's address)",
                 archive.destination,
                 archive.message.as_deref().unwrap_or("no reason given")
             ),

@@ -1,0 +1,228 @@
+//! Continuous archiving on the real node: CloudNativePG and its Barman Cloud plugin (built from
+//! the Go module proxy at the pinned versions, TLS between them from openssl), the operator
+//! with `backup.archiving` on, and a real S3 server (versitygw) with a user per system that
+//! reaches its own prefix only. A system on CloudNativePG archives every WAL segment and takes
+//! its first base backup into `<namespace>/archive` with its own credentials, and says so in
+//! status (WAL archiving, the recovery window); rows committed on a quiet database reach the
+//! store within `archive_timeout`. Its own cluster: archiving is configured for the whole
+//! operator, and a system without store credentials is never BackupReady here.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use healthsystem_operator::api::{ArchiveStatus, HealthSystem};
+use healthsystem_test_support::objectstore::{BUCKET, Store};
+use healthsystem_test_support::wait::until;
+use healthsystem_test_support::{
+    barman, chart, cluster, cnpg, node, operator, pods, restore, systems,
+};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::Client;
+use kube::api::Api;
+use serde_json::json;
+
+/// PostgreSQL's archive_timeout here: a quiet database's rows reach the store within it.
+const ARCHIVE_TIMEOUT_SECONDS: u64 = 30;
+
+fn store() -> &'static Store {
+    static STORE: OnceLock<Store> = OnceLock::new();
+    STORE.get_or_init(|| {
+        cluster::kubeconfig();
+        Store::start(
+            &healthsystem_test_support::target_tmpdir()
+                .join(format!("archive-objectstore-{}", std::process::id())),
+        )
+    })
+}
+
+/// The node's operator configuration with new systems on CloudNativePG, archiving to the S3
+/// server (logical dumps there too; no drills).
+fn write_config() -> PathBuf {
+    let mut config = node::operator_config();
+    let binary = Path::new(env!("CARGO_BIN_EXE_healthsystem-operator"));
+    config["images"]["operator"] = json!(node::operator_image(binary));
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    config["backup"] = json!({
+        "objectStore": store().config(),
+        "recipients": [recipient],
+        "deadlineSeconds": 600,
+        "drills": { "enabled": false },
+        "archiving": {
+            "enabled": true,
+            "archiveTimeout": format!("{ARCHIVE_TIMEOUT_SECONDS}s"),
+        },
+    });
+    config["database"]["engine"] = json!("CloudNativePG");
+    config["database"]["cloudNativePG"]["apiServer"] =
+        json!({ "cidrs": ["10.244.0.1/32"], "ports": [{ "port": 6443 }] });
+    let path = healthsystem_test_support::target_tmpdir()
+        .join(format!("archive-config-{}.yaml", std::process::id()));
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    path
+}
+
+/// The real-node cluster with CloudNativePG and the plugin installed, the chart's tenant
+/// admission in force, and the operator running with archiving on.
+async fn setup() -> Client {
+    cluster::use_real_node();
+    let client = cluster::client().await;
+    // Installed before the operator starts: it looks for their APIs once, at start.
+    cnpg::install(&client).await;
+    barman::install(&client).await;
+    for policy in chart::template(&[]).iter().filter(|o| {
+        o["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("-tenant-isolation"))
+    }) {
+        assert!(chart::apply(&client, policy, false).await);
+    }
+    operator::use_config(write_config());
+    operator::ensure_running(&client).await;
+    client
+}
+
+/// Gives the system's namespace, once the operator made it, its own store credentials, as
+/// the platform's provisioning does.
+async fn provision(client: &Client, namespace: &str) {
+    let namespaces = Api::<Namespace>::all(client.clone());
+    until(
+        &format!("namespace {namespace}"),
+        Duration::from_secs(60),
+        || async {
+            match namespaces.get_opt(namespace).await {
+                Ok(Some(_)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let (access, secret_key) = store().add_archiving_user(namespace);
+    restore::create(
+        &Api::<Secret>::namespaced(client.clone(), namespace),
+        &restore::secret(
+            "backup-store-credentials",
+            &[("accessKeyId", &access), ("secretAccessKey", &secret_key)],
+        ),
+    )
+    .await;
+}
+
+async fn archive_status(client: &Client, name: &str) -> Option<ArchiveStatus> {
+    Api::<HealthSystem>::all(client.clone())
+        .get(name)
+        .await
+        .ok()?
+        .status?
+        .backup?
+        .archive
+}
+
+/// The names of the archive's WAL segments in the store (compressed: `.gz`).
+fn archived_segments(namespace: &str) -> Vec<String> {
+    let wals = store()
+        .data
+        .join(BUCKET)
+        .join(namespace)
+        .join("archive/postgres/wals");
+    let mut names = Vec::new();
+    for dir in std::fs::read_dir(&wals).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            names.push(file.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_system_archives_its_wal_and_base_backups_to_its_own_prefix() {
+    let client = setup().await;
+    let name = systems::create(&client, "arch", "lab-biomedica.yaml", node::small_system).await;
+    let namespace = format!("hs-{name}");
+    provision(&client, &namespace).await;
+
+    // WAL archived, then the first base backup (made once the archive takes WAL).
+    let started = Instant::now();
+    let archive = until(
+        "WAL archived and a first base backup in status",
+        Duration::from_secs(420),
+        || async {
+            match archive_status(&client, &name).await {
+                Some(a)
+                    if a.wal_archiving == Some(true) && a.first_recoverability_point.is_some() =>
+                {
+                    Ok(a)
+                }
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    println!(
+        "archiving and a first base backup after {:.1} s: {archive:?}",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        archive.destination,
+        format!("s3://{BUCKET}/{namespace}/archive")
+    );
+    let base = store()
+        .data
+        .join(BUCKET)
+        .join(&namespace)
+        .join("archive/postgres/base");
+    assert!(
+        std::fs::read_dir(&base).is_ok_and(|mut d| d.next().is_some()),
+        "a base backup under {}",
+        base.display()
+    );
+    let system = systems::wait_ready(&client, &name).await;
+    let backup = systems::condition(&system, "BackupReady").unwrap();
+    assert_eq!(backup.status, "True", "{backup:?}");
+
+    // A quiet database: a committed row's segment reaches the store within archive_timeout.
+    let before = archived_segments(&namespace);
+    let ca = cnpg::ca(&client, &namespace).await;
+    pods::run_ok(
+        &client,
+        pods::login(
+            &namespace,
+            "write",
+            &name,
+            "database-credentials",
+            &ca,
+            "psql -v ON_ERROR_STOP=1 -qtA -c \"CREATE TABLE marks (n int PRIMARY KEY, at timestamptz DEFAULT now()); INSERT INTO marks (n) VALUES (1)\"",
+        ),
+    )
+    .await;
+    let committed = Instant::now();
+    let after = until(
+        "a new WAL segment in the store",
+        Duration::from_secs(ARCHIVE_TIMEOUT_SECONDS * 4),
+        || async {
+            let now = archived_segments(&namespace);
+            if now.iter().any(|s| !before.contains(s)) {
+                Ok(now)
+            } else {
+                Err(format!("{} segments, as before", now.len()))
+            }
+        },
+    )
+    .await;
+    println!(
+        "a committed row's segment archived {:.1} s after the commit (archive_timeout {ARCHIVE_TIMEOUT_SECONDS} s); {} segments",
+        committed.elapsed().as_secs_f64(),
+        after.len()
+    );
+    assert!(
+        after
+            .iter()
+            .all(|s| s.ends_with(".gz") || s.ends_with(".history.gz") || s.contains(".partial")),
+        "segments are compressed: {after:?}"
+    );
+}
