@@ -249,12 +249,41 @@ pub struct Database {
     pub engine_move: Option<super::DatabaseMove>,
 }
 
-/// Where a new database's content comes from.
+/// Where a new database's content comes from: one of a logical backup or a continuous
+/// archive.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.fromBackup) != has(self.fromArchive)").message("bootstrap takes exactly one of fromBackup and fromArchive"))]
 pub struct Bootstrap {
     /// A backup of a system, live or deleted, in the operator's object store.
-    pub from_backup: BackupSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_backup: Option<BackupSource>,
+    /// The continuous archive of a system on CloudNativePG, live or deleted, recovered to a
+    /// point in time (CloudNativePG engine with backup.archiving): the new database is that
+    /// system's as it was then, same PostgreSQL major version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_archive: Option<ArchiveSource>,
+}
+
+/// A system's continuous archive and the time to recover it to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveSource {
+    /// The namespace the archived system had (its prefix in the store), e.g. hs-lab-old.
+    #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("fromArchive.namespace must be a namespace name such as hs-lab-old"))]
+    pub namespace: String,
+    /// The time to recover to, RFC 3339 (2026-12-07T10:15:00Z; every transaction committed
+    /// up to it, none after), or latest (everything the archive holds).
+    #[serde(default = "latest")]
+    #[schemars(length(min = 1, max = 35))]
+    #[x_kube(validation = Rule::new("self == 'latest' || (self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$') && timestamp(self) > timestamp('2000-01-01T00:00:00Z'))").message("fromArchive.targetTime must be latest or an RFC 3339 time such as 2026-12-07T10:15:00Z"))]
+    pub target_time: String,
+    /// The Secret in the new system's namespace with credentials that read the archived
+    /// system's prefix (keys accessKeyId and secretAccessKey), which the platform provides:
+    /// the new system's own credentials reach its own prefix only.
+    #[schemars(length(min = 1, max = 253))]
+    pub credentials_secret: String,
 }
 
 /// A system's backup.

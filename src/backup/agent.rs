@@ -272,6 +272,8 @@ async fn stream_dump(
     let mut child = tokio::process::Command::new("pg_dump")
         .arg("--format=custom")
         .arg(format!("--snapshot={snapshot}"))
+        // Host, role and database from the environment; these notice a dead peer.
+        .arg(format!("--dbname={}", super::liveness::libpq_options()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -286,7 +288,15 @@ async fn stream_dump(
     let mut encrypt = encryption::encrypting_writer(keys, pipe.clone())?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = stdout.read(&mut buf).await?;
+        let watchdog = super::liveness::PROGRESS_TIMEOUT;
+        let Ok(read) = tokio::time::timeout(watchdog, stdout.read(&mut buf)).await else {
+            let _ = child.kill().await;
+            return Err(AgentError::Dump(format!(
+                "no output for {} s: the database stopped answering; stopped",
+                watchdog.as_secs()
+            )));
+        };
+        let n = read?;
         if n == 0 {
             break;
         }

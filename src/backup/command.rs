@@ -156,6 +156,7 @@ fn database_from_env() -> anyhow::Result<super::database::Database> {
         .dbname(var("PGDATABASE")?)
         .application_name("healthsystem-backup")
         .connect_timeout(Duration::from_secs(10));
+    super::liveness::apply(&mut config);
     // libpq's own variables, which pg_dump and pg_restore read from the same environment.
     let verify_with = match std::env::var("PGSSLMODE").as_deref() {
         Ok("verify-full") => Some(var("PGSSLROOTCERT")?.into()),

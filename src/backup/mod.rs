@@ -10,6 +10,7 @@ pub mod command;
 pub mod database;
 pub mod drill;
 pub mod encryption;
+pub mod liveness;
 pub mod manifest;
 pub mod retention;
 pub mod store;

@@ -80,7 +80,11 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
         .images
         .refuse_version(system.spec.database.version)
     {
-        return version_refused(system, ctx, refusal, now).await;
+        return refused_before_apply(system, ctx, now, |o| o.version_refused = Some(refusal)).await;
+    }
+    if let Some(refusal) = crate::resources::archive::refuse_bootstrap(system, &ctx.config) {
+        return refused_before_apply(system, ctx, now, |o| o.bootstrap_refused = Some(refusal))
+            .await;
     }
     let migration = advance_migration(system, ctx, now).await?;
     let engine_move = advance_move(system, ctx, now).await?;
@@ -444,16 +448,16 @@ async fn publish_status(
     .await
 }
 
-/// The system asks for a PostgreSQL version the platform has no image for (admission refuses
-/// it where the chart's policy runs; the configuration may also have dropped the version):
-/// nothing is written but the status, which says so, and the system waits for a change.
-async fn version_refused(
+/// The system asks for what the platform cannot give it (a PostgreSQL version it has no image
+/// for: admission refuses it where the chart's policy runs, the configuration may also have
+/// dropped the version; an archive it cannot recover): nothing is written but the status,
+/// which says so (`refuse`), and the system waits for a change.
+async fn refused_before_apply(
     system: &HealthSystem,
     ctx: &Context,
-    refusal: String,
     now: Timestamp,
+    refuse: impl FnOnce(&mut status::Observed),
 ) -> Result<Action> {
-    warn!(%refusal, "version not offered: nothing written");
     let desired = Desired::build(system, &ctx.config);
     let mut observed = status::observe(
         &ctx.stores,
@@ -463,7 +467,11 @@ async fn version_refused(
         ctx.monitoring_api,
         None,
     );
-    observed.version_refused = Some(refusal);
+    refuse(&mut observed);
+    warn!(
+        refusal = ?observed.version_refused.as_ref().or(observed.bootstrap_refused.as_ref()),
+        "refused: nothing written"
+    );
     observed.migration = system.status.as_ref().and_then(|s| s.migration.clone());
     observed.engine_move = crate::resources::engine_move::status(system).cloned();
     publish_status(system, ctx, &observed, now).await?;

@@ -16,7 +16,7 @@ use super::labels;
 use super::metadata::component_meta;
 use super::names::COMPONENT_NAME;
 use super::network::{egress_rule, match_labels, policy};
-use crate::api::HealthSystem;
+use crate::api::{ArchiveSource, HealthSystem};
 use crate::config::{Config, ObjectStore};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
@@ -24,6 +24,9 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 pub const OBJECT_STORE: &str = "archive";
 /// The name of the system's ScheduledBackup.
 pub const SCHEDULED_BACKUP: &str = "base-backup";
+/// The ObjectStore of the archive a new system is recovered from (`fromArchive`), and the
+/// external cluster that names it in the Cluster.
+pub const ORIGIN: &str = "origin";
 
 /// `barmancloud.cnpg.io/v1` ObjectStore, the plugin's.
 pub fn object_store_resource() -> ApiResource {
@@ -51,11 +54,41 @@ fn store(config: &Config, on_cluster: bool) -> Option<&ObjectStore> {
 
 /// Where the system's archive is: `s3://<bucket>/<namespace>/archive`.
 pub fn destination(system: &HealthSystem, store: &ObjectStore) -> String {
-    format!(
-        "s3://{}/{}/{OBJECT_STORE}",
-        store.bucket,
-        labels::namespace(system)
-    )
+    namespace_destination(&labels::namespace(system), store)
+}
+
+/// Where the archive of the system that had `namespace` is.
+fn namespace_destination(namespace: &str, store: &ObjectStore) -> String {
+    format!("s3://{}/{namespace}/{OBJECT_STORE}", store.bucket)
+}
+
+/// The archive the new system starts from (`spec.database.bootstrap.fromArchive`).
+pub fn source(system: &HealthSystem) -> Option<&ArchiveSource> {
+    system
+        .spec
+        .database
+        .bootstrap
+        .as_ref()
+        .and_then(|b| b.from_archive.as_ref())
+}
+
+/// Why `system` cannot start from the archive it names here, if it names one: only a
+/// CloudNativePG Cluster recovers from an archive, by the plugin, so anywhere else an empty
+/// database would start in its place.
+pub fn refuse_bootstrap(system: &HealthSystem, config: &Config) -> Option<String> {
+    let source = source(system)?;
+    let from = &source.namespace;
+    if super::engine(system, config) != crate::api::Engine::CloudNativePg {
+        return Some(format!(
+            "spec.database.bootstrap.fromArchive: the archive of {from} can only be recovered into a CloudNativePG Cluster, and this platform makes new systems on the StatefulSet engine (database.engine)"
+        ));
+    }
+    if config.backup.archive_store().is_none() {
+        return Some(format!(
+            "spec.database.bootstrap.fromArchive: this platform keeps no archives (backup.archiving is off, or there is no backup.objectStore), so the archive of {from} cannot be read"
+        ));
+    }
+    None
 }
 
 /// The system's ObjectStore: its prefix, its credentials (the Secret the platform put in its
@@ -66,11 +99,50 @@ pub fn object_store(
     on_cluster: bool,
 ) -> Option<DynamicObject> {
     let store = store(config, on_cluster)?;
+    Some(store_object(
+        system,
+        config,
+        store,
+        OBJECT_STORE,
+        destination(system, store),
+        &store.credentials_secret,
+    ))
+}
+
+/// The ObjectStore of the archive the new system is recovered from: that system's prefix,
+/// read with the credentials the bootstrap names (never written: the Cluster only restores
+/// from it, and archives into its own).
+pub fn origin_object_store(
+    system: &HealthSystem,
+    config: &Config,
+    on_cluster: bool,
+) -> Option<DynamicObject> {
+    let store = store(config, on_cluster)?;
+    let source = source(system)?;
+    Some(store_object(
+        system,
+        config,
+        store,
+        ORIGIN,
+        namespace_destination(&source.namespace, store),
+        &source.credentials_secret,
+    ))
+}
+
+/// An ObjectStore of `store` named `name` at `destination`, with the credentials of `secret`.
+fn store_object(
+    system: &HealthSystem,
+    config: &Config,
+    store: &ObjectStore,
+    name: &str,
+    destination: String,
+    secret: &str,
+) -> DynamicObject {
     let archiving = &config.backup.archiving;
-    let credential = |key: &str| json!({ "name": store.credentials_secret, "key": key });
+    let credential = |key: &str| json!({ "name": secret, "key": key });
     let spec = json!({
         "configuration": {
-            "destinationPath": destination(system, store),
+            "destinationPath": destination,
             "endpointURL": store.endpoint,
             "s3Credentials": {
                 "accessKeyId": credential("accessKeyId"),
@@ -95,9 +167,36 @@ pub fn object_store(
         },
     });
     let mut object =
-        DynamicObject::new(OBJECT_STORE, &object_store_resource()).data(json!({ "spec": spec }));
-    object.metadata = component_meta(system, OBJECT_STORE, COMPONENT_NAME);
-    Some(object)
+        DynamicObject::new(name, &object_store_resource()).data(json!({ "spec": spec }));
+    object.metadata = component_meta(system, name, COMPONENT_NAME);
+    object
+}
+
+/// The Cluster's `bootstrap` and `externalClusters` for a system recovered from an archive
+/// (`fromArchive`): recovery from the origin's base backups and WAL up to the target time
+/// (or the end of the archive), the application's role then given the password of our
+/// Secret. `None` for any other system.
+pub fn recovery(system: &HealthSystem, config: &Config) -> Option<(Value, Value)> {
+    let source = source(system)?;
+    let mut recovery = json!({
+        "source": ORIGIN,
+        "database": super::roles::APPLICATION.user,
+        "owner": super::roles::APPLICATION.user,
+        "secret": { "name": super::roles::APPLICATION.secret },
+    });
+    if source.target_time != "latest" {
+        recovery["recoveryTarget"] = json!({ "targetTime": source.target_time });
+    }
+    let external = json!([{
+        "name": ORIGIN,
+        "plugin": {
+            "name": config.backup.archiving.plugin,
+            "enabled": true,
+            "isWALArchiver": false,
+            "parameters": { "barmanObjectName": ORIGIN, "serverName": CLUSTER },
+        },
+    }]);
+    Some((json!({ "recovery": recovery }), external))
 }
 
 /// Whether the archive has taken WAL, or holds a base backup, by the system's status: its
@@ -300,6 +399,92 @@ mod tests {
         assert_eq!(names, [Some(OBJECT_STORE.to_string())]);
         let started = Desired::build(&system(), &config);
         assert_eq!(started.archive.len(), 2);
+    }
+
+    fn recovered(target: Option<&str>) -> HealthSystem {
+        let mut source =
+            json!({ "namespace": "hs-lab-old", "credentialsSecret": "archive-reader" });
+        if let Some(t) = target {
+            source["targetTime"] = json!(t);
+        }
+        validate(&json!({
+            "apiVersion": "sdc.gov.rs/v1alpha1", "kind": "HealthSystem",
+            "metadata": { "name": "dz-new", "uid": "u-2" },
+            "spec": {
+                "institution": { "displayName": "DZ", "registryId": "07151950", "ownership": "Public" },
+                "database": { "version": "17", "storage": "50Gi",
+                              "bootstrap": { "fromArchive": source } }
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_system_recovered_from_an_archive_reads_the_origin_and_archives_into_its_own() {
+        let config = config(Engine::CloudNativePg, true);
+        let desired = Desired::build(&recovered(Some("2026-12-07T10:15:00Z")), &config);
+        let origin = desired
+            .archive
+            .iter()
+            .find(|o| o.metadata.name.as_deref() == Some(ORIGIN))
+            .expect("the origin's ObjectStore");
+        let configuration = &origin.data["spec"]["configuration"];
+        assert_eq!(
+            configuration["destinationPath"],
+            "s3://healthsystem-backups/hs-lab-old/archive"
+        );
+        assert_eq!(
+            configuration["s3Credentials"]["accessKeyId"]["name"],
+            "archive-reader"
+        );
+        let own = desired
+            .archive
+            .iter()
+            .find(|o| o.metadata.name.as_deref() == Some(OBJECT_STORE))
+            .unwrap();
+        assert_eq!(
+            own.data["spec"]["configuration"]["destinationPath"],
+            "s3://healthsystem-backups/hs-dz-new/archive"
+        );
+        let cluster = &desired.database_cluster.as_ref().unwrap().data["spec"];
+        assert_eq!(
+            cluster["bootstrap"],
+            json!({ "recovery": { "source": "origin", "database": "app", "owner": "app",
+                    "secret": { "name": "database-credentials" },
+                    "recoveryTarget": { "targetTime": "2026-12-07T10:15:00Z" } } })
+        );
+        assert_eq!(
+            cluster["externalClusters"][0]["plugin"]["parameters"],
+            json!({ "barmanObjectName": "origin", "serverName": "postgres" })
+        );
+        // Its own archive goes on from the recovered timeline.
+        assert_eq!(
+            cluster["plugins"][0]["parameters"]["barmanObjectName"],
+            "archive"
+        );
+
+        let latest = Desired::build(&recovered(None), &config);
+        let cluster = &latest.database_cluster.as_ref().unwrap().data["spec"];
+        assert!(
+            cluster["bootstrap"]["recovery"]
+                .get("recoveryTarget")
+                .is_none()
+        );
+        assert_eq!(refuse_bootstrap(&recovered(None), &config), None);
+    }
+
+    /// Anywhere but on a Cluster with the plugin, an empty database would start in place of
+    /// the archive's: refused, naming why.
+    #[test]
+    fn a_recovery_the_platform_cannot_make_is_refused() {
+        let statefulset = refuse_bootstrap(&recovered(None), &config(Engine::StatefulSet, true));
+        assert!(statefulset.unwrap().contains("CloudNativePG"));
+        let off = refuse_bootstrap(&recovered(None), &config(Engine::CloudNativePg, false));
+        assert!(off.unwrap().contains("backup.archiving is off"));
+        assert_eq!(
+            refuse_bootstrap(&system(), &config(Engine::StatefulSet, false)),
+            None
+        );
     }
 
     #[test]

@@ -161,6 +161,10 @@ pub fn cluster(system: &HealthSystem, config: &Config) -> DynamicObject {
     if let Some(plugins) = super::archive::cluster_plugins(config) {
         spec["plugins"] = plugins;
     }
+    if let Some((bootstrap, external)) = super::archive::recovery(system, config) {
+        spec["bootstrap"] = bootstrap;
+        spec["externalClusters"] = external;
+    }
     let mut object = DynamicObject::new(CLUSTER, &cluster_resource()).data(json!({ "spec": spec }));
     object.metadata = component_meta(system, CLUSTER, COMPONENT_NAME);
     object

@@ -131,6 +131,7 @@ impl Desired {
             database_cluster: with_cluster.then(|| cnpg::cluster(system, config)),
             archive: archive::object_store(system, config, with_cluster)
                 .into_iter()
+                .chain(archive::origin_object_store(system, config, with_cluster))
                 .chain(archive::scheduled_backup(system, config, with_cluster))
                 .collect(),
             database_services: if cloud_native {

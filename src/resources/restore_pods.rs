@@ -21,7 +21,7 @@ pub fn source(system: &HealthSystem) -> Option<&BackupSource> {
         .database
         .bootstrap
         .as_ref()
-        .map(|b| &b.from_backup)
+        .and_then(|b| b.from_backup.as_ref())
 }
 
 /// Whether the system is still to be restored (the status has not recorded the end).

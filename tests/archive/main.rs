@@ -24,6 +24,8 @@ use serde_json::json;
 
 /// PostgreSQL's archive_timeout here: a quiet database's rows reach the store within it.
 const ARCHIVE_TIMEOUT_SECONDS: u64 = 30;
+/// How long the point-in-time test's client commits rows.
+const WRITER_SECONDS: u64 = 60;
 
 fn store() -> &'static Store {
     static STORE: OnceLock<Store> = OnceLock::new();
@@ -224,5 +226,178 @@ async fn a_system_archives_its_wal_and_base_backups_to_its_own_prefix() {
             .iter()
             .all(|s| s.ends_with(".gz") || s.ends_with(".history.gz") || s.contains(".partial")),
         "segments are compressed: {after:?}"
+    );
+}
+
+/// Numbered rows committed one per transaction, each stamped with the server's clock, for
+/// `seconds`; prints `last N`.
+fn writer(seconds: u64) -> String {
+    format!(
+        "psql -v ON_ERROR_STOP=1 -qtA -c \"CREATE TABLE marks (n int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())\" || exit 1\n\
+         end=$(( $(date +%s) + {seconds} )); n=0\n\
+         while [ \"$(date +%s)\" -lt \"$end\" ]; do n=$((n + 1)); psql -v ON_ERROR_STOP=1 -qtA -c \"INSERT INTO marks (n) VALUES ($n)\" || exit 1; sleep 0.2; done\n\
+         echo \"last $n\""
+    )
+}
+
+/// The new system recovered from the archive of `from` to `target`, given a reader of that
+/// archive and its own store credentials; its name.
+async fn recover(client: &Client, prefix: &str, from: &str, target: &str) -> String {
+    let name = systems::create(client, prefix, "lab-biomedica.yaml", |m| {
+        node::small_system(m);
+        m["spec"]["database"]["bootstrap"] = json!({ "fromArchive": {
+            "namespace": from, "targetTime": target, "credentialsSecret": "archive-reader"
+        } });
+    })
+    .await;
+    let namespace = format!("hs-{name}");
+    provision(client, &namespace).await;
+    let (access, secret_key) = store().add_archive_reader(&format!("reader-{name}"), from);
+    restore::create(
+        &Api::<Secret>::namespaced(client.clone(), &namespace),
+        &restore::secret(
+            "archive-reader",
+            &[("accessKeyId", &access), ("secretAccessKey", &secret_key)],
+        ),
+    )
+    .await;
+    name
+}
+
+/// `SELECT` through the system's `database` Service as its application; the last line.
+async fn query(client: &Client, name: &str, pod: &str, sql: &str) -> String {
+    let namespace = format!("hs-{name}");
+    let ca = cnpg::ca(client, &namespace).await;
+    let out = pods::run_ok(
+        client,
+        pods::login(
+            &namespace,
+            pod,
+            name,
+            "database-credentials",
+            &ca,
+            &format!("psql -v ON_ERROR_STOP=1 -qtA -c \"{sql}\""),
+        ),
+    )
+    .await;
+    pods::last_line(&out).to_string()
+}
+
+#[tokio::test]
+async fn a_deleted_system_recovers_to_a_point_in_time_and_to_the_end_of_its_archive() {
+    let client = setup().await;
+    let source = systems::create(&client, "pitr", "lab-biomedica.yaml", |m| {
+        node::small_system(m);
+        m["spec"]["deletionPolicy"] = json!("Delete");
+    })
+    .await;
+    let source_ns = format!("hs-{source}");
+    provision(&client, &source_ns).await;
+    until(
+        "the source's first base backup",
+        Duration::from_secs(420),
+        || async {
+            match archive_status(&client, &source).await {
+                Some(a) if a.first_recoverability_point.is_some() => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+
+    // A client commits numbered rows for a minute.
+    let ca = cnpg::ca(&client, &source_ns).await;
+    let out = pods::run_ok(
+        &client,
+        pods::login(
+            &source_ns,
+            "writer",
+            &source,
+            "database-credentials",
+            &ca,
+            &writer(WRITER_SECONDS),
+        ),
+    )
+    .await;
+    let last: i64 = pods::last_line(&out)
+        .strip_prefix("last ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the writer's count: {out}"));
+    assert!(last > 100, "{out}");
+    // T: halfway between the commits of rows k and k + 1 (rows are 200 ms apart, a commit
+    // takes a few ms): a recovery to T holds exactly rows 1..=k.
+    let k = last / 2;
+    let target = query(
+        &client,
+        &source,
+        "target",
+        &format!(
+            "SELECT to_char((a.at + (b.at - a.at) / 2) AT TIME ZONE 'UTC', 'YYYY-MM-DD\\\"T\\\"HH24:MI:SS.US\\\"Z\\\"') FROM marks a, marks b WHERE a.n = {k} AND b.n = {k} + 1"
+        ),
+    )
+    .await;
+    println!("{last} rows committed; T = {target}, after row {k}");
+
+    // The whole system goes, its namespace with it.
+    let deleted = Instant::now();
+    systems::delete_and_wait_gone(&client, &source, Duration::from_secs(600)).await;
+    let namespaces = Api::<Namespace>::all(client.clone());
+    until(
+        &format!("namespace {source_ns} gone"),
+        Duration::from_secs(300),
+        || async {
+            match namespaces.get_opt(&source_ns).await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{:?}", other.map(|n| n.map(|n| n.status)))),
+            }
+        },
+    )
+    .await;
+    println!(
+        "the source system and its namespace gone {:.1} s after the deletion",
+        deleted.elapsed().as_secs_f64()
+    );
+
+    let at_t = recover(&client, "pitr-t", &source_ns, &target).await;
+    let latest = recover(&client, "pitr-latest", &source_ns, "latest").await;
+    let started = Instant::now();
+    systems::wait_ready(&client, &at_t).await;
+    systems::wait_ready(&client, &latest).await;
+    println!(
+        "both recoveries Ready {:.1} s after their creation",
+        started.elapsed().as_secs_f64()
+    );
+
+    let rows_at_t = query(
+        &client,
+        &at_t,
+        "count",
+        "SELECT count(*) || ' ' || max(n) FROM marks",
+    )
+    .await;
+    assert_eq!(
+        rows_at_t,
+        format!("{k} {k}"),
+        "exactly the rows committed up to T"
+    );
+    let rows_latest = query(
+        &client,
+        &latest,
+        "count",
+        "SELECT count(*) || ' ' || max(n) FROM marks",
+    )
+    .await;
+    let (count, max) = rows_latest.split_once(' ').unwrap();
+    let (count, max): (i64, i64) = (count.parse().unwrap(), max.parse().unwrap());
+    assert_eq!(count, max, "no gap: {rows_latest}");
+    let lost = last - max;
+    // What the writer committed in archive_timeout (and 10 s for the segment's upload).
+    let bound = last * (ARCHIVE_TIMEOUT_SECONDS as i64 + 10) / WRITER_SECONDS as i64;
+    println!(
+        "latest: {max} of {last} rows recovered, {lost} lost (at most {bound}: archive_timeout {ARCHIVE_TIMEOUT_SECONDS} s)"
+    );
+    assert!(
+        lost <= bound,
+        "lost more than archive_timeout's rows: {lost} > {bound}"
     );
 }

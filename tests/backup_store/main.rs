@@ -20,17 +20,17 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use age::secrecy::ExposeSecret;
 use futures::TryStreamExt;
 use healthsystem_operator::backup::manifest::{self, Manifest};
 use healthsystem_operator::backup::store;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
@@ -719,6 +719,95 @@ async fn a_new_system_starts_from_the_backup_of_a_deleted_one() {
     assert!(policy.is_none(), "the restore pod's path stayed open");
 }
 
+/// Fills the system's database with about `mib` MiB: about 1 KiB per row of hex text from
+/// many digests (compresses like real data, not like a repeated string), in batches of 64 MiB,
+/// each its own statement. The database's size in bytes and the rows.
+async fn fill(client: &Client, name: &str, namespace: &str, mib: u64) -> (String, u64) {
+    let rows = mib * 1024;
+    let mut sql = String::from("CREATE TABLE records (id bigint PRIMARY KEY, body text); ");
+    let mut start = 1;
+    while start <= rows {
+        let end = (start + 64 * 1024 - 1).min(rows);
+        sql.push_str(&format!(
+            "INSERT INTO records SELECT g, (SELECT string_agg(md5(g::text || ':' || i::text), '') \
+             FROM generate_series(1, 30) i) FROM generate_series({start}, {end}) g; "
+        ));
+        start = end + 1;
+    }
+    sql.push_str("SELECT pg_database_size('app'), count(*) FROM records");
+    let filled = pods::run_ok(client, pods::psql_client(namespace, "filler", name, &sql)).await;
+    let (db_bytes, counted) = pods::last_line(&filled).split_once('|').unwrap();
+    assert_eq!(counted, rows.to_string());
+    (db_bytes.to_string(), rows)
+}
+
+/// The database pod force-deleted 3 s into a backup (tried by hand: pg_dump then waited on a
+/// dead connection for hours, and every scheduled run behind it, `concurrencyPolicy: Forbid`):
+/// the run notices within a couple of minutes and fails saying why, and the next one succeeds.
+#[tokio::test]
+async fn a_backup_whose_database_pod_vanishes_fails_within_minutes_and_the_next_succeeds() {
+    let client = setup().await;
+    let (name, namespace, _) = system_with_store_after(&client, "s3cut", |m| {
+        m["spec"]["database"]["storage"] = json!("2Gi");
+    })
+    .await;
+    fill(&client, &name, &namespace, 192).await;
+    systems::create_backup_job(&client, &namespace, "backup-cut", None).await;
+    let pods = Api::<Pod>::namespaced(client.clone(), &namespace);
+    let job_pods = ListParams::default().labels("job-name=backup-cut");
+    until(
+        "the backup's pod running",
+        Duration::from_secs(120),
+        || async {
+            let list = pods.list(&job_pods).await.map_err(|e| e.to_string())?;
+            match list
+                .items
+                .iter()
+                .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            {
+                true => Ok(()),
+                false => Err(format!("{} pods", list.items.len())),
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pods.delete(
+        "database-0",
+        &kube::api::DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let cut = Instant::now();
+    let failed = until(
+        "the backup's pod failed",
+        Duration::from_secs(240),
+        || async {
+            let list = pods.list(&job_pods).await.map_err(|e| e.to_string())?;
+            list.items
+                .into_iter()
+                .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
+                .ok_or_else(|| "none failed yet".to_string())
+        },
+    )
+    .await;
+    let noticed = cut.elapsed();
+    let log = pods
+        .logs(&failed.metadata.name.clone().unwrap(), &Default::default())
+        .await
+        .unwrap();
+    println!(
+        "the database pod force-deleted during a backup: the run failed {:.1} s later:\n{log}",
+        noticed.as_secs_f64()
+    );
+    assert!(noticed < Duration::from_secs(180), "{noticed:?}");
+    assert!(log.contains("pg_dump") || log.contains("database"), "{log}");
+    backup_now(&client, &name, &namespace, "backup-after-cut").await;
+}
+
 /// The size of the database the timing test fills, in MiB: `HS_BACKUP_SIZE_MIB`, 16 unless
 /// given (what CI runs; the README's figures are for 1024).
 fn size_mib() -> u64 {
@@ -737,27 +826,7 @@ async fn a_backup_and_its_drill_of_a_sized_database_are_timed() {
         m["spec"]["database"]["storage"] = json!(format!("{storage_gib}Gi"));
     })
     .await;
-    // About 1 KiB per row of hex text from many digests: compresses like real data, not like
-    // a repeated string. Filled in batches of 64 MiB, each its own statement.
-    let rows = mib * 1024;
-    let mut sql = String::from("CREATE TABLE records (id bigint PRIMARY KEY, body text); ");
-    let mut start = 1;
-    while start <= rows {
-        let end = (start + 64 * 1024 - 1).min(rows);
-        sql.push_str(&format!(
-            "INSERT INTO records SELECT g, (SELECT string_agg(md5(g::text || ':' || i::text), '') \
-             FROM generate_series(1, 30) i) FROM generate_series({start}, {end}) g; "
-        ));
-        start = end + 1;
-    }
-    sql.push_str("SELECT pg_database_size('app'), count(*) FROM records");
-    let filled = pods::run_ok(
-        &client,
-        pods::psql_client(&namespace, "filler", &name, &sql),
-    )
-    .await;
-    let (db_bytes, counted) = pods::last_line(&filled).split_once('|').unwrap();
-    assert_eq!(counted, rows.to_string());
+    let (db_bytes, rows) = fill(&client, &name, &namespace, mib).await;
 
     let log = backup_now(&client, &name, &namespace, "backup-sized").await;
     let summary = agent_summary(&log);

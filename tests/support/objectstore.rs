@@ -27,13 +27,22 @@ pub struct Store {
     /// Its port on the node's address.
     pub port: u16,
     root_secret: String,
-    /// Users with their prefix (None: read access to the whole bucket) and whether they may
-    /// HEAD the bucket, for the policy.
-    users: Mutex<Vec<(String, Option<String>, bool)>>,
+    /// Users with their prefix (None: read access to the whole bucket) and what they may do
+    /// there, for the policy.
+    users: Mutex<Vec<(String, Option<String>, Rights)>>,
     /// Where the store keeps objects: `data/BUCKET/KEY` is the object KEY.
     pub data: std::path::PathBuf,
     /// owned.sh running versitygw: it stops the store when this test binary exits.
     _process: std::process::Child,
+}
+
+/// What a user with a prefix may do besides reading and listing it.
+#[derive(Clone, Copy)]
+struct Rights {
+    /// Write and delete there.
+    write: bool,
+    /// HEAD the bucket (see [`Store::add_archiving_user`]).
+    head: bool,
 }
 
 fn random_secret() -> String {
@@ -125,7 +134,11 @@ impl Store {
     /// A user that reaches `prefix` only (list, read, write, delete there): its access key
     /// and secret. Replaces the bucket policy with the statements of every user.
     pub fn add_user(&self, prefix: &str) -> (String, String) {
-        self.add(&format!("backup-{prefix}"), Some(prefix), false)
+        let rights = Rights {
+            write: true,
+            head: false,
+        };
+        self.add(&format!("backup-{prefix}"), Some(prefix), rights)
     }
 
     /// [`Store::add_user`] for a system whose WAL is archived: Barman Cloud checks the bucket
@@ -133,15 +146,36 @@ impl Store {
     /// prefix. So its listing right holds when the prefix is its own or absent: it may list
     /// the names of the whole bucket's objects (never read, write or delete outside its own).
     pub fn add_archiving_user(&self, prefix: &str) -> (String, String) {
-        self.add(&format!("backup-{prefix}"), Some(prefix), true)
+        let rights = Rights {
+            write: true,
+            head: true,
+        };
+        self.add(&format!("backup-{prefix}"), Some(prefix), rights)
+    }
+
+    /// A user `name` that reads `prefix` only (and may HEAD the bucket, as Barman Cloud
+    /// does): what a system recovered from another's archive is given to read it with.
+    pub fn add_archive_reader(&self, name: &str, prefix: &str) -> (String, String) {
+        let rights = Rights {
+            write: false,
+            head: true,
+        };
+        self.add(name, Some(prefix), rights)
     }
 
     /// A user that reads every prefix (the restore namespace's credentials).
     pub fn add_reader(&self, name: &str) -> (String, String) {
-        self.add(name, None, false)
+        self.add(
+            name,
+            None,
+            Rights {
+                write: false,
+                head: false,
+            },
+        )
     }
 
-    fn add(&self, access: &str, prefix: Option<&str>, head: bool) -> (String, String) {
+    fn add(&self, access: &str, prefix: Option<&str>, rights: Rights) -> (String, String) {
         // With HEAD of the bucket, a listing without a prefix passes too (see above).
         let operator = |head: bool| {
             if head {
@@ -173,16 +207,20 @@ impl Store {
             String::from_utf8_lossy(&output.stderr)
         );
         let mut users = self.users.lock().unwrap();
-        users.push((access.to_string(), prefix.map(String::from), head));
+        users.push((access.to_string(), prefix.map(String::from), rights));
         let statements: Vec<Value> = users
             .iter()
-            .flat_map(|(user, prefix, head)| match prefix {
+            .flat_map(|(user, prefix, rights)| match prefix {
                 Some(prefix) => [
                     json!({
                         "Effect": "Allow",
                         "Principal": { "AWS": [user] },
-                        "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
-                                   "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                        "Action": if rights.write {
+                            json!(["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+                                   "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"])
+                        } else {
+                            json!(["s3:GetObject"])
+                        },
                         "Resource": format!("arn:aws:s3:::{BUCKET}/{prefix}/*"),
                     }),
                     json!({
@@ -190,7 +228,7 @@ impl Store {
                         "Principal": { "AWS": [user] },
                         "Action": ["s3:ListBucket"],
                         "Resource": format!("arn:aws:s3:::{BUCKET}"),
-                        "Condition": { (operator(*head)): { "s3:prefix": [format!("{prefix}/*")] } },
+                        "Condition": { (operator(rights.head)): { "s3:prefix": [format!("{prefix}/*")] } },
                     }),
                 ],
                 None => [

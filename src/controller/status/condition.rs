@@ -36,6 +36,8 @@ pub const DATA_MISSING: &str = "DataMissing";
 pub const INSTANCES_ABOVE_TIER: &str = "InstancesAboveTier";
 /// The system asks for a PostgreSQL version the platform has no image for.
 pub const VERSION_REFUSED: &str = "VersionRefused";
+/// The system asks to start from an archive this platform cannot recover it from.
+pub const BOOTSTRAP_REFUSED: &str = "BootstrapRefused";
 
 /// The DatabaseReady reason when spec.database.bootstrap's restore failed.
 pub const BOOTSTRAP_FAILED: &str = "BootstrapFailed";

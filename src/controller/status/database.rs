@@ -7,8 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use crate::api::{Engine, HealthSystem};
 use crate::controller::status::cluster;
 use crate::controller::status::condition::{
-    BOOTSTRAP_FAILED, CREDENTIALS_MISSING, CREDENTIALS_NOT_READABLE, DATA_MISSING,
-    INSTANCES_ABOVE_TIER, QUOTA_EXCEEDED, Stamp, VERSION_REFUSED, types,
+    BOOTSTRAP_FAILED, BOOTSTRAP_REFUSED, CREDENTIALS_MISSING, CREDENTIALS_NOT_READABLE,
+    DATA_MISSING, INSTANCES_ABOVE_TIER, QUOTA_EXCEEDED, Stamp, VERSION_REFUSED, types,
 };
 use crate::controller::status::observed::Observed;
 use crate::resources::{database, rbac};
@@ -40,6 +40,13 @@ pub fn condition(
             false,
             VERSION_REFUSED,
             format!("{refusal}. Nothing of this system is applied until spec.database.version names an offered version (a new system) or the platform offers this one again"),
+        )
+    } else if let Some(refusal) = &observed.bootstrap_refused {
+        stamp.condition(
+            types::DATABASE,
+            false,
+            BOOTSTRAP_REFUSED,
+            format!("{refusal}. Nothing of this system is applied (an empty database would start in place of the archive's): make the system again once the platform archives, or from a logical backup (fromBackup)"),
         )
     } else if let Some(lost) = lost {
         let now_there = match &observed.claim_uid {

@@ -26,6 +26,9 @@ pub struct Observed {
     pub namespace_not_owned: Option<String>,
     /// Why the platform refuses the system's PostgreSQL version (nothing was written).
     pub version_refused: Option<String>,
+    /// Why the platform cannot start the system from the archive it names (nothing was
+    /// written).
+    pub bootstrap_refused: Option<String>,
     /// Phase of the namespace; None when it does not exist.
     pub namespace_phase: Option<String>,
     /// What runs the database.
@@ -247,6 +250,7 @@ pub fn observe(
         archive,
         namespace_not_owned: None,
         version_refused: None,
+        bootstrap_refused: None,
         namespace_phase: field(&namespace_object, "/status/phase")
             .and_then(|v| v.as_str().map(String::from)),
         database_ready_replicas,

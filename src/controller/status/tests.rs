@@ -626,6 +626,33 @@ fn a_version_without_an_image_is_the_reason_a_new_system_is_not_ready() {
     assert_eq!(status.phase, Some(Phase::Degraded));
 }
 
+/// A system asking to start from an archive the platform cannot recover: nothing is applied
+/// (an empty database would start in its place), and Ready names the refusal.
+#[test]
+fn an_archive_the_platform_cannot_recover_is_the_reason_a_new_system_is_not_ready() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let observed = Observed {
+        bootstrap_refused: Some("spec.database.bootstrap.fromArchive: no archives".into()),
+        ..Observed::default()
+    };
+    let status = evaluate(&system("24h", now), &observed, now);
+    let database = get(&status, types::DATABASE);
+    assert_eq!(
+        (database.status.as_str(), database.reason.as_str()),
+        ("False", condition::BOOTSTRAP_REFUSED)
+    );
+    assert!(
+        database
+            .message
+            .contains("Nothing of this system is applied")
+    );
+    assert_eq!(
+        get(&status, types::READY).reason,
+        condition::BOOTSTRAP_REFUSED
+    );
+    assert_eq!(status.phase, Some(Phase::Degraded));
+}
+
 /// WAL not reaching the archive is a backup that is not ready, whatever the dumps say: what
 /// can be lost grows from then on. The archive's window is in status either way.
 #[test]
