@@ -8,11 +8,10 @@
 //! operator, and a system without store credentials is never BackupReady here.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use healthsystem_operator::api::{ArchiveStatus, HealthSystem};
-use healthsystem_test_support::objectstore::{BUCKET, Store};
+use healthsystem_test_support::objectstore::{self, BUCKET, Store};
 use healthsystem_test_support::wait::until;
 use healthsystem_test_support::{
     barman, chart, cluster, cnpg, node, operator, pods, restore, systems,
@@ -27,15 +26,12 @@ const ARCHIVE_TIMEOUT_SECONDS: u64 = 30;
 /// How long the point-in-time test's client commits rows.
 const WRITER_SECONDS: u64 = 60;
 
+/// The store's availability: tests that need it hold a read guard, the outage test the write
+/// guard (it stops the store every system of this binary archives to).
+static STORE_UP: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 fn store() -> &'static Store {
-    static STORE: OnceLock<Store> = OnceLock::new();
-    STORE.get_or_init(|| {
-        cluster::kubeconfig();
-        Store::start(
-            &healthsystem_test_support::target_tmpdir()
-                .join(format!("archive-objectstore-{}", std::process::id())),
-        )
-    })
+    objectstore::shared()
 }
 
 /// The node's operator configuration with new systems on CloudNativePG, archiving to the S3
@@ -72,13 +68,7 @@ async fn setup() -> Client {
     // Installed before the operator starts: it looks for their APIs once, at start.
     cnpg::install(&client).await;
     barman::install(&client).await;
-    for policy in chart::template(&[]).iter().filter(|o| {
-        o["metadata"]["name"]
-            .as_str()
-            .is_some_and(|n| n.ends_with("-tenant-isolation"))
-    }) {
-        assert!(chart::apply(&client, policy, false).await);
-    }
+    chart::apply_tenant_admission(&client).await;
     operator::use_config(write_config());
     operator::ensure_running(&client).await;
     client
@@ -120,6 +110,25 @@ async fn archive_status(client: &Client, name: &str) -> Option<ArchiveStatus> {
         .archive
 }
 
+/// Waits until the system's archive takes WAL and holds a first base backup; its status.
+async fn wait_archiving(client: &Client, name: &str) -> ArchiveStatus {
+    until(
+        &format!("{name}: WAL archived and a first base backup in status"),
+        Duration::from_secs(420),
+        || async {
+            match archive_status(client, name).await {
+                Some(a)
+                    if a.wal_archiving == Some(true) && a.first_recoverability_point.is_some() =>
+                {
+                    Ok(a)
+                }
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+}
+
 /// The names of the archive's WAL segments in the store (compressed: `.gz`).
 fn archived_segments(namespace: &str) -> Vec<String> {
     let wals = store()
@@ -143,6 +152,7 @@ fn archived_segments(namespace: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_system_archives_its_wal_and_base_backups_to_its_own_prefix() {
+    let _store_up = STORE_UP.read().await;
     let client = setup().await;
     let name = systems::create(&client, "arch", "lab-biomedica.yaml", node::small_system).await;
     let namespace = format!("hs-{name}");
@@ -150,21 +160,7 @@ async fn a_system_archives_its_wal_and_base_backups_to_its_own_prefix() {
 
     // WAL archived, then the first base backup (made once the archive takes WAL).
     let started = Instant::now();
-    let archive = until(
-        "WAL archived and a first base backup in status",
-        Duration::from_secs(420),
-        || async {
-            match archive_status(&client, &name).await {
-                Some(a)
-                    if a.wal_archiving == Some(true) && a.first_recoverability_point.is_some() =>
-                {
-                    Ok(a)
-                }
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    let archive = wait_archiving(&client, &name).await;
     println!(
         "archiving and a first base backup after {:.1} s: {archive:?}",
         started.elapsed().as_secs_f64()
@@ -285,6 +281,7 @@ async fn query(client: &Client, name: &str, pod: &str, sql: &str) -> String {
 
 #[tokio::test]
 async fn a_deleted_system_recovers_to_a_point_in_time_and_to_the_end_of_its_archive() {
+    let _store_up = STORE_UP.read().await;
     let client = setup().await;
     let source = systems::create(&client, "pitr", "lab-biomedica.yaml", |m| {
         node::small_system(m);
@@ -293,17 +290,7 @@ async fn a_deleted_system_recovers_to_a_point_in_time_and_to_the_end_of_its_arch
     .await;
     let source_ns = format!("hs-{source}");
     provision(&client, &source_ns).await;
-    until(
-        "the source's first base backup",
-        Duration::from_secs(420),
-        || async {
-            match archive_status(&client, &source).await {
-                Some(a) if a.first_recoverability_point.is_some() => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    wait_archiving(&client, &source).await;
 
     // A client commits numbered rows for a minute.
     let ca = cnpg::ca(&client, &source_ns).await;
@@ -399,5 +386,109 @@ async fn a_deleted_system_recovers_to_a_point_in_time_and_to_the_end_of_its_arch
     assert!(
         lost <= bound,
         "lost more than archive_timeout's rows: {lost} > {bound}"
+    );
+}
+
+/// A WAL segment's name as its position: timeline, then log and segment number.
+fn position(segment: &str) -> Option<(u64, u64)> {
+    let hex = segment.get(..24)?;
+    let timeline = u64::from_str_radix(&hex[..8], 16).ok()?;
+    let log = u64::from_str_radix(&hex[8..16], 16).ok()?;
+    let seg = u64::from_str_radix(&hex[16..24], 16).ok()?;
+    // 16 MiB segments: 256 to a log file.
+    Some((timeline, log * 256 + seg))
+}
+
+#[tokio::test]
+async fn archiving_through_a_store_outage_says_so_and_catches_up_without_a_gap() {
+    let _store_down = STORE_UP.write().await;
+    let client = setup().await;
+    let name = systems::create(&client, "outage", "lab-biomedica.yaml", node::small_system).await;
+    let namespace = format!("hs-{name}");
+    provision(&client, &namespace).await;
+    wait_archiving(&client, &name).await;
+    let ca = cnpg::ca(&client, &namespace).await;
+    let write = |pod: &'static str| {
+        pods::login(
+            &namespace,
+            pod,
+            &name,
+            "database-credentials",
+            &ca,
+            "psql -v ON_ERROR_STOP=1 -qtA -c \"CREATE TABLE IF NOT EXISTS marks (n serial PRIMARY KEY); INSERT INTO marks DEFAULT VALUES\"",
+        )
+    };
+    pods::run_ok(&client, write("before")).await;
+    let before = archived_segments(&namespace)
+        .iter()
+        .filter_map(|s| position(s))
+        .max()
+        .expect("segments archived before the outage");
+
+    store().stop();
+    let stopped = Instant::now();
+    // Writes go on while the store is away: each switches to a new segment to archive.
+    pods::run_ok(&client, write("during-1")).await;
+    let (_, condition) = systems::wait_reason(
+        &client,
+        &name,
+        "BackupReady",
+        "ArchivingFailing",
+        Duration::from_secs(300),
+    )
+    .await;
+    println!(
+        "the store stopped: BackupReady=False ArchivingFailing {:.1} s later: {}",
+        stopped.elapsed().as_secs_f64(),
+        condition.message
+    );
+    assert!(
+        condition.message.contains(&namespace),
+        "{}",
+        condition.message
+    );
+    pods::run_ok(&client, write("during-2")).await;
+
+    store().start_again();
+    let back = Instant::now();
+    systems::wait_condition(&client, &name, "BackupReady", "True").await;
+    println!(
+        "the store back: BackupReady=True {:.1} s later",
+        back.elapsed().as_secs_f64()
+    );
+    pods::run_ok(&client, write("after")).await;
+    // Every segment from the first to the last in the store, none missing.
+    let segments = until(
+        "the segments written during the outage archived",
+        Duration::from_secs(180),
+        || async {
+            let mut positions: Vec<(u64, u64)> = archived_segments(&namespace)
+                .iter()
+                .filter(|s| !s.contains(".history"))
+                .filter_map(|s| position(s))
+                .collect();
+            positions.sort();
+            positions.dedup();
+            let timeline = positions.last().map(|p| p.0);
+            let on_timeline: Vec<u64> = positions
+                .iter()
+                .filter(|p| Some(p.0) == timeline)
+                .map(|p| p.1)
+                .collect();
+            let first = *on_timeline.first().ok_or("no segment")?;
+            let last = *on_timeline.last().ok_or("no segment")?;
+            // Written during the outage (archive_timeout switched segments after each write),
+            // archived after it, with no gap from the first segment on.
+            if last - first + 1 == on_timeline.len() as u64 && (timeline.unwrap(), last) > before {
+                Ok(on_timeline)
+            } else {
+                Err(format!("{on_timeline:?}"))
+            }
+        },
+    )
+    .await;
+    println!(
+        "{} consecutive segments in the store after the outage (the last before it: {before:?})",
+        segments.len()
     );
 }

@@ -42,14 +42,7 @@ pub use node::image;
 
 /// The store, started once the real node is up.
 fn store() -> &'static Store {
-    static STORE: OnceLock<Store> = OnceLock::new();
-    STORE.get_or_init(|| {
-        cluster::kubeconfig();
-        Store::start(
-            &healthsystem_test_support::target_tmpdir()
-                .join(format!("objectstore-{}", std::process::id())),
-        )
-    })
+    objectstore::shared()
 }
 
 /// The private key restores would hold; the operator gets only its public key.
@@ -741,9 +734,12 @@ async fn fill(client: &Client, name: &str, namespace: &str, mib: u64) -> (String
     (db_bytes.to_string(), rows)
 }
 
-/// The database pod force-deleted 3 s into a backup (tried by hand: pg_dump then waited on a
-/// dead connection for hours, and every scheduled run behind it, `concurrencyPolicy: Forbid`):
-/// the run notices within a couple of minutes and fails saying why, and the next one succeeds.
+/// The database pod's network cut and the pod force-deleted 3 s into a backup, so no reset
+/// ever reaches the backup (tried by hand on a force-deleted pod: pg_dump then waited on a
+/// dead connection for hours, and every scheduled run behind it, `concurrencyPolicy:
+/// Forbid`): the run notices within a couple of minutes and fails saying why, and the next
+/// one succeeds. (The pod force-deleted alone, its PostgreSQL's sockets reset every
+/// connection as it died: the backup failed 4 s later even without keepalives.)
 #[tokio::test]
 async fn a_backup_whose_database_pod_vanishes_fails_within_minutes_and_the_next_succeeds() {
     let client = setup().await;
@@ -772,6 +768,12 @@ async fn a_backup_whose_database_pod_vanishes_fails_within_minutes_and_the_next_
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let database = pods.get("database-0").await.unwrap();
+    let ip = database
+        .status
+        .and_then(|s| s.pod_ip)
+        .expect("the database's address");
+    node::cut_pod_network(&ip);
     pods.delete(
         "database-0",
         &kube::api::DeleteParams {
@@ -800,7 +802,7 @@ async fn a_backup_whose_database_pod_vanishes_fails_within_minutes_and_the_next_
         .await
         .unwrap();
     println!(
-        "the database pod force-deleted during a backup: the run failed {:.1} s later:\n{log}",
+        "the database pod cut off and force-deleted during a backup: the run failed {:.1} s later:\n{log}",
         noticed.as_secs_f64()
     );
     assert!(noticed < Duration::from_secs(180), "{noticed:?}");

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use age::secrecy::ExposeSecret;
 use healthsystem_operator::api::HealthSystem;
-use healthsystem_test_support::objectstore::Store;
+use healthsystem_test_support::objectstore::{self, Store};
 use healthsystem_test_support::pods;
 use healthsystem_test_support::wait::until;
 use healthsystem_test_support::{chart, cluster, cnpg, node, operator, restore, systems};
@@ -23,14 +23,7 @@ use kube::api::{Api, DeleteParams};
 use serde_json::json;
 
 fn store() -> &'static Store {
-    static STORE: OnceLock<Store> = OnceLock::new();
-    STORE.get_or_init(|| {
-        cluster::kubeconfig();
-        Store::start(
-            &healthsystem_test_support::target_tmpdir()
-                .join(format!("cnpg-objectstore-{}", std::process::id())),
-        )
-    })
+    objectstore::shared()
 }
 
 /// The private key restores hold; the operator gets only its public key.
@@ -81,13 +74,7 @@ pub async fn setup() -> Client {
     cnpg::install(&client).await;
     // The chart's tenant admission in force, as wherever the chart is installed: the engine's
     // own operator makes each Cluster's claims, Services, Secrets and roles under it.
-    for policy in chart::template(&[]).iter().filter(|o| {
-        o["metadata"]["name"]
-            .as_str()
-            .is_some_and(|n| n.ends_with("-tenant-isolation"))
-    }) {
-        assert!(chart::apply(&client, policy, false).await);
-    }
+    chart::apply_tenant_admission(&client).await;
     operator::use_config(write_config());
     restore::prepare(&client, store(), identity().to_string().expose_secret()).await;
     operator::ensure_running(&client).await;

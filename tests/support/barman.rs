@@ -7,41 +7,13 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::Client;
-use kube::api::Api;
 use serde_json::{Value, json};
 
-use crate::{chart, cluster, cnpg, wait::until};
+use crate::{certificate, chart, cluster, cnpg, wait};
 
 /// The Deployment, Service and TLS Secrets' names of the manifest.
 const NAME: &str = "barman-cloud";
-
-/// A self-signed certificate and key for `subject`, with the extension lines `extensions`.
-fn certificate(subject: &str, extensions: &[&str]) -> (String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let mut command = std::process::Command::new("openssl");
-    command.args([
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-    ]);
-    command.args(["-subj", &format!("/CN={subject}")]);
-    for extension in extensions {
-        command.args(["-addext", extension]);
-    }
-    let made = command
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl runs");
-    assert!(made.status.success(), "{made:?}");
-    (
-        std::fs::read_to_string(cert).unwrap(),
-        std::fs::read_to_string(key).unwrap(),
-    )
-}
 
 fn tls_secret(name: &str, (cert, key): (String, String)) -> Value {
     json!({
@@ -97,7 +69,7 @@ pub async fn install(client: &Client) {
         &env["HS_IMAGE_BARMAN_PLUGIN"],
         &env["HS_IMAGE_BARMAN_SIDECAR"],
     );
-    let server = certificate(
+    let server = certificate::self_signed(
         NAME,
         &[
             &format!(
@@ -108,7 +80,7 @@ pub async fn install(client: &Client) {
         ],
     );
     let client_certificate =
-        certificate(&format!("{NAME}-client"), &["extendedKeyUsage=clientAuth"]);
+        certificate::self_signed(&format!("{NAME}-client"), &["extendedKeyUsage=clientAuth"]);
     chart::apply(
         client,
         &tls_secret(&format!("{NAME}-server-tls"), server),
@@ -131,22 +103,15 @@ pub async fn install(client: &Client) {
     for object in ordered {
         chart::apply(client, object, false).await;
     }
-    let deployments = Api::<Deployment>::namespaced(client.clone(), cnpg::NAMESPACE);
-    until(
+    wait::deployment_available(
+        client,
+        cnpg::NAMESPACE,
+        NAME,
         &format!(
             "the Barman Cloud plugin {} available",
             env["HS_BARMAN_CLOUD_VERSION"]
         ),
         Duration::from_secs(240),
-        || async {
-            let deployment = deployments.get(NAME).await.map_err(|e| e.to_string())?;
-            let status = deployment.status.unwrap_or_default();
-            if status.available_replicas.unwrap_or(0) >= 1 {
-                Ok(())
-            } else {
-                Err(format!("{:?}", status.conditions))
-            }
-        },
     )
     .await;
 }

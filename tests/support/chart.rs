@@ -105,6 +105,18 @@ pub async fn apply(client: &Client, object: &Value, dry_run: bool) -> bool {
     true
 }
 
+/// Puts the chart's tenant admission policy (and its binding) in force, as wherever the chart
+/// is installed.
+pub async fn apply_tenant_admission(client: &Client) {
+    for policy in template(&[]).iter().filter(|o| {
+        o["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with("-tenant-isolation"))
+    }) {
+        assert!(apply(client, policy, false).await);
+    }
+}
+
 /// Whether an object of the chart grants or limits access: its ServiceAccount, roles and
 /// bindings, and the tenant admission policy.
 fn is_access(object: &Value) -> bool {

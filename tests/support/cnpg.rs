@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
 
-use crate::{chart, cluster, wait::until};
+use crate::{chart, cluster, wait};
 
 /// The namespace of CloudNativePG's operator (its release manifest's).
 pub const NAMESPACE: &str = "cnpg-system";
@@ -91,22 +90,12 @@ pub async fn install(client: &Client) -> String {
     for object in ordered {
         chart::apply(client, object, false).await;
     }
-    let deployments = Api::<Deployment>::namespaced(client.clone(), NAMESPACE);
-    until(
+    wait::deployment_available(
+        client,
+        NAMESPACE,
+        "cnpg-controller-manager",
         &format!("CloudNativePG {version} available"),
         Duration::from_secs(240),
-        || async {
-            let deployment = deployments
-                .get("cnpg-controller-manager")
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = deployment.status.unwrap_or_default();
-            if status.available_replicas.unwrap_or(0) >= 1 {
-                Ok(())
-            } else {
-                Err(format!("{:?}", status.conditions))
-            }
-        },
     )
     .await;
     image

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod barman;
+pub mod certificate;
 pub mod chart;
 pub mod cluster;
 pub mod cnpg;

@@ -83,3 +83,26 @@ pub fn operator_image(binary: &std::path::Path) -> String {
         .expect("operator.env names the image")
         .to_string()
 }
+
+/// Silences the pod at `ip` on the real node's bridge: its host-side veth goes down, so
+/// whatever it was talking to hears nothing more, not even a reset (as when a node or its
+/// network dies). The veth goes with the pod; nothing is left to restore.
+pub fn cut_pod_network(ip: &str) {
+    let script = format!(
+        "ping -c 1 -W 1 {ip} >/dev/null 2>&1; \
+         mac=$(ip neigh show {ip} | awk '{{print $5}}'); \
+         [ -n \"$mac\" ] || {{ echo \"no neighbour entry for {ip}\" >&2; exit 1; }}; \
+         dev=$(bridge fdb show | awk -v mac=\"$mac\" '$1 == mac && $2 == \"dev\" {{print $3; exit}}'); \
+         [ -n \"$dev\" ] || {{ echo \"no bridge port for $mac\" >&2; exit 1; }}; \
+         ip link set \"$dev\" down && echo \"$dev\""
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "cutting {ip}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -32,8 +32,11 @@ pub struct Store {
     users: Mutex<Vec<(String, Option<String>, Rights)>>,
     /// Where the store keeps objects: `data/BUCKET/KEY` is the object KEY.
     pub data: std::path::PathBuf,
-    /// owned.sh running versitygw: it stops the store when this test binary exits.
-    _process: std::process::Child,
+    /// Where its data, IAM and log are.
+    dir: std::path::PathBuf,
+    /// owned.sh running versitygw (it stops the store when this test binary exits); none
+    /// while stopped ([`Store::stop`]).
+    process: Mutex<Option<std::process::Child>>,
 }
 
 /// What a user with a prefix may do besides reading and listing it.
@@ -51,7 +54,71 @@ fn random_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Runs versitygw over `dir` on the node's address and `port` until it listens.
+fn serve(dir: &Path, port: u16, root_secret: &str) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("versitygw.log"))
+        .unwrap();
+    let process = Command::new("bash")
+        .arg(crate::repo_root().join("testenv/owned.sh"))
+        .arg(std::process::id().to_string())
+        .arg(cluster::testenv_bin().join("versitygw"))
+        .arg("--port")
+        .arg(format!("{NODE_IP}:{port}"))
+        .args(["--access", ROOT_ACCESS, "--secret", root_secret, "--quiet"])
+        .arg("--iam-dir")
+        .arg(dir.join("iam"))
+        .arg("posix")
+        .arg(dir.join("data"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("versitygw starts");
+    let started = Instant::now();
+    while std::net::TcpStream::connect((NODE_IP, port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "versitygw did not listen on {NODE_IP}:{port}: see {}",
+            dir.join("versitygw.log").display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    process
+}
+
+/// The test binary's store, started on first use once its cluster's real node is up, in
+/// `target/tmp/objectstore-PID`.
+pub fn shared() -> &'static Store {
+    static STORE: std::sync::OnceLock<Store> = std::sync::OnceLock::new();
+    STORE.get_or_init(|| {
+        cluster::kubeconfig();
+        Store::start(&crate::target_tmpdir().join(format!("objectstore-{}", std::process::id())))
+    })
+}
+
 impl Store {
+    /// Stops the store (clients then find nothing listening), keeping its data and users.
+    pub fn stop(&self) {
+        if let Some(mut process) = self.process.lock().unwrap().take() {
+            // owned.sh stops versitygw on SIGTERM and waits for it.
+            let _ = Command::new("kill")
+                .args(["-TERM", &process.id().to_string()])
+                .status();
+            let _ = process.wait();
+        }
+    }
+
+    /// Starts the stopped store again, on the same address, with the same data and users.
+    pub fn start_again(&self) {
+        let mut process = self.process.lock().unwrap();
+        if process.is_none() {
+            *process = Some(serve(&self.dir, self.port, &self.root_secret));
+        }
+    }
+
     /// Starts the store in `dir` (after the real node is up: the address is its bridge's) and
     /// makes the bucket.
     pub fn start(dir: &Path) -> Store {
@@ -64,39 +131,15 @@ impl Store {
             .expect("a free port on the node's address")
             .port();
         let root_secret = random_secret();
-        let log = std::fs::File::create(dir.join("versitygw.log")).unwrap();
-        let process = Command::new("bash")
-            .arg(crate::repo_root().join("testenv/owned.sh"))
-            .arg(std::process::id().to_string())
-            .arg(cluster::testenv_bin().join("versitygw"))
-            .arg("--port")
-            .arg(format!("{NODE_IP}:{port}"))
-            .args(["--access", ROOT_ACCESS, "--secret", &root_secret, "--quiet"])
-            .arg("--iam-dir")
-            .arg(&iam)
-            .arg("posix")
-            .arg(&data)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("versitygw starts");
-        let started = Instant::now();
-        while std::net::TcpStream::connect((NODE_IP, port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "versitygw did not listen on {NODE_IP}:{port}: see {}",
-                dir.join("versitygw.log").display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let process = serve(dir, port, &root_secret);
         let store = Store {
             endpoint: format!("http://{NODE_IP}:{port}"),
             port,
             root_secret,
             users: Mutex::new(Vec::new()),
             data: data.clone(),
-            _process: process,
+            dir: dir.to_path_buf(),
+            process: Mutex::new(Some(process)),
         };
         store.setup(None);
         store

@@ -24,3 +24,26 @@ where
         }
     }
 }
+
+/// Waits until the Deployment `namespace/name` has an available replica; `what` names it in
+/// the timeout's message.
+pub async fn deployment_available(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+) {
+    let deployments =
+        kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), namespace);
+    until(what, timeout, || async {
+        let deployment = deployments.get(name).await.map_err(|e| e.to_string())?;
+        let status = deployment.status.unwrap_or_default();
+        if status.available_replicas.unwrap_or(0) >= 1 {
+            Ok(())
+        } else {
+            Err(format!("{:?}", status.conditions))
+        }
+    })
+    .await;
+}

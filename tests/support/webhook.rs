@@ -56,28 +56,11 @@ pub struct Webhook {
 impl Webhook {
     /// Makes a certificate for 127.0.0.1 and starts serving on a free loopback port.
     pub async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        let made = std::process::Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args([
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("openssl runs");
-        assert!(made.status.success(), "{made:?}");
-        let ca_bundle = std::fs::read(&cert).unwrap();
-        let chain = vec![CertificateDer::from_pem_file(&cert).unwrap()];
-        let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+        let (cert, key) =
+            crate::certificate::self_signed("127.0.0.1", &["subjectAltName=IP:127.0.0.1"]);
+        let ca_bundle = cert.clone().into_bytes();
+        let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

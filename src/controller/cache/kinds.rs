@@ -141,46 +141,35 @@ pub fn kinds(apis: Apis) -> Vec<Kind> {
         });
         // Pruned when archiving is switched off: its Backups stay (they belong to the
         // Cluster), and so does their data in the store.
-        kinds.push(Kind {
-            resource: archive::scheduled_backup_resource(),
-            namespaced: true,
-            prunable: true,
-            exact: true,
-            keep_from_live: &[],
-            read: &[],
-            wake_on: &[],
-        });
+        kinds.push(configuration(archive::scheduled_backup_resource(), &[]));
     }
     if apis.archiving {
-        // Removing it removes a configuration, never an archived byte.
-        kinds.push(Kind {
-            resource: archive::object_store_resource(),
-            namespaced: true,
-            prunable: true,
-            exact: true,
-            keep_from_live: &[],
-            read: &[],
-            // Its recovery window, read with the status (`status::archive`).
-            wake_on: archive::WAKE_ON,
-        });
+        // Removing it removes a configuration, never an archived byte. Its recovery window
+        // is read with the status (`status::archive`).
+        kinds.push(configuration(
+            archive::object_store_resource(),
+            archive::WAKE_ON,
+        ));
     }
     if apis.monitoring {
-        for resource in [
-            monitoring::pod_monitor_resource(),
-            monitoring::prometheus_rule_resource(),
-        ] {
-            kinds.push(Kind {
-                resource,
-                namespaced: true,
-                prunable: true,
-                exact: true,
-                keep_from_live: &[],
-                read: &[],
-                wake_on: &[],
-            });
-        }
+        kinds.push(configuration(monitoring::pod_monitor_resource(), &[]));
+        kinds.push(configuration(monitoring::prometheus_rule_resource(), &[]));
     }
     kinds
+}
+
+/// A namespaced kind of another API that only configures something (no data of its own):
+/// applied exactly, pruned when no longer wanted.
+fn configuration(resource: ApiResource, wake_on: &'static [&'static str]) -> Kind {
+    Kind {
+        resource,
+        namespaced: true,
+        prunable: true,
+        exact: true,
+        keep_from_live: &[],
+        read: &[],
+        wake_on,
+    }
 }
 
 /// Every kind the operator creates: the watched ones ([`kinds`]) and Secrets, created once
