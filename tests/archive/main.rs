@@ -4,8 +4,10 @@
 //! reaches its own prefix only. A system on CloudNativePG archives every WAL segment and takes
 //! its first base backup into `<namespace>/archive` with its own credentials, and says so in
 //! status (WAL archiving, the recovery window); rows committed on a quiet database reach the
-//! store within `archive_timeout`. Its own cluster: archiving is configured for the whole
-//! operator, and a system without store credentials is never BackupReady here.
+//! store within `archive_timeout`; a deleted system is recovered to a point in time and to the
+//! end of its archive; a store outage is reported and caught up without a gap (ignored in
+//! CI). Its own cluster: archiving is configured for the whole operator, and a system without
+//! store credentials is never BackupReady here.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,8 +25,14 @@ use serde_json::json;
 
 /// PostgreSQL's archive_timeout here: a quiet database's rows reach the store within it.
 const ARCHIVE_TIMEOUT_SECONDS: u64 = 30;
-/// How long the point-in-time test's client commits rows.
-const WRITER_SECONDS: u64 = 60;
+/// How long the point-in-time test's client commits rows: `HS_PITR_WRITER_SECONDS`, 30
+/// unless given (what CI runs; the README's figures are for 60).
+fn writer_seconds() -> u64 {
+    std::env::var("HS_PITR_WRITER_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30)
+}
 
 /// The store's availability: tests that need it hold a read guard, the outage test the write
 /// guard (it stops the store every system of this binary archives to).
@@ -302,7 +310,7 @@ async fn a_deleted_system_recovers_to_a_point_in_time_and_to_the_end_of_its_arch
             &source,
             "database-credentials",
             &ca,
-            &writer(WRITER_SECONDS),
+            &writer(writer_seconds()),
         ),
     )
     .await;
@@ -310,7 +318,7 @@ async fn a_deleted_system_recovers_to_a_point_in_time_and_to_the_end_of_its_arch
         .strip_prefix("last ")
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the writer's count: {out}"));
-    assert!(last > 100, "{out}");
+    assert!(last > 50, "{out}");
     // T: halfway between the commits of rows k and k + 1 (rows are 200 ms apart, a commit
     // takes a few ms): a recovery to T holds exactly rows 1..=k.
     let k = last / 2;
@@ -379,7 +387,7 @@ async fn a_deleted_system_recovers_to_a_point_in_time_and_to_the_end_of_its_arch
     assert_eq!(count, max, "no gap: {rows_latest}");
     let lost = last - max;
     // What the writer committed in archive_timeout (and 10 s for the segment's upload).
-    let bound = last * (ARCHIVE_TIMEOUT_SECONDS as i64 + 10) / WRITER_SECONDS as i64;
+    let bound = last * (ARCHIVE_TIMEOUT_SECONDS as i64 + 10) / writer_seconds() as i64;
     println!(
         "latest: {max} of {last} rows recovered, {lost} lost (at most {bound}: archive_timeout {ARCHIVE_TIMEOUT_SECONDS} s)"
     );
@@ -399,7 +407,10 @@ fn position(segment: &str) -> Option<(u64, u64)> {
     Some((timeline, log * 256 + seg))
 }
 
+/// A resilience test, not in CI (its minutes go to the suites that prove more per minute):
+/// `cargo test --test archive outage -- --ignored --nocapture`.
 #[tokio::test]
+#[ignore = "a store outage: run with --ignored (docs/testing.md)"]
 async fn archiving_through_a_store_outage_says_so_and_catches_up_without_a_gap() {
     let _store_down = STORE_UP.write().await;
     let client = setup().await;
