@@ -98,11 +98,7 @@ pub async fn install(client: &Client) {
         Some("Deployment") => 2,
         _ => 1,
     };
-    let mut ordered: Vec<&Value> = objects.iter().collect();
-    ordered.sort_by_key(|o| rank(o));
-    for object in ordered {
-        chart::apply(client, object, false).await;
-    }
+    chart::apply_in_order(client, &objects, rank).await;
     wait::deployment_available(
         client,
         cnpg::NAMESPACE,

@@ -105,6 +105,16 @@ pub async fn apply(client: &Client, object: &Value, dry_run: bool) -> bool {
     true
 }
 
+/// Applies `objects` (a release manifest's) in the order of `rank`, lowest first, keeping the
+/// manifest's order within a rank.
+pub async fn apply_in_order(client: &Client, objects: &[Value], rank: impl Fn(&Value) -> u8) {
+    let mut ordered: Vec<&Value> = objects.iter().collect();
+    ordered.sort_by_key(|o| rank(o));
+    for object in ordered {
+        apply(client, object, false).await;
+    }
+}
+
 /// Puts the chart's tenant admission policy (and its binding) in force, as wherever the chart
 /// is installed.
 pub async fn apply_tenant_admission(client: &Client) {

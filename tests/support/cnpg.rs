@@ -85,11 +85,7 @@ pub async fn install(client: &Client) -> String {
         Some("ConfigMap") => 2,
         _ => 3,
     };
-    let mut ordered: Vec<&Value> = objects.iter().collect();
-    ordered.sort_by_key(|o| rank(o));
-    for object in ordered {
-        chart::apply(client, object, false).await;
-    }
+    chart::apply_in_order(client, &objects, rank).await;
     wait::deployment_available(
         client,
         NAMESPACE,
