@@ -100,12 +100,13 @@ fn series(ns: &str, engine: Engine) -> Series {
 pub fn prometheus_rule(system: &HealthSystem, config: &Config) -> DynamicObject {
     let ns = labels::namespace(system);
     let name = labels::name(system);
+    let engine = super::engine(system, config);
     let Series {
         up,
         claims,
         connections,
         max_connections,
-    } = series(&ns, super::engine(system, config));
+    } = series(&ns, engine);
     let mut rules = json!([
                 {
                     "alert": "HealthSystemDatabaseDown",
@@ -129,8 +130,8 @@ pub fn prometheus_rule(system: &HealthSystem, config: &Config) -> DynamicObject 
                     "annotations": { "summary": format!("The database of {name} uses more than 80% of its connections") }
                 }
     ]);
-    let archiving = super::engine(system, config) == Engine::CloudNativePg
-        && super::archive::cluster_plugins(config).is_some();
+    let archiving =
+        engine == Engine::CloudNativePg && super::archive::cluster_plugins(config).is_some();
     if archiving && let Some(rules) = rules.as_array_mut() {
         // The primary's archiver (the only instance reporting it): its last attempt failed,
         // and went on failing; what can be lost grows from then on.

@@ -215,21 +215,24 @@ pub fn observe(
             claims: cluster_claims(stores, system),
             ..ClusterState::read(&live.data)
         });
+    // The system archives when its ObjectStore is desired; where to, that object says.
     let archive = desired
         .archive
         .iter()
         .find(|o| o.metadata.name.as_deref() == Some(archive::OBJECT_STORE))
-        .and_then(|_| config.backup.archive_store())
-        .map(|store| {
-            let object_store = stores.get(
+        .map(|desired_store| {
+            let live_store = stores.get(
                 &archive::object_store_resource().api_version,
                 "ObjectStore",
                 ns,
                 archive::OBJECT_STORE,
             );
             archive_status::read(
-                archive::destination(system, store),
-                object_store.as_ref().map(|o| &o.data),
+                desired_store.data["spec"]["configuration"]["destinationPath"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                live_store.as_ref().map(|o| &o.data),
                 live_cluster.as_ref().map(|c| &c.data),
             )
         });
