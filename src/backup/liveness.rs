@@ -33,6 +33,21 @@ pub fn libpq_options() -> String {
     )
 }
 
+/// The name of the libpq service the shell clients of the migration Jobs connect through.
+pub const SERVICE: &str = "healthsystem";
+
+/// A libpq connection service file (`PGSERVICEFILE`) holding [`libpq_options`] as service
+/// [`SERVICE`]: shell scripts that run several clients, against two servers, get the options
+/// from `PGSERVICE` without quoting them into every command.
+pub fn libpq_service_file() -> String {
+    let mut file = format!("[{SERVICE}]\n");
+    for option in libpq_options().split(' ') {
+        file.push_str(option);
+        file.push('\n');
+    }
+    file
+}
+
 /// The same for a tokio-postgres connection.
 pub fn apply(config: &mut tokio_postgres::Config) {
     config
@@ -56,6 +71,10 @@ mod tests {
         assert_eq!(
             libpq_options(),
             "keepalives=1 keepalives_idle=15 keepalives_interval=5 keepalives_count=4 tcp_user_timeout=60000"
+        );
+        assert_eq!(
+            libpq_service_file(),
+            "[healthsystem]\nkeepalives=1\nkeepalives_idle=15\nkeepalives_interval=5\nkeepalives_count=4\ntcp_user_timeout=60000\n"
         );
         let mut config = tokio_postgres::Config::new();
         apply(&mut config);

@@ -30,14 +30,16 @@ pub const NAME: &str = "backup";
 /// The dump, its checksum, the weekly and monthly copies and the pruning, in POSIX sh. It waits
 /// up to a minute for the database to answer (a new pod's address reaches the NetworkPolicy
 /// agent a moment after the pod starts). A dump is written under a temporary name and
-/// renamed when complete, so a half-written file never looks like a backup.
+/// renamed when complete, so a half-written file never looks like a backup. pg_dump's
+/// connection has keepalives (`LIBPQ_OPTIONS`, a connection string without a database: that
+/// still comes from PGDATABASE), so a vanished database fails the run instead of hanging it.
 const SCRIPT: &str = r#"set -eu
 # A new pod may wait a moment for the network policy agent to let it through.
 for i in $(seq 1 30); do pg_isready -q -t 2 && break; sleep 2; done
 now=$(date -u +%Y%m%dT%H%M%SZ)
 cd /backups
 mkdir -p daily weekly monthly
-pg_dump --format=custom --file="daily/$now.dump.partial"
+pg_dump --dbname="$LIBPQ_OPTIONS" --format=custom --file="daily/$now.dump.partial"
 mv "daily/$now.dump.partial" "daily/$now.dump"
 sha256sum "daily/$now.dump" > "daily/$now.dump.sha256"
 if [ "$(date -u +%u)" = 7 ]; then cp "daily/$now.dump" "daily/$now.dump.sha256" weekly/; fi
@@ -85,6 +87,7 @@ fn claim_pod(
             env("RETAIN_DAILY", &backup.retention.daily.to_string()),
             env("RETAIN_WEEKLY", &backup.retention.weekly.to_string()),
             env("RETAIN_MONTHLY", &backup.retention.monthly.to_string()),
+            env("LIBPQ_OPTIONS", &crate::backup::liveness::libpq_options()),
         ],
         vec![mount("backups", "/backups")],
     );

@@ -23,6 +23,7 @@ use super::pod::{database_script_container, empty_dir, env, job_pod, mount};
 use super::roles;
 
 use crate::api::{HealthSystem, Migration, MigrationPhase};
+use crate::backup::liveness;
 use crate::config::Config;
 
 /// Component label of the migration Jobs' pods.
@@ -197,9 +198,17 @@ fn job(
     )
 }
 
+/// Where the Jobs' scripts write libpq's service file ([`liveness::libpq_service_file`]).
+const SERVICE_FILE: &str = "/tmp/pg_service.conf";
+
+/// Writes the service file first: every libpq client of the script (pg_dump, pg_restore,
+/// psql, pg_isready, on both servers) reads it through PGSERVICE, so a connection whose
+/// peer vanished fails within about a minute instead of holding the Job until its deadline.
+const WRITE_SERVICE_FILE: &str = "printf '%s' \"$LIBPQ_SERVICE\" > \"$PGSERVICEFILE\"\n";
+
 /// A Job of one try that runs `script` in the database's image as the application's role
 /// (the system's database as libpq's target), with `environment`, labelled as a migration
-/// pod (the database's policies let those in).
+/// pod (the database's policies let those in). Its clients' connections have keepalives.
 pub(crate) fn script_job(
     system: &HealthSystem,
     config: &Config,
@@ -208,6 +217,13 @@ pub(crate) fn script_job(
     environment: Vec<EnvVar>,
     deadline_seconds: i64,
 ) -> Job {
+    let mut environment = environment;
+    environment.extend([
+        env("LIBPQ_SERVICE", &liveness::libpq_service_file()),
+        env("PGSERVICEFILE", SERVICE_FILE),
+        env("PGSERVICE", liveness::SERVICE),
+    ]);
+    let script = [WRITE_SERVICE_FILE, script].concat();
     let container = Container {
         // The script's own summary, or on failure the last lines of its log (the tools'
         // error messages): what status reports.
@@ -217,7 +233,7 @@ pub(crate) fn script_job(
             config,
             roles::APPLICATION,
             COMPONENT_NAME,
-            script,
+            &script,
             environment,
             vec![mount("tmp", "/tmp")],
         )

@@ -94,9 +94,12 @@ fn series(ns: &str, engine: Engine) -> Series {
     }
 }
 
+/// The series of a system's WAL archive lag in seconds (recorded by its own rules).
+pub const ARCHIVE_LAG: &str = "healthsystem:wal_archive_lag_seconds";
+
 /// The system's own alerts: database down, volume filling up, connections near the limit,
 /// on the series of the engine its database runs on; and, when it archives its WAL, the
-/// archiving failing.
+/// archiving failing, its lag recorded, and the lag past the RPO.
 pub fn prometheus_rule(system: &HealthSystem, config: &Config) -> DynamicObject {
     let ns = labels::namespace(system);
     let name = labels::name(system);
@@ -143,6 +146,29 @@ pub fn prometheus_rule(system: &HealthSystem, config: &Config) -> DynamicObject 
             "for": "5m",
             "labels": { "severity": "critical", "healthsystem": name },
             "annotations": { "summary": format!("The database of {name} cannot archive its WAL: BackupReady says why") }
+        }));
+        // What a loss of the database now would cost: 0 while the last attempt archived,
+        // else the time since the last segment that did. Past the RPO, the objective is
+        // broken (spec.backup.rpo is the archive's lag on a system that archives).
+        let archived =
+            format!("max(cnpg_pg_stat_archiver_last_archived_time{{namespace=\"{ns}\"}})");
+        rules.push(json!({
+            "record": ARCHIVE_LAG,
+            "expr": format!(
+                "(max(cnpg_pg_stat_archiver_last_failed_time{{namespace=\"{ns}\"}}) > bool {archived}) * (time() - {archived})"
+            ),
+            "labels": { "healthsystem": name, "namespace": ns }
+        }));
+        let rpo = &system.spec.backup.rpo;
+        let rpo_seconds = crate::controller::status::parse_rpo(rpo)
+            .unwrap_or(std::time::Duration::from_secs(24 * 3600))
+            .as_secs();
+        rules.push(json!({
+            "alert": "HealthSystemWalArchiveLagOverRpo",
+            "expr": format!("{ARCHIVE_LAG}{{healthsystem=\"{name}\"}} > {rpo_seconds}"),
+            "for": "5m",
+            "labels": { "severity": "critical", "healthsystem": name },
+            "annotations": { "summary": format!("The WAL of {name} has not reached its archive for longer than its RPO of {rpo}") }
         }));
     }
     object(

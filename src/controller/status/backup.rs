@@ -1,12 +1,13 @@
 //! BackupReady: the last backup within the RPO and its last restore drill passed; and when
-//! that verdict can next change by the passage of time alone.
+//! that verdict can next change by the passage of time alone. A system that archives its WAL
+//! meets its RPO through the archive, its daily logical dumps being the second line.
 
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::HealthSystem;
+use crate::api::{ArchiveStatus, HealthSystem};
 use crate::controller::status::condition::{RESTORE_DRILL_FAILED, Stamp, types};
 use crate::controller::status::observed::Observed;
 
@@ -16,12 +17,7 @@ pub fn condition(system: &HealthSystem, observed: &Observed, stamp: Stamp) -> Co
     let rpo = parse_rpo(&system.spec.backup.rpo).unwrap_or(Duration::from_secs(24 * 3600));
     let rpo_text = &system.spec.backup.rpo;
     let age = |t: Timestamp| Duration::try_from(now.duration_since(t)).unwrap_or_default();
-    let created = system
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0)
-        .unwrap_or(now);
+    let created = created(system, now);
     let failed_drill = observed.drill.as_ref().filter(|d| d.result != "Passed");
     // WAL not reaching the archive: what can be lost grows by the minute.
     if let Some(archive) = observed
@@ -40,6 +36,9 @@ pub fn condition(system: &HealthSystem, observed: &Observed, stamp: Stamp) -> Co
                 archive.message.as_deref().unwrap_or("no reason given")
             ),
         );
+    }
+    if let Some(archive) = observed.archive.as_ref() {
+        return with_archive(system, observed, archive, stamp);
     }
     match observed.last_success {
         Some(_) if let Some(drill) = failed_drill => stamp.condition(
@@ -83,6 +82,117 @@ pub fn condition(system: &HealthSystem, observed: &Observed, stamp: Stamp) -> Co
 
 /// BackupReady's reason while WAL archiving fails.
 pub const ARCHIVING_FAILING: &str = "ArchivingFailing";
+/// ...while WAL is archived, a base backup exists and the logical dumps are fresh.
+pub const ARCHIVE_CURRENT: &str = "ArchiveCurrent";
+/// ...while a new system's archive awaits its first base backup, within the RPO.
+pub const AWAITING_BASE_BACKUP: &str = "AwaitingFirstBaseBackup";
+/// ...when the archive has no base backup an RPO after the system's creation.
+pub const NO_BASE_BACKUP: &str = "NoBaseBackup";
+
+/// With an archive the logical dumps are the second line, run daily whatever the RPO: one
+/// counts as stale once older than a day and the slack of a late or long run (or than the
+/// RPO, when that is longer).
+const SECOND_LINE_AGE: Duration = Duration::from_secs(26 * 3600);
+
+fn second_line_age(rpo: Duration) -> Duration {
+    rpo.max(SECOND_LINE_AGE)
+}
+
+/// BackupReady of a system whose WAL is archived (or not yet failing to be): the RPO is the
+/// archive's, met while WAL reaches the store, which `condition` checked; a base backup
+/// must exist for anything to be recoverable, and the logical dumps must be no older than
+/// [`second_line_age`].
+fn with_archive(
+    system: &HealthSystem,
+    observed: &Observed,
+    archive: &ArchiveStatus,
+    stamp: Stamp,
+) -> Condition {
+    let now = stamp.now;
+    let rpo = parse_rpo(&system.spec.backup.rpo).unwrap_or(Duration::from_secs(24 * 3600));
+    let age = |t: Timestamp| Duration::try_from(now.duration_since(t)).unwrap_or_default();
+    let created = created(system, now);
+    if let Some(drill) = observed.drill.as_ref().filter(|d| d.result != "Passed") {
+        return stamp.condition(
+            types::BACKUP,
+            false,
+            RESTORE_DRILL_FAILED,
+            format!(
+                "the restore drill of backup {} ({}) failed: {}: {}",
+                drill.backup,
+                drill.job,
+                drill.reason.as_deref().unwrap_or("Failed"),
+                drill.message
+            ),
+        );
+    }
+    let destination = &archive.destination;
+    let Some(recoverable_from) = archive.first_recoverability_point.as_ref() else {
+        let rpo_text = &system.spec.backup.rpo;
+        return if age(created) <= rpo {
+            stamp.condition(
+                types::BACKUP,
+                true,
+                AWAITING_BASE_BACKUP,
+                format!(
+                    "{destination} awaits its first base backup, due within the RPO of {rpo_text}"
+                ),
+            )
+        } else {
+            stamp.condition(
+                types::BACKUP,
+                false,
+                NO_BASE_BACKUP,
+                format!(
+                    "{destination} holds no base backup an RPO ({rpo_text}) after the system's creation: nothing in it can be recovered (the Backup objects of its namespace say why)"
+                ),
+            )
+        };
+    };
+    let limit = second_line_age(rpo);
+    let hours = limit.as_secs() / 3600;
+    let archived = format!(
+        "WAL archived continuously to {destination}, recoverable from {}",
+        recoverable_from.0
+    );
+    match observed.last_success {
+        Some(t) if age(t) <= limit => stamp.condition(
+            types::BACKUP,
+            true,
+            ARCHIVE_CURRENT,
+            format!("{archived}; last logical backup at {t}"),
+        ),
+        Some(t) => stamp.condition(
+            types::BACKUP,
+            false,
+            "BackupStale",
+            format!(
+                "{archived}, but the last logical backup (the second line) at {t} is older than {hours}h"
+            ),
+        ),
+        None if age(created) <= limit => stamp.condition(
+            types::BACKUP,
+            true,
+            ARCHIVE_CURRENT,
+            format!("{archived}; no logical backup yet (due within {hours}h)"),
+        ),
+        None => stamp.condition(
+            types::BACKUP,
+            false,
+            "NoSuccessfulBackup",
+            format!("{archived}, but no logical backup (the second line) succeeded within {hours}h"),
+        ),
+    }
+}
+
+fn created(system: &HealthSystem, now: Timestamp) -> Timestamp {
+    system
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now)
+}
 
 /// Parses an RPO such as "24h" or "90m" (the forms admission allows).
 pub fn parse_rpo(rpo: &str) -> Option<Duration> {
@@ -102,9 +212,24 @@ pub fn next_backup_deadline(
     now: Timestamp,
 ) -> Option<Duration> {
     let rpo = parse_rpo(&system.spec.backup.rpo)?;
-    let since = observed
-        .last_success
-        .or_else(|| system.metadata.creation_timestamp.as_ref().map(|t| t.0))?;
-    let elapsed = Duration::try_from(now.duration_since(since)).unwrap_or_default();
-    rpo.checked_sub(elapsed).map(|d| d + Duration::from_secs(1))
+    let created = system.metadata.creation_timestamp.as_ref().map(|t| t.0)?;
+    let since = observed.last_success.unwrap_or(created);
+    let left = |limit: Duration, since: Timestamp| {
+        let elapsed = Duration::try_from(now.duration_since(since)).unwrap_or_default();
+        limit
+            .checked_sub(elapsed)
+            .map(|d| d + Duration::from_secs(1))
+    };
+    match observed.archive.as_ref() {
+        None => left(rpo, since),
+        Some(archive) => {
+            let dumps = left(second_line_age(rpo), since);
+            let base_backup = archive
+                .first_recoverability_point
+                .is_none()
+                .then(|| left(rpo, created))
+                .flatten();
+            dumps.into_iter().chain(base_backup).min()
+        }
+    }
 }

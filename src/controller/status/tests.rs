@@ -694,3 +694,83 @@ fn failing_wal_archiving_makes_backups_not_ready_and_says_why() {
     let status = evaluate(&system("24h", now), &working, now);
     assert_eq!(get(&status, types::BACKUP).status, "True");
 }
+
+fn archiving(wal: Option<bool>, recoverable_from: Option<Timestamp>) -> crate::api::ArchiveStatus {
+    crate::api::ArchiveStatus {
+        destination: "s3://b/dz-test/archive".into(),
+        first_recoverability_point: recoverable_from.map(Time),
+        wal_archiving: wal,
+        ..crate::api::ArchiveStatus::default()
+    }
+}
+
+/// With an archive, the RPO is the archive's: a 1-hour RPO is met by WAL reaching the store,
+/// not by an hourly dump. The daily logical dump, the second line, is stale only after a
+/// day and the slack of a long run (or the RPO, when longer).
+#[test]
+fn with_an_archive_the_rpo_is_met_by_wal_archiving_and_the_dumps_may_be_daily() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let created = Timestamp::from_second(10 * HOUR).unwrap();
+    let observed = Observed {
+        last_success: Some(Timestamp::from_second(100 * HOUR - 20 * HOUR).unwrap()),
+        archive: Some(archiving(
+            Some(true),
+            Some(Timestamp::from_second(50 * HOUR).unwrap()),
+        )),
+        ..healthy()
+    };
+    let status = evaluate(&system("1h", created), &observed, now);
+    let backup = get(&status, types::BACKUP);
+    assert_eq!(
+        (backup.status.as_str(), backup.reason.as_str()),
+        ("True", backup::ARCHIVE_CURRENT),
+        "{backup:?}"
+    );
+    assert!(
+        backup.message.contains("s3://b/dz-test/archive"),
+        "{backup:?}"
+    );
+    // The verdict changes by time alone only when the dump turns 26 hours old.
+    assert_eq!(
+        next_backup_deadline(&system("1h", created), &observed, now),
+        Some(Duration::from_secs(6 * HOUR as u64 + 1))
+    );
+
+    let old_dump = Observed {
+        last_success: Some(Timestamp::from_second(100 * HOUR - 27 * HOUR).unwrap()),
+        ..observed.clone()
+    };
+    let status = evaluate(&system("1h", created), &old_dump, now);
+    let backup = get(&status, types::BACKUP);
+    assert_eq!(
+        (backup.status.as_str(), backup.reason.as_str()),
+        ("False", "BackupStale")
+    );
+    assert!(backup.message.contains("logical"), "{backup:?}");
+}
+
+/// An archive that never got its first base backup recovers nothing: within the RPO of the
+/// system's creation it is awaited, after that it is the reason.
+#[test]
+fn an_archive_without_a_base_backup_is_awaited_within_the_rpo_then_the_reason() {
+    let created = Timestamp::from_second(10 * HOUR).unwrap();
+    let observed = Observed {
+        last_success: Some(created),
+        archive: Some(archiving(Some(true), None)),
+        ..healthy()
+    };
+    let soon = Timestamp::from_second(10 * HOUR + 600).unwrap();
+    let status = evaluate(&system("1h", created), &observed, soon);
+    let backup = get(&status, types::BACKUP);
+    assert_eq!(
+        (backup.status.as_str(), backup.reason.as_str()),
+        ("True", backup::AWAITING_BASE_BACKUP)
+    );
+    let later = Timestamp::from_second(12 * HOUR).unwrap();
+    let status = evaluate(&system("1h", created), &observed, later);
+    let backup = get(&status, types::BACKUP);
+    assert_eq!(
+        (backup.status.as_str(), backup.reason.as_str()),
+        ("False", backup::NO_BASE_BACKUP)
+    );
+}
