@@ -385,6 +385,22 @@ fn operator_metric_names() -> std::collections::BTreeSet<String> {
             .unwrap(),
         ),
         drill_success: "2026-11-29T10:00:00Z".parse().ok(),
+        // A system whose backup runs, whose last one is in the store, and which archives.
+        backup_running_since: Some(k8s_openapi::jiff::Timestamp::now()),
+        last_backup: Some(
+            serde_json::from_value(serde_json::json!({
+                "id": "20261129T095900Z", "finishedAt": "2026-11-29T10:00:00Z",
+                "size": 100, "tables": 2, "rows": 10, "durationSeconds": 60,
+            }))
+            .unwrap(),
+        ),
+        archive: Some(
+            serde_json::from_value(serde_json::json!({
+                "destination": "s3://b/hs-lab-biomedica/archive",
+                "firstRecoverabilityPoint": "2026-11-29T10:00:00Z", "walArchiving": true,
+            }))
+            .unwrap(),
+        ),
         ..Observed::default()
     };
     let status = evaluate(&system, &observed, k8s_openapi::jiff::Timestamp::now());

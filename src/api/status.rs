@@ -152,6 +152,10 @@ pub struct BackupStatus {
     /// When the last failed backup finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failed_time: Option<Time>,
+    /// When the backup that is running started (absent while none runs): a run far longer
+    /// than the last good one is alerted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_since: Option<Time>,
     /// The newest backup in the object store, from its manifest (with an object store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup: Option<LastBackup>,
@@ -204,6 +208,9 @@ pub struct LastBackup {
     pub tables: i64,
     /// Rows in it, counted in the dump's snapshot.
     pub rows: i64,
+    /// How long it took, from its start to its verified upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i64>,
 }
 
 /// What a restore drill proved: the latest backup restored into a throwaway PostgreSQL,

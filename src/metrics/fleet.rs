@@ -34,6 +34,12 @@ pub struct Record {
     pub backup_last_success: Option<f64>,
     pub backup_rpo: f64,
     pub backup_last_size: Option<f64>,
+    /// How long the newest backup in the store took.
+    pub backup_last_duration: Option<f64>,
+    /// When the backup that is running started (none while none runs).
+    pub backup_running_since: Option<f64>,
+    /// The earliest time the WAL archive can recover to (none without an archive).
+    pub archive_recoverable_from: Option<f64>,
     pub drill_last_success: Option<f64>,
     pub drill_passed: Option<bool>,
     pub drill_duration: Option<f64>,
@@ -73,7 +79,7 @@ impl Record {
 
 /// The families, in the order of [`Fleet::descs`]: name, help, label names (sorted, as the
 /// exposition writes them).
-const FAMILIES: [(&str, &str, &[&str]); 16] = [
+const FAMILIES: [(&str, &str, &[&str]); 19] = [
     (
         "ready",
         "1 when the HealthSystem is Ready, 0 otherwise.",
@@ -152,6 +158,21 @@ const FAMILIES: [(&str, &str, &[&str]); 16] = [
     (
         "database_primary_changes_total",
         "Changes of a system's primary (failovers and switchovers) seen since the operator started.",
+        &["healthsystem"],
+    ),
+    (
+        "backup_last_duration_seconds",
+        "How long the newest backup in the object store took, from its start to its verified upload.",
+        &["healthsystem"],
+    ),
+    (
+        "backup_running_since_timestamp_seconds",
+        "When the backup that is running started (Unix seconds); no series while none runs.",
+        &["healthsystem"],
+    ),
+    (
+        "backup_archive_first_recoverability_timestamp_seconds",
+        "The earliest time a system's WAL archive recovers to (Unix seconds); no series without an archive holding a base backup.",
         &["healthsystem"],
     ),
 ];
@@ -290,6 +311,15 @@ impl Collector for Fleet {
             }
             if r.primary.is_some() {
                 push(15, &[name], r.primary_changes as f64);
+            }
+            if let Some(seconds) = r.backup_last_duration {
+                push(16, &[name], seconds);
+            }
+            if let Some(time) = r.backup_running_since {
+                push(17, &[name], time);
+            }
+            if let Some(time) = r.archive_recoverable_from {
+                push(18, &[name], time);
             }
         }
         drop(systems);

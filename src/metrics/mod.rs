@@ -250,7 +250,18 @@ impl Metrics {
             record.backup_rpo = rpo_seconds;
             if let Some(last) = backup.and_then(|b| b.last_backup.as_ref()) {
                 record.backup_last_size = Some(last.size as f64);
+                if let Some(seconds) = last.duration_seconds {
+                    record.backup_last_duration = Some(seconds as f64);
+                }
             }
+            // Unlike the others, these go with what they describe.
+            record.archive_recoverable_from = backup
+                .and_then(|b| b.archive.as_ref())
+                .and_then(|a| a.first_recoverability_point.as_ref())
+                .map(|t| t.0.as_second() as f64);
+            record.backup_running_since = backup
+                .and_then(|b| b.running_since.as_ref())
+                .map(|t| t.0.as_second() as f64);
             if let Some(time) = backup.and_then(|b| b.last_successful_drill_time.as_ref()) {
                 record.drill_last_success = Some(time.0.as_second() as f64);
             }
@@ -377,7 +388,7 @@ mod tests {
             ],
             "backup": {
                 "lastSuccessfulTime": "2026-01-01T00:00:10Z",
-                "lastBackup": { "id": "b", "finishedAt": "2026-01-01T00:00:10Z", "size": 2048, "tables": 1, "rows": 1 },
+                "lastBackup": { "id": "b", "finishedAt": "2026-01-01T00:00:10Z", "size": 2048, "tables": 1, "rows": 1, "durationSeconds": 600 },
                 "lastSuccessfulDrillTime": "2026-01-01T00:00:20Z",
                 "lastDrill": { "time": "2026-01-01T00:00:20Z", "durationSeconds": 42, "result": "Passed" }
             },
@@ -417,6 +428,7 @@ mod tests {
                 r#"healthsystem_backup_drill_duration_seconds{healthsystem="a"} 42"#,
                 r#"healthsystem_backup_drill_last_success_timestamp_seconds{healthsystem="a"} 1767225620"#,
                 r#"healthsystem_backup_drill_passed{healthsystem="a"} 1"#,
+                r#"healthsystem_backup_last_duration_seconds{healthsystem="a"} 600"#,
                 r#"healthsystem_backup_last_size_bytes{healthsystem="a"} 2048"#,
                 r#"healthsystem_backup_last_success_timestamp_seconds{healthsystem="a"} 1767225610"#,
                 r#"healthsystem_backup_rpo_seconds{healthsystem="a"} 86400"#,
@@ -465,9 +477,35 @@ mod tests {
         assert_eq!(series(&metrics, "a"), Vec::<String>::new());
         assert_eq!(
             series(&metrics, "b").len(),
-            23,
+            24,
             "the other system is untouched"
         );
+    }
+
+    /// A backup that is running shows when it started, for the alert on a run far longer than
+    /// the last good one; its series goes when the run ends.
+    #[test]
+    fn a_running_backup_is_exposed_until_it_ends() {
+        let metrics = Metrics::new();
+        let a = system("a", "Standard", "2");
+        let mut running = status("Ready", "Importing");
+        running.backup.as_mut().unwrap().running_since =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-01-01T02:00:00Z".parse().unwrap(),
+            ));
+        metrics.set_system(&a, &running, 86400.0);
+        let since = |metrics: &Metrics| {
+            series(metrics, "a")
+                .into_iter()
+                .filter(|l| l.starts_with("healthsystem_backup_running_since"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            since(&metrics),
+            [r#"healthsystem_backup_running_since_timestamp_seconds{healthsystem="a"} 1767232800"#]
+        );
+        metrics.set_system(&a, &status("Ready", "Importing"), 86400.0);
+        assert_eq!(since(&metrics), Vec::<String>::new());
     }
 
     /// A system on CloudNativePG: its instances, and each change of primary counted.

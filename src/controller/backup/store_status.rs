@@ -44,6 +44,12 @@ async fn read_latest(client: &AmazonS3, prefix: &str) -> object_store::Result<Op
         size: i64::try_from(manifest.size).unwrap_or(i64::MAX),
         tables: i64::try_from(manifest.tables.len()).unwrap_or(i64::MAX),
         rows: manifest.tables.iter().map(|t| t.rows).sum(),
+        duration_seconds: Some(
+            manifest
+                .finished_at
+                .duration_since(manifest.started_at)
+                .as_secs(),
+        ),
     }))
 }
 

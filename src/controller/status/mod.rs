@@ -136,6 +136,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
         backup: Some(BackupStatus {
             last_successful_time: observed.last_success.map(Time),
             last_failed_time: observed.last_failure.map(Time),
+            running_since: observed.backup_running_since.map(Time),
             last_backup: observed.last_backup.clone(),
             // Evidence is kept: a pass that did not look at drills carries it over.
             last_drill: observed

@@ -59,6 +59,8 @@ pub struct Observed {
     pub last_success: Option<Timestamp>,
     /// Time of the newest failed backup Job.
     pub last_failure: Option<Timestamp>,
+    /// Start of the oldest backup Job still running.
+    pub backup_running_since: Option<Timestamp>,
     /// Available and wanted replicas of the application, when there is one.
     pub application: Option<(i32, i32)>,
     /// Why the application's Deployment cannot make progress, from its conditions
@@ -138,7 +140,7 @@ pub fn observe(
         }
     }
 
-    let (mut last_success, mut last_failure) = (None, None);
+    let (mut last_success, mut last_failure, mut backup_running_since) = (None, None, None);
     for job in stores.of_system("batch/v1", "Job", labels::name(system)) {
         let labels = job.labels();
         if job.namespace().as_deref() != ns
@@ -163,6 +165,17 @@ pub fn observe(
             };
             if time > *target {
                 *target = time;
+            }
+        }
+        if !crate::controller::runtime::job_state::finished(&job) {
+            let started = job
+                .data
+                .pointer("/status/startTime")
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .or_else(|| job.metadata.creation_timestamp.as_ref().map(|t| t.0));
+            if backup_running_since.is_none() || started < backup_running_since {
+                backup_running_since = started;
             }
         }
     }
@@ -268,6 +281,7 @@ pub fn observe(
         credentials_unreadable: credentials.is_none(),
         last_success,
         last_failure,
+        backup_running_since,
         application,
         application_failure,
         monitoring_api,
