@@ -138,7 +138,8 @@ async fn wait_archiving(client: &Client, name: &str) -> ArchiveStatus {
     .await
 }
 
-/// The names of the archive's WAL segments in the store (compressed: `.gz`).
+/// The names of the archive's WAL files in the store (compressed: `.gz`): segments in a
+/// folder per log file, timelines' history files beside those folders.
 fn archived_segments(namespace: &str) -> Vec<String> {
     let wals = store()
         .data
@@ -146,8 +147,12 @@ fn archived_segments(namespace: &str) -> Vec<String> {
         .join(namespace)
         .join("archive/postgres/wals");
     let mut names = Vec::new();
-    for dir in std::fs::read_dir(&wals).into_iter().flatten().flatten() {
-        for file in std::fs::read_dir(dir.path())
+    for entry in std::fs::read_dir(&wals).into_iter().flatten().flatten() {
+        if entry.path().is_file() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+            continue;
+        }
+        for file in std::fs::read_dir(entry.path())
             .into_iter()
             .flatten()
             .flatten()
@@ -476,8 +481,10 @@ async fn a_deleted_system_recovers_to_a_point_in_time_after_a_failover_and_to_th
         .collect();
     assert!(
         !timelines.is_empty(),
-        "the failover's new timeline archived"
+        "the failover's new timeline archived: {:?}",
+        archived_segments(&source_ns)
     );
+    println!("timelines' history in the archive: {timelines:?}");
 
     let at_t = recover(&client, "pitr-t", &source_ns, &target).await;
     let latest = recover(&client, "pitr-latest", &source_ns, "latest").await;
