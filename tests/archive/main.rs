@@ -431,7 +431,7 @@ async fn a_deleted_system_recovers_to_a_point_in_time_after_a_failover_and_to_th
     // What the source holds once failed over: an asynchronous replica may miss the last rows
     // the old primary acknowledged; the archive is held to the source, not to the client.
     let held = marks(&client, &source, "held").await;
-    let promoted_us = promoted.as_microsecond() as i64;
+    let promoted_us = promoted.as_microsecond();
     let after_failover: Vec<&(i64, i64)> =
         held.iter().filter(|(_, at)| *at > promoted_us).collect();
     assert!(
