@@ -326,11 +326,16 @@ fn manifest(row: &Row, id: Option<&str>, config: &Config) -> Result<Value, Vec<(
         .parse::<u32>()
         .ok()
         .filter(|h| (1..=168).contains(h));
+    // Where new systems archive their WAL, the archive meets the RPO and the logical dumps,
+    // the second line, need only serve a day's.
+    let archives = config.database.engine == crate::api::Engine::CloudNativePg
+        && config.backup.archive_store().is_some();
     let schedule = rpo.and_then(|rpo| {
+        let dumps_serve = if archives { rpo.max(24) } else { rpo };
         rules
             .backup_schedules
             .iter()
-            .find(|s| s.max_rpo_hours >= rpo)
+            .find(|s| s.max_rpo_hours >= dumps_serve)
     });
     match (rpo, schedule) {
         (None, _) => fail(

@@ -257,3 +257,39 @@ fn a_source_moves_to_its_version_or_the_next_one_the_platform_has_an_image_for()
         "{newer}"
     );
 }
+
+/// Where new systems archive their WAL (CloudNativePG with `backup.archiving`), the archive
+/// meets the RPO: a 1-hour row keeps its RPO, and its logical dumps, the second line, run on
+/// the schedule of a day's RPO instead of every hour.
+#[test]
+fn where_systems_archive_the_dumps_of_a_short_rpo_row_run_as_for_a_day() {
+    let mut config = Config::default();
+    config.database.engine = crate::api::Engine::CloudNativePg;
+    config.backup.object_store = Some(
+        serde_json::from_value(json!({
+            "endpoint": "https://s3.sdc.gov.rs", "bucket": "b",
+            "network": { "cidrs": ["10.220.0.0/24"], "ports": [{ "port": 443 }] }
+        }))
+        .unwrap(),
+    );
+    config.backup.archiving.enabled = true;
+    let one_hour = GOOD.replace(",8,dz-cuprija-admins", ",1,dz-cuprija-admins");
+    let text = format!("{HEADER}\n{one_hour}\n");
+    let report = onboard(text.as_bytes(), "inv.csv", &config, &Selection::default()).unwrap();
+    let m = manifest_of(&report.rows[0]);
+    assert_eq!(m["spec"]["backup"]["rpo"], "1h");
+    assert_eq!(m["spec"]["backup"]["schedule"], "0 */12 * * *");
+
+    // Without archiving, the dumps alone meet it: every hour.
+    let report = onboard(
+        text.as_bytes(),
+        "inv.csv",
+        &Config::default(),
+        &Selection::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest_of(&report.rows[0])["spec"]["backup"]["schedule"],
+        "0 * * * *"
+    );
+}
