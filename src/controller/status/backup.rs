@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{ArchiveStatus, HealthSystem};
+use crate::api::{ArchiveStatus, DrillStatus, HealthSystem};
 use crate::controller::status::condition::{RESTORE_DRILL_FAILED, Stamp, types};
 use crate::controller::status::observed::Observed;
 
@@ -41,18 +41,7 @@ pub fn condition(system: &HealthSystem, observed: &Observed, stamp: Stamp) -> Co
         return with_archive(system, observed, archive, stamp);
     }
     match observed.last_success {
-        Some(_) if let Some(drill) = failed_drill => stamp.condition(
-            types::BACKUP,
-            false,
-            RESTORE_DRILL_FAILED,
-            format!(
-                "the restore drill of backup {} ({}) failed: {}: {}",
-                drill.backup,
-                drill.job,
-                drill.reason.as_deref().unwrap_or("Failed"),
-                drill.message
-            ),
-        ),
+        Some(_) if let Some(drill) = failed_drill => drill_failed(drill, stamp),
         Some(t) if age(t) <= rpo => stamp.condition(
             types::BACKUP,
             true,
@@ -113,18 +102,7 @@ fn with_archive(
     let age = |t: Timestamp| Duration::try_from(now.duration_since(t)).unwrap_or_default();
     let created = created(system, now);
     if let Some(drill) = observed.drill.as_ref().filter(|d| d.result != "Passed") {
-        return stamp.condition(
-            types::BACKUP,
-            false,
-            RESTORE_DRILL_FAILED,
-            format!(
-                "the restore drill of backup {} ({}) failed: {}: {}",
-                drill.backup,
-                drill.job,
-                drill.reason.as_deref().unwrap_or("Failed"),
-                drill.message
-            ),
-        );
+        return drill_failed(drill, stamp);
     }
     let destination = &archive.destination;
     let Some(recoverable_from) = archive.first_recoverability_point.as_ref() else {
@@ -183,6 +161,22 @@ fn with_archive(
             format!("{archived}, but no logical backup (the second line) succeeded within {hours}h"),
         ),
     }
+}
+
+/// BackupReady when the newest restore drill failed, naming the backup, the Job and why.
+fn drill_failed(drill: &DrillStatus, stamp: Stamp) -> Condition {
+    stamp.condition(
+        types::BACKUP,
+        false,
+        RESTORE_DRILL_FAILED,
+        format!(
+            "the restore drill of backup {} ({}) failed: {}: {}",
+            drill.backup,
+            drill.job,
+            drill.reason.as_deref().unwrap_or("Failed"),
+            drill.message
+        ),
+    )
 }
 
 fn created(system: &HealthSystem, now: Timestamp) -> Timestamp {
