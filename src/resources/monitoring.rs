@@ -136,13 +136,14 @@ pub fn prometheus_rule(system: &HealthSystem, config: &Config) -> DynamicObject 
     let archiving =
         engine == Engine::CloudNativePg && super::archive::cluster_plugins(config).is_some();
     if archiving && let Some(rules) = rules.as_array_mut() {
-        // The primary's archiver (the only instance reporting it): its last attempt failed,
-        // and went on failing; what can be lost grows from then on.
+        // Only the primary's archiver reports them.
+        let failed = format!("max(cnpg_pg_stat_archiver_last_failed_time{{namespace=\"{ns}\"}})");
+        let archived =
+            format!("max(cnpg_pg_stat_archiver_last_archived_time{{namespace=\"{ns}\"}})");
+        // Its last attempt failed, and went on failing; what can be lost grows from then on.
         rules.push(json!({
             "alert": "HealthSystemWalArchivingFailing",
-            "expr": format!(
-                "max(cnpg_pg_stat_archiver_last_failed_time{{namespace=\"{ns}\"}}) > max(cnpg_pg_stat_archiver_last_archived_time{{namespace=\"{ns}\"}})"
-            ),
+            "expr": format!("{failed} > {archived}"),
             "for": "5m",
             "labels": { "severity": "critical", "healthsystem": name },
             "annotations": { "summary": format!("The database of {name} cannot archive its WAL: BackupReady says why") }
@@ -150,19 +151,13 @@ pub fn prometheus_rule(system: &HealthSystem, config: &Config) -> DynamicObject 
         // What a loss of the database now would cost: 0 while the last attempt archived,
         // else the time since the last segment that did. Past the RPO, the objective is
         // broken (spec.backup.rpo is the archive's lag on a system that archives).
-        let archived =
-            format!("max(cnpg_pg_stat_archiver_last_archived_time{{namespace=\"{ns}\"}})");
         rules.push(json!({
             "record": ARCHIVE_LAG,
-            "expr": format!(
-                "(max(cnpg_pg_stat_archiver_last_failed_time{{namespace=\"{ns}\"}}) > bool {archived}) * (time() - {archived})"
-            ),
+            "expr": format!("({failed} > bool {archived}) * (time() - {archived})"),
             "labels": { "healthsystem": name, "namespace": ns }
         }));
         let rpo = &system.spec.backup.rpo;
-        let rpo_seconds = crate::controller::status::parse_rpo(rpo)
-            .unwrap_or(std::time::Duration::from_secs(24 * 3600))
-            .as_secs();
+        let rpo_seconds = crate::controller::status::rpo(system).as_secs();
         rules.push(json!({
             "alert": "HealthSystemWalArchiveLagOverRpo",
             "expr": format!("{ARCHIVE_LAG}{{healthsystem=\"{name}\"}} > {rpo_seconds}"),

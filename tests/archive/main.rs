@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use healthsystem_operator::api::{ArchiveStatus, HealthSystem};
+use healthsystem_operator::api::{ArchiveStatus, HealthSystem, HealthSystemStatus};
 use healthsystem_test_support::objectstore::{self, BUCKET, Store};
 use healthsystem_test_support::wait::until;
 use healthsystem_test_support::{
@@ -109,14 +109,17 @@ async fn provision(client: &Client, namespace: &str) {
     .await;
 }
 
-async fn archive_status(client: &Client, name: &str) -> Option<ArchiveStatus> {
+/// The system's status, once it has one.
+async fn status(client: &Client, name: &str) -> Option<HealthSystemStatus> {
     Api::<HealthSystem>::all(client.clone())
         .get(name)
         .await
         .ok()?
-        .status?
-        .backup?
-        .archive
+        .status
+}
+
+async fn archive_status(client: &Client, name: &str) -> Option<ArchiveStatus> {
+    status(client, name).await?.backup?.archive
 }
 
 /// Waits until the system's archive takes WAL and holds a first base backup; its status.
@@ -329,13 +332,7 @@ async fn numbers(client: &Client, name: &str) -> Vec<i64> {
 
 /// The name of the system's primary pod, from its status.
 async fn primary(client: &Client, name: &str) -> Option<String> {
-    Api::<HealthSystem>::all(client.clone())
-        .get(name)
-        .await
-        .ok()?
-        .status?
-        .database?
-        .primary
+    status(client, name).await?.database?.primary
 }
 
 /// Waits until the pod `name` runs, then `after` longer, then deletes the primary without a

@@ -14,7 +14,7 @@ use crate::controller::status::observed::Observed;
 /// The BackupReady condition.
 pub fn condition(system: &HealthSystem, observed: &Observed, stamp: Stamp) -> Condition {
     let now = stamp.now;
-    let rpo = parse_rpo(&system.spec.backup.rpo).unwrap_or(Duration::from_secs(24 * 3600));
+    let rpo = rpo(system);
     let rpo_text = &system.spec.backup.rpo;
     let age = |t: Timestamp| Duration::try_from(now.duration_since(t)).unwrap_or_default();
     let created = created(system, now);
@@ -98,7 +98,7 @@ fn with_archive(
     stamp: Stamp,
 ) -> Condition {
     let now = stamp.now;
-    let rpo = parse_rpo(&system.spec.backup.rpo).unwrap_or(Duration::from_secs(24 * 3600));
+    let rpo = rpo(system);
     let age = |t: Timestamp| Duration::try_from(now.duration_since(t)).unwrap_or_default();
     let created = created(system, now);
     if let Some(drill) = observed.drill.as_ref().filter(|d| d.result != "Passed") {
@@ -186,6 +186,12 @@ fn created(system: &HealthSystem, now: Timestamp) -> Timestamp {
         .as_ref()
         .map(|t| t.0)
         .unwrap_or(now)
+}
+
+/// The system's RPO; a day if it cannot be read (admission allows only the forms
+/// [`parse_rpo`] reads).
+pub fn rpo(system: &HealthSystem) -> Duration {
+    parse_rpo(&system.spec.backup.rpo).unwrap_or(Duration::from_secs(24 * 3600))
 }
 
 /// Parses an RPO such as "24h" or "90m" (the forms admission allows).

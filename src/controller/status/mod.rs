@@ -24,7 +24,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::{BackupStatus, DatabaseStatus, HealthSystem, HealthSystemStatus, Phase};
 use crate::resources::{database as db, labels};
 
-pub use backup::{next_backup_deadline, parse_rpo};
+pub use backup::{next_backup_deadline, parse_rpo, rpo};
 pub use condition::{
     BOOTSTRAP_FAILED, CREDENTIALS_MISSING, CREDENTIALS_NOT_READABLE, DATA_MISSING,
     FOREIGN_NETWORK_POLICY, FOREIGN_ROLE_BINDING, INSTANCES_ABOVE_TIER, NAMESPACE_NOT_OWNED,
