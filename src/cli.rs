@@ -110,6 +110,10 @@ enum BackupCommand {
     /// Restore a backup into a throwaway PostgreSQL in this pod and check it against its
     /// manifest (a restore drill); prints the evidence.
     Drill(crate::backup::command::DrillArgs),
+    /// Check a physical drill's recovered Cluster (the PG* environment): recovery reached the
+    /// newest WAL segment archived before the drill, and every table's rows; prints the
+    /// evidence.
+    ArchiveDrill(crate::backup::command::ArchiveDrillArgs),
     /// Print a new age key pair for the platform: the private key (AGE-SECRET-KEY-1..., for
     /// the restore namespace) and, as a comment, its public key (for backup.recipients).
     Keygen,
@@ -252,6 +256,12 @@ impl Cli {
             } => {
                 init_logging(LogFormat::Json);
                 crate::backup::command::drill(args)
+            }
+            Command::Backup {
+                command: BackupCommand::ArchiveDrill(args),
+            } => {
+                init_logging(LogFormat::Json);
+                crate::backup::command::archive_drill(args)
             }
             Command::Backup {
                 command: BackupCommand::Keygen,

@@ -165,6 +165,13 @@ pub struct BackupStatus {
     /// When the last drill that passed started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_drill_time: Option<Time>,
+    /// The evidence of the last physical drill: the archive's latest base backup and WAL
+    /// recovered into a throwaway Cluster (archiving on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_physical_drill: Option<DrillStatus>,
+    /// When the last physical drill that passed started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_physical_drill_time: Option<Time>,
     /// The continuous archive of WAL and base backups (CloudNativePG engine, archiving on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<ArchiveStatus>,

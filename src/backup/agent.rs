@@ -162,7 +162,9 @@ async fn run_unbounded(job: &Run) -> Result<Outcome, AgentError> {
 }
 
 /// Every user table's exact row count, in the open transaction's snapshot.
-async fn row_counts(client: &tokio_postgres::Client) -> Result<Vec<TableRows>, AgentError> {
+pub(crate) async fn row_counts(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<TableRows>, AgentError> {
     let tables = client
         .query(
             "SELECT n.nspname, c.relname, format('%I.%I', n.nspname, c.relname) \

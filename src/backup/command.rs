@@ -129,16 +129,63 @@ pub fn drill(args: DrillArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let evidence = runtime.block_on(super::drill::run(&drill));
-    let line = serde_json::to_string(&evidence)?;
+    report(&evidence, &args.evidence)
+}
+
+/// Settings of a physical drill's check.
+#[derive(Debug, clap::Args)]
+pub struct ArchiveDrillArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The archive's server name (the system's Cluster).
+    #[arg(long, env = "HS_ARCHIVE_SERVER", default_value = "postgres")]
+    server: String,
+    /// When the drill started: recovery must have reached the newest segment archived
+    /// before then.
+    #[arg(long, env = "HS_DRILL_ARCHIVED_BEFORE")]
+    archived_before: k8s_openapi::jiff::Timestamp,
+    /// The check is stopped after this many seconds.
+    #[arg(long, env = "HS_DRILL_DEADLINE_SECONDS", default_value_t = 7200)]
+    deadline_seconds: u64,
+    /// Where the evidence is written besides stdout (the pod's termination message).
+    #[arg(
+        long,
+        env = "HS_DRILL_EVIDENCE",
+        default_value = "/dev/termination-log"
+    )]
+    evidence: std::path::PathBuf,
+}
+
+/// Checks a physical drill's recovered Cluster, prints its evidence as one JSON line and
+/// writes it to the evidence file; fails when the check did.
+pub fn archive_drill(args: ArchiveDrillArgs) -> anyhow::Result<()> {
+    let (store, prefix) = args.store.settings();
+    let drill = super::archive_drill::ArchiveDrill {
+        store,
+        prefix,
+        server: args.server,
+        database: database_from_env()?,
+        archived_before: args.archived_before,
+        deadline: Duration::from_secs(args.deadline_seconds),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let evidence = runtime.block_on(super::archive_drill::run(&drill));
+    report(&evidence, &args.evidence)
+}
+
+/// Prints a drill's evidence, writes it to `path` (the termination message), and fails when
+/// the drill did.
+fn report(evidence: &super::drill::Evidence, path: &std::path::Path) -> anyhow::Result<()> {
+    let line = serde_json::to_string(evidence)?;
     println!("{line}");
-    if let Err(e) = std::fs::write(&args.evidence, &line) {
-        tracing::warn!(error = %e, path = %args.evidence.display(), "cannot write the evidence");
+    if let Err(e) = std::fs::write(path, &line) {
+        tracing::warn!(error = %e, path = %path.display(), "cannot write the evidence");
     }
     match evidence.result {
         super::drill::Outcome::Passed => Ok(()),
         super::drill::Outcome::Failed => anyhow::bail!(
             "restore drill failed: {}: {}",
-            evidence.reason.unwrap_or_default(),
+            evidence.reason.clone().unwrap_or_default(),
             evidence.message
         ),
     }

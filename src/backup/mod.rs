@@ -6,6 +6,7 @@
 //! against its manifest. Nothing here talks to the Kubernetes API.
 
 pub mod agent;
+pub mod archive_drill;
 pub mod command;
 pub mod database;
 pub mod drill;

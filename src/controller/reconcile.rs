@@ -20,8 +20,8 @@ use crate::api::{
 use crate::controller::application::image_pull;
 use crate::controller::apply;
 use crate::controller::backup::bootstrap;
-use crate::controller::backup::drills;
 use crate::controller::backup::store_status;
+use crate::controller::backup::{drills, physical_drills};
 use crate::controller::cleanup;
 use crate::controller::context::Context;
 use crate::controller::database::{data_hold, engine_move};
@@ -165,6 +165,9 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
     let drills = drills::drill(system, ctx, has_backup, now).await?;
     observed.drill = drills.last;
     observed.drill_success = drills.last_success;
+    let physical = physical_drills::drill(system, ctx, observed.archive.as_ref(), now).await?;
+    observed.physical_drill = physical.last;
+    observed.physical_drill_success = physical.last_success;
     let status = publish_status(system, ctx, &observed, now).await?;
     debug!(
         written = applied.written,
@@ -210,6 +213,9 @@ async fn apply_system(system: &HealthSystem, ctx: &Context) -> Result<Action> {
         wait = wait.min(BOOTSTRAP_POLL);
     }
     if let Some(wake) = drills.wake {
+        wait = wait.min(wake + Duration::from_secs(1));
+    }
+    if let Some(wake) = physical.wake {
         wait = wait.min(wake + Duration::from_secs(1));
     }
     if application_short {

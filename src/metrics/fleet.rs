@@ -43,6 +43,10 @@ pub struct Record {
     pub drill_last_success: Option<f64>,
     pub drill_passed: Option<bool>,
     pub drill_duration: Option<f64>,
+    /// The physical drills' (WAL archive), as the logical drills' above.
+    pub physical_drill_last_success: Option<f64>,
+    pub physical_drill_passed: Option<bool>,
+    pub physical_drill_duration: Option<f64>,
     pub namespace: Box<str>,
     pub tier: Box<str>,
     pub ownership: Box<str>,
@@ -79,7 +83,7 @@ impl Record {
 
 /// The families, in the order of [`Fleet::descs`]: name, help, label names (sorted, as the
 /// exposition writes them).
-const FAMILIES: [(&str, &str, &[&str]); 19] = [
+const FAMILIES: [(&str, &str, &[&str]); 22] = [
     (
         "ready",
         "1 when the HealthSystem is Ready, 0 otherwise.",
@@ -173,6 +177,21 @@ const FAMILIES: [(&str, &str, &[&str]); 19] = [
     (
         "backup_archive_first_recoverability_timestamp_seconds",
         "The earliest time a system's WAL archive recovers to (Unix seconds); no series without an archive holding a base backup.",
+        &["healthsystem"],
+    ),
+    (
+        "backup_physical_drill_last_success_timestamp_seconds",
+        "Start of the last physical drill that passed (Unix seconds): its latest base backup and WAL recovered to the archive's end.",
+        &["healthsystem"],
+    ),
+    (
+        "backup_physical_drill_passed",
+        "1 when the last physical drill passed, 0 when it failed (no series before the first).",
+        &["healthsystem"],
+    ),
+    (
+        "backup_physical_drill_duration_seconds",
+        "How long the last physical drill took, from its Cluster's creation to its check's end.",
         &["healthsystem"],
     ),
 ];
@@ -320,6 +339,15 @@ impl Collector for Fleet {
             }
             if let Some(time) = r.archive_recoverable_from {
                 push(18, &[name], time);
+            }
+            if let Some(time) = r.physical_drill_last_success {
+                push(19, &[name], time);
+            }
+            if let Some(passed) = r.physical_drill_passed {
+                push(20, &[name], flag(passed));
+            }
+            if let Some(seconds) = r.physical_drill_duration {
+                push(21, &[name], seconds);
             }
         }
         drop(systems);

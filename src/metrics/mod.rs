@@ -269,6 +269,13 @@ impl Metrics {
                 record.drill_passed = Some(drill.result == "Passed");
                 record.drill_duration = Some(drill.duration_seconds as f64);
             }
+            record.physical_drill_last_success = backup
+                .and_then(|b| b.last_successful_physical_drill_time.as_ref())
+                .map(|t| t.0.as_second() as f64);
+            if let Some(drill) = backup.and_then(|b| b.last_physical_drill.as_ref()) {
+                record.physical_drill_passed = Some(drill.result == "Passed");
+                record.physical_drill_duration = Some(drill.duration_seconds as f64);
+            }
             record.namespace = status.namespace.as_deref().unwrap_or_default().into();
             record.tier = format!("{:?}", system.spec.tier).into();
             record.ownership = format!("{:?}", system.spec.institution.ownership).into();

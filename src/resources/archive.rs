@@ -138,9 +138,20 @@ fn store_object(
     destination: String,
     secret: &str,
 ) -> DynamicObject {
-    let archiving = &config.backup.archiving;
+    let mut spec = store_spec(store, destination, secret);
+    spec["retentionPolicy"] = json!(format!("{}d", config.backup.archiving.retention_days));
+    let mut object =
+        DynamicObject::new(name, &object_store_resource()).data(json!({ "spec": spec }));
+    object.metadata = component_meta(system, name, COMPONENT_NAME);
+    object
+}
+
+/// The spec of an ObjectStore of `store` at `destination` with the credentials of `secret`
+/// (keys `accessKeyId`, `secretAccessKey`), without retention: only the store a Cluster
+/// archives into prunes it.
+pub(crate) fn store_spec(store: &ObjectStore, destination: String, secret: &str) -> Value {
     let credential = |key: &str| json!({ "name": secret, "key": key });
-    let spec = json!({
+    json!({
         "configuration": {
             "destinationPath": destination,
             "endpointURL": store.endpoint,
@@ -151,7 +162,6 @@ fn store_object(
             "wal": { "compression": "gzip" },
             "data": { "compression": "gzip" },
         },
-        "retentionPolicy": format!("{}d", archiving.retention_days),
         "instanceSidecarConfiguration": {
             // Newer S3 clients (boto3 1.36 on) send checksums that S3-compatible stores in a
             // data centre often refuse or do not return: only when the store requires them.
@@ -165,11 +175,7 @@ fn store_object(
             "retentionPolicyIntervalSeconds": 1800,
             "logLevel": "info",
         },
-    });
-    let mut object =
-        DynamicObject::new(name, &object_store_resource()).data(json!({ "spec": spec }));
-    object.metadata = component_meta(system, name, COMPONENT_NAME);
-    object
+    })
 }
 
 /// The Cluster's `bootstrap` and `externalClusters` for a system recovered from an archive

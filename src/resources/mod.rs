@@ -17,6 +17,7 @@ pub mod monitoring;
 pub mod names;
 pub mod namespace;
 pub mod network;
+pub mod physical_drill;
 pub mod pod;
 pub mod quantity;
 pub mod rbac;

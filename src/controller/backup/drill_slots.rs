@@ -13,4 +13,6 @@ pub struct DrillSlots {
     pub(in crate::controller) started: tokio::sync::Mutex<Vec<(String, Timestamp)>>,
     /// The drill pods' NetworkPolicy in the restore namespace was applied by this process.
     pub(in crate::controller) policy_applied: AtomicBool,
+    /// The physical drills' NetworkPolicy in the restore namespace was applied by this process.
+    pub(in crate::controller) physical_policy_applied: AtomicBool,
 }

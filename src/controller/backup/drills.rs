@@ -42,7 +42,7 @@ fn created(job: &DynamicObject) -> Option<Timestamp> {
 }
 
 /// The status of a finished drill Job: its pod's evidence, or why there is none.
-fn recorded(job: &DynamicObject, message: Option<&str>) -> DrillStatus {
+pub(super) fn recorded(job: &DynamicObject, message: Option<&str>) -> DrillStatus {
     let name = job.name_any();
     let request = job.annotations().get(REQUEST).cloned();
     let started = created(job).unwrap_or_else(Timestamp::now);

@@ -147,6 +147,14 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
                 .drill_success
                 .map(Time)
                 .or_else(|| old_backup.and_then(|b| b.last_successful_drill_time.clone())),
+            last_physical_drill: observed
+                .physical_drill
+                .clone()
+                .or_else(|| old_backup.and_then(|b| b.last_physical_drill.clone())),
+            last_successful_physical_drill_time: observed
+                .physical_drill_success
+                .map(Time)
+                .or_else(|| old_backup.and_then(|b| b.last_successful_physical_drill_time.clone())),
             archive: observed.archive.clone(),
         }),
         migration: observed.migration.clone(),

@@ -98,6 +98,9 @@ pub struct Observed {
     pub drill: Option<crate::api::DrillStatus>,
     /// When the newest drill that passed started.
     pub drill_success: Option<Timestamp>,
+    /// The newest physical drill's evidence, and when the newest that passed started.
+    pub physical_drill: Option<crate::api::DrillStatus>,
+    pub physical_drill_success: Option<Timestamp>,
     /// The continuous archive, when the system has one.
     pub archive: Option<crate::api::ArchiveStatus>,
 }
@@ -263,6 +266,8 @@ pub fn observe(
         last_backup: None,
         drill: None,
         drill_success: None,
+        physical_drill: None,
+        physical_drill_success: None,
         archive,
         namespace_not_owned: None,
         version_refused: None,
