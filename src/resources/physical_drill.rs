@@ -380,7 +380,10 @@ mod tests {
             env.contains(r#""name":"PGSSLMODE","value":"verify-full""#),
             "{env}"
         );
-        assert!(!env.contains(r#""name":"database-"#), "no system credentials: {env}");
+        assert!(
+            !env.contains(r#""name":"database-"#),
+            "no system credentials: {env}"
+        );
 
         let policy = serde_json::to_value(policy(&config, &store)).unwrap();
         assert_eq!(policy["metadata"]["namespace"], "healthsystem-restore");

@@ -1,0 +1,302 @@
+//! Physical drills on the real node: a system on CloudNativePG archives its WAL and base
+//! backups to a real S3 server (versitygw); the operator, with exactly the chart's access,
+//! recovers them into a throwaway Cluster in the platform's restore namespace, checks where
+//! recovery ended against the archive and counts the rows, and records the evidence. Then a
+//! WAL segment is corrupted in the store, as a disk's rot would, and the next drill must fail
+//! saying so. Its own cluster: drills and archiving are configured for the whole operator.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use age::secrecy::ExposeSecret;
+use healthsystem_operator::api::{DrillStatus, HealthSystem};
+use healthsystem_test_support::objectstore::{self, BUCKET, Store};
+use healthsystem_test_support::wait::until;
+use healthsystem_test_support::{
+    barman, chart, cluster, cnpg, node, operator, pods, restore, systems,
+};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use serde_json::json;
+
+/// PostgreSQL's archive_timeout here: a quiet database's segment reaches the store within it.
+const ARCHIVE_TIMEOUT_SECONDS: u64 = 20;
+
+fn store() -> &'static Store {
+    objectstore::shared()
+}
+
+fn write_config() -> PathBuf {
+    let mut config = node::operator_config();
+    let binary = Path::new(env!("CARGO_BIN_EXE_healthsystem-operator"));
+    config["images"]["operator"] = json!(node::operator_image(binary));
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    config["backup"] = json!({
+        "objectStore": store().config(),
+        "recipients": [recipient],
+        "deadlineSeconds": 600,
+        "drills": { "namespace": restore::NAMESPACE, "deadlineSeconds": 900 },
+        "archiving": {
+            "enabled": true,
+            "archiveTimeout": format!("{ARCHIVE_TIMEOUT_SECONDS}s"),
+        },
+    });
+    config["database"]["engine"] = json!("CloudNativePG");
+    config["database"]["cloudNativePG"]["apiServer"] =
+        json!({ "cidrs": ["10.244.0.1/32"], "ports": [{ "port": 6443 }] });
+    let path = healthsystem_test_support::target_tmpdir()
+        .join(format!("physical-drill-config-{}.yaml", std::process::id()));
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    path
+}
+
+/// The real-node cluster with CloudNativePG and the plugin, the restore namespace, and the
+/// operator running with the chart's access (its restore Role included).
+async fn setup() -> Client {
+    cluster::use_real_node();
+    let client = cluster::client().await;
+    cnpg::install(&client).await;
+    barman::install(&client).await;
+    let identity = age::x25519::Identity::generate();
+    let key = identity.to_string();
+    restore::prepare(&client, store(), key.expose_secret()).await;
+    let values = json!({ "operator": { "backup": {
+        "objectStore": store().config(),
+        "recipients": [identity.to_public().to_string()],
+        "drills": { "namespace": restore::NAMESPACE },
+    } } });
+    operator::use_config(write_config());
+    chart::operator_with_chart_access(&client, &values).await;
+    operator::ensure_running(&client).await;
+    client
+}
+
+/// Gives the system's namespace its own store credentials, as the platform's provisioning.
+async fn provision(client: &Client, namespace: &str) {
+    until(
+        &format!("namespace {namespace}"),
+        Duration::from_secs(60),
+        || async {
+            match Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+                .get_opt(namespace)
+                .await
+            {
+                Ok(Some(_)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let (access, secret_key) = store().add_archiving_user(namespace);
+    restore::create(
+        &Api::<Secret>::namespaced(client.clone(), namespace),
+        &restore::secret(
+            "backup-store-credentials",
+            &[("accessKeyId", &access), ("secretAccessKey", &secret_key)],
+        ),
+    )
+    .await;
+}
+
+async fn system(client: &Client, name: &str) -> HealthSystem {
+    Api::<HealthSystem>::all(client.clone())
+        .get(name)
+        .await
+        .unwrap()
+}
+
+/// Waits for the system's physical drill that answers `request` (any, when `None`) to end.
+async fn drill_answering(client: &Client, name: &str, request: Option<&str>) -> DrillStatus {
+    until(
+        &format!("{name}: a physical drill answering {request:?} in status"),
+        Duration::from_secs(900),
+        || async {
+            let backup = system(client, name).await.status.and_then(|s| s.backup);
+            match backup.as_ref().and_then(|b| b.last_physical_drill.clone()) {
+                Some(d) if request.is_none_or(|r| d.request.as_deref() == Some(r)) => Ok(d),
+                other => Err(format!(
+                    "{other:?}; archive {:?}",
+                    backup.and_then(|b| b.archive)
+                )),
+            }
+        },
+    )
+    .await
+}
+
+/// Asks for a drill of the system now, answering `request`.
+async fn request_drill(client: &Client, name: &str, request: &str) {
+    Api::<HealthSystem>::all(client.clone())
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "annotations": {
+                "sdc.gov.rs/drill-requested": request
+            } } })),
+        )
+        .await
+        .unwrap();
+}
+
+/// The archive's WAL segment files (not history files), oldest first, as paths in the store's
+/// folder.
+fn segments(namespace: &str) -> Vec<PathBuf> {
+    let wals = store()
+        .data
+        .join(BUCKET)
+        .join(namespace)
+        .join("archive/postgres/wals");
+    let mut out = Vec::new();
+    for folder in std::fs::read_dir(&wals).into_iter().flatten().flatten() {
+        if !folder.path().is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(folder.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = file.file_name().to_string_lossy().into_owned();
+            if name.len() == "000000010000000000000001.gz".len() && name.ends_with(".gz") {
+                out.push(file.path());
+            }
+        }
+    }
+    out.sort_by_key(|p| p.file_name().map(|n| n.to_owned()));
+    out
+}
+
+/// Commits a row through the system's `database` Service as its application.
+async fn write(client: &Client, name: &str, pod: &str, sql: &str) {
+    let namespace = format!("hs-{name}");
+    let ca = cnpg::ca(client, &namespace).await;
+    pods::run_ok(
+        client,
+        pods::login(
+            &namespace,
+            pod,
+            name,
+            "database-credentials",
+            &ca,
+            &format!("psql -v ON_ERROR_STOP=1 -qtA -c \"{sql}\""),
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_physical_drill_recovers_the_archive_and_a_corrupted_segment_fails_the_next() {
+    let client = setup().await;
+    let name = systems::create(&client, "pd", "lab-biomedica.yaml", node::small_system).await;
+    let namespace = format!("hs-{name}");
+    provision(&client, &namespace).await;
+    systems::wait_ready(&client, &name).await;
+    write(
+        &client,
+        &name,
+        "write-1",
+        "CREATE TABLE marks (n int PRIMARY KEY); INSERT INTO marks SELECT generate_series(1, 500)",
+    )
+    .await;
+
+    // A drill starts on its own once the archive holds a base backup; the one asked for once
+    // the marks' segment is archived must recover them all.
+    let written = segments(&namespace);
+    until(
+        "the marks' segment archived",
+        Duration::from_secs(ARCHIVE_TIMEOUT_SECONDS * 6),
+        || async {
+            let now = segments(&namespace);
+            if now.last() > written.last() {
+                Ok(())
+            } else {
+                Err(format!("{} segments", now.len()))
+            }
+        },
+    )
+    .await;
+    request_drill(&client, &name, "marks").await;
+    let started = Instant::now();
+    let first = drill_answering(&client, &name, Some("marks")).await;
+    println!(
+        "physical drill asked for: ended {:.1} s later (a drill that started on its own may have run first): {first:?}",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(first.result, "Passed", "{first:?}");
+    assert_eq!(
+        (first.tables, first.rows),
+        (1, 500),
+        "the marks were recovered: {first:?}"
+    );
+    let status = system(&client, &name).await.status.unwrap().backup.unwrap();
+    assert_eq!(
+        status
+            .last_successful_physical_drill_time
+            .as_ref()
+            .map(|t| t.0),
+        Some(first.time.0)
+    );
+    let leftovers = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        restore::NAMESPACE,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("postgresql.cnpg.io", "v1", "Cluster"),
+            "clusters",
+        ),
+    );
+    until(
+        "the drill's Cluster removed",
+        Duration::from_secs(120),
+        || async {
+            match leftovers.list(&Default::default()).await {
+                Ok(list) if list.items.is_empty() => Ok(()),
+                other => Err(format!("{:?}", other.map(|l| l.items.len()))),
+            }
+        },
+    )
+    .await;
+
+    // Rot in the store: the newest archived segment is overwritten, then more WAL is archived
+    // after it, so recovery has to pass through it to reach the archive's end.
+    let before = segments(&namespace);
+    let rotten = before.last().expect("archived segments").clone();
+    std::fs::write(&rotten, b"not a WAL segment any more").unwrap();
+    println!("corrupted {}", rotten.display());
+    write(
+        &client,
+        &name,
+        "write-2",
+        "INSERT INTO marks SELECT generate_series(501, 600)",
+    )
+    .await;
+    until(
+        "a segment archived after the corrupted one",
+        Duration::from_secs(ARCHIVE_TIMEOUT_SECONDS * 6),
+        || async {
+            let now = segments(&namespace);
+            match now.last() {
+                Some(last) if *last > rotten => Ok(()),
+                _ => Err(format!("{} segments", now.len())),
+            }
+        },
+    )
+    .await;
+    request_drill(&client, &name, "after-rot").await;
+    let second = drill_answering(&client, &name, Some("after-rot")).await;
+    println!("physical drill after the corruption: {second:?}");
+    assert_eq!(second.result, "Failed", "{second:?}");
+    assert!(
+        matches!(
+            second.reason.as_deref(),
+            Some("RecoveryEndedEarly" | "RecoveryFailed")
+        ),
+        "{second:?}"
+    );
+    let status = system(&client, &name).await.status.unwrap().backup.unwrap();
+    assert_eq!(
+        status.last_successful_physical_drill_time.map(|t| t.0),
+        Some(first.time.0),
+        "the last success stays the first drill's"
+    );
+}
