@@ -107,11 +107,12 @@ pub fn switch_point(history: &[String]) -> Option<u64> {
 }
 
 /// Judges a recovery that ended at `ended` against the newest segment archived before the
-/// drill: passed when recovery reached it.
+/// drill: passed when recovery replayed into it. An archived segment holds records from its
+/// start, so a recovery that ended exactly there restored none of it.
 pub fn judge(ended: u64, newest: Segment) -> Result<String, (&'static str, String)> {
-    if ended >= newest.start() {
+    if ended > newest.start() {
         Ok(format!(
-            "recovered to {} on the archive's timeline {}, at or past its newest segment {}",
+            "recovered to {} on the archive's timeline {}, into or past its newest segment {}",
             format_lsn(ended),
             newest.timeline,
             newest.name()
@@ -289,6 +290,9 @@ mod tests {
         assert_eq!(reason, "RecoveryEndedEarly");
         assert!(message.contains("0/4FFFFD8"), "{message}");
         assert!(message.contains("000000020000000000000009"), "{message}");
+        // Ended right where the newest segment starts: nothing of it was replayed.
+        let (reason, _) = judge(newest.start(), newest).unwrap_err();
+        assert_eq!(reason, "RecoveryEndedEarly");
         assert!(switch_point(&[]).is_none());
         assert_eq!(parse_lsn("1/A"), Some((1 << 32) + 10));
         assert_eq!(parse_lsn("nonsense"), None);

@@ -397,7 +397,9 @@ mod tests {
                 "lastSuccessfulTime": "2026-01-01T00:00:10Z",
                 "lastBackup": { "id": "b", "finishedAt": "2026-01-01T00:00:10Z", "size": 2048, "tables": 1, "rows": 1, "durationSeconds": 600 },
                 "lastSuccessfulDrillTime": "2026-01-01T00:00:20Z",
-                "lastDrill": { "time": "2026-01-01T00:00:20Z", "durationSeconds": 42, "result": "Passed" }
+                "lastDrill": { "time": "2026-01-01T00:00:20Z", "durationSeconds": 42, "result": "Passed" },
+                "lastSuccessfulPhysicalDrillTime": "2026-01-01T00:00:40Z",
+                "lastPhysicalDrill": { "time": "2026-01-01T00:01:40Z", "durationSeconds": 95, "result": "Failed", "reason": "RecoveryEndedEarly" }
             },
             "migration": { "phase": migration, "attempt": 1, "reason": "R", "lastTransitionTime": "2026-01-01T00:00:30Z" }
         }))
@@ -438,6 +440,9 @@ mod tests {
                 r#"healthsystem_backup_last_duration_seconds{healthsystem="a"} 600"#,
                 r#"healthsystem_backup_last_size_bytes{healthsystem="a"} 2048"#,
                 r#"healthsystem_backup_last_success_timestamp_seconds{healthsystem="a"} 1767225610"#,
+                r#"healthsystem_backup_physical_drill_duration_seconds{healthsystem="a"} 95"#,
+                r#"healthsystem_backup_physical_drill_last_success_timestamp_seconds{healthsystem="a"} 1767225640"#,
+                r#"healthsystem_backup_physical_drill_passed{healthsystem="a"} 0"#,
                 r#"healthsystem_backup_rpo_seconds{healthsystem="a"} 86400"#,
                 r#"healthsystem_condition{condition="BackupReady",healthsystem="a"} 0"#,
                 r#"healthsystem_condition{condition="Ready",healthsystem="a"} 1"#,
@@ -484,7 +489,7 @@ mod tests {
         assert_eq!(series(&metrics, "a"), Vec::<String>::new());
         assert_eq!(
             series(&metrics, "b").len(),
-            24,
+            27,
             "the other system is untouched"
         );
     }

@@ -17,6 +17,7 @@ use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicySpec,
 };
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{DynamicObject, ObjectMeta};
 use serde_json::json;
 
@@ -38,6 +39,9 @@ pub const COMPONENT_NAME: &str = "physical-drill";
 pub const POLICY: &str = "healthsystem-physical-drills";
 /// The role the check logs in as: reads every row and where recovery ended, owns nothing.
 pub const CHECK_ROLE: &str = "drill";
+/// Annotation of a drill's Cluster: when the drill started (the watch cache keeps no
+/// creation time of what the operator makes).
+pub const STARTED: &str = "sdc.gov.rs/drill-started";
 /// Finished check Jobs stay this long: the evidence is recorded at once.
 const TTL_SECONDS: i32 = 7 * 24 * 3600;
 
@@ -142,6 +146,7 @@ pub fn cluster(
     config: &Config,
     name: &str,
     request: Option<&str>,
+    started: Timestamp,
 ) -> DynamicObject {
     let database = &system.spec.database;
     let tier = config.tiers.get(system.spec.tier);
@@ -188,6 +193,9 @@ pub fn cluster(
     });
     let mut object = DynamicObject::new(name, &cluster_resource()).data(json!({ "spec": spec }));
     object.metadata = metadata(system, config, name, request);
+    object
+        .annotations_mut()
+        .insert(STARTED.into(), started.to_string());
     object
 }
 
@@ -329,7 +337,8 @@ mod tests {
             "CloudNativePG's derived names fit"
         );
 
-        let cluster = serde_json::to_value(cluster(&system(), &config, &name, Some("r1"))).unwrap();
+        let cluster =
+            serde_json::to_value(cluster(&system(), &config, &name, Some("r1"), now)).unwrap();
         assert_eq!(cluster["metadata"]["namespace"], "healthsystem-restore");
         assert_eq!(cluster["metadata"]["labels"][COMPONENT], COMPONENT_NAME);
         assert_eq!(
@@ -337,6 +346,10 @@ mod tests {
             "clinical-center-of-vojvodina-his"
         );
         assert_eq!(cluster["metadata"]["annotations"][REQUEST], "r1");
+        assert_eq!(
+            cluster["metadata"]["annotations"][STARTED],
+            "2026-12-08T03:04:05Z"
+        );
         let spec = &cluster["spec"];
         assert_eq!(spec["instances"], 1);
         assert_eq!(spec["storage"]["size"], "20Gi");

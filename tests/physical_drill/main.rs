@@ -229,6 +229,10 @@ async fn a_physical_drill_recovers_the_archive_and_a_corrupted_segment_fails_the
         (1, 500),
         "the marks were recovered: {first:?}"
     );
+    assert!(
+        first.duration_seconds >= 10,
+        "the whole drill's time, its recovery included: {first:?}"
+    );
     let status = system(&client, &name).await.status.unwrap().backup.unwrap();
     assert_eq!(
         status

@@ -53,6 +53,16 @@ fn created(object: &DynamicObject) -> Option<Timestamp> {
     object.metadata.creation_timestamp.as_ref().map(|t| t.0)
 }
 
+/// When the drill of `cluster` started: its annotation (the cache keeps no creation time of
+/// what the operator makes).
+fn started(cluster: &DynamicObject) -> Option<Timestamp> {
+    cluster
+        .annotations()
+        .get(physical::STARTED)
+        .and_then(|t| t.parse().ok())
+        .or_else(|| created(cluster))
+}
+
 fn in_restore_namespace<'a>(
     objects: Vec<std::sync::Arc<crate::controller::cache::compact::Live>>,
     namespace: &'a str,
@@ -73,7 +83,7 @@ fn recovered(cluster: &DynamicObject) -> bool {
 
 /// A drill that ended without a check: its Cluster's evidence.
 fn ended(cluster: &DynamicObject, now: Timestamp, reason: &str, message: String) -> DrillStatus {
-    let started = created(cluster).unwrap_or(now);
+    let started = started(cluster).unwrap_or(now);
     DrillStatus {
         time: Time(started),
         backup: "archive".into(),
@@ -148,9 +158,9 @@ pub async fn drill(
     }
 
     // 2. A running drill, one step on.
-    if let Some(cluster) = clusters.iter().max_by_key(|c| created(c)) {
+    if let Some(cluster) = clusters.iter().max_by_key(|c| started(c)) {
         let drill = cluster.name_any();
-        let started = created(cluster).unwrap_or(now);
+        let started = started(cluster).unwrap_or(now);
         let check = checks
             .iter()
             .find(|j| j.name_any() == physical::check_name(&drill));
@@ -232,7 +242,7 @@ pub async fn drill(
         return Ok(observed);
     }
     let drill = physical::name(system, now);
-    if let Err(e) = start(system, ctx, store, &drill, request.map(String::as_str)).await {
+    if let Err(e) = start(system, ctx, store, &drill, request.map(String::as_str), now).await {
         warn!(error = %e, namespace, "physical drill not started");
         observed.wake = Some(SLOT_POLL);
         return Ok(observed);
@@ -373,6 +383,7 @@ async fn start(
     store: &crate::config::ObjectStore,
     drill: &str,
     request: Option<&str>,
+    now: Timestamp,
 ) -> Result<()> {
     let config = &ctx.config;
     let namespace = &config.backup.drills.namespace;
@@ -410,7 +421,7 @@ async fn start(
     .await?;
     create(
         Api::<DynamicObject>::namespaced_with(ctx.client.clone(), namespace, &cluster_resource()),
-        &physical::cluster(system, config, drill, request),
+        &physical::cluster(system, config, drill, request, now),
         &format!("Cluster {drill}"),
     )
     .await
@@ -494,6 +505,24 @@ mod tests {
         healthy.data["status"] =
             json!({ "phase": "Cluster in healthy state", "readyInstances": 1 });
         assert!(recovered(&healthy));
+
+        // As the watch cache holds a Cluster the operator made: without its creation time
+        // (dropped from applied kinds), its start in an annotation.
+        let config = crate::config::Config::default();
+        let system: HealthSystem = crate::api::validation::validate(&json!({
+            "apiVersion": "sdc.gov.rs/v1alpha1", "kind": "HealthSystem",
+            "metadata": { "name": "a" },
+            "spec": {
+                "institution": { "displayName": "A", "registryId": "07151950", "ownership": "Private" },
+                "database": { "version": "17", "storage": "10Gi" }
+            }
+        }))
+        .unwrap();
+        let start: Timestamp = "2026-12-08T03:00:00Z".parse().unwrap();
+        let cached = physical::cluster(&system, &config, "pdrill-a-2612080300", None, start);
+        assert!(cached.metadata.creation_timestamp.is_none());
+        let late = ended(&cached, now, "Deadline", "late".into());
+        assert_eq!((late.time.0, late.duration_seconds), (start, 150));
 
         let log = "{\"level\":\"error\",\"msg\":\"Error while restoring a backup\",\"error\":\"exit status 1\"}\nplain line\n";
         assert_eq!(
