@@ -144,7 +144,7 @@ pub async fn run(drill: &ArchiveDrill) -> Evidence {
         u64::try_from(Timestamp::now().duration_since(started_at).as_secs()).unwrap_or(0);
     match result {
         Ok((what, tables, rows)) => Evidence {
-            backup: "archive".into(),
+            backup: crate::resources::physical_drill::EVIDENCE_BACKUP.into(),
             started_at,
             duration_seconds,
             tables,
@@ -154,7 +154,7 @@ pub async fn run(drill: &ArchiveDrill) -> Evidence {
             message: format!("latest base backup and WAL {what}: {tables} tables, {rows} rows"),
         },
         Err((reason, message)) => Evidence {
-            backup: "archive".into(),
+            backup: crate::resources::physical_drill::EVIDENCE_BACKUP.into(),
             started_at,
             duration_seconds,
             tables: 0,

@@ -42,6 +42,9 @@ pub const CHECK_ROLE: &str = "drill";
 /// Annotation of a drill's Cluster: when the drill started (the watch cache keeps no
 /// creation time of what the operator makes).
 pub const STARTED: &str = "sdc.gov.rs/drill-started";
+/// What a physical drill's evidence names as its backup: the archive (its latest base backup
+/// and the WAL after it).
+pub const EVIDENCE_BACKUP: &str = "archive";
 /// Finished check Jobs stay this long: the evidence is recorded at once.
 const TTL_SECONDS: i32 = 7 * 24 * 3600;
 

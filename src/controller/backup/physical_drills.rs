@@ -86,7 +86,7 @@ fn ended(cluster: &DynamicObject, now: Timestamp, reason: &str, message: String)
     let started = started(cluster).unwrap_or(now);
     DrillStatus {
         time: Time(started),
-        backup: "archive".into(),
+        backup: physical::EVIDENCE_BACKUP.into(),
         duration_seconds: now.duration_since(started).as_secs(),
         tables: 0,
         rows: 0,

@@ -18,7 +18,7 @@ pub fn condition(system: &HealthSystem, observed: &Observed, stamp: Stamp) -> Co
     let rpo_text = &system.spec.backup.rpo;
     let age = |t: Timestamp| Duration::try_from(now.duration_since(t)).unwrap_or_default();
     let created = created(system, now);
-    let failed_drill = observed.drill.as_ref().filter(|d| d.result != "Passed");
+    let failed_drill = failed_drill(observed);
     // WAL not reaching the archive: what can be lost grows by the minute.
     if let Some(archive) = observed
         .archive
@@ -101,7 +101,7 @@ fn with_archive(
     let rpo = rpo(system);
     let age = |t: Timestamp| Duration::try_from(now.duration_since(t)).unwrap_or_default();
     let created = created(system, now);
-    if let Some(drill) = observed.drill.as_ref().filter(|d| d.result != "Passed") {
+    if let Some(drill) = failed_drill(observed) {
         return drill_failed(drill, stamp);
     }
     let destination = &archive.destination;
@@ -163,15 +163,28 @@ fn with_archive(
     }
 }
 
+/// The newest drill of either line that failed: the logical one's first, then the
+/// physical one's (the archive's).
+fn failed_drill(observed: &Observed) -> Option<&DrillStatus> {
+    [observed.drill.as_ref(), observed.physical_drill.as_ref()]
+        .into_iter()
+        .flatten()
+        .find(|d| d.result != "Passed")
+}
+
 /// BackupReady when the newest restore drill failed, naming the backup, the Job and why.
 fn drill_failed(drill: &DrillStatus, stamp: Stamp) -> Condition {
+    let what = if drill.backup == crate::resources::physical_drill::EVIDENCE_BACKUP {
+        "the physical drill of the WAL archive".to_string()
+    } else {
+        format!("the restore drill of backup {}", drill.backup)
+    };
     stamp.condition(
         types::BACKUP,
         false,
         RESTORE_DRILL_FAILED,
         format!(
-            "the restore drill of backup {} ({}) failed: {}: {}",
-            drill.backup,
+            "{what} ({}) failed: {}: {}",
             drill.job,
             drill.reason.as_deref().unwrap_or("Failed"),
             drill.message

@@ -774,3 +774,37 @@ fn an_archive_without_a_base_backup_is_awaited_within_the_rpo_then_the_reason() 
         ("False", backup::NO_BASE_BACKUP)
     );
 }
+
+/// A physical drill that failed (a WAL segment or base backup the archive cannot restore)
+/// leaves the archive unproven: BackupReady is false, saying which drill and why.
+#[test]
+fn a_failed_physical_drill_makes_an_archiving_system_not_backup_ready() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let created = Timestamp::from_second(10 * HOUR).unwrap();
+    let failed: crate::api::DrillStatus = serde_json::from_value(serde_json::json!({
+        "time": "1970-01-05T03:00:00Z", "backup": "archive", "durationSeconds": 48,
+        "result": "Failed", "reason": "RecoveryEndedEarly",
+        "message": "recovery ended at 0/4000000, before the archive's newest segment",
+        "job": "pdrill-dz-test-7001030300-check"
+    }))
+    .unwrap();
+    let observed = Observed {
+        last_success: Some(Timestamp::from_second(100 * HOUR - 20 * HOUR).unwrap()),
+        archive: Some(archiving(
+            Some(true),
+            Some(Timestamp::from_second(50 * HOUR).unwrap()),
+        )),
+        physical_drill: Some(failed),
+        ..healthy()
+    };
+    let status = evaluate(&system("1h", created), &observed, now);
+    let backup = get(&status, types::BACKUP);
+    assert_eq!(
+        (backup.status.as_str(), backup.reason.as_str()),
+        ("False", RESTORE_DRILL_FAILED),
+        "{backup:?}"
+    );
+    assert!(backup.message.contains("physical drill"), "{backup:?}");
+    assert!(backup.message.contains("RecoveryEndedEarly"), "{backup:?}");
+    assert!(backup.message.contains("pdrill-dz-test"), "{backup:?}");
+}
