@@ -33,7 +33,7 @@ use super::status::HealthSystemStatus;
     printcolumn(name = "Primary", type_ = "string", json_path = ".status.database.primary", description = "The current primary's pod (CloudNativePG engine)", priority = 1),
     printcolumn(name = "Migration", type_ = "string", json_path = ".status.migration.phase", description = "Phase of the migration, when the system is migrated", priority = 1),
     printcolumn(name = "Last Backup", type_ = "date", json_path = ".status.backup.lastSuccessfulTime", description = "Time of the last successful backup"),
-    printcolumn(name = "Proven", type_ = "date", json_path = ".status.backup.lastSuccessfulDrillTime", description = "When the last restore drill that passed started: the backups were last proven then"),
+    printcolumn(name = "Proven", type_ = "date", json_path = ".status.backup.lastProvenTime", description = "When the newest restore drill (logical or physical) that passed started: the backups were last proven then"),
     printcolumn(name = "Recoverable From", type_ = "date", json_path = ".status.backup.archive.firstRecoverabilityPoint", description = "The earliest time the continuous archive recovers to (CloudNativePG with archiving)", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 60").message("metadata.name must be a DNS label (lower-case letters, digits and '-') of at most 60 characters, so that the namespace hs-<name> is valid"),

@@ -165,6 +165,10 @@ pub struct BackupStatus {
     /// When the last drill that passed started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_drill_time: Option<Time>,
+    /// When the system's backups were last proven: the start of the newest drill, logical or
+    /// physical, that passed (`kubectl get hs` shows it as Proven).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_proven_time: Option<Time>,
     /// The evidence of the last physical drill: the archive's latest base backup and WAL
     /// recovered into a throwaway Cluster (archiving on).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,8 +11,56 @@ use crate::api::{ArchiveStatus, DrillStatus, HealthSystem};
 use crate::controller::status::condition::{RESTORE_DRILL_FAILED, Stamp, types};
 use crate::controller::status::observed::Observed;
 
-/// The BackupReady condition.
+/// The BackupReady condition: what the backups' age says, and, where drills run, only while
+/// a restore of them was proven recently ([`unproven`]).
 pub fn condition(system: &HealthSystem, observed: &Observed, stamp: Stamp) -> Condition {
+    let verdict = by_age(system, observed, stamp);
+    unproven(observed, &verdict, stamp).unwrap_or(verdict)
+}
+
+/// BackupReady's reason where drills run and none that passed is recent enough.
+pub const BACKUP_UNVERIFIED: &str = "BackupUnverified";
+
+/// When the system's backups were last proven: the start of the newest drill of either line
+/// that passed.
+pub fn last_proven(observed: &Observed) -> Option<Timestamp> {
+    observed.drill_success.max(observed.physical_drill_success)
+}
+
+/// BackupUnverified in place of a True `verdict` that rests on a backup (not one that merely
+/// awaits the first), where drills run and the newest that passed is missing or older than
+/// their maximum age: a backup counts only once a restore of it has been proven.
+fn unproven(observed: &Observed, verdict: &Condition, stamp: Stamp) -> Option<Condition> {
+    let max_age = observed.drill_max_age?;
+    if verdict.status != "True"
+        || matches!(
+            verdict.reason.as_str(),
+            "AwaitingFirstBackup" | AWAITING_BASE_BACKUP
+        )
+    {
+        return None;
+    }
+    let hours = max_age.as_secs() / 3600;
+    let message = match last_proven(observed) {
+        Some(t)
+            if Duration::try_from(stamp.now.duration_since(t)).unwrap_or_default() <= max_age =>
+        {
+            return None;
+        }
+        Some(t) => format!(
+            "the newest restore drill that passed, at {t}, is older than the drills' maximum age ({hours}h): the backups are not proven recently ({})",
+            verdict.message
+        ),
+        None => format!(
+            "no restore drill has passed yet: a backup counts once a restore of it is proven (the first drill starts after the first backup; status.backup.lastDrill and lastPhysicalDrill say how it went) ({})",
+            verdict.message
+        ),
+    };
+    Some(stamp.condition(types::BACKUP, false, BACKUP_UNVERIFIED, message))
+}
+
+/// BackupReady by the backups' age and the drills' failures.
+fn by_age(system: &HealthSystem, observed: &Observed, stamp: Stamp) -> Condition {
     let now = stamp.now;
     let rpo = rpo(system);
     let rpo_text = &system.spec.backup.rpo;
@@ -233,7 +281,12 @@ pub fn next_backup_deadline(
             .checked_sub(elapsed)
             .map(|d| d + Duration::from_secs(1))
     };
-    match observed.archive.as_ref() {
+    // Where drills run, the newest proof ages out.
+    let proof = observed
+        .drill_max_age
+        .zip(last_proven(observed))
+        .and_then(|(max_age, proven)| left(max_age, proven));
+    let by_age = match observed.archive.as_ref() {
         None => left(rpo, since),
         Some(archive) => {
             let dumps = left(second_line_age(rpo), since);
@@ -244,5 +297,6 @@ pub fn next_backup_deadline(
                 .flatten();
             dumps.into_iter().chain(base_backup).min()
         }
-    }
+    };
+    by_age.into_iter().chain(proof).min()
 }

@@ -24,7 +24,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::{BackupStatus, DatabaseStatus, HealthSystem, HealthSystemStatus, Phase};
 use crate::resources::{database as db, labels};
 
-pub use backup::{next_backup_deadline, parse_rpo, rpo};
+pub use backup::{BACKUP_UNVERIFIED, last_proven, next_backup_deadline, parse_rpo, rpo};
 pub use condition::{
     BOOTSTRAP_FAILED, CREDENTIALS_MISSING, CREDENTIALS_NOT_READABLE, DATA_MISSING,
     FOREIGN_NETWORK_POLICY, FOREIGN_ROLE_BINDING, INSTANCES_ABOVE_TIER, NAMESPACE_NOT_OWNED,
@@ -133,7 +133,7 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
             primary: observed.cluster.as_ref().and_then(|c| c.primary.clone()),
             engine_move: observed.engine_move.clone(),
         }),
-        backup: Some(BackupStatus {
+        backup: Some(with_last_proven(BackupStatus {
             last_successful_time: observed.last_success.map(Time),
             last_failed_time: observed.last_failure.map(Time),
             running_since: observed.backup_running_since.map(Time),
@@ -156,9 +156,21 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
                 .map(Time)
                 .or_else(|| old_backup.and_then(|b| b.last_successful_physical_drill_time.clone())),
             archive: observed.archive.clone(),
-        }),
+            last_proven_time: None,
+        })),
         migration: observed.migration.clone(),
     }
+}
+
+/// `backup` with its lastProvenTime: the newer of its two lines' last passing drills.
+fn with_last_proven(mut backup: BackupStatus) -> BackupStatus {
+    backup.last_proven_time = backup
+        .last_successful_drill_time
+        .iter()
+        .chain(&backup.last_successful_physical_drill_time)
+        .max_by_key(|t| t.0)
+        .cloned();
+    backup
 }
 
 #[cfg(test)]

@@ -101,6 +101,9 @@ pub struct Observed {
     /// The newest physical drill's evidence, and when the newest that passed started.
     pub physical_drill: Option<crate::api::DrillStatus>,
     pub physical_drill_success: Option<Timestamp>,
+    /// How old the newest drill that passed may be for a backup to count as proven; `None`
+    /// where no drills run (nothing can be proven, nothing is waited for).
+    pub drill_max_age: Option<std::time::Duration>,
     /// The continuous archive, when the system has one.
     pub archive: Option<crate::api::ArchiveStatus>,
 }
@@ -268,6 +271,9 @@ pub fn observe(
         drill_success: None,
         physical_drill: None,
         physical_drill_success: None,
+        drill_max_age: config.backup.drill_store().map(|_| {
+            std::time::Duration::from_secs(u64::from(config.backup.drills.max_age_hours) * 3600)
+        }),
         archive,
         namespace_not_owned: None,
         version_refused: None,

@@ -808,3 +808,71 @@ fn a_failed_physical_drill_makes_an_archiving_system_not_backup_ready() {
     assert!(backup.message.contains("RecoveryEndedEarly"), "{backup:?}");
     assert!(backup.message.contains("pdrill-dz-test"), "{backup:?}");
 }
+
+/// Where drills run, a backup counts once a restore of it is proven: BackupReady waits for
+/// the first drill that passes (of either line) and turns false again when the newest that
+/// passed is older than the drills' maximum age; nothing to prove yet is no reason.
+#[test]
+fn with_drills_a_backup_counts_once_a_drill_proved_it_and_while_that_proof_is_recent() {
+    const DAY: i64 = 24 * HOUR;
+    let now = Timestamp::from_second(100 * DAY).unwrap();
+    let created = Timestamp::from_second(90 * DAY).unwrap();
+    let mut observed = Observed {
+        last_success: Some(Timestamp::from_second(100 * DAY - 2 * HOUR).unwrap()),
+        drill_max_age: Some(Duration::from_secs(14 * DAY as u64)),
+        ..healthy()
+    };
+    let verdict = |observed: &Observed| {
+        let status = evaluate(&system("24h", created), observed, now);
+        let backup = get(&status, types::BACKUP).clone();
+        (backup.status, backup.reason, backup.message)
+    };
+    let (status, reason, message) = verdict(&observed);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", BACKUP_UNVERIFIED)
+    );
+    assert!(message.contains("no restore drill has passed"), "{message}");
+
+    observed.drill_success = Some(Timestamp::from_second(100 * DAY - HOUR).unwrap());
+    let (status, reason, _) = verdict(&observed);
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "BackupFresh"));
+    // The verdict changes by time alone when the backup leaves the RPO, before the proof
+    // ages out.
+    assert_eq!(
+        next_backup_deadline(&system("24h", created), &observed, now),
+        Some(Duration::from_secs(22 * HOUR as u64 + 1))
+    );
+
+    observed.drill_success = Some(Timestamp::from_second(100 * DAY - 15 * DAY).unwrap());
+    let (status, reason, message) = verdict(&observed);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", BACKUP_UNVERIFIED)
+    );
+    assert!(message.contains("older than"), "{message}");
+    // A physical drill's pass proves the system's backups as well; the verdict then changes
+    // when that proof ages out, an hour before the backup would leave the RPO.
+    observed.physical_drill_success =
+        Some(Timestamp::from_second(100 * DAY - 14 * DAY + 21 * HOUR).unwrap());
+    let (status, _, _) = verdict(&observed);
+    assert_eq!(status, "True");
+    let shown = evaluate(&system("24h", created), &observed, now);
+    assert_eq!(
+        shown.backup.and_then(|b| b.last_proven_time).map(|t| t.0),
+        observed.physical_drill_success,
+        "Proven: the newer of the two lines' passes"
+    );
+    assert_eq!(
+        next_backup_deadline(&system("24h", created), &observed, now),
+        Some(Duration::from_secs(21 * HOUR as u64 + 1))
+    );
+
+    // Nothing backed up yet: nothing to prove.
+    let fresh = Observed {
+        drill_max_age: Some(Duration::from_secs(14 * DAY as u64)),
+        ..healthy()
+    };
+    let status = evaluate(&system("24h", now), &fresh, now);
+    assert_eq!(get(&status, types::BACKUP).reason, "AwaitingFirstBackup");
+}
