@@ -82,6 +82,27 @@ pub(super) fn recorded(job: &DynamicObject, message: Option<&str>) -> DrillStatu
     }
 }
 
+/// Whether a drill starts now (`Ok`): once there is a backup to prove, when asked (a
+/// request not answered yet) or `interval` after the last drill started. Otherwise when to
+/// look again, if time alone will make one due. A request before any backup waits for it:
+/// a drill of nothing would only fail.
+pub(super) fn due(
+    has_backup: bool,
+    requested: bool,
+    last: Option<Timestamp>,
+    interval: SignedDuration,
+    now: Timestamp,
+) -> std::result::Result<(), Option<Duration>> {
+    if !has_backup {
+        return Err(None);
+    }
+    let next = last.map(|t| t + interval);
+    if requested || next.is_none_or(|next| now >= next) {
+        return Ok(());
+    }
+    Err(next.and_then(|n| Duration::try_from(n.duration_since(now)).ok()))
+}
+
 /// Records the newest finished drill of `system`, and starts one when due. `has_backup`:
 /// a backup of this system has succeeded.
 pub async fn drill(
@@ -171,12 +192,14 @@ pub async fn drill(
     };
     let request = requested.filter(|r| !answered(r));
     let interval = SignedDuration::from_hours(i64::from(config.drills.interval_hours));
-    let next = observed.last.as_ref().map(|d| d.time.0 + interval);
-    let due_by_time = has_backup && next.is_none_or(|next| now >= next);
-    if request.is_none() && !due_by_time {
-        observed.wake = next
-            .filter(|_| has_backup)
-            .and_then(|n| Duration::try_from(n.duration_since(now)).ok());
+    if let Err(wake) = due(
+        has_backup,
+        request.is_some(),
+        observed.last.as_ref().map(|d| d.time.0),
+        interval,
+        now,
+    ) {
+        observed.wake = wake;
         return Ok(observed);
     }
 
@@ -261,6 +284,30 @@ mod tests {
             "status": { "conditions": conditions }
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_drill_is_due_once_there_is_a_backup_when_asked_or_after_its_interval() {
+        let now: Timestamp = "2026-12-08T03:00:00Z".parse().unwrap();
+        let week = SignedDuration::from_hours(168);
+        let hours_ago = |h: i64| Some(now - SignedDuration::from_hours(h));
+        assert_eq!(
+            due(false, true, None, week, now),
+            Err(None),
+            "asked, nothing to prove"
+        );
+        assert_eq!(due(false, false, None, week, now), Err(None));
+        assert_eq!(
+            due(true, false, None, week, now),
+            Ok(()),
+            "the first, at once"
+        );
+        assert_eq!(due(true, true, hours_ago(1), week, now), Ok(()), "asked");
+        assert_eq!(due(true, false, hours_ago(168), week, now), Ok(()));
+        assert_eq!(
+            due(true, false, hours_ago(160), week, now),
+            Err(Some(Duration::from_secs(8 * 3600)))
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::Value;
 use tracing::{info, warn};
 
-use super::drills::{SLOT_POLL, recorded};
+use super::drills::{SLOT_POLL, due, recorded};
 use crate::api::{ArchiveStatus, DrillStatus, HealthSystem};
 use crate::controller::context::Context;
 use crate::controller::database::credentials::password;
@@ -226,14 +226,14 @@ pub async fn drill(
             || observed.last.as_ref().and_then(|d| d.request.as_ref()) == Some(request)
     };
     let request = requested.filter(|r| !answered(r));
-    let has_base_backup = archive.last_base_backup_time.is_some();
-    let interval = SignedDuration::from_hours(i64::from(config.drills.interval_hours));
-    let next = observed.last.as_ref().map(|d| d.time.0 + interval);
-    let due_by_time = has_base_backup && next.is_none_or(|next| now >= next);
-    if !has_base_backup || (request.is_none() && !due_by_time) {
-        observed.wake = next
-            .filter(|_| has_base_backup)
-            .and_then(|n| Duration::try_from(n.duration_since(now)).ok());
+    if let Err(wake) = due(
+        archive.last_base_backup_time.is_some(),
+        request.is_some(),
+        observed.last.as_ref().map(|d| d.time.0),
+        SignedDuration::from_hours(i64::from(config.drills.interval_hours)),
+        now,
+    ) {
+        observed.wake = wake;
         return Ok(observed);
     }
     let mut started = ctx.drill_slots.started.lock().await;
