@@ -206,6 +206,16 @@ if [ "$real_node" -eq 1 ] && [ $ready -eq 1 ]; then
   for name in $(kubectl get healthsystems -o jsonpath='{.items[*].metadata.name}'); do
     kubectl -n "hs-$name" wait --for=condition=Complete --timeout=300s job/backup-now || ready=0
   done
+  # A backup counts once a restore drill has proven it (BackupReady is False, BackupUnverified,
+  # until then); the drills start by themselves after the first backup, two at a time.
+  echo "run-local: waiting until a restore drill has proven each backup (PROVEN below)"
+  unproven=1
+  for _ in $(seq 1 120); do
+    unproven=$(kubectl get healthsystems -o jsonpath='{range .items[*]}{.metadata.name}={.status.backup.lastProvenTime}{"\n"}{end}' | grep -c '=$' || true)
+    [ "$unproven" -eq 0 ] && break
+    sleep 5
+  done
+  [ "$unproven" -eq 0 ] || ready=0
   echo "run-local: backups in $store (bucket healthsystem-backups), private key $dir/restore.key"
 fi
 echo

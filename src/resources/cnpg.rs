@@ -103,15 +103,29 @@ fn service_names(system: &HealthSystem) -> Vec<String> {
     ]
 }
 
-/// The system's CloudNativePG Cluster.
-pub fn cluster(system: &HealthSystem, config: &Config) -> DynamicObject {
+/// A Cluster's `storage`: the system's size and class.
+pub fn storage(system: &HealthSystem) -> Value {
     let database = &system.spec.database;
-    let tier = config.tiers.get(system.spec.tier);
-    let cnpg = &config.database.cloud_native_pg;
     let mut storage = json!({ "size": database.storage });
     if let Some(class) = &database.storage_class_name {
         storage["storageClass"] = json!(class);
     }
+    storage
+}
+
+/// A Cluster's `resources`: the tier's for the database.
+pub fn resources(system: &HealthSystem, config: &Config) -> Value {
+    let tier = config.tiers.get(system.spec.tier);
+    json!({
+        "requests": { "cpu": tier.database_cpu, "memory": tier.database_memory },
+        "limits": { "memory": tier.database_memory }
+    })
+}
+
+/// The system's CloudNativePG Cluster.
+pub fn cluster(system: &HealthSystem, config: &Config) -> DynamicObject {
+    let database = &system.spec.database;
+    let cnpg = &config.database.cloud_native_pg;
     // With the values CloudNativePG's webhook would default (no connection limit, inherit):
     // the list of roles is one field to server-side apply, so a default added in it would
     // make every later reconcile see a difference and apply the Cluster again.
@@ -133,11 +147,8 @@ pub fn cluster(system: &HealthSystem, config: &Config) -> DynamicObject {
         // Its pods, claims and Services carry our labels: the database's policies select
         // its pods, and the watches see its claims.
         "inheritedMetadata": { "labels": labels::component(system, COMPONENT_NAME) },
-        "storage": storage,
-        "resources": {
-            "requests": { "cpu": tier.database_cpu, "memory": tier.database_memory },
-            "limits": { "memory": tier.database_memory }
-        },
+        "storage": storage(system),
+        "resources": resources(system, config),
         "affinity": { "enablePodAntiAffinity": true, "podAntiAffinityType": "preferred" },
         "primaryLease": cnpg.primary_lease,
         "certificates": { "serverAltDNSNames": service_names(system) },

@@ -23,7 +23,7 @@ use serde_json::json;
 
 use super::archive::{destination, object_store_resource, store_spec};
 use super::backup::{agent_container, store_env};
-use super::cnpg::{CLUSTER, STATUS_PORT, cluster_resource, verify_server_from};
+use super::cnpg::{CLUSTER, STATUS_PORT, cluster_resource, resources, storage, verify_server_from};
 use super::drill::{REQUEST, restore_job_spec};
 use super::labels::{self, COMPONENT, MANAGED_BY, MANAGER, OWNER_UID};
 use super::names::PORT;
@@ -151,25 +151,16 @@ pub fn cluster(
     request: Option<&str>,
     started: Timestamp,
 ) -> DynamicObject {
-    let database = &system.spec.database;
-    let tier = config.tiers.get(system.spec.tier);
     let cnpg = &config.database.cloud_native_pg;
-    let mut storage = json!({ "size": database.storage });
-    if let Some(class) = &database.storage_class_name {
-        storage["storageClass"] = json!(class);
-    }
     let spec = json!({
         "instances": 1,
-        "imageName": config.images.postgres(database.version),
+        "imageName": config.images.postgres(system.spec.database.version),
         "imagePullPolicy": "IfNotPresent",
         "postgresUID": cnpg.postgres_uid,
         "postgresGID": cnpg.postgres_gid,
         "inheritedMetadata": { "labels": pod_labels(system) },
-        "storage": storage,
-        "resources": {
-            "requests": { "cpu": tier.database_cpu, "memory": tier.database_memory },
-            "limits": { "memory": tier.database_memory }
-        },
+        "storage": storage(system),
+        "resources": resources(system, config),
         "enableSuperuserAccess": false,
         "postgresql": { "pg_hba": ["hostnossl all all all reject"] },
         "bootstrap": { "recovery": {

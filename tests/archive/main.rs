@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use healthsystem_operator::api::{ArchiveStatus, HealthSystem, HealthSystemStatus};
+use healthsystem_test_support::archiving::{self, provision};
 use healthsystem_test_support::objectstore::{self, BUCKET, Store};
 use healthsystem_test_support::wait::until;
 use healthsystem_test_support::{
@@ -46,27 +47,15 @@ fn store() -> &'static Store {
 /// The node's operator configuration with new systems on CloudNativePG, archiving to the S3
 /// server (logical dumps there too; no drills).
 fn write_config() -> PathBuf {
-    let mut config = node::operator_config();
     let binary = Path::new(env!("CARGO_BIN_EXE_healthsystem-operator"));
-    config["images"]["operator"] = json!(node::operator_image(binary));
     let recipient = age::x25519::Identity::generate().to_public().to_string();
-    config["backup"] = json!({
-        "objectStore": store().config(),
-        "recipients": [recipient],
-        "deadlineSeconds": 600,
-        "drills": { "enabled": false },
-        "archiving": {
-            "enabled": true,
-            "archiveTimeout": format!("{ARCHIVE_TIMEOUT_SECONDS}s"),
-        },
-    });
-    config["database"]["engine"] = json!("CloudNativePG");
-    config["database"]["cloudNativePG"]["apiServer"] =
-        json!({ "cidrs": ["10.244.0.1/32"], "ports": [{ "port": 6443 }] });
-    let path = healthsystem_test_support::target_tmpdir()
-        .join(format!("archive-config-{}.yaml", std::process::id()));
-    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-    path
+    archiving::operator_config(
+        "archive",
+        binary,
+        &recipient,
+        ARCHIVE_TIMEOUT_SECONDS,
+        json!({ "enabled": false }),
+    )
 }
 
 /// The real-node cluster with CloudNativePG and the plugin installed, the chart's tenant
@@ -81,32 +70,6 @@ async fn setup() -> Client {
     operator::use_config(write_config());
     operator::ensure_running(&client).await;
     client
-}
-
-/// Gives the system's namespace, once the operator made it, its own store credentials, as
-/// the platform's provisioning does.
-async fn provision(client: &Client, namespace: &str) {
-    let namespaces = Api::<Namespace>::all(client.clone());
-    until(
-        &format!("namespace {namespace}"),
-        Duration::from_secs(60),
-        || async {
-            match namespaces.get_opt(namespace).await {
-                Ok(Some(_)) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
-    let (access, secret_key) = store().add_archiving_user(namespace);
-    restore::create(
-        &Api::<Secret>::namespaced(client.clone(), namespace),
-        &restore::secret(
-            "backup-store-credentials",
-            &[("accessKeyId", &access), ("secretAccessKey", &secret_key)],
-        ),
-    )
-    .await;
 }
 
 /// The system's status, once it has one.

@@ -722,16 +722,7 @@ async fn a_new_system_starts_from_the_backup_of_a_deleted_one() {
 /// each its own statement. The database's size in bytes and the rows.
 async fn fill(client: &Client, name: &str, namespace: &str, mib: u64) -> (String, u64) {
     let rows = mib * 1024;
-    let mut sql = String::from("CREATE TABLE records (id bigint PRIMARY KEY, body text); ");
-    let mut start = 1;
-    while start <= rows {
-        let end = (start + 64 * 1024 - 1).min(rows);
-        sql.push_str(&format!(
-            "INSERT INTO records SELECT g, (SELECT string_agg(md5(g::text || ':' || i::text), '') \
-             FROM generate_series(1, 30) i) FROM generate_series({start}, {end}) g; "
-        ));
-        start = end + 1;
-    }
+    let mut sql = systems::fill_sql(mib);
     sql.push_str("SELECT pg_database_size('app'), count(*) FROM records");
     let filled = pods::run_ok(client, pods::psql_client(namespace, "filler", name, &sql)).await;
     let (db_bytes, counted) = pods::last_line(&filled).split_once('|').unwrap();

@@ -5,17 +5,17 @@
 //! WAL segment is corrupted in the store, as a disk's rot would, and the next drill must fail
 //! saying so. Its own cluster: drills and archiving are configured for the whole operator.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use age::secrecy::ExposeSecret;
 use healthsystem_operator::api::{DrillStatus, HealthSystem};
-use healthsystem_test_support::objectstore::{self, BUCKET, Store};
+use healthsystem_test_support::archiving::{self, provision, segments, wait_new_segment};
+use healthsystem_test_support::objectstore::{self, Store};
 use healthsystem_test_support::wait::until;
 use healthsystem_test_support::{
     barman, chart, cluster, cnpg, node, operator, pods, restore, systems,
 };
-use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::json;
@@ -25,30 +25,6 @@ const ARCHIVE_TIMEOUT_SECONDS: u64 = 20;
 
 fn store() -> &'static Store {
     objectstore::shared()
-}
-
-fn write_config() -> PathBuf {
-    let mut config = node::operator_config();
-    let binary = Path::new(env!("CARGO_BIN_EXE_healthsystem-operator"));
-    config["images"]["operator"] = json!(node::operator_image(binary));
-    let recipient = age::x25519::Identity::generate().to_public().to_string();
-    config["backup"] = json!({
-        "objectStore": store().config(),
-        "recipients": [recipient],
-        "deadlineSeconds": 600,
-        "drills": { "namespace": restore::NAMESPACE, "deadlineSeconds": 900 },
-        "archiving": {
-            "enabled": true,
-            "archiveTimeout": format!("{ARCHIVE_TIMEOUT_SECONDS}s"),
-        },
-    });
-    config["database"]["engine"] = json!("CloudNativePG");
-    config["database"]["cloudNativePG"]["apiServer"] =
-        json!({ "cidrs": ["10.244.0.1/32"], "ports": [{ "port": 6443 }] });
-    let path = healthsystem_test_support::target_tmpdir()
-        .join(format!("physical-drill-config-{}.yaml", std::process::id()));
-    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-    path
 }
 
 /// The real-node cluster with CloudNativePG and the plugin, the restore namespace, and the
@@ -66,37 +42,17 @@ async fn setup() -> Client {
         "recipients": [identity.to_public().to_string()],
         "drills": { "namespace": restore::NAMESPACE },
     } } });
-    operator::use_config(write_config());
+    let binary = Path::new(env!("CARGO_BIN_EXE_healthsystem-operator"));
+    operator::use_config(archiving::operator_config(
+        "physical-drill",
+        binary,
+        &identity.to_public().to_string(),
+        ARCHIVE_TIMEOUT_SECONDS,
+        json!({ "namespace": restore::NAMESPACE, "deadlineSeconds": 900 }),
+    ));
     chart::operator_with_chart_access(&client, &values).await;
     operator::ensure_running(&client).await;
     client
-}
-
-/// Gives the system's namespace its own store credentials, as the platform's provisioning.
-async fn provision(client: &Client, namespace: &str) {
-    until(
-        &format!("namespace {namespace}"),
-        Duration::from_secs(60),
-        || async {
-            match Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-                .get_opt(namespace)
-                .await
-            {
-                Ok(Some(_)) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
-    let (access, secret_key) = store().add_archiving_user(namespace);
-    restore::create(
-        &Api::<Secret>::namespaced(client.clone(), namespace),
-        &restore::secret(
-            "backup-store-credentials",
-            &[("accessKeyId", &access), ("secretAccessKey", &secret_key)],
-        ),
-    )
-    .await;
 }
 
 async fn system(client: &Client, name: &str) -> HealthSystem {
@@ -137,34 +93,6 @@ async fn request_drill(client: &Client, name: &str, request: &str) {
         )
         .await
         .unwrap();
-}
-
-/// The archive's WAL segment files (not history files), oldest first, as paths in the store's
-/// folder.
-fn segments(namespace: &str) -> Vec<PathBuf> {
-    let wals = store()
-        .data
-        .join(BUCKET)
-        .join(namespace)
-        .join("archive/postgres/wals");
-    let mut out = Vec::new();
-    for folder in std::fs::read_dir(&wals).into_iter().flatten().flatten() {
-        if !folder.path().is_dir() {
-            continue;
-        }
-        for file in std::fs::read_dir(folder.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let name = file.file_name().to_string_lossy().into_owned();
-            if name.len() == "000000010000000000000001.gz".len() && name.ends_with(".gz") {
-                out.push(file.path());
-            }
-        }
-    }
-    out.sort_by_key(|p| p.file_name().map(|n| n.to_owned()));
-    out
 }
 
 /// Commits a row through the system's `database` Service as its application.
@@ -248,32 +176,14 @@ async fn a_physical_drill_of_a_sized_database_is_timed() {
     let namespace = format!("hs-{name}");
     provision(&client, &namespace).await;
     systems::wait_ready(&client, &name).await;
-    // Rows of about 1 KiB, 64 Ki rows per statement (as the logical backup's timed test).
     let rows = mib * 1024;
-    let mut sql = String::from("CREATE TABLE records (id bigint PRIMARY KEY, body text); ");
-    let mut start = 1;
-    while start <= rows {
-        let end = (start + 64 * 1024 - 1).min(rows);
-        sql.push_str(&format!(
-            "INSERT INTO records SELECT g, (SELECT string_agg(md5(g::text || ':' || i::text), '') \
-             FROM generate_series(1, 30) i) FROM generate_series({start}, {end}) g; "
-        ));
-        start = end + 1;
-    }
-    write(&client, &name, "fill", &sql).await;
+    write(&client, &name, "fill", &systems::fill_sql(mib)).await;
     let backup_seconds = base_backup(&client, &namespace).await;
     let written = segments(&namespace);
-    until(
-        "a segment archived after the base backup",
+    wait_new_segment(
+        &namespace,
+        &written,
         Duration::from_secs(ARCHIVE_TIMEOUT_SECONDS * 6),
-        || async {
-            let now = segments(&namespace);
-            if now.last() > written.last() {
-                Ok(())
-            } else {
-                Err(format!("{} segments", now.len()))
-            }
-        },
     )
     .await;
     request_drill(&client, &name, "sized").await;
@@ -305,17 +215,10 @@ async fn a_physical_drill_recovers_the_archive_and_a_corrupted_segment_fails_the
     // A drill starts on its own once the archive holds a base backup; the one asked for once
     // the marks' segment is archived must recover them all.
     let written = segments(&namespace);
-    until(
-        "the marks' segment archived",
+    wait_new_segment(
+        &namespace,
+        &written,
         Duration::from_secs(ARCHIVE_TIMEOUT_SECONDS * 6),
-        || async {
-            let now = segments(&namespace);
-            if now.last() > written.last() {
-                Ok(())
-            } else {
-                Err(format!("{} segments", now.len()))
-            }
-        },
     )
     .await;
     request_drill(&client, &name, "marks").await;
@@ -376,16 +279,10 @@ async fn a_physical_drill_recovers_the_archive_and_a_corrupted_segment_fails_the
         "INSERT INTO marks SELECT generate_series(501, 600)",
     )
     .await;
-    until(
-        "a segment archived after the corrupted one",
+    wait_new_segment(
+        &namespace,
+        &before,
         Duration::from_secs(ARCHIVE_TIMEOUT_SECONDS * 6),
-        || async {
-            let now = segments(&namespace);
-            match now.last() {
-                Some(last) if *last > rotten => Ok(()),
-                _ => Err(format!("{} segments", now.len())),
-            }
-        },
     )
     .await;
     request_drill(&client, &name, "after-rot").await;

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod archiving;
 pub mod barman;
 pub mod certificate;
 pub mod chart;

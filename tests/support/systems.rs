@@ -233,3 +233,20 @@ pub async fn has_warning(client: &Client, name: &str, reason: &str) -> Result<St
             format!("events: {seen:?}")
         })
 }
+
+/// SQL that makes the table `records` of `mib` × 1024 rows of about 1 KiB each (64 Ki rows
+/// per statement), to time backups and drills of a database of about that size.
+pub fn fill_sql(mib: u64) -> String {
+    let rows = mib * 1024;
+    let mut sql = String::from("CREATE TABLE records (id bigint PRIMARY KEY, body text); ");
+    let mut start = 1;
+    while start <= rows {
+        let end = (start + 64 * 1024 - 1).min(rows);
+        sql.push_str(&format!(
+            "INSERT INTO records SELECT g, (SELECT string_agg(md5(g::text || ':' || i::text), '') \
+             FROM generate_series(1, 30) i) FROM generate_series({start}, {end}) g; "
+        ));
+        start = end + 1;
+    }
+    sql
+}

@@ -26,7 +26,7 @@ use crate::resources::labels::{self, COMPONENT};
 /// How often a system whose drill waits for a free slot asks again.
 pub const SLOT_POLL: Duration = Duration::from_secs(30);
 
-/// What the drills of one system come to.
+/// What the drills of one system, of one line, come to.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {
     /// The newest drill's evidence (recorded before, or just now).
@@ -80,6 +80,57 @@ pub(super) fn recorded(job: &DynamicObject, message: Option<&str>) -> DrillStatu
             }
         }
     }
+}
+
+/// Which of a system's two backup lines a drill proves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Line {
+    /// The encrypted logical dumps.
+    Logical,
+    /// The WAL archive (its latest base backup and the WAL after it).
+    Physical,
+}
+
+/// Records a drill's evidence in `observed` (its last, and its last success when it passed),
+/// with an event on the system.
+pub(super) async fn record(
+    system: &HealthSystem,
+    ctx: &Context,
+    observed: &mut Observed,
+    status: DrillStatus,
+    line: Line,
+) {
+    let passed = status.result == "Passed";
+    if passed {
+        observed.last_success = Some(status.time.0);
+    }
+    let (reason, action) = match (line, passed) {
+        (Line::Logical, true) => ("BackupDrillPassed", "RestoreDrill"),
+        (Line::Logical, false) => ("BackupDrillFailed", "RestoreDrill"),
+        (Line::Physical, true) => ("PhysicalDrillPassed", "PhysicalDrill"),
+        (Line::Physical, false) => ("PhysicalDrillFailed", "PhysicalDrill"),
+    };
+    let type_ = if passed {
+        EventType::Normal
+    } else {
+        EventType::Warning
+    };
+    info!(
+        job = status.job,
+        result = status.result,
+        ?line,
+        "drill recorded"
+    );
+    crate::controller::runtime::events::publish(
+        &ctx.recorder,
+        &system.object_ref(&()),
+        type_,
+        reason.into(),
+        status.message.clone(),
+        action,
+    )
+    .await;
+    observed.last = Some(status);
 }
 
 /// Whether a drill starts now (`Ok`): once there is a backup to prove, when asked (a
@@ -156,30 +207,7 @@ pub async fn drill(
             job,
             crate::controller::runtime::job_state::termination_message(pod.as_ref()).as_deref(),
         );
-        let passed = status.result == "Passed";
-        if passed {
-            observed.last_success = Some(status.time.0);
-        }
-        let (type_, reason) = if passed {
-            (EventType::Normal, "BackupDrillPassed")
-        } else {
-            (EventType::Warning, "BackupDrillFailed")
-        };
-        info!(
-            job = status.job,
-            result = status.result,
-            "restore drill recorded"
-        );
-        crate::controller::runtime::events::publish(
-            &ctx.recorder,
-            &system.object_ref(&()),
-            type_,
-            reason.into(),
-            status.message.clone(),
-            "RestoreDrill",
-        )
-        .await;
-        observed.last = Some(status);
+        record(system, ctx, &mut observed, status, Line::Logical).await;
     }
 
     if mine.iter().any(|j| !finished(j)) {

@@ -17,12 +17,11 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, PostParams};
-use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
 use tracing::{info, warn};
 
-use super::drills::{SLOT_POLL, due, recorded};
+use super::drills::{Line, Observed, SLOT_POLL, due, record, recorded};
 use crate::api::{ArchiveStatus, DrillStatus, HealthSystem};
 use crate::controller::context::Context;
 use crate::controller::database::credentials::password;
@@ -37,17 +36,6 @@ use crate::resources::physical_drill::{self as physical, COMPONENT_NAME};
 /// How often a running physical drill is looked at (its Cluster's recovery and the check's
 /// pod wake nothing here between the watch events).
 const POLL: Duration = Duration::from_secs(15);
-
-/// What the physical drills of one system come to.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Observed {
-    /// The newest drill's evidence (recorded before, or just now).
-    pub last: Option<DrillStatus>,
-    /// When the newest drill that passed started.
-    pub last_success: Option<Timestamp>,
-    /// When to look again.
-    pub wake: Option<Duration>,
-}
 
 fn created(object: &DynamicObject) -> Option<Timestamp> {
     object.metadata.creation_timestamp.as_ref().map(|t| t.0)
@@ -154,7 +142,7 @@ pub async fn drill(
             .await
             .at(Step::Drill, format!("Job {}", job.name_any()))?;
         let status = recorded(job, termination_message(pod.as_ref()).as_deref());
-        record(system, ctx, &mut observed, status).await;
+        record(system, ctx, &mut observed, status, Line::Physical).await;
     }
 
     // 2. A running drill, one step on.
@@ -180,6 +168,7 @@ pub async fn drill(
                         ctx,
                         &mut observed,
                         ended(cluster, now, "Deadline", message),
+                        Line::Physical,
                     )
                     .await;
                     remove(ctx, namespace, &drill).await?;
@@ -189,6 +178,7 @@ pub async fn drill(
                         ctx,
                         &mut observed,
                         ended(cluster, now, "RecoveryFailed", why),
+                        Line::Physical,
                     )
                     .await;
                     remove(ctx, namespace, &drill).await?;
@@ -280,39 +270,6 @@ fn running(
         .collect();
     started.retain(|(name, at)| !visible.contains(name) && now.duration_since(*at).as_secs() < 120);
     jobs.iter().filter(|j| !finished(j)).count() + clusters.len() + started.len()
-}
-
-/// Records a drill's evidence in `observed`, with an event.
-async fn record(
-    system: &HealthSystem,
-    ctx: &Context,
-    observed: &mut Observed,
-    status: DrillStatus,
-) {
-    let passed = status.result == "Passed";
-    if passed {
-        observed.last_success = Some(status.time.0);
-    }
-    let (type_, reason) = if passed {
-        (EventType::Normal, "PhysicalDrillPassed")
-    } else {
-        (EventType::Warning, "PhysicalDrillFailed")
-    };
-    info!(
-        drill = status.job,
-        result = status.result,
-        "physical drill recorded"
-    );
-    crate::controller::runtime::events::publish(
-        &ctx.recorder,
-        &system.object_ref(&()),
-        type_,
-        reason.into(),
-        status.message.clone(),
-        "PhysicalDrill",
-    )
-    .await;
-    observed.last = Some(status);
 }
 
 /// Why CloudNativePG's recovery of the drill failed, if it did: its recovery pod failed (the
