@@ -47,6 +47,8 @@ pub struct Record {
     pub physical_drill_last_success: Option<f64>,
     pub physical_drill_passed: Option<bool>,
     pub physical_drill_duration: Option<f64>,
+    /// BackupReady is False for want of a recent proof only.
+    pub backup_unverified: bool,
     pub namespace: Box<str>,
     pub tier: Box<str>,
     pub ownership: Box<str>,
@@ -83,7 +85,7 @@ impl Record {
 
 /// The families, in the order of [`Fleet::descs`]: name, help, label names (sorted, as the
 /// exposition writes them).
-const FAMILIES: [(&str, &str, &[&str]); 22] = [
+const FAMILIES: [(&str, &str, &[&str]); 23] = [
     (
         "ready",
         "1 when the HealthSystem is Ready, 0 otherwise.",
@@ -192,6 +194,11 @@ const FAMILIES: [(&str, &str, &[&str]); 22] = [
     (
         "backup_physical_drill_duration_seconds",
         "How long the last physical drill took, from its Cluster's creation to its check's end.",
+        &["healthsystem"],
+    ),
+    (
+        "backup_unverified",
+        "1 while BackupReady is False only because no restore drill has proven the backups recently (BackupUnverified), 0 otherwise.",
         &["healthsystem"],
     ),
 ];
@@ -349,6 +356,7 @@ impl Collector for Fleet {
             if let Some(seconds) = r.physical_drill_duration {
                 push(21, &[name], seconds);
             }
+            push(22, &[name], flag(r.backup_unverified));
         }
         drop(systems);
         self.descs

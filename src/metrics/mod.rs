@@ -244,6 +244,9 @@ impl Metrics {
             for condition in &status.conditions {
                 record.condition(&condition.type_, condition.status == "True");
             }
+            record.backup_unverified = status.conditions.iter().any(|c| {
+                c.type_ == "BackupReady" && c.reason == crate::controller::status::BACKUP_UNVERIFIED
+            });
             if let Some(time) = backup.and_then(|b| b.last_successful_time.as_ref()) {
                 record.backup_last_success = Some(time.0.as_second() as f64);
             }
@@ -444,6 +447,7 @@ mod tests {
                 r#"healthsystem_backup_physical_drill_last_success_timestamp_seconds{healthsystem="a"} 1767225640"#,
                 r#"healthsystem_backup_physical_drill_passed{healthsystem="a"} 0"#,
                 r#"healthsystem_backup_rpo_seconds{healthsystem="a"} 86400"#,
+                r#"healthsystem_backup_unverified{healthsystem="a"} 0"#,
                 r#"healthsystem_condition{condition="BackupReady",healthsystem="a"} 0"#,
                 r#"healthsystem_condition{condition="Ready",healthsystem="a"} 1"#,
                 r#"healthsystem_created_timestamp_seconds{healthsystem="a"} 1767225600"#,
@@ -489,7 +493,7 @@ mod tests {
         assert_eq!(series(&metrics, "a"), Vec::<String>::new());
         assert_eq!(
             series(&metrics, "b").len(),
-            27,
+            28,
             "the other system is untouched"
         );
     }
@@ -518,6 +522,32 @@ mod tests {
         );
         metrics.set_system(&a, &status("Ready", "Importing"), 86400.0);
         assert_eq!(since(&metrics), Vec::<String>::new());
+    }
+
+    /// Backups that only wait for a drill to prove them are told apart from missing ones, so
+    /// the critical alert leaves them to the drills' own.
+    #[test]
+    fn backups_waiting_for_their_proof_are_exposed_as_unverified() {
+        let metrics = Metrics::new();
+        let a = system("a", "Standard", "2");
+        let mut unproven = status("Ready", "Importing");
+        unproven.conditions[1].reason = crate::controller::status::BACKUP_UNVERIFIED.into();
+        metrics.set_system(&a, &unproven, 86400.0);
+        let unverified = |metrics: &Metrics| {
+            series(metrics, "a")
+                .into_iter()
+                .filter(|l| l.starts_with("healthsystem_backup_unverified"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            unverified(&metrics),
+            [r#"healthsystem_backup_unverified{healthsystem="a"} 1"#]
+        );
+        metrics.set_system(&a, &status("Ready", "Importing"), 86400.0);
+        assert_eq!(
+            unverified(&metrics),
+            [r#"healthsystem_backup_unverified{healthsystem="a"} 0"#]
+        );
     }
 
     /// A system on CloudNativePG: its instances, and each change of primary counted.
