@@ -59,12 +59,13 @@ pub fn evaluate(system: &HealthSystem, observed: &Observed, now: Timestamp) -> H
     refusals::report_refusals(&mut conditions, &observed.refused, stamp);
 
     // Monitoring is reported but does not gate readiness: a cluster without the Prometheus
-    // Operator still hosts systems.
+    // Operator still hosts systems. Nor do backups that only await a drill's proof: they
+    // exist, and a first drill may wait hours for a slot (its overdue alert has the say).
     // A refusal needs a person, so it speaks for the system before what merely waits.
     let gating = || {
-        conditions
-            .iter()
-            .filter(|c| c.type_ != types::MONITORING && c.status != "True")
+        conditions.iter().filter(|c| {
+            c.type_ != types::MONITORING && c.status != "True" && c.reason != BACKUP_UNVERIFIED
+        })
     };
     let blocking = gating()
         .find(|c| is_refusal(&c.reason))

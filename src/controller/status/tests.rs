@@ -876,3 +876,21 @@ fn with_drills_a_backup_counts_once_a_drill_proved_it_and_while_that_proof_is_re
     let status = evaluate(&system("24h", now), &fresh, now);
     assert_eq!(get(&status, types::BACKUP).reason, "AwaitingFirstBackup");
 }
+
+/// Backups that only wait for a drill's proof do not make the system unready: it serves, its
+/// backups exist, and a new system's first drill may wait hours for one of the fleet's slots
+/// (the drills' overdue alert says when that is too long).
+#[test]
+fn backups_awaiting_their_proof_leave_the_system_ready() {
+    let now = Timestamp::from_second(100 * HOUR).unwrap();
+    let created = Timestamp::from_second(90 * HOUR).unwrap();
+    let observed = Observed {
+        last_success: Some(Timestamp::from_second(99 * HOUR).unwrap()),
+        drill_max_age: Some(Duration::from_secs(336 * HOUR as u64)),
+        ..healthy()
+    };
+    let status = evaluate(&system("24h", created), &observed, now);
+    assert_eq!(get(&status, types::BACKUP).reason, BACKUP_UNVERIFIED);
+    assert_eq!(get(&status, types::READY).status, "True");
+    assert_eq!(status.phase, Some(Phase::Ready));
+}
