@@ -385,6 +385,16 @@ fn operator_metric_names() -> std::collections::BTreeSet<String> {
             .unwrap(),
         ),
         drill_success: "2026-11-29T10:00:00Z".parse().ok(),
+        // And whose archive a physical drill proved.
+        physical_drill: Some(
+            serde_json::from_value(serde_json::json!({
+                "time": "2026-11-29T11:00:00Z", "backup": "archive",
+                "durationSeconds": 48, "tables": 2, "rows": 10, "result": "Passed",
+                "message": "recovered", "job": "pdrill-x-check",
+            }))
+            .unwrap(),
+        ),
+        physical_drill_success: "2026-11-29T11:00:00Z".parse().ok(),
         // A system whose backup runs, whose last one is in the store, and which archives.
         backup_running_since: Some(k8s_openapi::jiff::Timestamp::now()),
         last_backup: Some(
