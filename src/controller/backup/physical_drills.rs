@@ -51,15 +51,20 @@ fn started(cluster: &DynamicObject) -> Option<Timestamp> {
         .or_else(|| created(cluster))
 }
 
+/// The physical drills' objects among `objects` (a system's, of one kind, in any namespace),
+/// copied out of the cache only once chosen: this runs on every reconcile of an archiving
+/// system, whose backup Jobs are among them.
 fn in_restore_namespace<'a>(
     objects: Vec<std::sync::Arc<crate::controller::cache::compact::Live>>,
     namespace: &'a str,
 ) -> impl Iterator<Item = DynamicObject> + 'a {
     objects
         .into_iter()
+        .filter(move |live| live.object.namespace().as_deref() == Some(namespace))
+        .filter(|live| {
+            live.object.labels().get(COMPONENT).map(String::as_str) == Some(COMPONENT_NAME)
+        })
         .map(|live| live.object.clone())
-        .filter(move |o| o.namespace().as_deref() == Some(namespace))
-        .filter(|o| o.labels().get(COMPONENT).map(String::as_str) == Some(COMPONENT_NAME))
 }
 
 /// Whether CloudNativePG has the recovered instance running.
