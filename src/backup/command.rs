@@ -77,6 +77,21 @@ pub struct RunArgs {
     final_backup: bool,
 }
 
+/// How long a drill (either kind) may take and where its evidence goes.
+#[derive(Debug, clap::Args)]
+pub struct DrillRunArgs {
+    /// The drill is stopped after this many seconds.
+    #[arg(long, env = "HS_DRILL_DEADLINE_SECONDS", default_value_t = 7200)]
+    deadline_seconds: u64,
+    /// Where the evidence is written besides stdout (the pod's termination message).
+    #[arg(
+        long,
+        env = "HS_DRILL_EVIDENCE",
+        default_value = "/dev/termination-log"
+    )]
+    evidence: std::path::PathBuf,
+}
+
 /// Settings of one restore drill.
 #[derive(Debug, clap::Args)]
 pub struct DrillArgs {
@@ -92,16 +107,8 @@ pub struct DrillArgs {
     /// a new system's bootstrap.
     #[arg(long, env = "HS_RESTORE_INTO_DATABASE")]
     into_database: bool,
-    /// The drill is stopped after this many seconds.
-    #[arg(long, env = "HS_DRILL_DEADLINE_SECONDS", default_value_t = 7200)]
-    deadline_seconds: u64,
-    /// Where the evidence is written besides stdout (the pod's termination message).
-    #[arg(
-        long,
-        env = "HS_DRILL_EVIDENCE",
-        default_value = "/dev/termination-log"
-    )]
-    evidence: std::path::PathBuf,
+    #[command(flatten)]
+    run: DrillRunArgs,
     /// The platform's age private key (AGE-SECRET-KEY-1...).
     #[arg(long, env = "HS_RESTORE_IDENTITY", hide_env_values = true)]
     identity: String,
@@ -125,11 +132,11 @@ pub fn drill(args: DrillArgs) -> anyhow::Result<()> {
         } else {
             super::drill::Target::Scratch(args.scratch)
         },
-        deadline: Duration::from_secs(args.deadline_seconds),
+        deadline: Duration::from_secs(args.run.deadline_seconds),
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let evidence = runtime.block_on(super::drill::run(&drill));
-    report(&evidence, &args.evidence)
+    report(&evidence, &args.run.evidence)
 }
 
 /// Settings of a physical drill's check.
@@ -144,16 +151,8 @@ pub struct ArchiveDrillArgs {
     /// before then.
     #[arg(long, env = "HS_DRILL_ARCHIVED_BEFORE")]
     archived_before: k8s_openapi::jiff::Timestamp,
-    /// The check is stopped after this many seconds.
-    #[arg(long, env = "HS_DRILL_DEADLINE_SECONDS", default_value_t = 7200)]
-    deadline_seconds: u64,
-    /// Where the evidence is written besides stdout (the pod's termination message).
-    #[arg(
-        long,
-        env = "HS_DRILL_EVIDENCE",
-        default_value = "/dev/termination-log"
-    )]
-    evidence: std::path::PathBuf,
+    #[command(flatten)]
+    run: DrillRunArgs,
 }
 
 /// Checks a physical drill's recovered Cluster, prints its evidence as one JSON line and
@@ -166,11 +165,11 @@ pub fn archive_drill(args: ArchiveDrillArgs) -> anyhow::Result<()> {
         server: args.server,
         database: database_from_env()?,
         archived_before: args.archived_before,
-        deadline: Duration::from_secs(args.deadline_seconds),
+        deadline: Duration::from_secs(args.run.deadline_seconds),
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let evidence = runtime.block_on(super::archive_drill::run(&drill));
-    report(&evidence, &args.evidence)
+    report(&evidence, &args.run.evidence)
 }
 
 /// Prints a drill's evidence, writes it to `path` (the termination message), and fails when

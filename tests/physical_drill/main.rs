@@ -81,6 +81,18 @@ async fn drill_answering(client: &Client, name: &str, request: Option<&str>) -> 
     .await
 }
 
+/// Waits until what was written so far is in the archive: a segment newer than every one
+/// archived now (the one being written is archived only once it is switched).
+async fn archived_so_far(namespace: &str) {
+    let now = segments(namespace);
+    wait_new_segment(
+        namespace,
+        &now,
+        Duration::from_secs(ARCHIVE_TIMEOUT_SECONDS * 6),
+    )
+    .await;
+}
+
 /// Asks for a drill of the system now, answering `request`.
 async fn request_drill(client: &Client, name: &str, request: &str) {
     Api::<HealthSystem>::all(client.clone())
@@ -179,13 +191,7 @@ async fn a_physical_drill_of_a_sized_database_is_timed() {
     let rows = mib * 1024;
     write(&client, &name, "fill", &systems::fill_sql(mib)).await;
     let backup_seconds = base_backup(&client, &namespace).await;
-    let written = segments(&namespace);
-    wait_new_segment(
-        &namespace,
-        &written,
-        Duration::from_secs(ARCHIVE_TIMEOUT_SECONDS * 6),
-    )
-    .await;
+    archived_so_far(&namespace).await;
     request_drill(&client, &name, "sized").await;
     let drill = drill_answering(&client, &name, Some("sized")).await;
     assert_eq!(drill.result, "Passed", "{drill:?}");
@@ -214,13 +220,7 @@ async fn a_physical_drill_recovers_the_archive_and_a_corrupted_segment_fails_the
 
     // A drill starts on its own once the archive holds a base backup; the one asked for once
     // the marks' segment is archived must recover them all.
-    let written = segments(&namespace);
-    wait_new_segment(
-        &namespace,
-        &written,
-        Duration::from_secs(ARCHIVE_TIMEOUT_SECONDS * 6),
-    )
-    .await;
+    archived_so_far(&namespace).await;
     request_drill(&client, &name, "marks").await;
     let started = Instant::now();
     let first = drill_answering(&client, &name, Some("marks")).await;
